@@ -1,0 +1,10 @@
+//! What the gateway's functions share: the Alipay protocol (pure), money and identifiers.
+
+pub mod alipay;
+pub mod china_time;
+pub mod ids;
+pub mod money;
+
+pub use alipay::keys::{AppPrivateKey, KeyError, PublicKey, VerifyError};
+pub use alipay::signer::{LocalKeySigner, SignError, Signer};
+pub use money::{Amount, AmountError};
