@@ -167,10 +167,11 @@ pub fn verify_fields(
     fields: &BTreeMap<String, String>,
     alipay_key: &PublicKey,
 ) -> Result<(), NotifyError> {
-    if let Some(charset) = fields.get("charset") {
-        if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
-            return Err(NotifyError::UnsupportedCharset(charset.clone()));
-        }
+    if let Some(charset) = fields.get("charset")
+        && !charset.eq_ignore_ascii_case("utf-8")
+        && !charset.eq_ignore_ascii_case("utf8")
+    {
+        return Err(NotifyError::UnsupportedCharset(charset.clone()));
     }
     match fields.get("sign_type").map(String::as_str) {
         Some("RSA2") => {}

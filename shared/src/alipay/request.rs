@@ -196,10 +196,10 @@ impl UnsignedRequest {
         params.insert("sign_type", "RSA2".to_owned());
         params.insert("timestamp", china_timestamp(now_unix_seconds));
         params.insert("version", "1.0".to_owned());
-        if request.takes_notify_url() {
-            if let Some(url) = &app.notify_url {
-                params.insert("notify_url", url.clone());
-            }
+        if request.takes_notify_url()
+            && let Some(url) = &app.notify_url
+        {
+            params.insert("notify_url", url.clone());
         }
         if let Some(url) = request.return_url() {
             params.insert("return_url", url.to_owned());

@@ -1,0 +1,236 @@
+//! The CLI as a process: stdin, stdout, stderr and exit codes.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn vectors() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("alipay-vectors.json")).expect("vectors");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn text_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .expect(pointer)
+}
+
+/// A file in a fresh per-test directory; the CLI reads keys from files.
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("alipay-cli-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    path
+}
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alipay-cli"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn alipay-cli");
+    // A usage error exits before reading stdin; the broken pipe that causes is expected.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn sign_reproduces_the_java_sdk_vectors_from_stdin() {
+    let vectors = vectors();
+    let key = temp_file(
+        "vector_key.txt",
+        text_at(&vectors, "/request_signing/app_private_key_pkcs8_base64"),
+    );
+    for case in vectors
+        .pointer("/request_signing/cases")
+        .and_then(Value::as_array)
+        .expect("cases")
+    {
+        let stdin = serde_json::to_vec(&case["params"]).expect("params");
+        let output = run(
+            &["sign", "--private-key", key.to_str().expect("path")],
+            &stdin,
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer = stdout_json(&output);
+        assert_eq!(answer["signing_string"], case["signing_string"]);
+        assert_eq!(answer["sign"], case["expected_sign"]);
+    }
+}
+
+#[test]
+fn sign_takes_pem_keys_too() {
+    let key = fixtures().join("keys/app_private_key_pkcs8.pem");
+    let output = run(
+        &["sign", "--private-key", key.to_str().expect("path")],
+        br#"{"b":"2","a":"1","sign":"x","e":""}"#,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout_json(&output)["signing_string"], "a=1&b=2");
+}
+
+#[test]
+fn verify_notify_accepts_the_real_notification_and_rejects_a_tampered_one() {
+    let vectors = vectors();
+    let key = temp_file(
+        "alipay_key.txt",
+        text_at(
+            &vectors,
+            "/notify_verification/alipay_public_key_spki_base64",
+        ),
+    );
+    let key = key.to_str().expect("path");
+    let body = text_at(&vectors, "/notify_verification/valid/form_body");
+
+    let output = run(
+        &["verify-notify", "--alipay-public-key", key],
+        body.as_bytes(),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let notification = stdout_json(&output);
+    assert_eq!(notification["out_trade_no"], "20190815155618536-564-57");
+    assert_eq!(notification["total_amount"], "0.10");
+    assert_eq!(notification["trade_status"], "TRADE_SUCCESS");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("2088102534368455"));
+
+    let tampered = body.replace("total_amount=0.10", "total_amount=100.00");
+    let output = run(
+        &["verify-notify", "--alipay-public-key", key],
+        tampered.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("signature"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one-line reason");
+}
+
+#[test]
+fn verify_response_prints_the_verified_object() {
+    let content = r#"{"code":"10000","msg":"Success","trade_no":"2026","out_trade_no":"o_1","fund_change":"Y","refund_fee":"1.00","note":"}\"{"}"#;
+    let key = shared::AppPrivateKey::parse(
+        &std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key"),
+    )
+    .expect("key");
+    let raw = shared::LocalKeySigner::new(&key)
+        .sign_now(content.as_bytes())
+        .expect("sign");
+    use base64::Engine as _;
+    let sign = base64::engine::general_purpose::STANDARD.encode(raw);
+    let body = format!(r#"{{"alipay_trade_refund_response":{content},"sign":"{sign}"}}"#);
+    let public = fixtures().join("keys/alipay_public_key.pem");
+    let args = [
+        "verify-response",
+        "--alipay-public-key",
+        public.to_str().expect("path"),
+        "--method",
+        "alipay.trade.refund",
+    ];
+
+    let output = run(&args, body.as_bytes());
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim_end(), content);
+
+    let output = run(&args, body.replace("1.00", "9.00").as_bytes());
+    assert_eq!(output.status.code(), Some(1));
+
+    let mut wrong_method = args;
+    wrong_method[4] = "alipay.trade.query";
+    let output = run(&wrong_method, body.as_bytes());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("alipay_trade_query_response"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let public = fixtures().join("keys/app_public_key.pem");
+    let public = public.to_str().expect("path");
+    let private = fixtures().join("keys/app_private_key.pem");
+    let private = private.to_str().expect("path");
+    let cases: Vec<(Vec<&str>, &[u8], &str)> = vec![
+        (vec![], b"", "Usage"),
+        (vec!["sign"], b"{}", "--private-key"),
+        (vec!["frobnicate"], b"", "unrecognized"),
+        (
+            vec!["sign", "--private-key", "/nonexistent/key.pem"],
+            b"{}",
+            "cannot read",
+        ),
+        (
+            vec!["sign", "--private-key", public],
+            b"{}",
+            "a private key belongs here",
+        ),
+        (
+            vec!["sign", "--private-key", private],
+            b"not json",
+            "JSON object",
+        ),
+        (
+            vec!["sign", "--private-key", private],
+            br#"{"a":1}"#,
+            "must be a string",
+        ),
+        (
+            vec!["verify-notify", "--alipay-public-key", private],
+            b"a=b",
+            "Alipay's public key",
+        ),
+        (
+            vec!["verify-response", "--alipay-public-key", public],
+            b"{}",
+            "--method",
+        ),
+    ];
+    for (args, stdin, needle) in cases {
+        let output = run(&args, stdin);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_explains_keys_and_exit_codes() {
+    let output = run(&["--help"], b"");
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "sign",
+        "verify-notify",
+        "verify-response",
+        "Exit status",
+        "PKCS#8",
+    ] {
+        assert!(help.contains(needle), "{needle}");
+    }
+}
