@@ -4,11 +4,12 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit bench fmt
+.PHONY: help test lint unit bench fmt moto
 
 help:
-	@echo "make test   - the whole test suite: fmt, clippy, unit, integration and CLI tests"
-	@echo "make bench  - RSA2 sign/verify speed (rsa crate) next to 'openssl speed rsa2048'"
+	@echo "make test   - the whole test suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto) and CLI tests"
+	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
+	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto"
 
 ## The README's test command. CI runs exactly this.
 test: lint unit
@@ -17,12 +18,18 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# Unit, property, vector, CLI and integration tests; the integration tests run against the
+# local AWS stand-in (moto), which scripts/with-moto.sh installs, starts and stops.
 unit:
-	$(CARGO) test --workspace --locked
+	scripts/with-moto.sh $(CARGO) test --workspace --locked
 
 fmt:
 	$(CARGO) fmt --all
 
 bench:
 	$(CARGO) bench -p shared --bench rsa2
+	scripts/with-moto.sh $(CARGO) bench -p gateway-tests --bench store
 	@command -v openssl >/dev/null && openssl speed -seconds 3 rsa2048 2>/dev/null | tail -2 || echo "openssl not found"
+
+moto:
+	@url=$$(scripts/moto.sh start) && echo "export AWS_ENDPOINT_URL=$$url AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1"

@@ -1,9 +1,12 @@
 //! What the gateway's functions share: the Alipay protocol (pure), money and identifiers.
 
 pub mod alipay;
+pub mod aws;
 pub mod china_time;
+pub mod domain;
 pub mod ids;
 pub mod money;
+pub mod store;
 
 pub use alipay::keys::{AppPrivateKey, KeyError, PublicKey, VerifyError};
 pub use alipay::signer::{LocalKeySigner, SignError, Signer};

@@ -23,6 +23,7 @@ Examples:
   echo '{\"app_id\":\"2021000123456789\",\"method\":\"alipay.trade.query\",\"sign_type\":\"RSA2\"}' \\
     | alipay-cli sign --private-key app_private_key.pem
   alipay-cli verify-notify --alipay-public-key alipay_public_key.txt < notify_body.txt
+  alipay-cli public-key --kms-key-id alias/my-stack-alipay-app-key
   curl -s ... | alipay-cli verify-response --alipay-public-key alipay_public_key.txt \\
     --method alipay.trade.refund";
 
@@ -48,6 +49,14 @@ enum Command {
         /// Alipay's public key (支付宝公钥), not the application's own.
         #[arg(long, value_name = "FILE")]
         alipay_public_key: PathBuf,
+    },
+    /// Print the public half of the KMS signing key as bare Base64 SPKI: the text to paste into
+    /// Alipay's open platform as the application public key (应用公钥). Uses the usual AWS
+    /// environment (AWS_REGION, credentials, AWS_ENDPOINT_URL).
+    PublicKey {
+        /// Key id, key ARN, alias (alias/NAME) or alias ARN.
+        #[arg(long, value_name = "ID")]
+        kms_key_id: String,
     },
     /// Verify a synchronous response. Stdin: the raw response body. Stdout: the verified
     /// `*_response` object as JSON.
@@ -119,6 +128,22 @@ fn run(command: Command) -> Result<String, Failure> {
             let notification = verify_notification(&read_stdin()?, &key)
                 .map_err(|e| Failure::NotGenuine(e.to_string()))?;
             serde_json::to_string(&notification).map_err(|e| Failure::Usage(e.to_string()))
+        }
+        Command::PublicKey { kms_key_id } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(async {
+                let config = shared::aws::load_config().await;
+                let signer =
+                    shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), kms_key_id);
+                let key = signer
+                    .public_key()
+                    .await
+                    .map_err(|e| Failure::Usage(e.to_string()))?;
+                Ok(key.to_spki_base64())
+            })
         }
         Command::VerifyResponse {
             alipay_public_key,

@@ -234,3 +234,32 @@ fn help_explains_keys_and_exit_codes() {
         assert!(help.contains(needle), "{needle}");
     }
 }
+
+#[tokio::test]
+async fn public_key_prints_what_alipay_asks_for_from_kms() {
+    let env = gateway_tests::support::TestEnv::new().await;
+    let expected = env
+        .kms_signer()
+        .public_key()
+        .await
+        .expect("public key")
+        .to_spki_base64();
+    let output = run(&["public-key", "--kms-key-id", &env.key_alias], b"");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert_eq!(printed, expected);
+    assert!(
+        !printed.contains("BEGIN"),
+        "bare Base64, as the open platform wants it"
+    );
+    assert!(shared::PublicKey::parse(&printed).is_ok());
+
+    let output = run(&["public-key", "--kms-key-id", "alias/nope"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("NotFound"));
+}

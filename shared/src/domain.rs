@@ -1,0 +1,317 @@
+//! Orders and refunds: their states, the legal transitions between them, and what caused each
+//! change. Pure: the store enforces these rules with conditional writes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::china_time::ChinaDateTime;
+use crate::ids::{OutRequestNo, OutTradeNo, Subject};
+use crate::money::Amount;
+
+/// The only currency Alipay's domestic cashier settles in; kept explicit so that cross-border
+/// payments can add others without a schema change.
+pub const CNY: &str = "CNY";
+
+/// Which Alipay cashier the buyer pays in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// PC web (`alipay.trade.page.pay`).
+    Page,
+    /// Mobile web (`alipay.trade.wap.pay`).
+    Wap,
+    /// The Alipay app SDK (`alipay.trade.app.pay`).
+    App,
+    /// A QR code to scan (`alipay.trade.precreate`).
+    Qr,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Page => "page",
+            Channel::Wap => "wap",
+            Channel::App => "app",
+            Channel::Qr => "qr",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Channel> {
+        match text {
+            "page" => Some(Channel::Page),
+            "wap" => Some(Channel::Wap),
+            "app" => Some(Channel::App),
+            "qr" => Some(Channel::Qr),
+            _ => None,
+        }
+    }
+}
+
+/// An order's trade state. Refunds do not change it: how much of a paid order was refunded is
+/// in its `refunded` and `refundable` amounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Created, waiting for the buyer.
+    Created,
+    /// Paid (`TRADE_SUCCESS`); refundable.
+    Paid,
+    /// Paid and no longer refundable (`TRADE_FINISHED`).
+    Finished,
+    /// Closed unpaid.
+    Closed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "CREATED",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Finished => "FINISHED",
+            OrderStatus::Closed => "CLOSED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        match text {
+            "CREATED" => Some(OrderStatus::Created),
+            "PAID" => Some(OrderStatus::Paid),
+            "FINISHED" => Some(OrderStatus::Finished),
+            "CLOSED" => Some(OrderStatus::Closed),
+            _ => None,
+        }
+    }
+
+    /// CREATED → PAID → FINISHED; CREATED → FINISHED (a first notification may already say
+    /// finished); CREATED → CLOSED.
+    pub fn can_become(self, next: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, next),
+            (Created, Paid) | (Created, Finished) | (Paid, Finished) | (Created, Closed)
+        )
+    }
+
+    /// Whether an order in this state already reflects `next` (so that asking for `next` again
+    /// is a duplicate, not an error): a finished order has been paid.
+    pub fn already(self, next: OrderStatus) -> bool {
+        self == next || (self == OrderStatus::Finished && next == OrderStatus::Paid)
+    }
+
+    pub fn is_paid(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::Finished)
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a merchant asks for when creating a payment. Two requests with the same
+/// `out_trade_no` are the same request exactly when their fingerprints are equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub out_trade_no: OutTradeNo,
+    pub amount: Amount,
+    pub subject: Subject,
+    pub channel: Channel,
+    pub return_url: Option<String>,
+    pub time_expire: Option<ChinaDateTime>,
+}
+
+impl NewOrder {
+    /// SHA-256 over the fields that define the order, length-prefixed so that no two
+    /// different requests can collide by shifting text between fields.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for field in [
+            self.out_trade_no.as_str(),
+            &self.amount.fen().to_string(),
+            self.subject.as_str(),
+            self.channel.as_str(),
+            self.return_url.as_deref().unwrap_or(""),
+            self.time_expire.as_ref().map_or("", ChinaDateTime::as_str),
+        ] {
+            hash.update((field.len() as u64).to_be_bytes());
+            hash.update(field.as_bytes());
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// An order as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Order {
+    pub out_trade_no: OutTradeNo,
+    pub amount: Amount,
+    pub currency: String,
+    pub subject: Subject,
+    pub channel: Channel,
+    pub status: OrderStatus,
+    pub return_url: Option<String>,
+    pub time_expire: Option<String>,
+    /// Alipay's trade number, known once Alipay reports the trade.
+    pub trade_no: Option<String>,
+    pub paid_amount: Option<Amount>,
+    pub paid_at: Option<String>,
+    /// Refunds that Alipay confirmed.
+    pub refunded: Amount,
+    /// What may still be refunded: paid, less confirmed and pending refunds.
+    pub refundable: Amount,
+    pub buyer_id_masked: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// Incremented by every change.
+    pub version: u64,
+    #[serde(skip)]
+    pub fingerprint: String,
+}
+
+impl Order {
+    /// True when confirmed refunds add up to everything that was paid.
+    pub fn fully_refunded(&self) -> bool {
+        self.status.is_paid() && !self.refunded.is_zero() && Some(self.refunded) == self.paid_amount
+    }
+}
+
+/// What Alipay reported about a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub trade_no: String,
+    pub amount: Amount,
+    pub paid_at: Option<String>,
+    pub buyer_id_masked: Option<String>,
+    /// `TRADE_FINISHED`: paid and no longer refundable.
+    pub finished: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundStatus {
+    /// Reserved against the order; Alipay's outcome not yet known.
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "PENDING",
+            RefundStatus::Succeeded => "SUCCEEDED",
+            RefundStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RefundStatus> {
+        match text {
+            "PENDING" => Some(RefundStatus::Pending),
+            "SUCCEEDED" => Some(RefundStatus::Succeeded),
+            "FAILED" => Some(RefundStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A refund asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRefund {
+    pub out_request_no: OutRequestNo,
+    pub amount: Amount,
+    pub reason: Option<String>,
+}
+
+/// A refund as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refund {
+    pub out_trade_no: OutTradeNo,
+    pub out_request_no: OutRequestNo,
+    pub amount: Amount,
+    pub reason: Option<String>,
+    pub status: RefundStatus,
+    /// Alipay's `sub_code` when the refund failed.
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// How a pending refund ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundOutcome {
+    Succeeded,
+    Failed { code: String, message: String },
+}
+
+/// What caused a change, for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Cause {
+    /// A merchant API call.
+    Api { route: String },
+    /// An Alipay notification.
+    Notify { notify_id: String },
+    /// Alipay's answer to one of our calls (refund, refund query, trade query).
+    AlipayAnswer { method: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderStatus::*;
+
+    #[test]
+    fn only_the_documented_transitions_are_legal() {
+        let all = [Created, Paid, Finished, Closed];
+        let mut legal = vec![];
+        for from in all {
+            for to in all {
+                if from.can_become(to) {
+                    legal.push((from, to));
+                }
+            }
+        }
+        assert_eq!(
+            legal,
+            vec![
+                (Created, Paid),
+                (Created, Finished),
+                (Created, Closed),
+                (Paid, Finished)
+            ]
+        );
+    }
+
+    #[test]
+    fn repeats_are_recognised() {
+        assert!(Paid.already(Paid));
+        assert!(Finished.already(Paid));
+        assert!(!Paid.already(Finished));
+        assert!(!Closed.already(Paid));
+    }
+
+    #[test]
+    fn fingerprints_separate_fields() {
+        let order = |subject: &str, return_url: Option<&str>| NewOrder {
+            out_trade_no: OutTradeNo::parse("o_1").expect("id"),
+            amount: Amount::parse("1.00").expect("amount"),
+            subject: Subject::parse(subject).expect("subject"),
+            channel: Channel::Page,
+            return_url: return_url.map(str::to_owned),
+            time_expire: None,
+        };
+        assert_eq!(
+            order("ab", None).fingerprint(),
+            order("ab", None).fingerprint()
+        );
+        assert_ne!(
+            order("ab", None).fingerprint(),
+            order("a", Some("b")).fingerprint()
+        );
+        assert_eq!(order("ab", None).fingerprint().len(), 64);
+    }
+}

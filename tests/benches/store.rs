@@ -1,0 +1,130 @@
+//! Latency of each store operation and of a KMS signature against the local stand-in, with the
+//! AWS round trips each makes. Run with `make bench` (which starts the stand-in).
+//! The figures measure this code plus moto on loopback, not real DynamoDB or KMS.
+
+use std::time::{Duration, Instant};
+
+use gateway_tests::support::{TestEnv, now_ms};
+use shared::Amount;
+use shared::alipay::signer::sign_base64;
+use shared::domain::{Cause, Channel, NewOrder, NewRefund, Payment, RefundOutcome};
+use shared::ids::{OutRequestNo, OutTradeNo, Subject};
+use shared::store::Reserved;
+
+const ROUNDS: usize = 200;
+
+struct Samples(&'static str, &'static str, Vec<Duration>);
+
+impl Samples {
+    fn print(mut self) {
+        self.2.sort();
+        let at = |q: f64| self.2[((self.2.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+        println!(
+            "{:<28} {:>16} {:>8.2} {:>8.2} {:>8.2}",
+            self.0,
+            self.1,
+            at(0.5),
+            at(0.9),
+            at(0.99)
+        );
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let env = TestEnv::new().await;
+    let api = Cause::Api {
+        route: "bench".into(),
+    };
+    let (mut create, mut paid, mut reserve, mut settle, mut read, mut sign) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let signer = env.kms_signer();
+    signer.public_key().await.expect("public key");
+    for round in 0..ROUNDS {
+        let out_trade_no = OutTradeNo::parse(format!("bench_{round}")).expect("id");
+        let order = NewOrder {
+            out_trade_no: out_trade_no.clone(),
+            amount: Amount::parse("299.00").expect("amount"),
+            subject: Subject::parse("bench").expect("subject"),
+            channel: Channel::Qr,
+            return_url: None,
+            time_expire: None,
+        };
+        let t = Instant::now();
+        env.store
+            .create_order(&order, &api, now_ms())
+            .await
+            .expect("create");
+        create.push(t.elapsed());
+
+        let payment = Payment {
+            trade_no: format!("2026{round}"),
+            amount: order.amount,
+            paid_at: None,
+            buyer_id_masked: None,
+            finished: false,
+        };
+        let t = Instant::now();
+        env.store
+            .mark_paid(&out_trade_no, &payment, &api, now_ms())
+            .await
+            .expect("paid");
+        paid.push(t.elapsed());
+
+        let refund = NewRefund {
+            out_request_no: OutRequestNo::parse("r_1").expect("id"),
+            amount: Amount::parse("1.00").expect("amount"),
+            reason: None,
+        };
+        let t = Instant::now();
+        // An SDK retry after a lost answer finds the refund already reserved: same refund.
+        let (Reserved::New(refund) | Reserved::Existing(refund)) = env
+            .store
+            .reserve_refund(&out_trade_no, &refund, &api, now_ms())
+            .await
+            .expect("reserve");
+        reserve.push(t.elapsed());
+
+        let t = Instant::now();
+        env.store
+            .settle_refund(&refund, &RefundOutcome::Succeeded, &api, now_ms())
+            .await
+            .expect("settle");
+        settle.push(t.elapsed());
+
+        let t = Instant::now();
+        env.store
+            .get_order_with_refunds(&out_trade_no)
+            .await
+            .expect("read");
+        read.push(t.elapsed());
+
+        let t = Instant::now();
+        sign_base64(
+            &signer,
+            "app_id=2021000123456789&biz_content={}&method=alipay.trade.refund",
+        )
+        .await
+        .expect("sign");
+        sign.push(t.elapsed());
+    }
+    println!(
+        "{ROUNDS} rounds against the local stand-in (moto, serialized) on loopback; milliseconds"
+    );
+    println!(
+        "{:<28} {:>16} {:>8} {:>8} {:>8}",
+        "operation", "AWS calls", "p50", "p90", "p99"
+    );
+    Samples("create order", "1 TransactWrite", create).print();
+    Samples("mark paid", "1 Transact+1 Get", paid).print();
+    Samples("reserve refund", "1 TransactWrite", reserve).print();
+    Samples("settle refund", "1 TransactWrite", settle).print();
+    Samples("order with refunds", "1 Query", read).print();
+    Samples("KMS sign (RAW)", "1 kms:Sign", sign).print();
+}

@@ -1,0 +1,666 @@
+//! The order store against DynamoDB on the local stand-in: every legal and illegal transition,
+//! idempotency, races, and the audit trail.
+
+use std::sync::Arc;
+
+use gateway_tests::support::{TestEnv, now_ms};
+use shared::Amount;
+use shared::domain::{
+    Cause, Channel, NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus,
+};
+use shared::ids::{OutRequestNo, OutTradeNo, Subject};
+use shared::store::{AUDIT_RETENTION_DAYS, Created, Reserved, StoreError, Transition};
+
+fn id(text: &str) -> OutTradeNo {
+    OutTradeNo::parse(text).expect("out_trade_no")
+}
+
+fn new_order(out_trade_no: &str, amount: &str) -> NewOrder {
+    NewOrder {
+        out_trade_no: id(out_trade_no),
+        amount: Amount::parse(amount).expect("amount"),
+        subject: Subject::parse("会员 Pro 年费").expect("subject"),
+        channel: Channel::Page,
+        return_url: Some("https://shop.example.com/done".into()),
+        time_expire: None,
+    }
+}
+
+fn api() -> Cause {
+    Cause::Api {
+        route: "POST /payments".into(),
+    }
+}
+
+fn notify(n: u32) -> Cause {
+    Cause::Notify {
+        notify_id: format!("notify-{n}"),
+    }
+}
+
+fn payment(amount: &str, finished: bool) -> Payment {
+    Payment {
+        trade_no: "2026112622001468450512505578".into(),
+        amount: Amount::parse(amount).expect("amount"),
+        paid_at: Some("2026-11-26 18:30:04".into()),
+        buyer_id_masked: Some("2088********8455".into()),
+        finished,
+    }
+}
+
+fn refund(no: &str, amount: &str) -> NewRefund {
+    NewRefund {
+        out_request_no: OutRequestNo::parse(no).expect("out_request_no"),
+        amount: Amount::parse(amount).expect("amount"),
+        reason: Some("退货".into()),
+    }
+}
+
+async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
+    env.store
+        .create_order(&new_order(out_trade_no, amount), &api(), now_ms())
+        .await
+        .expect("create");
+    let paid = env
+        .store
+        .mark_paid(
+            &id(out_trade_no),
+            &payment(amount, false),
+            &notify(1),
+            now_ms(),
+        )
+        .await;
+    assert!(paid.expect("paid").applied());
+}
+
+#[tokio::test]
+async fn creating_is_idempotent_and_conflicts_are_refused() {
+    let env = TestEnv::new().await;
+    let order = new_order("order_1", "299.00");
+    let first = env
+        .store
+        .create_order(&order, &api(), now_ms())
+        .await
+        .expect("create");
+    let Created::New(created) = first else {
+        panic!("expected a new order, got {first:?}")
+    };
+    assert_eq!(
+        (created.status, created.amount.fen(), created.version),
+        (OrderStatus::Created, 29_900, 1)
+    );
+
+    let again = env
+        .store
+        .create_order(&order, &api(), now_ms())
+        .await
+        .expect("repeat");
+    assert!(
+        matches!(again, Created::Existing(ref existing) if existing.out_trade_no == created.out_trade_no)
+    );
+
+    let different = NewOrder {
+        amount: Amount::parse("1.00").expect("amount"),
+        ..order
+    };
+    let conflict = env.store.create_order(&different, &api(), now_ms()).await;
+    assert!(
+        matches!(conflict, Err(StoreError::Conflict(_))),
+        "{conflict:?}"
+    );
+
+    let trail = env.store.audit_trail(&id("order_1")).await.expect("audit");
+    assert_eq!(
+        trail.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["order.created"]
+    );
+    let stored = env
+        .store
+        .get_order(&id("order_1"))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(stored, created, "what was stored reads back identically");
+}
+
+#[tokio::test]
+async fn paid_then_finished_with_duplicates_recognised() {
+    let env = TestEnv::new().await;
+    env.store
+        .create_order(&new_order("order_2", "299.00"), &api(), now_ms())
+        .await
+        .expect("create");
+    let order = id("order_2");
+
+    let paid = env
+        .store
+        .mark_paid(&order, &payment("299.00", false), &notify(1), now_ms())
+        .await
+        .expect("paid");
+    let Transition::Applied(paid) = paid else {
+        panic!("expected applied, got {paid:?}")
+    };
+    assert_eq!(paid.status, OrderStatus::Paid);
+    assert_eq!(paid.refundable.fen(), 29_900);
+    assert_eq!(paid.paid_amount.map(Amount::fen), Some(29_900));
+    assert_eq!(paid.buyer_id_masked.as_deref(), Some("2088********8455"));
+    assert_eq!(paid.version, 2);
+
+    let repeat = env
+        .store
+        .mark_paid(&order, &payment("299.00", false), &notify(1), now_ms())
+        .await;
+    assert!(
+        matches!(repeat, Ok(Transition::Duplicate(ref o)) if o.version == 2),
+        "{repeat:?}"
+    );
+
+    let finished = env
+        .store
+        .mark_paid(&order, &payment("299.00", true), &notify(2), now_ms())
+        .await;
+    let Ok(Transition::Applied(finished)) = finished else {
+        panic!("expected applied, got {finished:?}")
+    };
+    assert_eq!(
+        (finished.status, finished.refundable),
+        (OrderStatus::Finished, Amount::ZERO)
+    );
+
+    // A late TRADE_SUCCESS after TRADE_FINISHED (out of order delivery) changes nothing.
+    let late = env
+        .store
+        .mark_paid(&order, &payment("299.00", false), &notify(1), now_ms())
+        .await;
+    assert!(
+        matches!(late, Ok(Transition::Duplicate(ref o)) if o.status == OrderStatus::Finished),
+        "{late:?}"
+    );
+    let again = env
+        .store
+        .mark_paid(&order, &payment("299.00", true), &notify(2), now_ms())
+        .await;
+    assert!(matches!(again, Ok(Transition::Duplicate(_))), "{again:?}");
+
+    let other_trade = Payment {
+        trade_no: "2026999".into(),
+        ..payment("299.00", false)
+    };
+    let conflict = env
+        .store
+        .mark_paid(&order, &other_trade, &notify(3), now_ms())
+        .await;
+    assert!(
+        matches!(conflict, Err(StoreError::Conflict(_))),
+        "{conflict:?}"
+    );
+
+    let closing = env.store.close(&order, &api(), now_ms()).await;
+    assert!(
+        matches!(closing, Err(StoreError::IllegalTransition { ref from, ref to }) if from == "FINISHED" && to == "CLOSED"),
+        "{closing:?}"
+    );
+    let trail = env.store.audit_trail(&order).await.expect("audit");
+    assert_eq!(
+        trail.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["order.created", "order.paid", "order.finished"]
+    );
+    assert_eq!(trail[1].cause, notify(1));
+}
+
+#[tokio::test]
+async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
+    let env = TestEnv::new().await;
+    env.store
+        .create_order(&new_order("direct", "5.00"), &api(), now_ms())
+        .await
+        .expect("create");
+    let finished = env
+        .store
+        .mark_paid(&id("direct"), &payment("5.00", true), &notify(1), now_ms())
+        .await;
+    assert!(
+        matches!(finished, Ok(Transition::Applied(ref o)) if o.status == OrderStatus::Finished),
+        "{finished:?}"
+    );
+
+    env.store
+        .create_order(&new_order("closing", "5.00"), &api(), now_ms())
+        .await
+        .expect("create");
+    let closed = env
+        .store
+        .close(&id("closing"), &api(), now_ms())
+        .await
+        .expect("close");
+    assert!(matches!(closed, Transition::Applied(ref o) if o.status == OrderStatus::Closed));
+    let again = env
+        .store
+        .close(&id("closing"), &api(), now_ms())
+        .await
+        .expect("close again");
+    assert!(matches!(again, Transition::Duplicate(_)));
+    let paid = env
+        .store
+        .mark_paid(
+            &id("closing"),
+            &payment("5.00", false),
+            &notify(1),
+            now_ms(),
+        )
+        .await;
+    assert!(
+        matches!(paid, Err(StoreError::IllegalTransition { ref from, ref to }) if from == "CLOSED" && to == "PAID"),
+        "{paid:?}"
+    );
+    let unknown = env
+        .store
+        .mark_paid(&id("nobody"), &payment("5.00", false), &notify(1), now_ms())
+        .await;
+    assert_eq!(unknown, Err(StoreError::OrderNotFound("nobody".into())));
+    assert_eq!(
+        env.store.close(&id("nobody"), &api(), now_ms()).await,
+        Err(StoreError::OrderNotFound("nobody".into()))
+    );
+    let paid_order_close = {
+        paid_order(&env, "paid_close", "5.00").await;
+        env.store.close(&id("paid_close"), &api(), now_ms()).await
+    };
+    assert!(matches!(
+        paid_order_close,
+        Err(StoreError::IllegalTransition { .. })
+    ));
+}
+
+#[tokio::test]
+async fn refunds_reserve_settle_and_release() {
+    let env = TestEnv::new().await;
+    env.store
+        .create_order(&new_order("order_3", "299.00"), &api(), now_ms())
+        .await
+        .expect("create");
+    let order = id("order_3");
+    let early = env
+        .store
+        .reserve_refund(&order, &refund("r_0", "1.00"), &api(), now_ms())
+        .await;
+    assert_eq!(
+        early,
+        Err(StoreError::NotRefundable {
+            status: OrderStatus::Created
+        })
+    );
+    env.store
+        .mark_paid(&order, &payment("299.00", false), &notify(1), now_ms())
+        .await
+        .expect("paid");
+
+    let first = env
+        .store
+        .reserve_refund(&order, &refund("r_1", "100.00"), &api(), now_ms())
+        .await
+        .expect("reserve");
+    let Reserved::New(first) = first else {
+        panic!("expected new, got {first:?}")
+    };
+    assert_eq!(first.status, RefundStatus::Pending);
+    let retry = env
+        .store
+        .reserve_refund(&order, &refund("r_1", "100.00"), &api(), now_ms())
+        .await;
+    assert!(
+        matches!(retry, Ok(Reserved::Existing(ref r)) if r.out_request_no == first.out_request_no),
+        "{retry:?}"
+    );
+    let reused = env
+        .store
+        .reserve_refund(&order, &refund("r_1", "5.00"), &api(), now_ms())
+        .await;
+    assert!(matches!(reused, Err(StoreError::Conflict(_))), "{reused:?}");
+    let too_much = env
+        .store
+        .reserve_refund(&order, &refund("r_2", "199.01"), &api(), now_ms())
+        .await;
+    assert_eq!(
+        too_much,
+        Err(StoreError::ExceedsRefundable {
+            requested: Amount::parse("199.01").expect("amount"),
+            refundable: Amount::parse("199.00").expect("amount"),
+        })
+    );
+
+    let settled = env
+        .store
+        .settle_refund(&first, &RefundOutcome::Succeeded, &notify(2), now_ms())
+        .await;
+    assert!(
+        matches!(settled, Ok(Transition::Applied(ref r)) if r.status == RefundStatus::Succeeded),
+        "{settled:?}"
+    );
+    let repeat = env
+        .store
+        .settle_refund(&first, &RefundOutcome::Succeeded, &notify(2), now_ms())
+        .await;
+    assert!(matches!(repeat, Ok(Transition::Duplicate(_))), "{repeat:?}");
+    let contradiction = env
+        .store
+        .settle_refund(
+            &first,
+            &RefundOutcome::Failed {
+                code: "ACQ.SYSTEM_ERROR".into(),
+                message: "x".into(),
+            },
+            &api(),
+            now_ms(),
+        )
+        .await;
+    assert!(
+        matches!(contradiction, Err(StoreError::IllegalTransition { .. })),
+        "{contradiction:?}"
+    );
+
+    let second = env
+        .store
+        .reserve_refund(&order, &refund("r_2", "199.00"), &api(), now_ms())
+        .await
+        .expect("reserve");
+    let Reserved::New(second) = second else {
+        panic!("expected new")
+    };
+    let after_reserve = env
+        .store
+        .get_order(&order)
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!(
+        (after_reserve.refundable, after_reserve.refunded.fen()),
+        (Amount::ZERO, 10_000)
+    );
+    let failed = RefundOutcome::Failed {
+        code: "ACQ.SELLER_BALANCE_NOT_ENOUGH".into(),
+        message: "卖家余额不足".into(),
+    };
+    let released = env
+        .store
+        .settle_refund(&second, &failed, &api(), now_ms())
+        .await
+        .expect("release");
+    let released = released.into_inner();
+    assert_eq!(
+        released.failure_code.as_deref(),
+        Some("ACQ.SELLER_BALANCE_NOT_ENOUGH")
+    );
+    let after_release = env
+        .store
+        .get_order(&order)
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!(
+        (after_release.refundable.fen(), after_release.refunded.fen()),
+        (19_900, 10_000)
+    );
+
+    let third = env
+        .store
+        .reserve_refund(&order, &refund("r_3", "199.00"), &api(), now_ms())
+        .await
+        .expect("reserve");
+    let Reserved::New(third) = third else {
+        panic!("expected new")
+    };
+    env.store
+        .settle_refund(&third, &RefundOutcome::Succeeded, &api(), now_ms())
+        .await
+        .expect("settle");
+    let (order_now, refunds) = env
+        .store
+        .get_order_with_refunds(&order)
+        .await
+        .expect("query")
+        .expect("order");
+    assert!(order_now.fully_refunded());
+    assert_eq!(order_now.refunded, order_now.paid_amount.expect("paid"));
+    let statuses: Vec<_> = refunds
+        .iter()
+        .map(|r| (r.out_request_no.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("r_1", RefundStatus::Succeeded),
+            ("r_2", RefundStatus::Failed),
+            ("r_3", RefundStatus::Succeeded)
+        ]
+    );
+    let none_left = env
+        .store
+        .reserve_refund(&order, &refund("r_4", "0.01"), &api(), now_ms())
+        .await;
+    assert!(
+        matches!(none_left, Err(StoreError::ExceedsRefundable { .. })),
+        "{none_left:?}"
+    );
+
+    env.store
+        .create_order(&new_order("finished", "3.00"), &api(), now_ms())
+        .await
+        .expect("create");
+    env.store
+        .mark_paid(
+            &id("finished"),
+            &payment("3.00", true),
+            &notify(1),
+            now_ms(),
+        )
+        .await
+        .expect("finish");
+    let not_refundable = env
+        .store
+        .reserve_refund(&id("finished"), &refund("r_1", "1.00"), &api(), now_ms())
+        .await;
+    assert_eq!(
+        not_refundable,
+        Err(StoreError::NotRefundable {
+            status: OrderStatus::Finished
+        })
+    );
+    let missing = env
+        .store
+        .reserve_refund(&id("nobody"), &refund("r_1", "1.00"), &api(), now_ms())
+        .await;
+    assert_eq!(missing, Err(StoreError::OrderNotFound("nobody".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_paid_transitions_apply_exactly_once() {
+    let env = Arc::new(TestEnv::new().await);
+    env.store
+        .create_order(&new_order("race_paid", "88.88"), &api(), now_ms())
+        .await
+        .expect("create");
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let env = Arc::clone(&env);
+            tokio::spawn(async move {
+                env.store
+                    .mark_paid(
+                        &id("race_paid"),
+                        &payment("88.88", false),
+                        &notify(n),
+                        now_ms(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    let mut duplicates = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(Transition::Applied(_)) => applied += 1,
+            Ok(Transition::Duplicate(_)) => duplicates += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((applied, duplicates), (1, 49));
+    let trail = env
+        .store
+        .audit_trail(&id("race_paid"))
+        .await
+        .expect("audit");
+    assert_eq!(trail.iter().filter(|e| e.kind == "order.paid").count(), 1);
+    let order = env
+        .store
+        .get_order(&id("race_paid"))
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!(order.version, 2, "one write after creation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
+    let env = Arc::new(TestEnv::new().await);
+    paid_order(&env, "race_refund", "299.00").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let env = Arc::clone(&env);
+            tokio::spawn(async move {
+                env.store
+                    .reserve_refund(
+                        &id("race_refund"),
+                        &refund(&format!("r_{n}"), "10.00"),
+                        &api(),
+                        now_ms(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut reserved = 0u64;
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(Reserved::New(r)) => reserved += r.amount.fen(),
+            Ok(Reserved::Existing(r)) => panic!("no retries were made, yet {r:?}"),
+            Err(StoreError::ExceedsRefundable {
+                requested,
+                refundable,
+            }) => {
+                assert_eq!(requested.fen(), 1_000);
+                assert!(
+                    refundable.fen() < 1_000,
+                    "refused while {refundable} was left"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(
+        (reserved, refused),
+        (29_000, 21),
+        "29 × 10.00 fit in 299.00; the 30th does not"
+    );
+    let (order, refunds) = env
+        .store
+        .get_order_with_refunds(&id("race_refund"))
+        .await
+        .expect("query")
+        .expect("order");
+    assert_eq!(order.refundable.fen(), 900);
+    assert_eq!(refunds.len(), 29);
+    assert_eq!(refunds.iter().map(|r| r.amount.fen()).sum::<u64>(), 29_000);
+
+    // Settle them all at once too: the refunded total lands exactly on what was reserved.
+    let tasks: Vec<_> = refunds
+        .into_iter()
+        .map(|r| {
+            let env = Arc::clone(&env);
+            tokio::spawn(async move {
+                env.store
+                    .settle_refund(&r, &RefundOutcome::Succeeded, &api(), now_ms())
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.expect("task").expect("settle").applied());
+    }
+    let order = env
+        .store
+        .get_order(&id("race_refund"))
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!(
+        (order.refunded.fen(), order.refundable.fen()),
+        (29_000, 900)
+    );
+    assert!(order.refunded <= order.paid_amount.expect("paid"));
+}
+
+#[tokio::test]
+async fn audit_events_live_at_least_180_days_and_the_table_expires_them() {
+    let env = TestEnv::new().await;
+    paid_order(&env, "audited", "1.00").await;
+    let trail = env.store.audit_trail(&id("audited")).await.expect("audit");
+    assert_eq!(trail.len(), 2);
+    for event in &trail {
+        let days = (event.expires_at - event.at_ms / 1000) / 86_400;
+        assert!(days >= 180, "{} expires after {days} days", event.kind);
+        assert_eq!(days, AUDIT_RETENTION_DAYS);
+    }
+    let ttl = env
+        .dynamodb
+        .describe_time_to_live()
+        .table_name(&env.table)
+        .send()
+        .await
+        .expect("ttl");
+    let description = ttl.time_to_live_description().expect("description");
+    assert_eq!(description.attribute_name(), Some("expires_at"));
+}
+
+#[tokio::test]
+async fn the_table_is_built_from_the_template() {
+    let env = TestEnv::new().await;
+    let table = env
+        .dynamodb
+        .describe_table()
+        .table_name(&env.table)
+        .send()
+        .await
+        .expect("describe");
+    let table = table.table().expect("table");
+    let keys: Vec<_> = table
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("pk".to_owned(), "HASH".to_owned()),
+            ("sk".to_owned(), "RANGE".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_table_is_reported_as_unavailable_not_as_a_missing_order() {
+    let env = TestEnv::new().await;
+    let wrong = shared::store::Store::new(env.dynamodb.clone(), "no-such-table");
+    let result = wrong.get_order(&id("order_1")).await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(ref m)) if m.contains("ResourceNotFound")),
+        "{result:?}"
+    );
+}

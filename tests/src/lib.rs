@@ -1,0 +1,5 @@
+//! Test support for the gateway: the local stack's bootstrap (from `template.yaml`) and the
+//! fixtures every integration test shares.
+
+pub mod local_stack;
+pub mod support;
