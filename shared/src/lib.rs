@@ -1,9 +1,13 @@
 //! What the gateway's functions share: the Alipay protocol (pure), money and identifiers.
 
 pub mod alipay;
+pub mod alipay_client;
 pub mod aws;
 pub mod china_time;
+pub mod config;
 pub mod domain;
+pub mod gateway;
+pub mod http;
 pub mod ids;
 pub mod money;
 pub mod store;

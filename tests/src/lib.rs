@@ -1,5 +1,8 @@
 //! Test support for the gateway: the local stack's bootstrap (from `template.yaml`) and the
 //! fixtures every integration test shares.
 
+pub mod host;
 pub mod local_stack;
+pub mod routes;
+pub mod simulator;
 pub mod support;

@@ -70,3 +70,198 @@ pub fn now_ms() -> i64 {
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+/// The test application's identifiers (what the simulator and the gateway agree on).
+pub const APP_ID: &str = "2021000000000001";
+pub const SELLER_ID: &str = "2088000000000001";
+/// Where test payments may return the buyer to.
+pub const RETURN_PREFIX: &str = "https://shop.example.com/";
+
+/// The whole gateway on this machine: AWS stand-in resources, the Alipay simulator, and the
+/// three functions behind real HTTP.
+pub struct Stack {
+    pub env: TestEnv,
+    pub simulator: crate::simulator::Simulator,
+    pub gateway: crate::host::LocalGateway,
+    pub http: Http,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with_timeout_ms(1_500).await
+    }
+
+    /// `alipay_timeout_ms` bounds each call to the simulator (injected hangs outlast it).
+    pub async fn start_with_timeout_ms(alipay_timeout_ms: u64) -> Stack {
+        use shared::gateway::{Gateway, Role};
+        let env = TestEnv::new().await;
+        let app_public_key = env
+            .kms_signer()
+            .public_key()
+            .await
+            .expect("KMS public key")
+            .clone();
+        let alipay_key_text =
+            std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key");
+        let alipay_key = shared::AppPrivateKey::parse(&alipay_key_text).expect("simulator key");
+        let simulator = crate::simulator::Simulator::start(
+            crate::simulator::SimulatorConfig {
+                app_public_key,
+                alipay_signer: shared::LocalKeySigner::new(&alipay_key),
+                app_id: APP_ID.into(),
+                seller_id: SELLER_ID.into(),
+                time_scale: 0.0005,
+            },
+            0,
+        )
+        .await
+        .expect("simulator");
+        let listeners = crate::host::LocalGateway::bind().await.expect("listeners");
+        let notify_url = format!("http://{}/", listeners.1.local_addr().expect("address"));
+        let alipay_public =
+            std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key");
+        let vars: std::collections::HashMap<String, String> = [
+            ("ORDERS_TABLE", env.table.clone()),
+            ("KMS_KEY_ID", env.key_alias.clone()),
+            ("ALIPAY_APP_ID", APP_ID.to_owned()),
+            ("ALIPAY_PUBLIC_KEY", alipay_public),
+            ("ALIPAY_SELLER_ID", SELLER_ID.to_owned()),
+            ("ALIPAY_GATEWAY_URL", simulator.gateway_url()),
+            ("ALIPAY_NOTIFY_URL", notify_url),
+            ("RETURN_URL_PREFIXES", RETURN_PREFIX.to_owned()),
+            ("ALIPAY_TIMEOUT_MS", alipay_timeout_ms.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let config = shared::config::Config::from_map(&vars).expect("config");
+        let gateway = |role| Gateway::with_config(config.clone(), &env.sdk_config, role);
+        let functions = crate::host::Functions {
+            create_payment: gateway(Role::CallsAlipay).await.expect("create-payment"),
+            refund: gateway(Role::CallsAlipay).await.expect("refund"),
+            notify: gateway(Role::NotifyOnly).await.expect("notify"),
+        };
+        let template = read_template(&template_path()).expect("template");
+        let routes = crate::routes::Routes::from_template(&template).expect("routes");
+        let gateway =
+            crate::host::LocalGateway::serve(listeners, std::sync::Arc::new(functions), routes)
+                .expect("serve");
+        Stack {
+            env,
+            simulator,
+            gateway,
+            http: Http::new(),
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway.api_base_url)
+    }
+}
+
+/// A small HTTP client for tests: JSON in, status and JSON out.
+#[derive(Clone)]
+pub struct Http {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+/// An answer: status, headers and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Http {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        Http { client }
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        content_type: &str,
+        body: impl Into<String>,
+    ) -> Answer {
+        use http_body_util::BodyExt as _;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", content_type)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.into())))
+            .expect("request");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Answer {
+        self.send("GET", url, "text/plain", "").await
+    }
+
+    pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Answer {
+        self.send("POST", url, "application/json", body.to_string())
+            .await
+    }
+
+    pub async fn post_form(&self, url: &str, body: &str) -> Answer {
+        self.send(
+            "POST",
+            url,
+            "application/x-www-form-urlencoded; charset=utf-8",
+            body,
+        )
+        .await
+    }
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, for at most `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    None
+}

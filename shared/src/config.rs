@@ -1,0 +1,222 @@
+//! The gateway's configuration: read from the environment once, at init, and validated whole,
+//! so that a misconfigured function fails at start with every problem listed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::alipay::keys::PublicKey;
+use crate::ids::{AppId, SellerId};
+
+/// Alipay's production gateway; the sandbox is `https://openapi-sandbox.dl.alipaydev.com/gateway.do`.
+pub const PRODUCTION_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `ORDERS_TABLE`
+    pub orders_table: String,
+    /// `KMS_KEY_ID`: key id, ARN or alias of the app signing key.
+    pub kms_key_id: String,
+    /// `ALIPAY_APP_ID`
+    pub app_id: AppId,
+    /// `ALIPAY_PUBLIC_KEY`: Alipay's public key (支付宝公钥), PEM or bare Base64.
+    pub alipay_public_key: PublicKey,
+    /// `ALIPAY_SELLER_ID` (optional): when set, notifications for another seller are refused.
+    pub seller_id: Option<SellerId>,
+    /// `ALIPAY_GATEWAY_URL` (default: production).
+    pub gateway_url: String,
+    /// `ALIPAY_NOTIFY_URL`: where Alipay posts notifications (the notify function's URL).
+    pub notify_url: Option<String>,
+    /// `RETURN_URL_PREFIXES`: comma-separated; a payment's `return_url` must start with one.
+    pub return_url_prefixes: Vec<String>,
+    /// `ALIPAY_TIMEOUT_MS` (default 6000): the longest wait for one Alipay call.
+    pub alipay_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {}", .0.join("; "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut required = |name: &str| match get(name) {
+            Some(value) => value.to_owned(),
+            None => {
+                problems.push(format!("{name} is not set"));
+                String::new()
+            }
+        };
+        let orders_table = required("ORDERS_TABLE");
+        let kms_key_id = required("KMS_KEY_ID");
+        let app_id_text = required("ALIPAY_APP_ID");
+        let alipay_key_text = required("ALIPAY_PUBLIC_KEY");
+
+        let app_id = AppId::parse(app_id_text.as_str()).map_err(|e| format!("ALIPAY_APP_ID {e}"));
+        let alipay_public_key =
+            PublicKey::parse(&alipay_key_text).map_err(|e| format!("ALIPAY_PUBLIC_KEY: {e}"));
+        let seller_id = get("ALIPAY_SELLER_ID")
+            .map(|text| SellerId::parse(text).map_err(|e| format!("ALIPAY_SELLER_ID {e}")))
+            .transpose();
+        let gateway_url = get("ALIPAY_GATEWAY_URL")
+            .unwrap_or(PRODUCTION_GATEWAY)
+            .to_owned();
+        if !secure_or_loopback(&gateway_url) {
+            problems.push(format!(
+                "ALIPAY_GATEWAY_URL must be https (or http on loopback): {gateway_url}"
+            ));
+        }
+        let notify_url = get("ALIPAY_NOTIFY_URL").map(str::to_owned);
+        if let Some(url) = &notify_url
+            && !secure_or_loopback(url)
+        {
+            problems.push(format!(
+                "ALIPAY_NOTIFY_URL must be https (or http on loopback): {url}"
+            ));
+        }
+        let return_url_prefixes: Vec<String> = get("RETURN_URL_PREFIXES")
+            .map(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for prefix in &return_url_prefixes {
+            // "https://shop.example.com" would also match "https://shop.example.com.evil.io".
+            let path_start = prefix
+                .split("://")
+                .nth(1)
+                .is_some_and(|rest| rest.contains('/'));
+            if !secure_or_loopback(prefix) || !path_start {
+                problems.push(format!(
+                    "RETURN_URL_PREFIXES entry {prefix} must be an https URL with a path, like https://shop.example.com/"
+                ));
+            }
+        }
+        let alipay_timeout = match get("ALIPAY_TIMEOUT_MS").map(str::parse::<u64>) {
+            None => Duration::from_millis(6_000),
+            Some(Ok(ms)) if (100..=30_000).contains(&ms) => Duration::from_millis(ms),
+            Some(_) => {
+                problems.push(
+                    "ALIPAY_TIMEOUT_MS must be a number of milliseconds from 100 to 30000".into(),
+                );
+                Duration::from_millis(6_000)
+            }
+        };
+        let (app_id, alipay_public_key, seller_id) = match (app_id, alipay_public_key, seller_id) {
+            (Ok(a), Ok(k), Ok(s)) if problems.is_empty() => (a, k, s),
+            (a, k, s) => {
+                problems.extend([a.err(), k.err(), s.err()].into_iter().flatten());
+                // Required fields that were missing are already reported once.
+                problems.retain(|p| !p.ends_with(" is empty") && !p.contains(": the key is empty"));
+                return Err(ConfigError(problems));
+            }
+        };
+        Ok(Config {
+            orders_table,
+            kms_key_id,
+            app_id,
+            alipay_public_key,
+            seller_id,
+            gateway_url,
+            notify_url,
+            return_url_prefixes,
+            alipay_timeout,
+        })
+    }
+
+    /// Whether a buyer may be sent back to `url` after paying (no open redirect).
+    pub fn return_url_allowed(&self, url: &str) -> bool {
+        self.return_url_prefixes
+            .iter()
+            .any(|prefix| url.starts_with(prefix.as_str()))
+    }
+}
+
+/// HTTPS, or plain HTTP to this machine (the local stack).
+pub fn secure_or_loopback(url: &str) -> bool {
+    url.starts_with("https://")
+        || [
+            "http://127.0.0.1:",
+            "http://127.0.0.1/",
+            "http://localhost:",
+            "http://localhost/",
+            "http://[::1]:",
+        ]
+        .iter()
+        .any(|prefix| url.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALIPAY_KEY: &str = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAqObrdC7hrgAVM98tK0nv3hSQRGGKT4lBsQjHiGjeYZjOPIPHR5knm2jnnz/YGIXIofVHkA/tAlBAd5DrY7YpvI4tP5EONLtZKC2ghBMx7McI2wRD0xiqzxOQr1FuhZGJ8/AUokBzJrzY+aGX2xcOrxFYRlFilvVLTXg4LWjR1tdPkO6+i7wQZAIVMClPkwVRZEbaERRHlKqTzv2gGv5rDU8gRoe1LeaN+6BlbTqHWkQcNCUNrA8C6l17XAXGKDsm/9TFWwO8EPHHHCaQdjtV5/FdcWIt+L8SR1ss7EXTjYDFtxcKVv9rEoY1lX8T4mX+GbXfZHraG5NCF1+XioL5JwIDAQAB";
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn valid() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("ORDERS_TABLE", "orders"),
+            ("KMS_KEY_ID", "alias/app"),
+            ("ALIPAY_APP_ID", "2021000123456789"),
+            ("ALIPAY_PUBLIC_KEY", ALIPAY_KEY),
+            (
+                "RETURN_URL_PREFIXES",
+                "https://shop.example.com/, https://m.shop.example.com/return",
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_valid_environment_reads() {
+        let config = Config::from_map(&vars(&valid())).expect("valid");
+        assert_eq!(config.gateway_url, PRODUCTION_GATEWAY);
+        assert_eq!(config.return_url_prefixes.len(), 2);
+        assert!(config.return_url_allowed("https://shop.example.com/orders/1"));
+        assert!(!config.return_url_allowed("https://shop.example.com.evil.io/"));
+        assert!(!config.return_url_allowed("https://evil.io/?https://shop.example.com/"));
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let mut bad = valid();
+        bad.retain(|(k, _)| *k != "ORDERS_TABLE");
+        bad.push(("ALIPAY_GATEWAY_URL", "http://openapi.alipay.com/gateway.do"));
+        bad.push(("ALIPAY_SELLER_ID", "123"));
+        bad.push(("RETURN_URL_PREFIXES", "https://shop.example.com"));
+        let error = Config::from_map(&vars(&bad)).expect_err("invalid");
+        let text = error.to_string();
+        for needle in [
+            "ORDERS_TABLE is not set",
+            "ALIPAY_GATEWAY_URL must be https",
+            "ALIPAY_SELLER_ID",
+            "RETURN_URL_PREFIXES entry",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_private_key_in_the_alipay_key_setting_is_named() {
+        let mut bad = valid();
+        bad.retain(|(k, _)| *k != "ALIPAY_PUBLIC_KEY");
+        bad.push((
+            "ALIPAY_PUBLIC_KEY",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+        ));
+        let error = Config::from_map(&vars(&bad)).expect_err("invalid");
+        assert!(error.to_string().contains("Alipay's public key"), "{error}");
+    }
+}

@@ -1,0 +1,270 @@
+//! What every function builds once at init and borrows per request: configuration, the order
+//! store, and (for the functions that call Alipay) the Alipay client with the KMS signer. Also
+//! the resource views the merchant API answers with, and applying a trade state that Alipay
+//! reported, which both the notify function and `GET ?sync=true` do.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::alipay::notify::TradeStatus;
+use crate::alipay::request::AppParams;
+use crate::alipay::signer::Signer;
+use crate::alipay_client::AlipayClient;
+use crate::aws::KmsSigner;
+use crate::config::Config;
+use crate::domain::{Cause, Order, OrderStatus, Payment, Refund};
+use crate::money::Amount;
+use crate::store::{AuditEvent, Store, StoreError, Transition};
+
+/// The Alipay side of a function that calls Alipay.
+pub struct Alipay {
+    pub client: AlipayClient,
+    pub signer: Arc<dyn Signer>,
+}
+
+pub struct Gateway {
+    pub config: Config,
+    pub store: Store,
+    /// `None` in the notify function, which never calls Alipay and holds no KMS permission.
+    pub alipay: Option<Alipay>,
+}
+
+/// Whether the function calls Alipay (and so signs through KMS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    CallsAlipay,
+    NotifyOnly,
+}
+
+impl Gateway {
+    /// Reads the environment, builds the AWS clients, and opens the DynamoDB and KMS
+    /// connections (fetching the public key also proves the key is usable), so that the first
+    /// request pays for none of it.
+    pub async fn init(role: Role) -> Result<Gateway, String> {
+        let config = Config::from_env().map_err(|e| e.to_string())?;
+        let sdk = crate::aws::load_config().await;
+        Self::with_config(config, &sdk, role).await
+    }
+
+    /// As [`Gateway::init`], with a configuration and SDK settings given (tests, the local host).
+    pub async fn with_config(
+        config: Config,
+        sdk: &aws_config::SdkConfig,
+        role: Role,
+    ) -> Result<Gateway, String> {
+        let sdk = sdk.clone();
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config.orders_table);
+        let signer = match role {
+            Role::CallsAlipay => Some(KmsSigner::new(
+                aws_sdk_kms::Client::new(&sdk),
+                &config.kms_key_id,
+            )),
+            Role::NotifyOnly => None,
+        };
+        let (warm_store, warm_key) = tokio::join!(store.warm_up(), async {
+            match &signer {
+                Some(signer) => signer.public_key().await.map(|key| Some(key.clone())),
+                None => Ok(None),
+            }
+        });
+        warm_store.map_err(|e| format!("DynamoDB table {}: {e}", config.orders_table))?;
+        let app_public_key = warm_key.map_err(|e| format!("KMS key {}: {e}", config.kms_key_id))?;
+        if app_public_key.as_ref() == Some(&config.alipay_public_key) {
+            return Err(crate::alipay::keys::KeyError::AppKeyConfiguredAsAlipayKey.to_string());
+        }
+        let alipay = match signer {
+            Some(signer) => Some(Alipay {
+                client: Self::alipay_client(&config)?,
+                signer: Arc::new(signer),
+            }),
+            None => None,
+        };
+        Ok(Gateway {
+            config,
+            store,
+            alipay,
+        })
+    }
+
+    /// The Alipay client for a configuration.
+    pub fn alipay_client(config: &Config) -> Result<AlipayClient, String> {
+        AlipayClient::new(
+            config.gateway_url.clone(),
+            AppParams {
+                app_id: config.app_id.clone(),
+                notify_url: config.notify_url.clone(),
+            },
+            config.alipay_public_key.clone(),
+            config.alipay_timeout,
+        )
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The status the merchant sees: the trade state, or `REFUNDED` once refunds add up to the
+/// amount paid.
+pub fn payment_status(order: &Order) -> &'static str {
+    if order.fully_refunded() {
+        "REFUNDED"
+    } else {
+        order.status.as_str()
+    }
+}
+
+/// The payment resource.
+pub fn payment_view(order: &Order, refunds: Option<&[Refund]>) -> Value {
+    let mut view = json!({
+        "object": "payment",
+        "out_trade_no": order.out_trade_no,
+        "amount": order.amount,
+        "currency": order.currency,
+        "subject": order.subject,
+        "channel": order.channel,
+        "status": payment_status(order),
+        "trade_no": order.trade_no,
+        "paid_amount": order.paid_amount,
+        "paid_at": order.paid_at,
+        "refunded_amount": order.refunded,
+        "refundable_amount": order.refundable,
+        "return_url": order.return_url,
+        "time_expire": order.time_expire,
+        "created_at_ms": order.created_at_ms,
+        "updated_at_ms": order.updated_at_ms,
+    });
+    if let (Some(refunds), Some(object)) = (refunds, view.as_object_mut()) {
+        object.insert(
+            "refunds".into(),
+            Value::Array(refunds.iter().map(refund_view).collect()),
+        );
+    }
+    view
+}
+
+/// The refund resource.
+pub fn refund_view(refund: &Refund) -> Value {
+    json!({
+        "object": "refund",
+        "out_trade_no": refund.out_trade_no,
+        "out_request_no": refund.out_request_no,
+        "amount": refund.amount,
+        "reason": refund.reason,
+        "status": refund.status,
+        "failure_code": refund.failure_code,
+        "failure_message": refund.failure_message,
+        "created_at_ms": refund.created_at_ms,
+        "updated_at_ms": refund.updated_at_ms,
+    })
+}
+
+/// A trade state that Alipay reported (in a notification or a query answer), already verified.
+#[derive(Clone, Debug)]
+pub struct TradeReport {
+    pub trade_no: String,
+    pub trade_status: TradeStatus,
+    pub total_amount: Amount,
+    pub paid_at: Option<String>,
+    pub buyer_id_masked: Option<String>,
+}
+
+/// What applying a report did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Changed(Order),
+    /// Nothing to change: a duplicate, or a state that needs no change (`WAIT_BUYER_PAY`, a
+    /// `TRADE_CLOSED` after a full refund).
+    Unchanged(Order),
+}
+
+/// Why a verified report was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Mismatch(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies a verified trade report to an order: the amount must match exactly before a paid
+/// state is believed; mismatches and refused transitions are written to the audit trail.
+pub async fn apply_trade_report(
+    store: &Store,
+    order: &Order,
+    report: &TradeReport,
+    cause: &Cause,
+    now_ms: i64,
+) -> Result<Applied, ApplyError> {
+    let result = match report.trade_status {
+        status if status.is_paid() => {
+            if report.total_amount != order.amount {
+                let detail = format!(
+                    "total_amount {} does not match the order's {}",
+                    report.total_amount, order.amount
+                );
+                return Err(record_mismatch(store, order, cause, now_ms, detail).await);
+            }
+            let payment = Payment {
+                trade_no: report.trade_no.clone(),
+                amount: report.total_amount,
+                paid_at: report.paid_at.clone(),
+                buyer_id_masked: report.buyer_id_masked.clone(),
+                finished: status == TradeStatus::TradeFinished,
+            };
+            store
+                .mark_paid(&order.out_trade_no, &payment, cause, now_ms)
+                .await
+        }
+        TradeStatus::TradeClosed if order.status == OrderStatus::Created => {
+            store.close(&order.out_trade_no, cause, now_ms).await
+        }
+        // Closed after payment means fully refunded, which the refund flow records; waiting
+        // for the buyer changes nothing.
+        TradeStatus::TradeClosed | TradeStatus::WaitBuyerPay => {
+            Ok(Transition::Duplicate(order.clone()))
+        }
+        _ => Ok(Transition::Duplicate(order.clone())),
+    };
+    match result {
+        Ok(Transition::Applied(order)) => Ok(Applied::Changed(order)),
+        Ok(Transition::Duplicate(order)) => Ok(Applied::Unchanged(order)),
+        Err(error @ (StoreError::IllegalTransition { .. } | StoreError::Conflict(_))) => {
+            let detail = format!(
+                "{} reported {}: {error}",
+                report.trade_no,
+                report.trade_status.as_str()
+            );
+            Err(record_mismatch(store, order, cause, now_ms, detail).await)
+        }
+        Err(error) => Err(ApplyError::Store(error)),
+    }
+}
+
+/// Records a refused report in the audit trail and logs it as a security warning. If the
+/// record cannot be written, that is the error returned (so the caller answers with a retry).
+async fn record_mismatch(
+    store: &Store,
+    order: &Order,
+    cause: &Cause,
+    now_ms: i64,
+    detail: String,
+) -> ApplyError {
+    tracing::warn!(
+        security = true,
+        out_trade_no = %order.out_trade_no,
+        detail = %detail,
+        "Alipay report refused"
+    );
+    let event = AuditEvent::new("alipay.report_refused", cause, now_ms).detail(detail.clone());
+    match store.record_event(&order.out_trade_no, &event).await {
+        Ok(()) => ApplyError::Mismatch(detail),
+        Err(error) => ApplyError::Store(error),
+    }
+}

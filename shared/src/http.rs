@@ -1,0 +1,361 @@
+//! The HTTP edge shared by the merchant routes: request parsing, and the one error shape,
+//! `{"error": {"code", "message", "field"?}}`, that every failure becomes.
+
+use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::alipay::response::Status;
+use crate::alipay::signer::SignError;
+use crate::alipay_client::CallError;
+use crate::store::StoreError;
+
+/// Merchant request bodies are small JSON documents.
+pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024;
+
+/// A failure as the merchant sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+    /// Seconds, for 503 and 502 answers that are worth retrying.
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// `400`: a field is missing or malformed.
+    pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Self {
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("{field} {problem}"),
+        );
+        error.field = Some(field.to_owned());
+        error
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unavailable(code: &str, message: impl Into<String>, retry_after: u32) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        error.retry_after = Some(retry_after);
+        error
+    }
+
+    pub fn with_field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_owned());
+        self
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(field), Some(object)) = (&self.field, error.as_object_mut()) {
+            object.insert("field".into(), Value::String(field.clone()));
+        }
+        let mut response = json_response(self.status, &json!({ "error": error }));
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::OrderNotFound(_) | StoreError::RefundNotFound(_) => {
+                ApiError::not_found(error.to_string())
+            }
+            StoreError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            StoreError::IllegalTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_state", error.to_string())
+            }
+            StoreError::NotRefundable { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "payment_not_refundable",
+                error.to_string(),
+            ),
+            StoreError::ExceedsRefundable { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "amount_exceeds_refundable",
+                error.to_string(),
+            )
+            .with_field("amount"),
+            StoreError::Throttled => {
+                ApiError::unavailable("storage_throttled", "the order store is busy; retry", 1)
+            }
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+                tracing::error!(error = %error, "order store failure");
+                ApiError::unavailable(
+                    "storage_unavailable",
+                    "the order store is unavailable; retry",
+                    2,
+                )
+            }
+        }
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(error: SignError) -> Self {
+        tracing::error!(error = %error, "signing failed");
+        match error {
+            SignError::Unavailable(_) => {
+                ApiError::unavailable("signing_unavailable", "KMS is unavailable; retry", 2)
+            }
+            SignError::Refused(_) => ApiError::unavailable(
+                "signing_refused",
+                "the signing key is not usable; an operator must check KMS",
+                60,
+            ),
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    /// Alipay could not be asked, or its answer could not be trusted.
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Sign(error) => error.into(),
+            CallError::Timeout(_) | CallError::Unavailable(_) => {
+                tracing::warn!(error = %error, "Alipay call failed");
+                ApiError::unavailable("alipay_unavailable", error.to_string(), 5)
+            }
+            CallError::Untrusted(_) => {
+                tracing::warn!(security = true, error = %error, "Alipay answer refused");
+                let mut error = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "alipay_untrusted",
+                    error.to_string(),
+                );
+                error.retry_after = Some(5);
+                error
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// Alipay answered, and the answer was no: its `sub_code` becomes the error code.
+    pub fn alipay_refused(status: &Status) -> ApiError {
+        let sub_code = status.sub_code.as_deref().unwrap_or("alipay_error");
+        let message = format!(
+            "Alipay answered {} {sub_code}: {}",
+            status.code,
+            status.sub_msg.as_deref().unwrap_or(&status.msg)
+        );
+        let mut error = ApiError::new(StatusCode::BAD_GATEWAY, sub_code, message);
+        if status.code == "20000" {
+            error.status = StatusCode::SERVICE_UNAVAILABLE;
+            error.retry_after = Some(5);
+        }
+        error
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = status;
+    if let Ok(value) = "application/json".parse() {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+}
+
+pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Text(text.to_owned()));
+    *response.status_mut() = status;
+    if let Ok(value) = "text/plain; charset=utf-8".parse() {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// The raw body bytes (lambda_http has already undone API Gateway's Base64).
+pub fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}
+
+/// The request path split into segments, without empty ones.
+pub fn path_segments(request: &Request) -> Vec<&str> {
+    request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Whether `?name=true` is in the query string.
+pub fn query_flag(request: &Request, name: &str) -> bool {
+    request.uri().query().is_some_and(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(k, v)| k == name && (v == "true" || v == "1"))
+    })
+}
+
+pub fn method_not_allowed(method: &Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here"),
+    )
+}
+
+/// A JSON object body, read with field-by-field errors.
+pub struct JsonBody(Map<String, Value>);
+
+impl JsonBody {
+    /// Parses the body: at most [`MAX_JSON_BODY_BYTES`], a JSON object, no fields but `allowed`.
+    pub fn parse(request: &Request, allowed: &[&str]) -> Result<JsonBody, ApiError> {
+        let bytes = body_bytes(request);
+        if bytes.len() > MAX_JSON_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than {MAX_JSON_BODY_BYTES} bytes"),
+            ));
+        }
+        if bytes.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body must be a JSON object",
+            ));
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body must be a JSON object",
+            ));
+        };
+        if let Some(unknown) = map.keys().find(|key| !allowed.contains(&key.as_str())) {
+            return Err(ApiError::invalid(
+                unknown,
+                format!("is not a known field; expected {}", allowed.join(", ")),
+            ));
+        }
+        Ok(JsonBody(map))
+    }
+
+    /// A string field; `None` when absent or null.
+    pub fn string(&self, field: &str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(Value::Number(_)) if field.contains("amount") => Err(ApiError::invalid(
+                field,
+                "must be a string with two decimals, like \"299.00\" (never a number)",
+            )),
+            Some(_) => Err(ApiError::invalid(field, "must be a string")),
+        }
+    }
+
+    pub fn required(&self, field: &str) -> Result<&str, ApiError> {
+        self.string(field)?
+            .ok_or_else(|| ApiError::invalid(field, "is required"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &str) -> Request {
+        let mut request = Request::new(Body::Text(body.to_owned()));
+        *request.method_mut() = Method::POST;
+        request
+    }
+
+    #[test]
+    fn fields_are_named_in_errors() {
+        let allowed = ["amount", "reason"];
+        let unknown = JsonBody::parse(&request(r#"{"amount":"1.00","extra":1}"#), &allowed)
+            .err()
+            .expect("err");
+        assert_eq!(unknown.field.as_deref(), Some("extra"));
+        let body = JsonBody::parse(&request(r#"{"amount":1.5}"#), &allowed).expect("parses");
+        let number = body.required("amount").expect_err("number");
+        assert_eq!(
+            (number.status, number.field.as_deref()),
+            (StatusCode::BAD_REQUEST, Some("amount"))
+        );
+        assert!(number.message.contains("never a number"));
+        let missing = body.required("reason").expect_err("missing");
+        assert_eq!(missing.message, "reason is required");
+        assert_eq!(
+            JsonBody::parse(&request("[1]"), &allowed)
+                .err()
+                .map(|e| e.status),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            JsonBody::parse(&request("{"), &allowed)
+                .err()
+                .map(|e| e.code),
+            Some("invalid_json".to_owned())
+        );
+        let huge = format!(r#"{{"reason":"{}"}}"#, "x".repeat(MAX_JSON_BODY_BYTES));
+        assert_eq!(
+            JsonBody::parse(&request(&huge), &allowed)
+                .err()
+                .map(|e| e.status),
+            Some(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn the_error_shape_is_the_same_everywhere() {
+        let response = ApiError::unavailable("storage_throttled", "busy", 3).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("3")
+        );
+        let Body::Text(text) = response.body() else {
+            panic!("text body")
+        };
+        let value: Value = serde_json::from_str(text).expect("json");
+        assert_eq!(
+            value,
+            json!({"error": {"code": "storage_throttled", "message": "busy"}})
+        );
+    }
+}

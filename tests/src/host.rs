@@ -1,0 +1,156 @@
+//! Hosts the three functions' handlers in this process behind real HTTP, routed exactly as
+//! `template.yaml` routes them: the merchant API on one listener, the notify function on its
+//! own (as its Function URL is in AWS). The end-to-end tests drive the gateway through it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body as AxumBody, Bytes};
+use axum::extract::State;
+use axum::http::{Request as HttpRequest, StatusCode};
+use axum::response::{IntoResponse, Response};
+use shared::gateway::Gateway;
+
+use crate::routes::Routes;
+
+/// The three functions, each with its own dependencies as separate Lambdas have.
+pub struct Functions {
+    pub create_payment: Gateway,
+    pub refund: Gateway,
+    pub notify: Gateway,
+}
+
+impl Functions {
+    async fn invoke(
+        &self,
+        function: &str,
+        request: lambda_http::Request,
+    ) -> Option<lambda_http::Response<lambda_http::Body>> {
+        Some(match function {
+            "create-payment" => create_payment::handle(&self.create_payment, request).await,
+            "refund" => refund::handle(&self.refund, request).await,
+            "notify" => notify::handle(&self.notify, request).await,
+            _ => return None,
+        })
+    }
+}
+
+struct Host {
+    functions: Arc<Functions>,
+    routes: Routes,
+    /// `None`: route the merchant API; `Some(f)`: every request goes to `f` (a Function URL).
+    only: Option<String>,
+}
+
+pub struct LocalGateway {
+    pub api_base_url: String,
+    pub notify_url: String,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LocalGateway {
+    /// Binds two loopback listeners first (the notify URL must be known to configure the
+    /// functions), then serves `functions` once `build` has made them.
+    pub async fn bind() -> std::io::Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
+        let api = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let notify = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Ok((api, notify))
+    }
+
+    pub fn serve(
+        listeners: (tokio::net::TcpListener, tokio::net::TcpListener),
+        functions: Arc<Functions>,
+        routes: Routes,
+    ) -> std::io::Result<LocalGateway> {
+        let (api, notify) = listeners;
+        let api_base_url = format!("http://{}", api.local_addr()?);
+        let notify_url = format!("http://{}/", notify.local_addr()?);
+        let notify_function = routes
+            .function_url
+            .clone()
+            .unwrap_or_else(|| "notify".into());
+        let serve = |listener: tokio::net::TcpListener, host: Host| {
+            let app = Router::new().fallback(dispatch).with_state(Arc::new(host));
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, app).await {
+                    eprintln!("local gateway stopped: {error}");
+                }
+            }))
+        };
+        let tasks = vec![
+            serve(
+                api,
+                Host {
+                    functions: Arc::clone(&functions),
+                    routes: routes.clone(),
+                    only: None,
+                },
+            ),
+            serve(
+                notify,
+                Host {
+                    functions,
+                    routes,
+                    only: Some(notify_function),
+                },
+            ),
+        ];
+        Ok(LocalGateway {
+            api_base_url,
+            notify_url,
+            _tasks: tasks,
+        })
+    }
+}
+
+async fn dispatch(State(host): State<Arc<Host>>, request: HttpRequest<AxumBody>) -> Response {
+    let (parts, body) = request.into_parts();
+    let function = match &host.only {
+        Some(function) => function.clone(),
+        None => match host
+            .routes
+            .function_for(parts.method.as_str(), parts.uri.path())
+        {
+            Some(function) => function.to_owned(),
+            None => {
+                let body = r#"{"message":"Not Found"}"#;
+                return (
+                    StatusCode::NOT_FOUND,
+                    [("content-type", "application/json")],
+                    body,
+                )
+                    .into_response();
+            }
+        },
+    };
+    // API Gateway and Function URLs cap payloads (6 MB for Lambda); 1 MiB is plenty here.
+    let bytes: Bytes = match axum::body::to_bytes(body, 1024 * 1024).await {
+        Ok(bytes) => bytes,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if text.is_empty() => lambda_http::Body::Empty,
+        Ok(text) => lambda_http::Body::Text(text),
+        Err(_) => lambda_http::Body::Binary(bytes.to_vec()),
+    };
+    let request = lambda_http::Request::from_parts(parts, body);
+    let Some(response) = host.functions.invoke(&function, request).await else {
+        return (StatusCode::BAD_GATEWAY, format!("no function {function}")).into_response();
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Empty => Vec::new(),
+        lambda_http::Body::Text(text) => text.into_bytes(),
+        lambda_http::Body::Binary(bytes) => bytes,
+        _ => Vec::new(),
+    };
+    Response::from_parts(parts, AxumBody::from(bytes))
+}

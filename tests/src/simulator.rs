@@ -1,0 +1,1057 @@
+//! A local Alipay: `gateway.do` for every API the gateway uses, a cashier page, notifications
+//! with Alipay's retry schedule, and faults on demand.
+//!
+//! What it assumes about Alipay comes from the project's ALIPAY.md (the shared protocol notes)
+//! and Alipay's published vectors, never from the gateway's code: it has its own signing-string,
+//! form and response-layout code. Only RSA primitives and key loading come from `shared`.
+//!
+//! Routes: `GET|POST /gateway.do`; the cashier `GET /cashier/{out_trade_no}` and
+//! `POST /cashier/pay`; `GET /qr/{out_trade_no}`; and for tests and scripts `POST /sim/pay`,
+//! `POST /sim/app-pay`, `POST /sim/faults`, `GET /sim/trades/{out_trade_no}`,
+//! `GET /sim/notifications`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared::{LocalKeySigner, PublicKey};
+
+/// Alipay redelivers an unanswered notification after 4m, 10m, 10m, 1h, 2h, 6h and 15h:
+/// eight deliveries in about 25 hours (ALIPAY.md).
+pub const RETRY_SCHEDULE_SECONDS: [u64; 7] = [240, 600, 600, 3_600, 7_200, 21_600, 54_000];
+
+pub struct SimulatorConfig {
+    /// The merchant application's public key: what Alipay verifies requests with.
+    pub app_public_key: PublicKey,
+    /// The simulator's own Alipay key pair (a test key): signs answers and notifications.
+    pub alipay_signer: LocalKeySigner,
+    pub app_id: String,
+    pub seller_id: String,
+    /// Multiplies the retry schedule: 0.001 turns 4 minutes into 240 ms.
+    pub time_scale: f64,
+}
+
+/// A fault to inject into the next calls of one method, or the next notifications.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Hang without executing (the caller times out).
+    Timeout,
+    /// Execute, then hang (the caller times out although the call took effect).
+    TimeoutAfterExecute,
+    /// HTTP 500 without executing.
+    Http500,
+    /// `40004 ACQ.SYSTEM_ERROR` (signed), without executing.
+    SystemError,
+    /// `20000 Service Currently Unavailable`, without executing.
+    ServiceUnavailable,
+    /// A correct answer with a broken signature (after executing).
+    BadSignature,
+    /// `40004 ACQ.SELLER_BALANCE_NOT_ENOUGH` (signed), without executing: a terminal failure.
+    SellerBalanceNotEnough,
+    /// Notifications: never deliver.
+    Drop,
+    /// Notifications: deliver the first attempt twice at once.
+    Duplicate,
+    /// Notifications: hold the first attempt back this long, so later ones overtake it.
+    Delay { ms: u64 },
+    /// Notifications: a broken signature on every attempt.
+    BadNotifySignature,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Fault {
+    /// The method (`alipay.trade.refund`), or `notify` for notifications.
+    pub target: String,
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RefundRecord {
+    pub out_request_no: String,
+    pub refund_amount: String,
+    /// How many times money moved for this `out_request_no` (must never exceed one).
+    pub executions: u32,
+    /// Requests received for it, repeats included.
+    pub requests: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Trade {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub total_amount: String,
+    pub total_fen: u64,
+    pub subject: String,
+    pub status: String,
+    pub method: String,
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+    pub buyer_id: String,
+    pub refunded_fen: u64,
+    pub refunds: Vec<RefundRecord>,
+    pub gmt_create: String,
+    pub gmt_payment: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub notify_id: String,
+    pub out_trade_no: String,
+    pub trade_status: String,
+    /// What the gateway answered to each attempt (`HTTP 200 success`, `error: ...`).
+    pub attempts: Vec<String>,
+    pub acknowledged: bool,
+}
+
+#[derive(Default)]
+struct State_ {
+    trades: HashMap<String, Trade>,
+    faults: VecDeque<Fault>,
+    deliveries: Vec<Delivery>,
+    /// Every gateway.do call: (method, answer code or fault).
+    calls: Vec<(String, String)>,
+}
+
+struct Inner {
+    config: SimulatorConfig,
+    state: Mutex<State_>,
+    base_url: String,
+    counter: AtomicU64,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<Bytes>,
+    >,
+}
+
+/// A running simulator; stops when dropped.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+    _server: Arc<ServerGuard>,
+}
+
+struct ServerGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Simulator {
+    /// Starts on `127.0.0.1:port` (0 for any free port).
+    pub async fn start(config: SimulatorConfig, port: u16) -> std::io::Result<Simulator> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let address: SocketAddr = listener.local_addr()?;
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        let inner = Arc::new(Inner {
+            config,
+            state: Mutex::new(State_::default()),
+            base_url: format!("http://{address}"),
+            counter: AtomicU64::new(1),
+            http,
+        });
+        let app = Router::new()
+            .route("/gateway.do", get(gateway).post(gateway))
+            .route("/cashier/{out_trade_no}", get(cashier))
+            .route("/qr/{out_trade_no}", get(cashier))
+            .route("/cashier/pay", post(cashier_pay))
+            .route("/sim/pay", post(sim_pay))
+            .route("/sim/app-pay", post(sim_app_pay))
+            .route("/sim/faults", post(sim_fault))
+            .route("/sim/trades/{out_trade_no}", get(sim_trade))
+            .route("/sim/notifications", get(sim_notifications))
+            .with_state(Arc::clone(&inner));
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                eprintln!("simulator stopped: {error}");
+            }
+        });
+        Ok(Simulator {
+            inner,
+            _server: Arc::new(ServerGuard(server)),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("{}/gateway.do", self.inner.base_url)
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.inner.state).faults.push_back(fault);
+    }
+
+    pub fn trade(&self, out_trade_no: &str) -> Option<Trade> {
+        lock(&self.inner.state).trades.get(out_trade_no).cloned()
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        lock(&self.inner.state).deliveries.clone()
+    }
+
+    /// The gateway.do calls made so far, as (method, outcome).
+    pub fn calls(&self) -> Vec<(String, String)> {
+        lock(&self.inner.state).calls.clone()
+    }
+
+    /// The buyer pays (as the cashier's Pay button does); `finished` also sends TRADE_FINISHED.
+    pub fn pay(&self, out_trade_no: &str, finished: bool) -> Result<Trade, String> {
+        pay(&self.inner, out_trade_no, finished)
+    }
+
+    /// Opens an app-pay order string as the Alipay app would: verifies it, creates the trade.
+    pub fn open_app_order(&self, order_string: &str) -> Result<Trade, String> {
+        open_app_order(&self.inner, order_string)
+    }
+
+    /// Signs notification fields the way Alipay does (for tests that craft their own).
+    pub fn sign_notification(&self, fields: &BTreeMap<String, String>) -> String {
+        notification_body(&self.inner, fields, false)
+    }
+}
+
+fn lock(state: &Mutex<State_>) -> MutexGuard<'_, State_> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---- the protocol, as ALIPAY.md describes it ------------------------------------------------
+
+/// Sorted `k=v&...` of the non-empty values, without `sign` (and without `sign_type` for trade
+/// notifications).
+fn content_to_sign(params: &BTreeMap<String, String>, drop_sign_type: bool) -> String {
+    params
+        .iter()
+        .filter(|(k, v)| !v.is_empty() && *k != "sign" && !(drop_sign_type && *k == "sign_type"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn sign(inner: &Inner, content: &str) -> String {
+    let raw = inner
+        .config
+        .alipay_signer
+        .sign_now(content.as_bytes())
+        .unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+fn decode_form(raw: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let mut params = BTreeMap::new();
+    for (key, value) in form_urlencoded::parse(raw) {
+        if params
+            .insert(key.clone().into_owned(), value.into_owned())
+            .is_some()
+        {
+            return Err(format!("duplicate parameter {key}"));
+        }
+    }
+    Ok(params)
+}
+
+fn china_now() -> (String, i64) {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    (shared::china_time::china_timestamp(unix), unix)
+}
+
+fn fen(text: &str) -> Option<u64> {
+    let (yuan, cents) = text.split_once('.')?;
+    if cents.len() != 2
+        || yuan.is_empty()
+        || !yuan
+            .bytes()
+            .chain(cents.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some(yuan.parse::<u64>().ok()? * 100 + cents.parse::<u64>().ok()?)
+}
+
+fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// A JSON answer laid out as Alipay lays it out, slashes escaped as Alipay's gateway does.
+fn answer(inner: &Inner, method: &str, content: &Value, corrupt: bool, signed: bool) -> Response {
+    let text = content.to_string().replace('/', "\\/");
+    let key = format!("{}_response", method.replace('.', "_"));
+    let body = if signed {
+        let mut sign = sign(inner, &text);
+        if corrupt {
+            sign = format!("A{}", &sign[1..]);
+            if sign == self::sign(inner, &text) {
+                sign = format!("B{}", &sign[1..]);
+            }
+        }
+        format!("{{\"{key}\":{text},\"sign\":\"{sign}\"}}")
+    } else {
+        format!("{{\"{key}\":{text}}}")
+    };
+    ([(header::CONTENT_TYPE, "text/html;charset=utf-8")], body).into_response()
+}
+
+fn business_error(sub_code: &str, sub_msg: &str) -> Value {
+    json!({"code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg})
+}
+
+fn take_fault(inner: &Inner, target: &str) -> Option<FaultKind> {
+    let mut state = lock(&inner.state);
+    let index = state.faults.iter().position(|f| f.target == target)?;
+    let fault = state.faults.get_mut(index)?;
+    let kind = fault.kind.clone();
+    fault.times = fault.times.saturating_sub(1);
+    if fault.times == 0 {
+        state.faults.remove(index);
+    }
+    Some(kind)
+}
+
+async fn gateway(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let mut params = match decode_form(query.unwrap_or_default().as_bytes()) {
+        Ok(params) => params,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    if method == Method::POST {
+        match decode_form(&body) {
+            Ok(form) => params.extend(form),
+            Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        }
+    }
+    let api = params.get("method").cloned().unwrap_or_default();
+    let reply = |code: &str, sub_code: &str, sub_msg: &str| {
+        lock(&inner.state)
+            .calls
+            .push((api.clone(), sub_code.to_owned()));
+        answer(
+            &inner,
+            &api,
+            &json!({"code": code, "msg": "Invalid Arguments", "sub_code": sub_code, "sub_msg": sub_msg}),
+            false,
+            false,
+        )
+    };
+    // Common parameters and the signature, checked as the open platform checks them.
+    for required in [
+        "app_id",
+        "method",
+        "charset",
+        "sign_type",
+        "timestamp",
+        "version",
+        "biz_content",
+    ] {
+        if params.get(required).is_none_or(String::is_empty) {
+            return reply(
+                "40001",
+                &format!("isv.missing-{}", required.replace('_', "-")),
+                &format!("缺少{required}参数"),
+            );
+        }
+    }
+    if params.get("sign").is_none_or(String::is_empty) {
+        return reply("40001", "isv.missing-signature", "缺少签名参数");
+    }
+    if params.get("sign_type").map(String::as_str) != Some("RSA2") {
+        return reply("40002", "isv.invalid-signature-type", "无效的签名类型");
+    }
+    if params.get("app_id") != Some(&inner.config.app_id) {
+        return reply("40002", "isv.invalid-app-id", "无效的AppID参数");
+    }
+    if params
+        .get("charset")
+        .map(|c| c.to_ascii_lowercase())
+        .as_deref()
+        != Some("utf-8")
+    {
+        return reply("40002", "isv.invalid-charset", "字符集错误");
+    }
+    let content = content_to_sign(&params, false);
+    let sign = params.get("sign").cloned().unwrap_or_default();
+    if inner
+        .config
+        .app_public_key
+        .verify(content.as_bytes(), &sign)
+        .is_err()
+    {
+        return reply(
+            "40002",
+            "isv.invalid-signature",
+            "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配",
+        );
+    }
+    // Inference from ALIPAY.md: the timestamp is China time; a UTC one is 8 hours off.
+    let (_, now) = china_now();
+    let sent = params
+        .get("timestamp")
+        .and_then(|t| shared::china_time::ChinaDateTime::parse(t).ok());
+    if sent.is_none_or(|t| (t.unix_seconds() - now).abs() > 600) {
+        return reply("40002", "isv.invalid-timestamp", "非法的时间戳参数");
+    }
+    let Ok(biz) =
+        serde_json::from_str::<Value>(params.get("biz_content").map_or("", String::as_str))
+    else {
+        return reply(
+            "40002",
+            "isv.invalid-biz-content",
+            "biz_content不是合法的JSON",
+        );
+    };
+    let field = |name: &str| {
+        biz.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+
+    match api.as_str() {
+        "alipay.trade.page.pay" | "alipay.trade.wap.pay" if method == Method::GET => {
+            match open_trade(&inner, &api, &params, &biz) {
+                Ok(trade) => cashier_page(&inner, &trade),
+                Err(e) => (
+                    StatusCode::BAD_REQUEST,
+                    Html(format!("<h1>支付宝</h1><p>{e}</p>")),
+                )
+                    .into_response(),
+            }
+        }
+        "alipay.trade.precreate"
+        | "alipay.trade.query"
+        | "alipay.trade.close"
+        | "alipay.trade.refund"
+        | "alipay.trade.fastpay.refund.query" => {
+            let fault = take_fault(&inner, &api);
+            match fault {
+                Some(FaultKind::Timeout) => {
+                    lock(&inner.state)
+                        .calls
+                        .push((api.clone(), "fault:timeout".into()));
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return StatusCode::GATEWAY_TIMEOUT.into_response();
+                }
+                Some(FaultKind::Http500) => {
+                    lock(&inner.state)
+                        .calls
+                        .push((api.clone(), "fault:http500".into()));
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                Some(FaultKind::SystemError) => {
+                    lock(&inner.state)
+                        .calls
+                        .push((api.clone(), "ACQ.SYSTEM_ERROR".into()));
+                    return answer(
+                        &inner,
+                        &api,
+                        &business_error("ACQ.SYSTEM_ERROR", "系统错误"),
+                        false,
+                        true,
+                    );
+                }
+                Some(FaultKind::SellerBalanceNotEnough) => {
+                    lock(&inner.state)
+                        .calls
+                        .push((api.clone(), "ACQ.SELLER_BALANCE_NOT_ENOUGH".into()));
+                    let content = business_error("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足");
+                    return answer(&inner, &api, &content, false, true);
+                }
+                Some(FaultKind::ServiceUnavailable) => {
+                    lock(&inner.state).calls.push((api.clone(), "20000".into()));
+                    let content = json!({"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error", "sub_msg": "系统繁忙"});
+                    return answer(&inner, &api, &content, false, false);
+                }
+                _ => {}
+            }
+            let content = execute(&inner, &api, &params, &biz, &field);
+            let code = content
+                .get("sub_code")
+                .or(content.get("code"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            lock(&inner.state).calls.push((api.clone(), code));
+            if fault == Some(FaultKind::TimeoutAfterExecute) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return StatusCode::GATEWAY_TIMEOUT.into_response();
+            }
+            answer(
+                &inner,
+                &api,
+                &content,
+                fault == Some(FaultKind::BadSignature),
+                true,
+            )
+        }
+        _ => reply("40002", "isv.invalid-method", "不存在的方法名"),
+    }
+}
+
+/// Page, wap and precreate open a trade waiting for the buyer; a repeat must match.
+fn open_trade(
+    inner: &Inner,
+    api: &str,
+    params: &BTreeMap<String, String>,
+    biz: &Value,
+) -> Result<Trade, String> {
+    let field = |name: &str| {
+        biz.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let out_trade_no = field("out_trade_no");
+    let total_amount = field("total_amount");
+    let subject = field("subject");
+    if out_trade_no.is_empty() || subject.is_empty() {
+        return Err("缺少必选参数 out_trade_no / subject".into());
+    }
+    let total_fen = fen(&total_amount)
+        .filter(|f| *f >= 1 && *f <= 10_000_000_000)
+        .ok_or("total_amount 格式错误")?;
+    let expected_product = match api {
+        "alipay.trade.page.pay" => Some("FAST_INSTANT_TRADE_PAY"),
+        "alipay.trade.wap.pay" => Some("QUICK_WAP_WAY"),
+        "alipay.trade.app.pay" => Some("QUICK_MSECURITY_PAY"),
+        _ => None,
+    };
+    if let Some(product) = expected_product
+        && field("product_code") != product
+    {
+        return Err(format!("product_code 应为 {product}"));
+    }
+    let mut state = lock(&inner.state);
+    if let Some(existing) = state.trades.get(&out_trade_no) {
+        if existing.total_fen != total_fen || existing.subject != subject {
+            return Err("交易信息被篡改 (ACQ.TRADE_INFO_MISMATCH)".into());
+        }
+        return Ok(existing.clone());
+    }
+    let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+    let (now, _) = china_now();
+    let trade = Trade {
+        out_trade_no: out_trade_no.clone(),
+        trade_no: format!("2026{:024}", n),
+        total_amount: yuan(total_fen),
+        total_fen,
+        subject,
+        status: "WAIT_BUYER_PAY".into(),
+        method: api.to_owned(),
+        notify_url: params.get("notify_url").cloned(),
+        return_url: params.get("return_url").cloned(),
+        buyer_id: format!("2088{:012}", 102_534_000_000 + n),
+        refunded_fen: 0,
+        refunds: Vec::new(),
+        gmt_create: now,
+        gmt_payment: None,
+    };
+    state.trades.insert(out_trade_no, trade.clone());
+    Ok(trade)
+}
+
+fn trade_fields(trade: &Trade) -> Value {
+    json!({"trade_no": trade.trade_no, "out_trade_no": trade.out_trade_no})
+}
+
+/// The server APIs.
+fn execute(
+    inner: &Arc<Inner>,
+    api: &str,
+    params: &BTreeMap<String, String>,
+    biz: &Value,
+    field: &dyn Fn(&str) -> String,
+) -> Value {
+    let success = |mut content: Value| {
+        if let Some(object) = content.as_object_mut() {
+            object.insert("code".into(), json!("10000"));
+            object.insert("msg".into(), json!("Success"));
+        }
+        content
+    };
+    if api == "alipay.trade.precreate" {
+        return match open_trade(inner, api, params, biz) {
+            Ok(trade) => success(
+                json!({"out_trade_no": trade.out_trade_no, "qr_code": format!("{}/qr/{}", inner.base_url, trade.out_trade_no)}),
+            ),
+            Err(e) => business_error("ACQ.INVALID_PARAMETER", &e),
+        };
+    }
+    let out_trade_no = field("out_trade_no");
+    let mut state = lock(&inner.state);
+    let Some(trade) = state.trades.get_mut(&out_trade_no) else {
+        return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在");
+    };
+    match api {
+        "alipay.trade.query" => {
+            let mut content = trade_fields(trade);
+            if let Some(object) = content.as_object_mut() {
+                object.insert("trade_status".into(), json!(trade.status));
+                object.insert("total_amount".into(), json!(trade.total_amount));
+                object.insert("buyer_logon_id".into(), json!("buy***@example.com"));
+                if trade.status != "WAIT_BUYER_PAY" {
+                    object.insert("buyer_user_id".into(), json!(trade.buyer_id));
+                }
+                if let Some(at) = &trade.gmt_payment {
+                    object.insert("send_pay_date".into(), json!(at));
+                }
+            }
+            success(content)
+        }
+        "alipay.trade.close" => {
+            if trade.status != "WAIT_BUYER_PAY" {
+                return business_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法");
+            }
+            trade.status = "TRADE_CLOSED".into();
+            success(trade_fields(trade))
+        }
+        "alipay.trade.refund" => {
+            let out_request_no = field("out_request_no");
+            let refund_amount = field("refund_amount");
+            let Some(amount) = fen(&refund_amount).filter(|f| *f > 0) else {
+                return business_error("ACQ.INVALID_PARAMETER", "refund_amount 格式错误");
+            };
+            if out_request_no.is_empty() {
+                return business_error("ACQ.INVALID_PARAMETER", "缺少 out_request_no");
+            }
+            if let Some(record) = trade
+                .refunds
+                .iter_mut()
+                .find(|r| r.out_request_no == out_request_no)
+            {
+                record.requests += 1;
+                if record.refund_amount != refund_amount {
+                    return business_error("ACQ.DISCORDANT_REPEAT_REQUEST", "请求信息不一致");
+                }
+                // A repeat: answered, but no money moves.
+                let mut content = trade_fields(trade);
+                if let Some(object) = content.as_object_mut() {
+                    object.insert("fund_change".into(), json!("N"));
+                    object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
+                }
+                return success(content);
+            }
+            match trade.status.as_str() {
+                "TRADE_SUCCESS" => {}
+                "TRADE_FINISHED" => return business_error("ACQ.TRADE_HAS_FINISHED", "交易已完结"),
+                _ => return business_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法"),
+            }
+            if trade.refunded_fen + amount > trade.total_fen {
+                return business_error("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限");
+            }
+            trade.refunded_fen += amount;
+            trade.refunds.push(RefundRecord {
+                out_request_no: out_request_no.clone(),
+                refund_amount,
+                executions: 1,
+                requests: 1,
+            });
+            let full = trade.refunded_fen == trade.total_fen;
+            if full {
+                trade.status = "TRADE_CLOSED".into();
+            }
+            let (now, _) = china_now();
+            let mut content = trade_fields(trade);
+            if let Some(object) = content.as_object_mut() {
+                object.insert("fund_change".into(), json!("Y"));
+                object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
+                object.insert("gmt_refund_pay".into(), json!(now));
+                object.insert("buyer_logon_id".into(), json!("buy***@example.com"));
+            }
+            let refund_fields = [
+                ("refund_fee", yuan(trade.refunded_fen)),
+                ("gmt_refund", now),
+                ("out_biz_no", out_request_no),
+            ];
+            let status = if full {
+                "TRADE_CLOSED"
+            } else {
+                "TRADE_SUCCESS"
+            };
+            let snapshot = trade.clone();
+            drop(state);
+            notify(inner, &snapshot, status, &refund_fields);
+            success(content)
+        }
+        "alipay.trade.fastpay.refund.query" => {
+            let out_request_no = field("out_request_no");
+            let mut content = trade_fields(trade);
+            if let (Some(record), Some(object)) = (
+                trade
+                    .refunds
+                    .iter()
+                    .find(|r| r.out_request_no == out_request_no),
+                content.as_object_mut(),
+            ) {
+                object.insert("out_request_no".into(), json!(record.out_request_no));
+                object.insert("refund_amount".into(), json!(record.refund_amount));
+                object.insert("total_amount".into(), json!(trade.total_amount));
+                object.insert("refund_status".into(), json!("REFUND_SUCCESS"));
+            }
+            success(content)
+        }
+        _ => business_error("ACQ.INVALID_PARAMETER", "unsupported"),
+    }
+}
+
+// ---- paying -----------------------------------------------------------------------------
+
+fn pay(inner: &Arc<Inner>, out_trade_no: &str, finished: bool) -> Result<Trade, String> {
+    let mut state = lock(&inner.state);
+    let trade = state
+        .trades
+        .get_mut(out_trade_no)
+        .ok_or("no such trade (open the cashier first)")?;
+    if trade.status != "WAIT_BUYER_PAY" {
+        return Err(format!("the trade is {}", trade.status));
+    }
+    let (now, _) = china_now();
+    trade.status = if finished {
+        "TRADE_FINISHED"
+    } else {
+        "TRADE_SUCCESS"
+    }
+    .into();
+    trade.gmt_payment = Some(now);
+    let snapshot = trade.clone();
+    drop(state);
+    notify(inner, &snapshot, "TRADE_SUCCESS", &[]);
+    if finished {
+        notify(inner, &snapshot, "TRADE_FINISHED", &[]);
+    }
+    Ok(snapshot)
+}
+
+fn open_app_order(inner: &Inner, order_string: &str) -> Result<Trade, String> {
+    let params = decode_form(order_string.trim().as_bytes())?;
+    let content = content_to_sign(&params, false);
+    let sign = params.get("sign").ok_or("the order string is unsigned")?;
+    if params.get("sign_type").map(String::as_str) != Some("RSA2") {
+        return Err("sign_type must be RSA2".into());
+    }
+    inner
+        .config
+        .app_public_key
+        .verify(content.as_bytes(), sign)
+        .map_err(|e| format!("isv.invalid-signature: {e}"))?;
+    if params.get("method").map(String::as_str) != Some("alipay.trade.app.pay") {
+        return Err("not an alipay.trade.app.pay order string".into());
+    }
+    let biz: Value = serde_json::from_str(params.get("biz_content").map_or("", String::as_str))
+        .map_err(|e| e.to_string())?;
+    open_trade(inner, "alipay.trade.app.pay", &params, &biz)
+}
+
+// ---- notifications ----------------------------------------------------------------------
+
+fn notification_body(inner: &Inner, fields: &BTreeMap<String, String>, corrupt: bool) -> String {
+    let mut sign = sign(inner, &content_to_sign(fields, true));
+    if corrupt {
+        sign = sign.chars().rev().collect();
+    }
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in fields {
+        form.append_pair(key, value);
+    }
+    form.append_pair("sign", &sign);
+    form.finish()
+}
+
+/// Sends a trade notification to the trade's notify_url, retrying on Alipay's schedule until
+/// the answer is `success`.
+fn notify(inner: &Arc<Inner>, trade: &Trade, trade_status: &str, extra: &[(&str, String)]) {
+    let Some(notify_url) = trade.notify_url.clone() else {
+        return;
+    };
+    let fault = take_fault(inner, "notify");
+    let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+    let (now, _) = china_now();
+    let mut fields: BTreeMap<String, String> = [
+        ("notify_id", format!("2026{n:028}")),
+        ("notify_type", "trade_status_sync".to_owned()),
+        ("notify_time", now.clone()),
+        ("charset", "utf-8".to_owned()),
+        ("version", "1.0".to_owned()),
+        ("sign_type", "RSA2".to_owned()),
+        ("app_id", inner.config.app_id.clone()),
+        ("auth_app_id", inner.config.app_id.clone()),
+        ("seller_id", inner.config.seller_id.clone()),
+        ("seller_email", "merchant@example.com".to_owned()),
+        ("buyer_id", trade.buyer_id.clone()),
+        ("buyer_logon_id", "buy***@example.com".to_owned()),
+        ("trade_no", trade.trade_no.clone()),
+        ("out_trade_no", trade.out_trade_no.clone()),
+        ("trade_status", trade_status.to_owned()),
+        ("total_amount", trade.total_amount.clone()),
+        ("receipt_amount", trade.total_amount.clone()),
+        ("invoice_amount", trade.total_amount.clone()),
+        ("buyer_pay_amount", trade.total_amount.clone()),
+        ("point_amount", "0.00".to_owned()),
+        ("subject", trade.subject.clone()),
+        ("gmt_create", trade.gmt_create.clone()),
+        ("gmt_payment", trade.gmt_payment.clone().unwrap_or_default()),
+        (
+            "fund_bill_list",
+            format!(
+                "[{{\"amount\":\"{}\",\"fundChannel\":\"ALIPAYACCOUNT\"}}]",
+                trade.total_amount
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (key, value) in extra {
+        fields.insert((*key).to_owned(), value.clone());
+    }
+    let index = {
+        let mut state = lock(&inner.state);
+        state.deliveries.push(Delivery {
+            notify_id: fields["notify_id"].clone(),
+            out_trade_no: trade.out_trade_no.clone(),
+            trade_status: trade_status.to_owned(),
+            attempts: Vec::new(),
+            acknowledged: false,
+        });
+        state.deliveries.len() - 1
+    };
+    if fault == Some(FaultKind::Drop) {
+        return;
+    }
+    let body = notification_body(inner, &fields, fault == Some(FaultKind::BadNotifySignature));
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        if let Some(FaultKind::Delay { ms }) = fault {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let schedule = std::iter::once(0).chain(RETRY_SCHEDULE_SECONDS);
+        for (attempt, delay) in schedule.enumerate() {
+            tokio::time::sleep(Duration::from_secs_f64(
+                delay as f64 * inner.config.time_scale,
+            ))
+            .await;
+            let copies = if attempt == 0 && fault == Some(FaultKind::Duplicate) {
+                2
+            } else {
+                1
+            };
+            // Copies start together, so a duplicate really arrives concurrently.
+            let mut sends = tokio::task::JoinSet::new();
+            for _ in 0..copies {
+                let (inner, url, body) = (Arc::clone(&inner), notify_url.clone(), body.clone());
+                sends.spawn(async move { deliver(&inner, &url, &body).await });
+            }
+            let mut results = Vec::new();
+            while let Some(Ok(result)) = sends.join_next().await {
+                results.push(result);
+            }
+            let acknowledged = results.iter().any(|r| r == "HTTP 200 success");
+            {
+                let mut state = lock(&inner.state);
+                if let Some(delivery) = state.deliveries.get_mut(index) {
+                    delivery.attempts.extend(results);
+                    delivery.acknowledged |= acknowledged;
+                }
+            }
+            if acknowledged {
+                return;
+            }
+        }
+    });
+}
+
+async fn deliver(inner: &Inner, notify_url: &str, body: &str) -> String {
+    let request = match hyper::Request::post(notify_url)
+        .header(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
+        .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+    {
+        Ok(request) => request,
+        Err(e) => return format!("error: {e}"),
+    };
+    match tokio::time::timeout(Duration::from_secs(15), inner.http.request(request)).await {
+        Err(_) => "error: timeout".to_owned(),
+        Ok(Err(e)) => format!("error: {e}"),
+        Ok(Ok(response)) => {
+            let status = response.status().as_u16();
+            use http_body_util::BodyExt as _;
+            let text = match response.into_body().collect().await {
+                Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+                Err(e) => format!("error: {e}"),
+            };
+            format!("HTTP {status} {text}")
+        }
+    }
+}
+
+// ---- the cashier and the test API --------------------------------------------------------
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn cashier_page(inner: &Inner, trade: &Trade) -> Response {
+    let paid = trade.status != "WAIT_BUYER_PAY";
+    let action = if paid {
+        format!("<p class=\"done\">{}</p>", escape(&trade.status))
+    } else {
+        format!(
+            "<form method=\"post\" action=\"{}/cashier/pay\"><input type=\"hidden\" name=\"out_trade_no\" value=\"{}\"><button type=\"submit\">确认付款 Pay ¥{}</button></form>",
+            inner.base_url,
+            escape(&trade.out_trade_no),
+            escape(&trade.total_amount)
+        )
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"zh\"><head><meta charset=\"utf-8\"><title>支付宝 Alipay (local simulator)</title>\
+         <style>body{{font-family:sans-serif;max-width:28rem;margin:3rem auto;color:#333}}h1{{color:#1677ff}}\
+         .amount{{font-size:2.5rem;margin:.5rem 0}}button{{background:#1677ff;color:#fff;border:0;border-radius:6px;\
+         font-size:1.2rem;padding:.8rem 2rem;cursor:pointer}}small{{color:#888}}</style></head><body>\
+         <h1>支付宝 · 收银台</h1><small>Local Alipay simulator: no real money moves.</small>\
+         <p>{}</p><p class=\"amount\">¥{}</p><p><small>订单号 {} · 交易号 {}</small></p>{}</body></html>",
+        escape(&trade.subject),
+        escape(&trade.total_amount),
+        escape(&trade.out_trade_no),
+        escape(&trade.trade_no),
+        action
+    ))
+    .into_response()
+}
+
+async fn cashier(State(inner): State<Arc<Inner>>, Path(out_trade_no): Path<String>) -> Response {
+    match lock(&inner.state).trades.get(&out_trade_no).cloned() {
+        Some(trade) => cashier_page(&inner, &trade),
+        None => (
+            StatusCode::NOT_FOUND,
+            Html("<h1>交易不存在</h1>".to_owned()),
+        )
+            .into_response(),
+    }
+}
+
+async fn cashier_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    let form = decode_form(&body).unwrap_or_default();
+    let out_trade_no = form.get("out_trade_no").cloned().unwrap_or_default();
+    match pay(&inner, &out_trade_no, false) {
+        Ok(trade) => match &trade.return_url {
+            Some(url) => {
+                // The synchronous return carries signed parameters; merchants must not trust it
+                // for payment state (the notification and query are authoritative).
+                let (now, _) = china_now();
+                let mut fields: BTreeMap<String, String> = [
+                    ("app_id", inner.config.app_id.clone()),
+                    ("method", format!("{}.return", trade.method)),
+                    ("charset", "utf-8".into()),
+                    ("sign_type", "RSA2".into()),
+                    ("timestamp", now),
+                    ("version", "1.0".into()),
+                    ("out_trade_no", trade.out_trade_no.clone()),
+                    ("trade_no", trade.trade_no.clone()),
+                    ("total_amount", trade.total_amount.clone()),
+                    ("seller_id", inner.config.seller_id.clone()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+                let sign = sign(&inner, &content_to_sign(&fields, true));
+                fields.insert("sign".into(), sign);
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&fields)
+                    .finish();
+                let separator = if url.contains('?') { '&' } else { '?' };
+                Redirect::to(&format!("{url}{separator}{query}")).into_response()
+            }
+            None => cashier_page(&inner, &trade),
+        },
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Html(format!("<h1>无法付款</h1><p>{}</p>", escape(&e))),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PayRequest {
+    out_trade_no: String,
+    #[serde(default)]
+    finished: bool,
+}
+
+async fn sim_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<PayRequest>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"out_trade_no\": \"...\"}",
+        )
+            .into_response();
+    };
+    match pay(&inner, &request.out_trade_no, request.finished) {
+        Ok(trade) => axum::Json(trade).into_response(),
+        Err(e) => (StatusCode::CONFLICT, axum::Json(json!({"error": e}))).into_response(),
+    }
+}
+
+async fn sim_app_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    match open_app_order(&inner, &String::from_utf8_lossy(&body)) {
+        Ok(trade) => axum::Json(trade).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e}))).into_response(),
+    }
+}
+
+async fn sim_fault(State(inner): State<Arc<Inner>>, _headers: HeaderMap, body: Bytes) -> Response {
+    match serde_json::from_slice::<Fault>(&body) {
+        Ok(fault) => {
+            lock(&inner.state).faults.push_back(fault);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn sim_trade(State(inner): State<Arc<Inner>>, Path(out_trade_no): Path<String>) -> Response {
+    match lock(&inner.state).trades.get(&out_trade_no).cloned() {
+        Some(trade) => axum::Json(trade).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn sim_notifications(State(inner): State<Arc<Inner>>) -> Response {
+    axum::Json(lock(&inner.state).deliveries.clone()).into_response()
+}
