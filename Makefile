@@ -4,9 +4,11 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit bench fmt moto
+.PHONY: help test lint unit bench fmt moto run demo
 
 help:
+	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops)"
+	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full"
 	@echo "make test   - the whole test suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto) and CLI tests"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
 	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto"
@@ -33,3 +35,11 @@ bench:
 
 moto:
 	@url=$$(scripts/moto.sh start) && echo "export AWS_ENDPOINT_URL=$$url AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1"
+
+## The README's first command: the whole gateway on this machine (Ctrl-C stops it).
+run:
+	scripts/run-local.sh
+
+## With `make run` going in another terminal: the whole lifecycle, step by step.
+demo:
+	$(CARGO) run --quiet -p gateway-tests --bin local-demo

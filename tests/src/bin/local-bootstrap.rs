@@ -1,0 +1,56 @@
+//! Creates the orders table and the signing key on the local AWS stand-in, as template.yaml
+//! defines them; does nothing for what already exists. Prints what the functions need.
+//!
+//! Usage: local-bootstrap --table NAME --key-alias alias/NAME
+
+use clap::Parser;
+use gateway_tests::local_stack::{
+    create_signing_key, create_table, endpoint_from_env, read_template, table_definition,
+    template_path,
+};
+
+#[derive(Parser)]
+#[command(
+    about = "Create the gateway's table and KMS key on the local AWS stand-in (from template.yaml)"
+)]
+struct Args {
+    #[arg(long, default_value = "alipay-gateway-local-orders")]
+    table: String,
+    #[arg(long, default_value = "alias/alipay-gateway-local")]
+    key_alias: String,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    endpoint_from_env()?;
+    let sdk = shared::aws::load_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let template = read_template(&template_path())?;
+
+    let exists = dynamodb
+        .describe_table()
+        .table_name(&args.table)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        create_table(
+            &dynamodb,
+            &args.table,
+            &table_definition(&template, "OrdersTable")?,
+        )
+        .await?;
+    }
+    let alias = format!("alias/{}", args.key_alias.trim_start_matches("alias/"));
+    let key_exists = kms.describe_key().key_id(&alias).send().await.is_ok();
+    if !key_exists {
+        create_signing_key(&kms, &template, "AppSigningKey", &alias).await?;
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "table": args.table, "kms_key_id": alias, "created_table": !exists, "created_key": !key_exists })
+    );
+    Ok(())
+}

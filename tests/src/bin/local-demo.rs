@@ -1,0 +1,153 @@
+//! `make demo`: the whole lifecycle against the gateway that `make run` started, step by step:
+//! create → pay at the simulator → notification → paid → partial refund → full refund.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gateway_tests::support::{Answer, Http, eventually};
+use serde_json::{Value, json};
+
+fn field<'a>(value: &'a Value, name: &str) -> &'a str {
+    value.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+fn step(n: u32, title: &str) {
+    println!("\n[{n}] {title}");
+}
+
+fn show(answer: &Answer) {
+    println!("    HTTP {}", answer.status);
+    for line in serde_json::to_string_pretty(&answer.json())
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("    {line}");
+    }
+}
+
+fn check(ok: bool, what: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("demo failed: {what}"))
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), String> {
+    let text = std::fs::read_to_string(".local/endpoints.json").map_err(|_| {
+        "no .local/endpoints.json: start the gateway with `make run` first".to_owned()
+    })?;
+    let endpoints: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let api = field(&endpoints, "api_base_url").to_owned();
+    let simulator = field(&endpoints, "simulator_url").to_owned();
+    let http = Http::new();
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let order = format!("demo_{stamp}");
+
+    step(1, &format!("create a payment: POST {api}/payments"));
+    let body = json!({"out_trade_no": order, "amount": "299.00", "subject": "Demo: 会员 Pro 年费", "channel": "page",
+                      "return_url": format!("{api}/payments/{order}")});
+    let created = http.post_json(&format!("{api}/payments"), &body).await;
+    show(&created);
+    check(created.status == 201, "payment not created")?;
+    let url = created.json()["next_step"]["url"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+
+    step(
+        2,
+        "the buyer opens the cashier URL at the Alipay simulator (which verifies our KMS signature)",
+    );
+    let cashier = http.get(&url).await;
+    println!(
+        "    HTTP {} ({} bytes of cashier page)",
+        cashier.status,
+        cashier.text.len()
+    );
+    check(
+        cashier.status == 200,
+        "the simulator refused the signed URL",
+    )?;
+    step(3, "the buyer presses Pay");
+    let paid = http
+        .post_form(
+            &format!("{simulator}/cashier/pay"),
+            &format!("out_trade_no={order}"),
+        )
+        .await;
+    println!(
+        "    HTTP {} -> redirect to {}",
+        paid.status,
+        paid.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("")
+    );
+
+    step(
+        4,
+        "Alipay notifies the gateway (signed TRADE_SUCCESS); the gateway answers success",
+    );
+    let delivered = eventually(30, || async {
+        let deliveries = http
+            .get(&format!("{simulator}/sim/notifications"))
+            .await
+            .json();
+        deliveries
+            .as_array()?
+            .iter()
+            .find(|d| d["out_trade_no"] == order.as_str() && d["acknowledged"] == true)
+            .cloned()
+    })
+    .await
+    .ok_or("the notification was not acknowledged")?;
+    println!(
+        "    notify_id {} trade_status {} answers {}",
+        field(&delivered, "notify_id"),
+        field(&delivered, "trade_status"),
+        delivered["attempts"]
+    );
+
+    step(
+        5,
+        &format!("the payment is PAID: GET {api}/payments/{order}"),
+    );
+    let payment = http.get(&format!("{api}/payments/{order}")).await;
+    show(&payment);
+    check(payment.json()["status"] == "PAID", "not paid")?;
+
+    step(6, "partial refund of 100.00");
+    let partial = http
+        .post_json(
+            &format!("{api}/payments/{order}/refunds"),
+            &json!({"amount": "100.00", "reason": "partial return"}),
+        )
+        .await;
+    show(&partial);
+    check(partial.status == 201, "partial refund failed")?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    step(7, "full refund of the remaining 199.00");
+    let full = http
+        .post_json(
+            &format!("{api}/payments/{order}/refunds"),
+            &json!({"amount": "199.00", "reason": "full return"}),
+        )
+        .await;
+    show(&full);
+    check(full.status == 201, "full refund failed")?;
+
+    step(8, "final state");
+    let last = http.get(&format!("{api}/payments/{order}")).await;
+    show(&last);
+    check(last.json()["status"] == "REFUNDED", "not fully refunded")?;
+    println!("\nDone: {order} was paid 299.00 and refunded in full (100.00 + 199.00).");
+    Ok(())
+}
