@@ -139,7 +139,8 @@ impl Config {
     }
 }
 
-/// HTTPS, or plain HTTP to this machine (the local stack).
+/// HTTPS, or plain HTTP to this machine (the local stack; `host.docker.internal` is this
+/// machine as seen from the container of `sam local invoke`).
 pub fn secure_or_loopback(url: &str) -> bool {
     url.starts_with("https://")
         || [
@@ -148,6 +149,7 @@ pub fn secure_or_loopback(url: &str) -> bool {
             "http://localhost:",
             "http://localhost/",
             "http://[::1]:",
+            "http://host.docker.internal:",
         ]
         .iter()
         .any(|prefix| url.starts_with(prefix))

@@ -822,3 +822,34 @@ async fn a_refund_notification_settles_a_pending_refund() {
             .contains(&"refund.succeeded".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_notification_is_retried_on_alipays_schedule() {
+    let stack = Stack::start().await;
+    create(&stack, "retry_1", "9.00", "qr").await;
+    stack.simulator.inject(Fault {
+        target: "notify".into(),
+        kind: FaultKind::BadNotifySignature,
+        times: 1,
+    });
+    stack.simulator.pay("retry_1", false).expect("pay");
+    // Scaled 1:2000, the 0s, 4m, 10m, 10m, 1h schedule is 0, 120, 420, 720, 2520 ms.
+    let attempts = eventually(10, || async {
+        let deliveries = stack.simulator.deliveries();
+        let delivery = deliveries.iter().find(|d| d.out_trade_no == "retry_1")?;
+        (delivery.attempts.len() >= 5).then(|| delivery.clone())
+    })
+    .await
+    .expect("five deliveries");
+    assert!(!attempts.acknowledged);
+    assert!(
+        attempts.attempts.iter().all(|a| a == "HTTP 400 fail"),
+        "{:?}",
+        attempts.attempts
+    );
+    assert_eq!(
+        payment(&stack, "retry_1").await["status"],
+        "CREATED",
+        "a bad signature changes nothing"
+    );
+}

@@ -21,7 +21,8 @@ pub struct Functions {
 }
 
 impl Functions {
-    async fn invoke(
+    /// Calls a function\'s handler in process, as the Lambda runtime would.
+    pub async fn invoke(
         &self,
         function: &str,
         request: lambda_http::Request,
@@ -45,6 +46,7 @@ struct Host {
 pub struct LocalGateway {
     pub api_base_url: String,
     pub notify_url: String,
+    pub functions: Arc<Functions>,
     _tasks: Vec<AbortOnDrop>,
 }
 
@@ -97,7 +99,7 @@ impl LocalGateway {
             serve(
                 notify,
                 Host {
-                    functions,
+                    functions: Arc::clone(&functions),
                     routes,
                     only: Some(notify_function),
                 },
@@ -106,6 +108,7 @@ impl LocalGateway {
         Ok(LocalGateway {
             api_base_url,
             notify_url,
+            functions,
             _tasks: tasks,
         })
     }

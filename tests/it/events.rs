@@ -1,0 +1,140 @@
+//! Every sample event in `events/` goes through its function's handler in process, in the
+//! order a merchant would send them, so the samples for `sam local invoke` cannot rot.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use gateway_tests::local_stack::{read_template, template_path};
+use gateway_tests::routes::Routes;
+use gateway_tests::simulator::{Fault, FaultKind};
+use gateway_tests::support::{Stack, fixtures};
+use lambda_http::Body;
+use serde_json::Value;
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(name))
+        .unwrap_or_else(|e| panic!("events/{name}: {e}"))
+}
+
+/// (file, expected status, expected body fragment), in the order they are sent.
+const SEQUENCE: &[(&str, u16, &str)] = &[
+    ("create-payment.json", 201, "\"type\":\"qr\""),
+    ("get-payment.json", 200, "\"status\":\"CREATED\""),
+    ("notify.json", 200, "success"),
+    ("create-refund.json", 201, "\"status\":\"SUCCEEDED\""),
+    (
+        "get-refund.json",
+        200,
+        "\"out_request_no\":\"event_refund_1\"",
+    ),
+];
+
+#[test]
+fn every_event_file_is_exercised() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(events_dir())
+        .expect("events/")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".json") && name != "env.json")
+        .collect();
+    on_disk.sort();
+    let mut covered: Vec<String> = SEQUENCE
+        .iter()
+        .map(|(name, _, _)| (*name).to_owned())
+        .collect();
+    covered.sort();
+    assert_eq!(on_disk, covered, "add new event files to SEQUENCE");
+}
+
+#[test]
+fn the_env_vars_file_configures_every_function() {
+    let env: HashMap<String, HashMap<String, String>> =
+        serde_json::from_str(&read("env.json")).expect("env.json");
+    let template = read_template(&template_path()).expect("template");
+    let resources = template
+        .get("Resources")
+        .and_then(|r| r.as_mapping())
+        .expect("resources");
+    let functions: Vec<String> = resources
+        .iter()
+        .filter(|(_, r)| {
+            r.get("Type").and_then(|t| t.as_str()) == Some("AWS::Serverless::Function")
+        })
+        .filter_map(|(id, _)| id.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(functions.len(), 3);
+    let test_alipay_key = shared::PublicKey::parse(
+        &std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key"),
+    )
+    .expect("key");
+    for function in functions {
+        let vars = env
+            .get(&function)
+            .unwrap_or_else(|| panic!("env.json has no {function}"));
+        let config =
+            shared::config::Config::from_map(vars).unwrap_or_else(|e| panic!("{function}: {e}"));
+        assert_eq!(
+            config.alipay_public_key, test_alipay_key,
+            "{function}: notify.json is signed by the test key"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_events_run_in_order_through_their_handlers() {
+    let stack = Stack::start().await;
+    let routes =
+        Routes::from_template(&read_template(&template_path()).expect("template")).expect("routes");
+    for (name, status, fragment) in SEQUENCE {
+        let text = read(name);
+        let request = lambda_http::request::from_str(&text)
+            .unwrap_or_else(|e| panic!("{name} is not an event: {e}"));
+        let event: Value = serde_json::from_str(&text).expect("json");
+        let function = match event["rawPath"].as_str().and_then(|path| {
+            routes.function_for(
+                event["requestContext"]["http"]["method"]
+                    .as_str()
+                    .unwrap_or(""),
+                path,
+            )
+        }) {
+            Some(function) => function.to_owned(),
+            None => routes
+                .function_url
+                .clone()
+                .expect("the Function URL's function"),
+        };
+        if *name == "create-refund.json" {
+            // The payment was paid at Alipay too (its own notification dropped: notify.json stood in).
+            stack.simulator.inject(Fault {
+                target: "notify".into(),
+                kind: FaultKind::Drop,
+                times: 1,
+            });
+            stack
+                .simulator
+                .pay("event_order_1", false)
+                .expect("pay at the simulator");
+        }
+        let response = stack
+            .gateway
+            .functions
+            .invoke(&function, request)
+            .await
+            .expect("function");
+        let body = match response.body() {
+            Body::Text(text) => text.clone(),
+            Body::Binary(bytes) => String::from_utf8_lossy(&bytes[..]).into_owned(),
+            _ => String::new(),
+        };
+        assert_eq!(
+            response.status().as_u16(),
+            *status,
+            "{name} via {function}: {body}"
+        );
+        assert!(body.contains(fragment), "{name}: {body}");
+    }
+}

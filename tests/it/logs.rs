@@ -1,0 +1,107 @@
+//! Secrets and personal data never reach the logs: every log line the functions write while a
+//! payment is created, paid, refunded and forged against is captured and searched.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use gateway_tests::support::{Stack, eventually, fixtures};
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let stack = Stack::start().await;
+    let create = json!({"out_trade_no": "logged_1", "amount": "50.00", "subject": "log check", "channel": "qr"});
+    assert_eq!(
+        stack
+            .http
+            .post_json(&stack.api("/payments"), &create)
+            .await
+            .status,
+        201
+    );
+    let trade = stack.simulator.pay("logged_1", false).expect("pay");
+    let paid = eventually(10, || async {
+        let answer = stack.http.get(&stack.api("/payments/logged_1")).await;
+        (answer.json()["status"] == "PAID").then_some(())
+    })
+    .await;
+    assert!(paid.is_some());
+    let refund = json!({"amount": "10.00"});
+    assert_eq!(
+        stack
+            .http
+            .post_json(&stack.api("/payments/logged_1/refunds"), &refund)
+            .await
+            .status,
+        201
+    );
+    // A forged notification is logged as a security warning, without its content.
+    let forged = format!(
+        "out_trade_no=logged_1&buyer_id={}&sign_type=RSA2&sign=AAAA",
+        trade.buyer_id
+    );
+    assert_eq!(
+        stack
+            .http
+            .post_form(&stack.gateway.notify_url, &forged)
+            .await
+            .text,
+        "fail"
+    );
+
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    // The capture works: the events that matter are there.
+    for expected in [
+        "payment created",
+        "notification applied",
+        "notification refused",
+        "logged_1",
+    ] {
+        assert!(logs.contains(expected), "expected {expected:?} in the logs");
+    }
+    assert!(
+        !logs.contains(&trade.buyer_id),
+        "a full buyer id reached the logs"
+    );
+    let alipay_key =
+        std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key");
+    let key_line = alipay_key
+        .lines()
+        .find(|l| l.len() > 40 && !l.starts_with('#'))
+        .expect("key body");
+    assert!(!logs.contains(key_line), "key material reached the logs");
+    assert!(!logs.contains("PRIVATE KEY"));
+    assert!(
+        !logs.contains("sign="),
+        "no signed strings or form bodies in the logs"
+    );
+    assert!(
+        !logs.contains("fund_bill_list"),
+        "no notification bodies in the logs"
+    );
+}
