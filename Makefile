@@ -4,17 +4,18 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit bench fmt moto run demo
+.PHONY: help test lint unit template bench fmt moto run demo
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops)"
 	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full"
-	@echo "make test   - the whole test suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto) and CLI tests"
+	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, CLI, template checks"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
 	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto"
 
 ## The README's test command. CI runs exactly this.
-test: lint unit
+test: lint unit template
+	@scripts/test-summary.sh .local/test-output.log
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -23,7 +24,12 @@ lint:
 # Unit, property, vector, CLI and integration tests; the integration tests run against the
 # local AWS stand-in (moto), which scripts/with-moto.sh installs, starts and stops.
 unit:
-	scripts/with-moto.sh $(CARGO) test --workspace --locked
+	@mkdir -p .local
+	set -o pipefail; scripts/with-moto.sh $(CARGO) test --workspace --locked 2>&1 | tee .local/test-output.log
+
+# cfn-lint, sam validate --lint and sam build (offline; see scripts/template-checks.sh).
+template:
+	scripts/template-checks.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -14,8 +14,9 @@ pub const PRODUCTION_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
 pub struct Config {
     /// `ORDERS_TABLE`
     pub orders_table: String,
-    /// `KMS_KEY_ID`: key id, ARN or alias of the app signing key.
-    pub kms_key_id: String,
+    /// `KMS_KEY_ID`: key id, ARN or alias of the app signing key; only the functions that call
+    /// Alipay have (and need) one.
+    pub kms_key_id: Option<String>,
     /// `ALIPAY_APP_ID`
     pub app_id: AppId,
     /// `ALIPAY_PUBLIC_KEY`: Alipay's public key (支付宝公钥), PEM or bare Base64.
@@ -52,7 +53,7 @@ impl Config {
             }
         };
         let orders_table = required("ORDERS_TABLE");
-        let kms_key_id = required("KMS_KEY_ID");
+        let kms_key_id = get("KMS_KEY_ID").map(str::to_owned);
         let app_id_text = required("ALIPAY_APP_ID");
         let alipay_key_text = required("ALIPAY_PUBLIC_KEY");
 

@@ -56,12 +56,12 @@ impl Gateway {
     ) -> Result<Gateway, String> {
         let sdk = sdk.clone();
         let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config.orders_table);
-        let signer = match role {
-            Role::CallsAlipay => Some(KmsSigner::new(
-                aws_sdk_kms::Client::new(&sdk),
-                &config.kms_key_id,
-            )),
-            Role::NotifyOnly => None,
+        let signer = match (role, &config.kms_key_id) {
+            (Role::CallsAlipay, Some(key_id)) => {
+                Some(KmsSigner::new(aws_sdk_kms::Client::new(&sdk), key_id))
+            }
+            (Role::CallsAlipay, None) => return Err("KMS_KEY_ID is not set".into()),
+            (Role::NotifyOnly, _) => None,
         };
         let (warm_store, warm_key) = tokio::join!(store.warm_up(), async {
             match &signer {
@@ -70,7 +70,8 @@ impl Gateway {
             }
         });
         warm_store.map_err(|e| format!("DynamoDB table {}: {e}", config.orders_table))?;
-        let app_public_key = warm_key.map_err(|e| format!("KMS key {}: {e}", config.kms_key_id))?;
+        let key_id = config.kms_key_id.as_deref().unwrap_or("");
+        let app_public_key = warm_key.map_err(|e| format!("KMS key {key_id}: {e}"))?;
         if app_public_key.as_ref() == Some(&config.alipay_public_key) {
             return Err(crate::alipay::keys::KeyError::AppKeyConfiguredAsAlipayKey.to_string());
         }

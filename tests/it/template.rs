@@ -1,0 +1,430 @@
+//! The template's security and durability properties, asserted by reading template.yaml, so a
+//! later change cannot quietly widen a permission or drop a safeguard.
+
+use std::collections::BTreeSet;
+
+use gateway_tests::local_stack::{read_template, template_path};
+use serde_yaml_ng::Value;
+
+fn template() -> Value {
+    read_template(&template_path()).expect("template")
+}
+
+fn resource<'a>(template: &'a Value, id: &str) -> &'a Value {
+    template
+        .get("Resources")
+        .and_then(|r| r.get(id))
+        .unwrap_or_else(|| panic!("no resource {id}"))
+}
+
+fn props<'a>(template: &'a Value, id: &str) -> &'a Value {
+    resource(template, id)
+        .get("Properties")
+        .unwrap_or_else(|| panic!("{id} has no Properties"))
+}
+
+/// A value as text; CloudFormation tags (`!GetAtt X.Arn`) become `!GetAtt X.Arn`.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Tagged(tagged) => format!("{} {}", tagged.tag, text(&tagged.value)),
+        Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        other => format!("{other:?}"),
+    }
+}
+
+fn list(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Sequence(items)) => items.iter().map(text).collect(),
+        Some(other) => vec![text(other)],
+        None => vec![],
+    }
+}
+
+/// Every IAM statement in every role and policy: (resource id, statement).
+fn iam_statements(template: &Value) -> Vec<(String, Value)> {
+    let mut out = vec![];
+    for (id, resource) in template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("resources")
+    {
+        let id = text(id);
+        let kind = resource.get("Type").map(text).unwrap_or_default();
+        let documents: Vec<&Value> = match kind.as_str() {
+            "AWS::IAM::Role" => resource
+                .get("Properties")
+                .and_then(|p| p.get("Policies"))
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("PolicyDocument"))
+                .collect(),
+            "AWS::IAM::Policy" => resource
+                .get("Properties")
+                .and_then(|p| p.get("PolicyDocument"))
+                .into_iter()
+                .collect(),
+            _ => vec![],
+        };
+        for document in documents {
+            for statement in document
+                .get("Statement")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                out.push((id.clone(), statement.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn actions_of(template: &Value, role: &str) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for (id, statement) in iam_statements(template) {
+        let attached = id == role
+            || (resource(template, &id).get("Type").map(text).as_deref()
+                == Some("AWS::IAM::Policy")
+                && list(props(template, &id).get("Roles")).contains(&format!("!Ref {role}")));
+        if attached {
+            actions.extend(list(statement.get("Action")));
+        }
+    }
+    actions
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn each_function_has_exactly_the_actions_it_uses() {
+    let template = template();
+    let table = [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ];
+    let logs = ["logs:CreateLogStream", "logs:PutLogEvents"];
+    let signing = ["kms:Sign", "kms:GetPublicKey"];
+    let mut create: Vec<&str> = [&table[..], &logs[..], &signing[..]].concat();
+    create.push("dynamodb:Query");
+    assert_eq!(actions_of(&template, "CreatePaymentRole"), set(&create));
+    assert_eq!(
+        actions_of(&template, "RefundRole"),
+        set(&[&table[..], &logs[..], &signing[..]].concat())
+    );
+    assert_eq!(
+        actions_of(&template, "NotifyRole"),
+        set(&[&table[..], &logs[..]].concat()),
+        "notify never signs"
+    );
+}
+
+#[test]
+fn no_wildcards_and_no_broad_policy_templates() {
+    let template = template();
+    for (id, statement) in iam_statements(&template) {
+        let actions = list(statement.get("Action"));
+        assert!(
+            actions.iter().all(|a| !a.contains('*')),
+            "{id}: wildcard action in {actions:?}"
+        );
+        let resources = list(statement.get("Resource"));
+        assert!(
+            !resources.is_empty() && resources.iter().all(|r| r != "*"),
+            "{id}: Resource * for {actions:?}"
+        );
+        assert_eq!(statement.get("Effect").map(text).as_deref(), Some("Allow"));
+        for action in &actions {
+            let resource = &resources[0];
+            let owner = match action.split(':').next() {
+                Some("dynamodb") => "!GetAtt OrdersTable.Arn",
+                Some("kms") => "!GetAtt AppSigningKey.Arn",
+                _ => continue,
+            };
+            assert_eq!(resource, owner, "{id}: {action} on {resource}");
+        }
+    }
+    for (_, resource) in template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("resources")
+    {
+        if resource.get("Type").map(text).as_deref() == Some("AWS::Serverless::Function") {
+            let p = resource.get("Properties").expect("properties");
+            assert!(
+                p.get("Policies").is_none(),
+                "functions use their explicit roles, no SAM policy templates"
+            );
+            assert!(p.get("Role").is_some());
+        }
+    }
+    let raw = std::fs::read_to_string(template_path()).expect("template");
+    for forbidden in [
+        "DynamoDBCrudPolicy",
+        "AWSLambdaBasicExecutionRole",
+        "AdministratorAccess",
+        "PowerUser",
+    ] {
+        assert!(!raw.contains(forbidden), "{forbidden} in template.yaml");
+    }
+}
+
+#[test]
+fn only_the_payment_functions_may_sign_and_only_with_rsa2() {
+    let template = template();
+    let key = props(&template, "AppSigningKey");
+    assert_eq!(key.get("KeySpec").map(text).as_deref(), Some("RSA_2048"));
+    assert_eq!(
+        key.get("KeyUsage").map(text).as_deref(),
+        Some("SIGN_VERIFY")
+    );
+    let statements = key
+        .get("KeyPolicy")
+        .and_then(|p| p.get("Statement"))
+        .and_then(Value::as_sequence)
+        .expect("policy");
+    let mut signers = BTreeSet::new();
+    for statement in statements {
+        let actions = list(statement.get("Action"));
+        let principals = list(statement.get("Principal").and_then(|p| p.get("AWS")));
+        assert!(
+            !actions.iter().any(|a| a == "kms:*"),
+            "kms:* in the key policy"
+        );
+        let may_sign = actions.iter().any(|a| a == "kms:Sign" || a == "kms:Sign*");
+        if may_sign {
+            signers.extend(principals.clone());
+            let condition = statement
+                .get("Condition")
+                .and_then(|c| c.get("StringEquals"))
+                .and_then(|c| c.get("kms:SigningAlgorithm"));
+            assert_eq!(
+                condition.map(text).as_deref(),
+                Some("RSASSA_PKCS1_V1_5_SHA_256")
+            );
+        }
+        if principals.iter().any(|p| p.contains(":root")) {
+            assert!(
+                !actions.iter().any(|a| a.starts_with("kms:Sign")
+                    || a.starts_with("kms:Encrypt")
+                    || a.starts_with("kms:Decrypt")),
+                "the account administers, it does not sign: {actions:?}"
+            );
+            assert!(
+                actions.iter().any(|a| a == "kms:Get*"),
+                "the deployer can read the public key"
+            );
+            // A grant would hand signing to anyone the account trusts.
+            assert!(
+                !actions
+                    .iter()
+                    .any(|a| a == "kms:Create*" || a == "kms:CreateGrant"),
+                "{actions:?}"
+            );
+        }
+    }
+    assert_eq!(
+        signers,
+        set(&["!GetAtt CreatePaymentRole.Arn", "!GetAtt RefundRole.Arn"])
+    );
+}
+
+#[test]
+fn the_table_is_durable_encrypted_and_expires_audit_events() {
+    let template = template();
+    let table = resource(&template, "OrdersTable");
+    assert_eq!(
+        table.get("DeletionPolicy").map(text).as_deref(),
+        Some("Retain")
+    );
+    let p = props(&template, "OrdersTable");
+    assert_eq!(
+        p.get("BillingMode").map(text).as_deref(),
+        Some("PAY_PER_REQUEST")
+    );
+    assert_eq!(
+        p.get("DeletionProtectionEnabled").map(text).as_deref(),
+        Some("true")
+    );
+    let pitr = p
+        .get("PointInTimeRecoverySpecification")
+        .and_then(|s| s.get("PointInTimeRecoveryEnabled"));
+    assert_eq!(pitr.map(text).as_deref(), Some("true"));
+    let sse = p.get("SSESpecification").expect("sse");
+    assert_eq!(
+        (
+            sse.get("SSEEnabled").map(text).as_deref(),
+            sse.get("SSEType").map(text).as_deref()
+        ),
+        (Some("true"), Some("KMS"))
+    );
+    let ttl = p.get("TimeToLiveSpecification").expect("ttl");
+    assert_eq!(
+        (
+            ttl.get("AttributeName").map(text).as_deref(),
+            ttl.get("Enabled").map(text).as_deref()
+        ),
+        (Some("expires_at"), Some("true"))
+    );
+    assert_eq!(
+        resource(&template, "AppSigningKey")
+            .get("DeletionPolicy")
+            .map(text)
+            .as_deref(),
+        Some("Retain")
+    );
+}
+
+#[test]
+fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
+    let template = template();
+    let globals = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .expect("globals");
+    assert_eq!(
+        globals.get("Runtime").map(text).as_deref(),
+        Some("provided.al2023")
+    );
+    assert_eq!(list(globals.get("Architectures")), ["arm64"]);
+    let retention = template
+        .get("Parameters")
+        .and_then(|p| p.get("LogRetentionDays"))
+        .expect("retention");
+    let allowed: Vec<u64> = list(retention.get("AllowedValues"))
+        .iter()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(
+        !allowed.is_empty() && allowed.iter().all(|days| *days >= 180),
+        "{allowed:?}"
+    );
+    for (function, logs) in [
+        ("CreatePaymentFunction", "CreatePaymentLogs"),
+        ("RefundFunction", "RefundLogs"),
+        ("NotifyFunction", "NotifyLogs"),
+    ] {
+        let f = resource(&template, function);
+        assert_eq!(
+            f.get("Metadata")
+                .and_then(|m| m.get("BuildMethod"))
+                .map(text)
+                .as_deref(),
+            Some("rust-cargolambda")
+        );
+        let logging = props(&template, function)
+            .get("LoggingConfig")
+            .expect("logging");
+        assert_eq!(logging.get("LogFormat").map(text).as_deref(), Some("JSON"));
+        assert_eq!(
+            logging.get("LogGroup").map(text),
+            Some(format!("!Ref {logs}"))
+        );
+        assert_eq!(
+            props(&template, logs)
+                .get("RetentionInDays")
+                .map(text)
+                .as_deref(),
+            Some("!Ref LogRetentionDays")
+        );
+        let timeout: u64 = props(&template, function)
+            .get("Timeout")
+            .map(text)
+            .and_then(|t| t.parse().ok())
+            .expect("timeout");
+        assert!((5..=30).contains(&timeout), "{function} timeout {timeout}");
+    }
+}
+
+#[test]
+fn the_api_requires_auth_and_only_notify_is_public() {
+    let template = template();
+    let api = props(&template, "MerchantApi");
+    let auth = api.get("Auth").expect("auth");
+    assert_eq!(
+        auth.get("DefaultAuthorizer").map(text).as_deref(),
+        Some("!If UseJwt,MerchantJwt,AWS_IAM")
+    );
+    assert!(
+        api.get("DefaultRouteSettings")
+            .and_then(|s| s.get("ThrottlingRateLimit"))
+            .is_some()
+    );
+    assert!(
+        api.get("AccessLogSettings")
+            .and_then(|s| s.get("DestinationArn"))
+            .is_some()
+    );
+    let mut public = vec![];
+    for (id, resource) in template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("resources")
+    {
+        if let Some(url) = resource
+            .get("Properties")
+            .and_then(|p| p.get("FunctionUrlConfig"))
+        {
+            assert_eq!(url.get("AuthType").map(text).as_deref(), Some("NONE"));
+            public.push(text(id));
+        }
+        for (_, event) in resource
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+        {
+            let auth = event.get("Properties").and_then(|p| p.get("Auth"));
+            assert!(
+                auth.is_none(),
+                "{}: no route overrides the default authorizer",
+                text(id)
+            );
+        }
+    }
+    assert_eq!(public, ["NotifyFunction"]);
+    let outputs = template.get("Outputs").expect("outputs");
+    for output in ["ApiUrl", "NotifyUrl", "AppSigningKeyId", "PublicKeyCommand"] {
+        assert!(outputs.get(output).is_some(), "output {output}");
+    }
+}
+
+#[test]
+fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
+    let template = template();
+    let mut alarms = vec![];
+    for (id, resource) in template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("resources")
+    {
+        if resource.get("Type").map(text).as_deref() == Some("AWS::CloudWatch::Alarm") {
+            let actions = list(
+                resource
+                    .get("Properties")
+                    .and_then(|p| p.get("AlarmActions")),
+            );
+            assert_eq!(actions, ["!Ref AlarmTopicArn"], "{}", text(id));
+            alarms.push(text(id));
+        }
+    }
+    alarms.sort();
+    assert_eq!(
+        alarms,
+        [
+            "CreatePaymentErrorsAlarm",
+            "ForgedNotificationsAlarm",
+            "NotifyErrorsAlarm",
+            "RefundErrorsAlarm",
+            "RefundProblemsAlarm",
+            "ThrottlesAlarm"
+        ]
+    );
+}
