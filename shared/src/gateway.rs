@@ -89,6 +89,17 @@ impl Gateway {
         })
     }
 
+    /// The Alipay side, for the functions that have one.
+    pub fn alipay(&self) -> Result<&Alipay, crate::http::ApiError> {
+        self.alipay.as_ref().ok_or_else(|| {
+            crate::http::ApiError::unavailable(
+                "misconfigured",
+                "this function cannot call Alipay",
+                60,
+            )
+        })
+    }
+
     /// The Alipay client for a configuration.
     pub fn alipay_client(config: &Config) -> Result<AlipayClient, String> {
         AlipayClient::new(
@@ -268,4 +279,20 @@ async fn record_mismatch(
         Ok(()) => ApplyError::Mismatch(detail),
         Err(error) => ApplyError::Store(error),
     }
+}
+
+/// The Lambda entry point every function shares: logs as Lambda configures them (JSON in the
+/// template), dependencies built once at init, then one handler call per request.
+pub async fn serve<F, Fut>(role: Role, handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(&'static Gateway, lambda_http::Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send,
+{
+    lambda_http::tracing::init_default_subscriber();
+    // Kept for the life of the process, as a Lambda execution environment keeps it.
+    let gateway: &'static Gateway = Box::leak(Box::new(Gateway::init(role).await?));
+    lambda_http::run(lambda_http::service_fn(move |request| async move {
+        Ok::<_, std::convert::Infallible>(handler(gateway, request).await)
+    }))
+    .await
 }

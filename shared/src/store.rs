@@ -373,26 +373,14 @@ impl Store {
             TransactWriteItem::builder().update(update).build(),
             self.audit_put(out_trade_no, &event)?,
         ];
-        match self.transact(items).await? {
-            Ok(()) => {
-                let order = self
-                    .get_order(out_trade_no)
-                    .await?
-                    .ok_or_else(|| not_found(out_trade_no))?;
-                Ok(Transition::Applied(order))
+        match self.change_order(items, out_trade_no).await? {
+            Ok(order) => Ok(Transition::Applied(order)),
+            Err(current)
+                if current.status == OrderStatus::Paid && target == OrderStatus::Finished =>
+            {
+                self.finish(out_trade_no, payment, cause, now_ms).await
             }
-            Err(reasons) => {
-                let current = self
-                    .old_item(&reasons, 0, out_trade_no, ORDER_SK)
-                    .await?
-                    .map(|item| parse_order(&item))
-                    .transpose()?
-                    .ok_or_else(|| not_found(out_trade_no))?;
-                if current.status == OrderStatus::Paid && target == OrderStatus::Finished {
-                    return self.finish(out_trade_no, payment, cause, now_ms).await;
-                }
-                self.repeat_or_refuse(current, target, &payment.trade_no)
-            }
+            Err(current) => self.repeat_or_refuse(current, target, &payment.trade_no),
         }
     }
 
@@ -426,21 +414,9 @@ impl Store {
             TransactWriteItem::builder().update(update).build(),
             self.audit_put(out_trade_no, &event)?,
         ];
-        match self.transact(items).await? {
-            Ok(()) => {
-                let order = self
-                    .get_order(out_trade_no)
-                    .await?
-                    .ok_or_else(|| not_found(out_trade_no))?;
-                Ok(Transition::Applied(order))
-            }
-            Err(reasons) => {
-                let current = self
-                    .old_item(&reasons, 0, out_trade_no, ORDER_SK)
-                    .await?
-                    .map(|item| parse_order(&item))
-                    .transpose()?
-                    .ok_or_else(|| not_found(out_trade_no))?;
+        match self.change_order(items, out_trade_no).await? {
+            Ok(order) => Ok(Transition::Applied(order)),
+            Err(current) => {
                 self.repeat_or_refuse(current, OrderStatus::Finished, &payment.trade_no)
             }
         }
@@ -500,29 +476,15 @@ impl Store {
             TransactWriteItem::builder().update(update).build(),
             self.audit_put(out_trade_no, &event)?,
         ];
-        match self.transact(items).await? {
-            Ok(()) => {
-                let order = self
-                    .get_order(out_trade_no)
-                    .await?
-                    .ok_or_else(|| not_found(out_trade_no))?;
-                Ok(Transition::Applied(order))
+        match self.change_order(items, out_trade_no).await? {
+            Ok(order) => Ok(Transition::Applied(order)),
+            Err(current) if current.status == OrderStatus::Closed => {
+                Ok(Transition::Duplicate(current))
             }
-            Err(reasons) => {
-                let current = self
-                    .old_item(&reasons, 0, out_trade_no, ORDER_SK)
-                    .await?
-                    .map(|item| parse_order(&item))
-                    .transpose()?
-                    .ok_or_else(|| not_found(out_trade_no))?;
-                if current.status == OrderStatus::Closed {
-                    return Ok(Transition::Duplicate(current));
-                }
-                Err(StoreError::IllegalTransition {
-                    from: current.status.to_string(),
-                    to: OrderStatus::Closed.to_string(),
-                })
-            }
+            Err(current) => Err(StoreError::IllegalTransition {
+                from: current.status.to_string(),
+                to: OrderStatus::Closed.to_string(),
+            }),
         }
     }
 
@@ -601,12 +563,7 @@ impl Store {
                 refund.out_request_no, existing.amount
             )));
         }
-        let order = self
-            .old_item(&reasons, 0, out_trade_no, ORDER_SK)
-            .await?
-            .map(|item| parse_order(&item))
-            .transpose()?
-            .ok_or_else(|| not_found(out_trade_no))?;
+        let order = self.old_order(&reasons, 0, out_trade_no).await?;
         if order.status != OrderStatus::Paid {
             return Err(StoreError::NotRefundable {
                 status: order.status,
@@ -837,6 +794,39 @@ impl Store {
                 codes.join(", ")
             )));
         }
+    }
+
+    /// Runs a transaction that changes an order: `Ok` with the order as written, or `Err` with
+    /// the order as it stood when the condition refused the change.
+    async fn change_order(
+        &self,
+        items: Vec<TransactWriteItem>,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Result<Order, Order>, StoreError> {
+        match self.transact(items).await? {
+            Ok(()) => {
+                let order = self
+                    .get_order(out_trade_no)
+                    .await?
+                    .ok_or_else(|| not_found(out_trade_no))?;
+                Ok(Ok(order))
+            }
+            Err(reasons) => Ok(Err(self.old_order(&reasons, 0, out_trade_no).await?)),
+        }
+    }
+
+    /// The order as it was when the condition of transaction item `index` failed.
+    async fn old_order(
+        &self,
+        reasons: &[CancellationReason],
+        index: usize,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Order, StoreError> {
+        self.old_item(reasons, index, out_trade_no, ORDER_SK)
+            .await?
+            .map(|item| parse_order(&item))
+            .transpose()?
+            .ok_or_else(|| not_found(out_trade_no))
     }
 
     /// The item as it was when a condition failed: from the cancellation reason when DynamoDB

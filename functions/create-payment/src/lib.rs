@@ -36,12 +36,6 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
 }
 
-fn alipay(gateway: &Gateway) -> Result<&Alipay, ApiError> {
-    gateway.alipay.as_ref().ok_or_else(|| {
-        ApiError::unavailable("misconfigured", "this function cannot call Alipay", 60)
-    })
-}
-
 /// Reads and validates the body into a [`NewOrder`]; nothing is written before this passes.
 fn parse_new_order(
     gateway: &Gateway,
@@ -111,7 +105,7 @@ fn parse_new_order(
 async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, ApiError> {
     let now = now_ms();
     let new = parse_new_order(gateway, request, now)?;
-    let alipay = alipay(gateway)?;
+    let alipay = gateway.alipay()?;
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
@@ -204,7 +198,7 @@ async fn get(
 
 /// Asks Alipay for the trade (`alipay.trade.query`) and applies what it says.
 async fn sync_with_alipay(gateway: &Gateway, order: Order) -> Result<Order, ApiError> {
-    let alipay = alipay(gateway)?;
+    let alipay = gateway.alipay()?;
     let now = now_ms();
     let request = AlipayRequest::Query {
         trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),

@@ -43,12 +43,6 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
 }
 
-fn alipay(gateway: &Gateway) -> Result<&Alipay, ApiError> {
-    gateway.alipay.as_ref().ok_or_else(|| {
-        ApiError::unavailable("misconfigured", "this function cannot call Alipay", 60)
-    })
-}
-
 fn parse_out_trade_no(text: &str) -> Result<OutTradeNo, ApiError> {
     OutTradeNo::parse(text).map_err(|e| ApiError::invalid("out_trade_no", e))
 }
@@ -87,7 +81,7 @@ async fn create(
 ) -> Result<Response<Body>, ApiError> {
     let out_trade_no = parse_out_trade_no(out_trade_no)?;
     let new = parse_refund(request)?;
-    let alipay = alipay(gateway)?;
+    let alipay = gateway.alipay()?;
     let cause = Cause::Api {
         route: "POST /payments/{out_trade_no}/refunds".into(),
     };
@@ -309,7 +303,7 @@ async fn get(
             ))
         })?;
     if query_flag(request, "sync") && refund.status == RefundStatus::Pending {
-        refund = query_and_settle(gateway, alipay(gateway)?, refund).await?;
+        refund = query_and_settle(gateway, gateway.alipay()?, refund).await?;
     }
     Ok(json_response(
         StatusCode::OK,

@@ -1,15 +1,8 @@
-//! Lambda entry point: build everything once, then serve refund requests.
+//! Lambda entry point: build everything once, then serve requests with `refund::handle`.
 
-use lambda_http::{Error, service_fn};
-use shared::gateway::{Gateway, Role};
+use shared::gateway::{Role, serve};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let gateway = Gateway::init(Role::CallsAlipay).await?;
-    let gateway = &gateway;
-    lambda_http::run(service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(refund::handle(gateway, request).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda_http::Error> {
+    serve(Role::CallsAlipay, refund::handle).await
 }
