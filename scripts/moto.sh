@@ -42,7 +42,11 @@ case "${1:-}" in
     ;;
   stop)
     if running; then
-      kill "$(cat "$state/moto.pid")" 2>/dev/null || true
+      pid=$(cat "$state/moto.pid")
+      kill "$pid" 2>/dev/null || true
+      # A busy server can take a moment; never leave one behind.
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
     fi
     rm -f "$state/moto.pid" "$state/moto.port"
     ;;

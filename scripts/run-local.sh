@@ -24,14 +24,14 @@ done
 
 pids=()
 cleanup() {
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM HUP
   say "stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   pkill -f "target/debug/(create-payment|notify|refund)$" 2>/dev/null || true
   "$root/scripts/moto.sh" stop
   rm -f "$state/endpoints.json"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT INT TERM HUP
 
 say "installing what the local stack needs (first run only)"
 "$root/scripts/venv.sh" "$root/.venv" "$root/scripts/python/moto-requirements.txt"
