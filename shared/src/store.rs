@@ -319,14 +319,18 @@ impl Store {
         } else {
             payment.amount
         };
+        let mut set = vec![
+            "#status = :to",
+            "trade_no = :trade_no",
+            "paid_fen = :paid",
+            "refundable_fen = :refundable",
+            "updated_at_ms = :now",
+            "version = version + :one",
+        ];
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(order_pk(out_trade_no)))
             .key("sk", s(ORDER_SK))
-            .update_expression(
-                "SET #status = :to, trade_no = :trade_no, paid_fen = :paid, refundable_fen = :refundable, \
-                 updated_at_ms = :now, version = version + :one",
-            )
             .condition_expression("attribute_exists(pk) AND #status = :from")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(target.as_str()))
@@ -336,24 +340,16 @@ impl Store {
             .expression_attribute_values(":refundable", n(refundable.fen()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1));
-        let mut extra = Vec::new();
         if let Some(paid_at) = &payment.paid_at {
-            extra.push("paid_at = :paid_at");
+            set.push("paid_at = :paid_at");
             update = update.expression_attribute_values(":paid_at", s(paid_at));
         }
         if let Some(buyer) = &payment.buyer_id_masked {
-            extra.push("buyer_id_masked = :buyer");
+            set.push("buyer_id_masked = :buyer");
             update = update.expression_attribute_values(":buyer", s(buyer));
         }
-        if !extra.is_empty() {
-            let expression = format!(
-                "SET #status = :to, trade_no = :trade_no, paid_fen = :paid, refundable_fen = :refundable, \
-                 updated_at_ms = :now, version = version + :one, {}",
-                extra.join(", ")
-            );
-            update = update.update_expression(expression);
-        }
         let update = update
+            .update_expression(format!("SET {}", set.join(", ")))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_error)?;

@@ -2,7 +2,6 @@
 //! local stand-in, so tests run in parallel without seeing each other's orders.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared::aws::KmsSigner;
 use shared::store::Store;
@@ -58,13 +57,8 @@ impl TestEnv {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch (the clock the functions use).
+pub use shared::gateway::now_ms;
 
 /// The repository's `tests/fixtures` directory.
 pub fn fixtures() -> PathBuf {
