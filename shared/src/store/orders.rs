@@ -1,0 +1,357 @@
+//! Order items: creation (idempotent by fingerprint) and the trade-state transitions.
+
+use super::*;
+
+impl Store {
+    /// Creates an order unless one with the same `out_trade_no` exists. One transaction; a
+    /// second read only when the order already existed and DynamoDB did not return it.
+    #[tracing::instrument(skip_all, fields(out_trade_no = %new.out_trade_no))]
+    pub async fn create_order(
+        &self,
+        new: &NewOrder,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Created, StoreError> {
+        let order = Order {
+            out_trade_no: new.out_trade_no.clone(),
+            amount: new.amount,
+            currency: CNY.to_owned(),
+            subject: new.subject.clone(),
+            channel: new.channel,
+            status: OrderStatus::Created,
+            return_url: new.return_url.clone(),
+            time_expire: new.time_expire.as_ref().map(|t| t.as_str().to_owned()),
+            trade_no: None,
+            paid_amount: None,
+            paid_at: None,
+            refunded: Amount::ZERO,
+            refundable: Amount::ZERO,
+            buyer_id_masked: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            version: 1,
+            fingerprint: new.fingerprint(),
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(order_item(&order)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let event = AuditEvent::new("order.created", cause, now_ms)
+            .change("", OrderStatus::Created)
+            .amount(order.amount);
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.audit_put(&order.out_trade_no, &event)?,
+        ];
+        match self.transact(items).await? {
+            Ok(()) => Ok(Created::New(order)),
+            Err(reasons) => {
+                let existing = match self
+                    .old_item(&reasons, 0, &order.out_trade_no, ORDER_SK)
+                    .await?
+                {
+                    Some(item) => parse_order(&item)?,
+                    None => {
+                        return Err(StoreError::Unavailable(
+                            "order creation was cancelled".into(),
+                        ));
+                    }
+                };
+                if existing.fingerprint == order.fingerprint {
+                    Ok(Created::Existing(existing))
+                } else {
+                    Err(StoreError::Conflict(format!(
+                        "out_trade_no {} was already used for a different payment",
+                        order.out_trade_no
+                    )))
+                }
+            }
+        }
+    }
+
+    pub async fn get_order(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        self.get_item(out_trade_no, ORDER_SK)
+            .await?
+            .map(|item| parse_order(&item))
+            .transpose()
+    }
+
+    /// The order and its refunds in one Query.
+    #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no))]
+    pub async fn get_order_with_refunds(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Option<(Order, Vec<Refund>)>, StoreError> {
+        let items = self
+            .query(
+                out_trade_no,
+                "pk = :pk AND sk >= :from",
+                &[(":from", ORDER_SK)],
+            )
+            .await?;
+        let mut order = None;
+        let mut refunds = Vec::new();
+        for item in &items {
+            match item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some(ORDER_SK) => order = Some(parse_order(item)?),
+                Some(sk) if sk.starts_with("REFUND#") => refunds.push(parse_refund(item)?),
+                _ => {}
+            }
+        }
+        Ok(order.map(|order| (order, refunds)))
+    }
+
+    #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no, finished = payment.finished))]
+    pub async fn mark_paid(
+        &self,
+        out_trade_no: &OutTradeNo,
+        payment: &Payment,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Transition<Order>, StoreError> {
+        let target = if payment.finished {
+            OrderStatus::Finished
+        } else {
+            OrderStatus::Paid
+        };
+        let refundable = if payment.finished {
+            Amount::ZERO
+        } else {
+            payment.amount
+        };
+        let mut set = vec![
+            "#status = :to",
+            "trade_no = :trade_no",
+            "paid_fen = :paid",
+            "refundable_fen = :refundable",
+            "updated_at_ms = :now",
+            "version = version + :one",
+        ];
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(out_trade_no)))
+            .key("sk", s(ORDER_SK))
+            .condition_expression("attribute_exists(pk) AND #status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":from", s(OrderStatus::Created.as_str()))
+            .expression_attribute_values(":trade_no", s(&payment.trade_no))
+            .expression_attribute_values(":paid", n(payment.amount.fen()))
+            .expression_attribute_values(":refundable", n(refundable.fen()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1));
+        if let Some(paid_at) = &payment.paid_at {
+            set.push("paid_at = :paid_at");
+            update = update.expression_attribute_values(":paid_at", s(paid_at));
+        }
+        if let Some(buyer) = &payment.buyer_id_masked {
+            set.push("buyer_id_masked = :buyer");
+            update = update.expression_attribute_values(":buyer", s(buyer));
+        }
+        let update = update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let event = AuditEvent::new(
+            if payment.finished {
+                "order.finished"
+            } else {
+                "order.paid"
+            },
+            cause,
+            now_ms,
+        )
+        .change(OrderStatus::Created, target)
+        .amount(payment.amount)
+        .detail(format!("trade_no {}", payment.trade_no));
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.audit_put(out_trade_no, &event)?,
+        ];
+        match self.change_order(items, out_trade_no).await? {
+            Ok(order) => Ok(Transition::Applied(order)),
+            Err(current)
+                if current.status == OrderStatus::Paid && target == OrderStatus::Finished =>
+            {
+                self.finish(out_trade_no, payment, cause, now_ms).await
+            }
+            Err(current) => self.repeat_or_refuse(current, target, &payment.trade_no),
+        }
+    }
+
+    /// PAID → FINISHED: the trade is no longer refundable.
+    async fn finish(
+        &self,
+        out_trade_no: &OutTradeNo,
+        payment: &Payment,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Transition<Order>, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(out_trade_no)))
+            .key("sk", s(ORDER_SK))
+            .update_expression("SET #status = :to, refundable_fen = :zero, updated_at_ms = :now, version = version + :one")
+            .condition_expression("#status = :from AND trade_no = :trade_no")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(OrderStatus::Finished.as_str()))
+            .expression_attribute_values(":from", s(OrderStatus::Paid.as_str()))
+            .expression_attribute_values(":trade_no", s(&payment.trade_no))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let event = AuditEvent::new("order.finished", cause, now_ms)
+            .change(OrderStatus::Paid, OrderStatus::Finished);
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.audit_put(out_trade_no, &event)?,
+        ];
+        match self.change_order(items, out_trade_no).await? {
+            Ok(order) => Ok(Transition::Applied(order)),
+            Err(current) => {
+                self.repeat_or_refuse(current, OrderStatus::Finished, &payment.trade_no)
+            }
+        }
+    }
+
+    fn repeat_or_refuse(
+        &self,
+        current: Order,
+        target: OrderStatus,
+        trade_no: &str,
+    ) -> Result<Transition<Order>, StoreError> {
+        if current.status.already(target) {
+            if current
+                .trade_no
+                .as_deref()
+                .is_some_and(|known| known != trade_no)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "order {} was paid by trade {}, not {trade_no}",
+                    current.out_trade_no,
+                    current.trade_no.as_deref().unwrap_or("")
+                )));
+            }
+            return Ok(Transition::Duplicate(current));
+        }
+        Err(StoreError::IllegalTransition {
+            from: current.status.to_string(),
+            to: target.to_string(),
+        })
+    }
+
+    /// CREATED → CLOSED (unpaid).
+    #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no))]
+    pub async fn close(
+        &self,
+        out_trade_no: &OutTradeNo,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Transition<Order>, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(out_trade_no)))
+            .key("sk", s(ORDER_SK))
+            .update_expression("SET #status = :to, updated_at_ms = :now, version = version + :one")
+            .condition_expression("attribute_exists(pk) AND #status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(OrderStatus::Closed.as_str()))
+            .expression_attribute_values(":from", s(OrderStatus::Created.as_str()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let event = AuditEvent::new("order.closed", cause, now_ms)
+            .change(OrderStatus::Created, OrderStatus::Closed);
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.audit_put(out_trade_no, &event)?,
+        ];
+        match self.change_order(items, out_trade_no).await? {
+            Ok(order) => Ok(Transition::Applied(order)),
+            Err(current) if current.status == OrderStatus::Closed => {
+                Ok(Transition::Duplicate(current))
+            }
+            Err(current) => Err(StoreError::IllegalTransition {
+                from: current.status.to_string(),
+                to: OrderStatus::Closed.to_string(),
+            }),
+        }
+    }
+}
+
+pub(super) fn order_item(order: &Order) -> Item {
+    let mut item = Item::from([
+        ("pk".to_owned(), s(order_pk(&order.out_trade_no))),
+        ("sk".to_owned(), s(ORDER_SK)),
+        ("kind".to_owned(), s("order")),
+        ("out_trade_no".to_owned(), s(order.out_trade_no.as_str())),
+        ("amount_fen".to_owned(), n(order.amount.fen())),
+        ("currency".to_owned(), s(&order.currency)),
+        ("subject".to_owned(), s(order.subject.as_str())),
+        ("channel".to_owned(), s(order.channel.as_str())),
+        ("status".to_owned(), s(order.status.as_str())),
+        ("refunded_fen".to_owned(), n(order.refunded.fen())),
+        ("refundable_fen".to_owned(), n(order.refundable.fen())),
+        ("created_at_ms".to_owned(), n(order.created_at_ms)),
+        ("updated_at_ms".to_owned(), n(order.updated_at_ms)),
+        ("version".to_owned(), n(order.version)),
+        ("fingerprint".to_owned(), s(&order.fingerprint)),
+    ]);
+    put_opt(&mut item, "return_url", order.return_url.as_deref());
+    put_opt(&mut item, "time_expire", order.time_expire.as_deref());
+    put_opt(&mut item, "trade_no", order.trade_no.as_deref());
+    put_opt(&mut item, "paid_at", order.paid_at.as_deref());
+    put_opt(
+        &mut item,
+        "buyer_id_masked",
+        order.buyer_id_masked.as_deref(),
+    );
+    if let Some(paid) = order.paid_amount {
+        item.insert("paid_fen".to_owned(), n(paid.fen()));
+    }
+    item
+}
+
+pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
+    let status = get_s(item, "status")?;
+    let channel = get_s(item, "channel")?;
+    Ok(Order {
+        out_trade_no: OutTradeNo::parse(get_s(item, "out_trade_no")?)
+            .map_err(corrupt("out_trade_no"))?,
+        amount: get_amount(item, "amount_fen")?,
+        currency: get_s(item, "currency")?,
+        subject: Subject::parse(get_s(item, "subject")?).map_err(corrupt("subject"))?,
+        channel: Channel::parse(&channel)
+            .ok_or_else(|| StoreError::Corrupt(format!("channel {channel}")))?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        return_url: get_opt_s(item, "return_url"),
+        time_expire: get_opt_s(item, "time_expire"),
+        trade_no: get_opt_s(item, "trade_no"),
+        paid_amount: item
+            .get("paid_fen")
+            .map(|_| get_amount(item, "paid_fen"))
+            .transpose()?,
+        paid_at: get_opt_s(item, "paid_at"),
+        refunded: get_amount(item, "refunded_fen")?,
+        refundable: get_amount(item, "refundable_fen")?,
+        buyer_id_masked: get_opt_s(item, "buyer_id_masked"),
+        created_at_ms: get_n(item, "created_at_ms")?,
+        updated_at_ms: get_n(item, "updated_at_ms")?,
+        version: get_n(item, "version")?,
+        fingerprint: get_s(item, "fingerprint")?,
+    })
+}

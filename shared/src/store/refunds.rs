@@ -1,0 +1,258 @@
+//! Refund items: reservation against the order's refundable amount, and settlement.
+
+use super::*;
+
+impl Store {
+    pub async fn get_refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_request_no: &OutRequestNo,
+    ) -> Result<Option<Refund>, StoreError> {
+        self.get_item(out_trade_no, &refund_sk(out_request_no))
+            .await?
+            .map(|item| parse_refund(&item))
+            .transpose()
+    }
+
+    /// CREATED → PAID (or FINISHED), and PAID → FINISHED, as Alipay reported. A repeat is a
+    /// [`Transition::Duplicate`]; anything else is refused.
+
+    /// Reserves a refund: in one transaction, lowers the order's refundable amount under a
+    /// condition that keeps it from going below zero, writes the PENDING refund, and audits.
+    /// A retry with the same `out_request_no` and amount returns the existing refund.
+    #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no, out_request_no = %refund.out_request_no))]
+    pub async fn reserve_refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        refund: &NewRefund,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Reserved, StoreError> {
+        let stored = Refund {
+            out_trade_no: out_trade_no.clone(),
+            out_request_no: refund.out_request_no.clone(),
+            amount: refund.amount,
+            reason: refund.reason.clone(),
+            status: RefundStatus::Pending,
+            failure_code: None,
+            failure_message: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        // Conditions have no arithmetic: the order keeps `refundable_fen`, and the condition
+        // compares it with the amount.
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(out_trade_no)))
+            .key("sk", s(ORDER_SK))
+            .update_expression("SET refundable_fen = refundable_fen - :amount, updated_at_ms = :now, version = version + :one")
+            .condition_expression("#status = :paid AND refundable_fen >= :amount")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":paid", s(OrderStatus::Paid.as_str()))
+            .expression_attribute_values(":amount", n(refund.amount.fen()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(refund_item(&stored)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let event = AuditEvent::new("refund.reserved", cause, now_ms)
+            .change("", RefundStatus::Pending.as_str())
+            .amount(refund.amount)
+            .detail(format!("out_request_no {}", refund.out_request_no));
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(put).build(),
+            self.audit_put(out_trade_no, &event)?,
+        ];
+        let reasons = match self.transact(items).await? {
+            Ok(()) => return Ok(Reserved::New(stored)),
+            Err(reasons) => reasons,
+        };
+        // The refund exists: a retry (same amount) or a reuse of the number (a conflict).
+        if failed_condition(&reasons, 1) {
+            let sk = refund_sk(&refund.out_request_no);
+            let existing = self
+                .old_item(&reasons, 1, out_trade_no, &sk)
+                .await?
+                .map(|item| parse_refund(&item))
+                .transpose()?
+                .ok_or_else(|| StoreError::RefundNotFound(refund.out_request_no.to_string()))?;
+            if existing.amount == refund.amount {
+                return Ok(Reserved::Existing(existing));
+            }
+            return Err(StoreError::Conflict(format!(
+                "out_request_no {} was already used for a refund of {}",
+                refund.out_request_no, existing.amount
+            )));
+        }
+        let order = self.old_order(&reasons, 0, out_trade_no).await?;
+        if order.status != OrderStatus::Paid {
+            return Err(StoreError::NotRefundable {
+                status: order.status,
+            });
+        }
+        Err(StoreError::ExceedsRefundable {
+            requested: refund.amount,
+            refundable: order.refundable,
+        })
+    }
+
+    /// PENDING → SUCCEEDED (adds to the order's refunded total) or PENDING → FAILED (gives the
+    /// reservation back), in one transaction with its audit event.
+    #[tracing::instrument(skip_all, fields(out_trade_no = %refund.out_trade_no, out_request_no = %refund.out_request_no))]
+    pub async fn settle_refund(
+        &self,
+        refund: &Refund,
+        outcome: &RefundOutcome,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Transition<Refund>, StoreError> {
+        let (target, order_expression) = match outcome {
+            RefundOutcome::Succeeded => (
+                RefundStatus::Succeeded,
+                "SET refunded_fen = refunded_fen + :amount",
+            ),
+            RefundOutcome::Failed { .. } => (
+                RefundStatus::Failed,
+                "SET refundable_fen = refundable_fen + :amount",
+            ),
+        };
+        let mut refund_update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(&refund.out_trade_no)))
+            .key("sk", s(refund_sk(&refund.out_request_no)))
+            .condition_expression("#status = :pending AND amount_fen = :amount")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":pending", s(RefundStatus::Pending.as_str()))
+            .expression_attribute_values(":amount", n(refund.amount.fen()))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        refund_update = match outcome {
+            RefundOutcome::Succeeded => refund_update.update_expression("SET #status = :to, updated_at_ms = :now"),
+            RefundOutcome::Failed { code, message } => refund_update
+                .update_expression("SET #status = :to, updated_at_ms = :now, failure_code = :code, failure_message = :message")
+                .expression_attribute_values(":code", s(code))
+                .expression_attribute_values(":message", s(message)),
+        };
+        let order_update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(&refund.out_trade_no)))
+            .key("sk", s(ORDER_SK))
+            .update_expression(format!(
+                "{order_expression}, updated_at_ms = :now, version = version + :one"
+            ))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":amount", n(refund.amount.fen()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build_error)?;
+        let mut event = AuditEvent::new(
+            if target == RefundStatus::Succeeded {
+                "refund.succeeded"
+            } else {
+                "refund.failed"
+            },
+            cause,
+            now_ms,
+        )
+        .change(RefundStatus::Pending.as_str(), target.as_str())
+        .amount(refund.amount);
+        event.detail = Some(match outcome {
+            RefundOutcome::Succeeded => format!("out_request_no {}", refund.out_request_no),
+            RefundOutcome::Failed { code, .. } => {
+                format!("out_request_no {}: {code}", refund.out_request_no)
+            }
+        });
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(refund_update.build().map_err(build_error)?)
+                .build(),
+            TransactWriteItem::builder().update(order_update).build(),
+            self.audit_put(&refund.out_trade_no, &event)?,
+        ];
+        match self.transact(items).await? {
+            Ok(()) => {
+                let mut settled = refund.clone();
+                settled.status = target;
+                settled.updated_at_ms = now_ms;
+                if let RefundOutcome::Failed { code, message } = outcome {
+                    settled.failure_code = Some(code.clone());
+                    settled.failure_message = Some(message.clone());
+                }
+                Ok(Transition::Applied(settled))
+            }
+            Err(reasons) => {
+                let current = self
+                    .old_item(
+                        &reasons,
+                        0,
+                        &refund.out_trade_no,
+                        &refund_sk(&refund.out_request_no),
+                    )
+                    .await?
+                    .map(|item| parse_refund(&item))
+                    .transpose()?
+                    .ok_or_else(|| StoreError::RefundNotFound(refund.out_request_no.to_string()))?;
+                if current.status == target {
+                    return Ok(Transition::Duplicate(current));
+                }
+                Err(StoreError::IllegalTransition {
+                    from: current.status.as_str().into(),
+                    to: target.as_str().into(),
+                })
+            }
+        }
+    }
+}
+
+pub(super) fn refund_item(refund: &Refund) -> Item {
+    let mut item = Item::from([
+        ("pk".to_owned(), s(order_pk(&refund.out_trade_no))),
+        ("sk".to_owned(), s(refund_sk(&refund.out_request_no))),
+        ("kind".to_owned(), s("refund")),
+        ("out_trade_no".to_owned(), s(refund.out_trade_no.as_str())),
+        (
+            "out_request_no".to_owned(),
+            s(refund.out_request_no.as_str()),
+        ),
+        ("amount_fen".to_owned(), n(refund.amount.fen())),
+        ("status".to_owned(), s(refund.status.as_str())),
+        ("created_at_ms".to_owned(), n(refund.created_at_ms)),
+        ("updated_at_ms".to_owned(), n(refund.updated_at_ms)),
+    ]);
+    put_opt(&mut item, "reason", refund.reason.as_deref());
+    put_opt(&mut item, "failure_code", refund.failure_code.as_deref());
+    put_opt(
+        &mut item,
+        "failure_message",
+        refund.failure_message.as_deref(),
+    );
+    item
+}
+
+pub(super) fn parse_refund(item: &Item) -> Result<Refund, StoreError> {
+    let status = get_s(item, "status")?;
+    Ok(Refund {
+        out_trade_no: OutTradeNo::parse(get_s(item, "out_trade_no")?)
+            .map_err(corrupt("out_trade_no"))?,
+        out_request_no: OutRequestNo::parse(get_s(item, "out_request_no")?)
+            .map_err(corrupt("out_request_no"))?,
+        amount: get_amount(item, "amount_fen")?,
+        reason: get_opt_s(item, "reason"),
+        status: RefundStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("refund status {status}")))?,
+        failure_code: get_opt_s(item, "failure_code"),
+        failure_message: get_opt_s(item, "failure_message"),
+        created_at_ms: get_n(item, "created_at_ms")?,
+        updated_at_ms: get_n(item, "updated_at_ms")?,
+    })
+}
