@@ -89,21 +89,39 @@ impl AlipayClient {
             .await
     }
 
-    /// A server call: sign, POST the form, verify the answer.
-    #[tracing::instrument(skip_all, fields(method = request.method()))]
+    /// A server call: sign, POST the form, verify the answer; bounded by the configured time-out.
     pub async fn call(
         &self,
         request: &AlipayRequest,
         signer: &dyn Signer,
         now_ms: i64,
     ) -> Result<VerifiedResponse, CallError> {
-        let signed = self
-            .sign(request, signer, now_ms)
+        self.call_within(request, signer, now_ms, self.timeout)
             .await
-            .map_err(CallError::Sign)?;
-        let body = tokio::time::timeout(self.timeout, self.post(&signed))
+    }
+
+    /// As [`AlipayClient::call`], with signing and the exchange together bounded by `limit`
+    /// (or the configured time-out, when shorter): what the caller's deadline leaves.
+    #[tracing::instrument(skip_all, fields(method = request.method()))]
+    pub async fn call_within(
+        &self,
+        request: &AlipayRequest,
+        signer: &dyn Signer,
+        now_ms: i64,
+        limit: Duration,
+    ) -> Result<VerifiedResponse, CallError> {
+        let limit = limit.min(self.timeout);
+        let exchange = async {
+            let signed = self
+                .sign(request, signer, now_ms)
+                .await
+                .map_err(CallError::Sign)?;
+            let body = self.post(&signed).await?;
+            Ok::<_, CallError>((signed, body))
+        };
+        let (signed, body) = tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|_| CallError::Timeout(self.timeout))??;
+            .map_err(|_| CallError::Timeout(limit))??;
         let verified = verify_response(&body, signed.method(), &self.alipay_key)
             .map_err(CallError::Untrusted)?;
         tracing::info!(

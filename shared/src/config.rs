@@ -21,8 +21,8 @@ pub struct Config {
     pub app_id: AppId,
     /// `ALIPAY_PUBLIC_KEY`: Alipay's public key (支付宝公钥), PEM or bare Base64.
     pub alipay_public_key: PublicKey,
-    /// `ALIPAY_SELLER_ID` (optional): when set, notifications for another seller are refused.
-    pub seller_id: Option<SellerId>,
+    /// `ALIPAY_SELLER_ID` (required): notifications for another seller are refused.
+    pub seller_id: SellerId,
     /// `ALIPAY_GATEWAY_URL` (default: production).
     pub gateway_url: String,
     /// `ALIPAY_NOTIFY_URL`: where Alipay posts notifications (the notify function's URL).
@@ -31,6 +31,51 @@ pub struct Config {
     pub return_url_prefixes: Vec<String>,
     /// `ALIPAY_TIMEOUT_MS` (default 6000): the longest wait for one Alipay call.
     pub alipay_timeout: Duration,
+    /// Timing of the payment and refund lifecycles.
+    pub lifecycle: Lifecycle,
+}
+
+/// How long things wait. Production values by default; `make run` and the tests scale the
+/// delays down through the same variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// `PAYMENT_EXPIRY_SECONDS` (default 1800, 60 to 1296000): the `time_expire` of a payment
+    /// whose merchant gave none. Every payment is sent to Alipay with one.
+    pub default_expiry_seconds: i64,
+    /// `EXPIRY_GRACE_MS` (default 60000): how long after `time_expire` the sweeper ends an
+    /// unpaid order (a payment made in the last second has time to be notified).
+    pub expiry_grace_ms: i64,
+    /// `REFUND_QUERY_DELAY_MS` (default 10000): Alipay asks for ≥ 10 s between a refund and
+    /// its query.
+    pub refund_query_delay_ms: i64,
+    /// `REFUND_SPACING_MS` (default 3000): refunds of one trade are sent at least this far apart.
+    pub refund_spacing_ms: i64,
+    /// `SWEEP_BACKOFF_MAX_MS` (default 3600000): the longest wait between two looks at an item
+    /// the sweeper could not finish.
+    pub sweep_backoff_max_ms: i64,
+    /// `SWEEP_BATCH` (default 25): items per shard per sweeper run.
+    pub sweep_batch: i32,
+    /// `AUTO_REFUND_PAID_AFTER_CLOSE` (default 1; 0 turns it off): a payment that arrives for a closed order
+    /// is refunded in full automatically.
+    pub auto_refund_paid_after_close: bool,
+    /// `FUNCTION_BUDGET_MS` (default 10000): the time budget of an invocation when the runtime
+    /// gives no deadline (local runs and tests); in Lambda the invocation's deadline is used.
+    pub default_budget_ms: i64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            default_expiry_seconds: 1_800,
+            expiry_grace_ms: 60_000,
+            refund_query_delay_ms: 10_000,
+            refund_spacing_ms: 3_000,
+            sweep_backoff_max_ms: 3_600_000,
+            sweep_batch: 25,
+            auto_refund_paid_after_close: true,
+            default_budget_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,13 +101,13 @@ impl Config {
         let kms_key_id = get("KMS_KEY_ID").map(str::to_owned);
         let app_id_text = required("ALIPAY_APP_ID");
         let alipay_key_text = required("ALIPAY_PUBLIC_KEY");
+        let seller_id_text = required("ALIPAY_SELLER_ID");
 
         let app_id = AppId::parse(app_id_text.as_str()).map_err(|e| format!("ALIPAY_APP_ID {e}"));
         let alipay_public_key =
             PublicKey::parse(&alipay_key_text).map_err(|e| format!("ALIPAY_PUBLIC_KEY: {e}"));
-        let seller_id = get("ALIPAY_SELLER_ID")
-            .map(|text| SellerId::parse(text).map_err(|e| format!("ALIPAY_SELLER_ID {e}")))
-            .transpose();
+        let seller_id =
+            SellerId::parse(seller_id_text.as_str()).map_err(|e| format!("ALIPAY_SELLER_ID {e}"));
         let gateway_url = get("ALIPAY_GATEWAY_URL")
             .unwrap_or(PRODUCTION_GATEWAY)
             .to_owned();
@@ -110,6 +155,48 @@ impl Config {
                 Duration::from_millis(6_000)
             }
         };
+        let defaults = Lifecycle::default();
+        let mut number =
+            |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match get(name)
+                .map(str::parse::<i64>)
+            {
+                None => default,
+                Some(Ok(value)) if range.contains(&value) => value,
+                Some(_) => {
+                    problems.push(format!(
+                        "{name} must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ));
+                    default
+                }
+            };
+        let lifecycle = Lifecycle {
+            default_expiry_seconds: number(
+                "PAYMENT_EXPIRY_SECONDS",
+                defaults.default_expiry_seconds,
+                60..=15 * 86_400,
+            ),
+            expiry_grace_ms: number("EXPIRY_GRACE_MS", defaults.expiry_grace_ms, 0..=86_400_000),
+            refund_query_delay_ms: number(
+                "REFUND_QUERY_DELAY_MS",
+                defaults.refund_query_delay_ms,
+                0..=600_000,
+            ),
+            refund_spacing_ms: number("REFUND_SPACING_MS", defaults.refund_spacing_ms, 0..=60_000),
+            sweep_backoff_max_ms: number(
+                "SWEEP_BACKOFF_MAX_MS",
+                defaults.sweep_backoff_max_ms,
+                100..=86_400_000,
+            ),
+            sweep_batch: i32::try_from(number("SWEEP_BATCH", 25, 1..=1_000)).unwrap_or(25),
+            auto_refund_paid_after_close: number("AUTO_REFUND_PAID_AFTER_CLOSE", 1, 0..=1) == 1,
+            default_budget_ms: number(
+                "FUNCTION_BUDGET_MS",
+                defaults.default_budget_ms,
+                500..=900_000,
+            ),
+        };
         let (app_id, alipay_public_key, seller_id) = match (app_id, alipay_public_key, seller_id) {
             (Ok(a), Ok(k), Ok(s)) if problems.is_empty() => (a, k, s),
             (a, k, s) => {
@@ -129,6 +216,7 @@ impl Config {
             notify_url,
             return_url_prefixes,
             alipay_timeout,
+            lifecycle,
         })
     }
 
@@ -175,6 +263,7 @@ mod tests {
             ("KMS_KEY_ID", "alias/app"),
             ("ALIPAY_APP_ID", "2021000123456789"),
             ("ALIPAY_PUBLIC_KEY", ALIPAY_KEY),
+            ("ALIPAY_SELLER_ID", "2088000000000001"),
             (
                 "RETURN_URL_PREFIXES",
                 "https://shop.example.com/, https://m.shop.example.com/return",
@@ -197,7 +286,9 @@ mod tests {
         let mut bad = valid();
         bad.retain(|(k, _)| *k != "ORDERS_TABLE");
         bad.push(("ALIPAY_GATEWAY_URL", "http://openapi.alipay.com/gateway.do"));
+        bad.retain(|(k, _)| *k != "ALIPAY_SELLER_ID");
         bad.push(("ALIPAY_SELLER_ID", "123"));
+        bad.push(("SWEEP_BATCH", "0"));
         bad.push(("RETURN_URL_PREFIXES", "https://shop.example.com"));
         let error = Config::from_map(&vars(&bad)).expect_err("invalid");
         let text = error.to_string();
@@ -206,9 +297,29 @@ mod tests {
             "ALIPAY_GATEWAY_URL must be https",
             "ALIPAY_SELLER_ID",
             "RETURN_URL_PREFIXES entry",
+            "SWEEP_BATCH must be a whole number from 1 to 1000",
         ] {
             assert!(text.contains(needle), "{needle} in {text}");
         }
+    }
+
+    #[test]
+    fn the_seller_check_cannot_be_left_off() {
+        let mut missing = valid();
+        missing.retain(|(k, _)| *k != "ALIPAY_SELLER_ID");
+        let error = Config::from_map(&vars(&missing)).expect_err("invalid");
+        assert!(
+            error.to_string().contains("ALIPAY_SELLER_ID is not set"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn lifecycle_defaults_are_alipays() {
+        let config = Config::from_map(&vars(&valid())).expect("valid");
+        assert_eq!(config.lifecycle, Lifecycle::default());
+        assert_eq!(config.lifecycle.refund_query_delay_ms, 10_000);
+        assert_eq!(config.lifecycle.refund_spacing_ms, 3_000);
     }
 
     #[test]

@@ -165,10 +165,16 @@ pub struct Order {
     pub buyer_id_masked: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
-    /// Incremented by every change.
+    /// Incremented by every change; read-then-write changes are conditional on it.
     pub version: u64,
     #[serde(skip)]
     pub fingerprint: String,
+    /// While CREATED: when the sweeper ends it if nobody paid (after `time_expire`).
+    pub due_at_ms: Option<i64>,
+    /// How many times the sweeper looked at it without finishing (for its backoff).
+    pub sweeps: u32,
+    /// A genuine payment arrived after we had closed the order (the money is real).
+    pub paid_after_close: bool,
 }
 
 impl Order {
@@ -238,6 +244,13 @@ pub struct Refund {
     pub failure_message: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// How many times a send to Alipay was begun (0: never sent, so a signed refusal of the
+    /// next send is about the only request there is).
+    pub sends: u32,
+    /// While PENDING: when the sweeper next looks at it.
+    pub due_at_ms: Option<i64>,
+    /// How many times the sweeper looked at it without finishing (for its backoff).
+    pub sweeps: u32,
 }
 
 /// How a pending refund ended.
@@ -257,6 +270,8 @@ pub enum Cause {
     Notify { notify_id: String },
     /// Alipay's answer to one of our calls (refund, refund query, trade query).
     AlipayAnswer { method: String },
+    /// The sweeper, finishing interrupted or expired work.
+    Sweeper,
 }
 
 #[cfg(test)]

@@ -13,8 +13,11 @@ use crate::alipay::request::AppParams;
 use crate::alipay::signer::Signer;
 use crate::alipay_client::AlipayClient;
 use crate::aws::KmsSigner;
-use crate::config::Config;
-use crate::domain::{Cause, Order, OrderStatus, Payment, Refund};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{Config, Lifecycle};
+use crate::domain::{Cause, NewRefund, Order, OrderStatus, Payment, Refund};
+use crate::ids::OutRequestNo;
 use crate::money::Amount;
 use crate::store::{AuditEvent, Store, StoreError, Transition};
 
@@ -149,6 +152,7 @@ pub fn payment_view(order: &Order, refunds: Option<&[Refund]>) -> Value {
         "refundable_amount": order.refundable,
         "return_url": order.return_url,
         "time_expire": order.time_expire,
+        "paid_after_close": order.paid_after_close,
         "created_at_ms": order.created_at_ms,
         "updated_at_ms": order.updated_at_ms,
     });
@@ -196,6 +200,14 @@ pub enum Applied {
     Unchanged(Order),
 }
 
+impl Applied {
+    pub fn into_order(self) -> Order {
+        match self {
+            Applied::Changed(order) | Applied::Unchanged(order) => order,
+        }
+    }
+}
+
 /// Why a verified report was not applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
@@ -206,9 +218,12 @@ pub enum ApplyError {
 }
 
 /// Applies a verified trade report to an order: the amount must match exactly before a paid
-/// state is believed; mismatches and refused transitions are written to the audit trail.
+/// state is believed; mismatches and refused transitions are written to the audit trail. A
+/// genuine payment for an order we closed is recorded (the money is real) and, when so
+/// configured, refunded in full through the normal refund path (the sweeper sends it).
 pub async fn apply_trade_report(
     store: &Store,
+    lifecycle: &Lifecycle,
     order: &Order,
     report: &TradeReport,
     cause: &Cause,
@@ -230,9 +245,24 @@ pub async fn apply_trade_report(
                 buyer_id_masked: report.buyer_id_masked.clone(),
                 finished: status == TradeStatus::TradeFinished,
             };
-            store
-                .mark_paid(&order.out_trade_no, &payment, cause, now_ms)
-                .await
+            let marked = if order.status == OrderStatus::Closed {
+                Err(StoreError::IllegalTransition {
+                    from: OrderStatus::Closed.to_string(),
+                    to: OrderStatus::Paid.to_string(),
+                })
+            } else {
+                store
+                    .mark_paid(&order.out_trade_no, &payment, cause, now_ms)
+                    .await
+            };
+            match marked {
+                Err(StoreError::IllegalTransition { from, .. })
+                    if from == OrderStatus::Closed.as_str() =>
+                {
+                    paid_after_close(store, lifecycle, order, &payment, cause, now_ms).await
+                }
+                other => other,
+            }
         }
         TradeStatus::TradeClosed if order.status == OrderStatus::Created => {
             store.close(&order.out_trade_no, cause, now_ms).await
@@ -257,6 +287,62 @@ pub async fn apply_trade_report(
         }
         Err(error) => Err(ApplyError::Store(error)),
     }
+}
+
+/// A genuine payment for a CLOSED order: recorded with a security-style warning (it alarms),
+/// and by default its whole amount reserved for an automatic refund.
+async fn paid_after_close(
+    store: &Store,
+    lifecycle: &Lifecycle,
+    order: &Order,
+    payment: &Payment,
+    cause: &Cause,
+    now_ms: i64,
+) -> Result<Transition<Order>, StoreError> {
+    // The order as it is now (it may have changed since the caller read it).
+    let current = store
+        .get_order(&order.out_trade_no)
+        .await?
+        .ok_or_else(|| StoreError::OrderNotFound(order.out_trade_no.to_string()))?;
+    if current.status != OrderStatus::Closed {
+        return store
+            .mark_paid(&order.out_trade_no, payment, cause, now_ms)
+            .await;
+    }
+    let refund = lifecycle
+        .auto_refund_paid_after_close
+        .then(|| auto_refund(payment))
+        .flatten();
+    tracing::warn!(
+        security = true,
+        out_trade_no = %order.out_trade_no,
+        trade_no = %payment.trade_no,
+        amount = %payment.amount,
+        auto_refund = refund.is_some(),
+        "payment received for a closed order"
+    );
+    store
+        .mark_paid_after_close(
+            &current,
+            payment,
+            refund.as_ref().map(|r| (r, now_ms)),
+            cause,
+            now_ms,
+        )
+        .await
+}
+
+/// The automatic refund of a payment after close: its number is derived from Alipay's trade
+/// number, so every retry of the notification names the same refund.
+pub fn auto_refund(payment: &Payment) -> Option<NewRefund> {
+    let digest = Sha256::digest(payment.trade_no.as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let out_request_no = OutRequestNo::parse(format!("pac_{hex}")).ok()?;
+    Some(NewRefund {
+        out_request_no,
+        amount: payment.amount,
+        reason: Some("paid after the order was closed".into()),
+    })
 }
 
 /// Records a refused report in the audit trail and logs it as a security warning. If the

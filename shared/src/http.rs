@@ -64,11 +64,24 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
+        self.into_response_with_body(Map::new())
+    }
+
+    /// The error, with the resource it is about beside it (`{"error": …, "payment": …}`), so
+    /// that a client always learns the state it can follow up on.
+    pub fn into_response_with(self, key: &str, value: Value) -> Response<Body> {
+        let mut body = Map::new();
+        body.insert(key.to_owned(), value);
+        self.into_response_with_body(body)
+    }
+
+    fn into_response_with_body(self, mut body: Map<String, Value>) -> Response<Body> {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let (Some(field), Some(object)) = (&self.field, error.as_object_mut()) {
             object.insert("field".into(), Value::String(field.clone()));
         }
-        let mut response = json_response(self.status, &json!({ "error": error }));
+        body.insert("error".into(), error);
+        let mut response = json_response(self.status, &body);
         if let Some(seconds) = self.retry_after
             && let Ok(value) = seconds.to_string().parse()
         {
@@ -256,13 +269,25 @@ impl JsonBody {
                 format!("the body is not valid JSON: {e}"),
             )
         })?;
-        let Value::Object(map) = value else {
+        if !value.is_object() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "the body must be a JSON object",
             ));
-        };
+        }
+        // serde_json keeps the last of repeated keys; `{"amount":"1.00","amount":"900.00"}`
+        // must not refund 900.00 to a reader that saw 1.00.
+        let TopLevel { map, duplicate } = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+        if let Some(key) = duplicate {
+            return Err(ApiError::invalid(&key, "appears more than once"));
+        }
         if let Some(unknown) = map.keys().find(|key| !allowed.contains(&key.as_str())) {
             return Err(ApiError::invalid(
                 unknown,
@@ -288,6 +313,43 @@ impl JsonBody {
     pub fn required(&self, field: &str) -> Result<&str, ApiError> {
         self.string(field)?
             .ok_or_else(|| ApiError::invalid(field, "is required"))
+    }
+}
+
+/// A JSON object's members, with the first key that appeared twice.
+struct TopLevel {
+    map: Map<String, Value>,
+    duplicate: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<TopLevel, A::Error> {
+                let mut map = Map::new();
+                let mut duplicate = None;
+                while let Some(key) = access.next_key::<String>()? {
+                    let value: Value = access.next_value()?;
+                    if map.contains_key(&key) {
+                        duplicate.get_or_insert(key);
+                    } else {
+                        map.insert(key, value);
+                    }
+                }
+                Ok(TopLevel { map, duplicate })
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }
 
@@ -336,6 +398,23 @@ mod tests {
                 .map(|e| e.status),
             Some(StatusCode::PAYLOAD_TOO_LARGE)
         );
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_with_its_name() {
+        let error = JsonBody::parse(
+            &request(r#"{"amount":"1.00","amount":"900.00"}"#),
+            &["amount"],
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(
+            (error.status, error.field.as_deref()),
+            (StatusCode::BAD_REQUEST, Some("amount"))
+        );
+        assert_eq!(error.message, "amount appears more than once");
+        // Nested objects are values, not fields: only the top level is checked.
+        assert!(JsonBody::parse(&request(r#"{"amount":"1.00"}"#), &["amount"]).is_ok());
     }
 
     #[test]

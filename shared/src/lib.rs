@@ -3,14 +3,19 @@
 pub mod alipay;
 pub mod alipay_client;
 pub mod aws;
+pub mod budget;
 pub mod china_time;
+pub mod closing;
 pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod http;
 pub mod ids;
+pub mod lifecycle;
 pub mod money;
+pub mod refunding;
 pub mod store;
+pub mod sweeping;
 
 pub use alipay::keys::{AppPrivateKey, KeyError, PublicKey, VerifyError};
 pub use alipay::signer::{LocalKeySigner, SignError, Signer};

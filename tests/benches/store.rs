@@ -56,9 +56,13 @@ async fn main() {
             return_url: None,
             time_expire: None,
         };
+        let expiry = shared::china_time::ChinaDateTime::parse(
+            &shared::china_time::china_timestamp(now_ms() / 1000 + 3_600),
+        )
+        .expect("time");
         let t = Instant::now();
         env.store
-            .create_order(&order, &api, now_ms())
+            .create_order(&order, &expiry, i64::MAX / 2, &api, now_ms())
             .await
             .expect("create");
         create.push(t.elapsed());
@@ -86,7 +90,7 @@ async fn main() {
         // An SDK retry after a lost answer finds the refund already reserved: same refund.
         let (Reserved::New(refund) | Reserved::Existing(refund)) = env
             .store
-            .reserve_refund(&out_trade_no, &refund, &api, now_ms())
+            .reserve_refund(&out_trade_no, &refund, i64::MAX / 2, &api, now_ms())
             .await
             .expect("reserve");
         reserve.push(t.elapsed());

@@ -4,80 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use gateway_tests::merchant::{
+    audit_kinds, create, create_and_pay, payment, refund, wait_for_status,
+};
 use gateway_tests::simulator::{Fault, FaultKind};
-use gateway_tests::support::{APP_ID, Answer, RETURN_PREFIX, SELLER_ID, Stack, eventually};
+use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, Stack, eventually};
 use serde_json::{Value, json};
 use shared::ids::OutTradeNo;
-
-fn payment_body(out_trade_no: &str, amount: &str, channel: &str) -> Value {
-    let mut body = json!({"out_trade_no": out_trade_no, "amount": amount, "subject": "会员 Pro 年费 100% + more", "channel": channel});
-    if channel == "page" || channel == "wap" {
-        body["return_url"] = json!(format!("{RETURN_PREFIX}orders/{out_trade_no}"));
-    }
-    body
-}
-
-async fn create(stack: &Stack, out_trade_no: &str, amount: &str, channel: &str) -> Answer {
-    stack
-        .http
-        .post_json(
-            &stack.api("/payments"),
-            &payment_body(out_trade_no, amount, channel),
-        )
-        .await
-}
-
-async fn payment(stack: &Stack, out_trade_no: &str) -> Value {
-    let answer = stack
-        .http
-        .get(&stack.api(&format!("/payments/{out_trade_no}")))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer.json()
-}
-
-/// Waits until the payment shows `status`.
-async fn wait_for_status(stack: &Stack, out_trade_no: &str, status: &str) -> Value {
-    let found = eventually(10, || async {
-        let payment = payment(stack, out_trade_no).await;
-        (payment["status"] == status).then_some(payment)
-    })
-    .await;
-    match found {
-        Some(payment) => payment,
-        None => panic!(
-            "{out_trade_no} never became {status}: {}",
-            payment(stack, out_trade_no).await
-        ),
-    }
-}
-
-async fn create_and_pay(stack: &Stack, out_trade_no: &str, amount: &str) -> Value {
-    let answer = create(stack, out_trade_no, amount, "qr").await;
-    assert_eq!(answer.status, 201, "{}", answer.text);
-    stack.simulator.pay(out_trade_no, false).expect("pay");
-    wait_for_status(stack, out_trade_no, "PAID").await
-}
-
-async fn audit_kinds(stack: &Stack, out_trade_no: &str) -> Vec<String> {
-    let trail = stack
-        .env
-        .store
-        .audit_trail(&OutTradeNo::parse(out_trade_no).expect("id"))
-        .await
-        .expect("audit");
-    trail.into_iter().map(|e| e.kind).collect()
-}
-
-async fn refund(stack: &Stack, out_trade_no: &str, body: Value) -> Answer {
-    stack
-        .http
-        .post_json(
-            &stack.api(&format!("/payments/{out_trade_no}/refunds")),
-            &body,
-        )
-        .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_payment_from_cashier_to_paid() {
@@ -282,7 +215,12 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing() {
             .status,
         404
     );
-    let refund_unknown = refund(&stack, "nobody", json!({"amount": "1.00"})).await;
+    let refund_unknown = refund(
+        &stack,
+        "nobody",
+        json!({"amount": "1.00", "out_request_no": "r_1"}),
+    )
+    .await;
     assert_eq!(refund_unknown.status, 404, "{}", refund_unknown.text);
     // Nothing above wrote an order.
     assert!(
@@ -531,18 +469,37 @@ async fn partial_then_full_refund_and_refusals() {
         (Some("100.00"), Some("199.00"))
     );
 
-    let over = refund(&stack, "refund_1", json!({"amount": "199.01"})).await;
+    // out_request_no is the merchant's idempotency key: without it nothing is reserved.
+    let unnamed = refund(&stack, "refund_1", json!({"amount": "1.00"})).await;
+    assert_eq!(
+        (unnamed.status, unnamed.json()["error"]["field"].as_str()),
+        (400, Some("out_request_no")),
+        "{}",
+        unnamed.text
+    );
+    let over = refund(
+        &stack,
+        "refund_1",
+        json!({"amount": "199.01", "out_request_no": "r_over"}),
+    )
+    .await;
     assert_eq!(over.status, 422, "{}", over.text);
     assert_eq!(over.json()["error"]["code"], "amount_exceeds_refundable");
     assert_eq!(over.json()["error"]["field"], "amount");
 
-    let full = refund(&stack, "refund_1", json!({"amount": "199.00"})).await;
+    stack.after_spacing().await;
+    let full = refund(
+        &stack,
+        "refund_1",
+        json!({"amount": "199.00", "out_request_no": "r_full"}),
+    )
+    .await;
     assert_eq!(full.status, 201, "{}", full.text);
     let generated = full.json()["refund"]["out_request_no"]
         .as_str()
-        .expect("generated")
+        .expect("out_request_no")
         .to_owned();
-    assert!(generated.starts_with("r_"));
+    assert_eq!(generated, "r_full");
     let payment_now = payment(&stack, "refund_1").await;
     assert_eq!(payment_now["status"], "REFUNDED");
     assert_eq!(payment_now["refunds"].as_array().map(Vec::len), Some(2));
@@ -586,7 +543,12 @@ async fn partial_then_full_refund_and_refusals() {
     );
     let unpaid = {
         create(&stack, "unpaid_2", "5.00", "qr").await;
-        refund(&stack, "unpaid_2", json!({"amount": "1.00"})).await
+        refund(
+            &stack,
+            "unpaid_2",
+            json!({"amount": "1.00", "out_request_no": "u_1"}),
+        )
+        .await
     };
     assert_eq!(
         (unpaid.status, unpaid.json()["error"]["code"].as_str()),
@@ -613,10 +575,23 @@ async fn concurrent_refunds_never_exceed_what_was_paid() {
         .collect();
     let mut statuses = Vec::new();
     for attempt in attempts {
-        statuses.push(attempt.await.expect("task").status);
+        let answer = attempt.await.expect("task");
+        if answer.status != 422 {
+            // Every answer after a reservation carries the refund.
+            assert!(
+                answer.json()["refund"]["out_request_no"].is_string(),
+                "{}",
+                answer.text
+            );
+        }
+        statuses.push(answer.status);
     }
-    statuses.sort();
-    assert_eq!(statuses, [201, 201, 201, 201, 201, 422, 422, 422, 422, 422]);
+    // Five fit in 299.00; one is sent at once, the others wait for Alipay's spacing (202) and
+    // the sweeper sends them.
+    let reserved = statuses.iter().filter(|s| matches!(s, 201 | 202)).count();
+    let refused = statuses.iter().filter(|s| **s == 422).count();
+    assert_eq!((reserved, refused), (5, 5), "{statuses:?}");
+    stack.drain(20).await;
     let trade = stack.simulator.trade("race_1").expect("trade");
     assert_eq!(
         trade.refunded_fen, 25_000,
@@ -669,8 +644,8 @@ async fn a_timed_out_refund_stays_pending_and_its_retry_executes_once() {
         .expect("refund at Alipay");
     assert_eq!(
         (record.executions, record.requests),
-        (1, 2),
-        "the retry reused the out_request_no; money moved once"
+        (1, 1),
+        "the retry asked Alipay (refund query) instead of sending again; money moved once"
     );
     assert_eq!(payment(&stack, "slow_1").await["refunded_amount"], "30.00");
 
@@ -680,9 +655,13 @@ async fn a_timed_out_refund_stays_pending_and_its_retry_executes_once() {
         kind: FaultKind::SystemError,
         times: 1,
     });
+    stack.after_spacing().await;
     let body = json!({"amount": "10.00", "out_request_no": "slow_r2"});
     assert_eq!(refund(&stack, "slow_1", body.clone()).await.status, 202);
+    // The retry asks first (Alipay has no such refund), then sends the same request again.
+    stack.after_spacing().await;
     assert_eq!(refund(&stack, "slow_1", body).await.status, 200);
+    stack.after_spacing().await;
 
     stack.simulator.inject(Fault {
         target: "alipay.trade.refund".into(),
@@ -756,6 +735,7 @@ async fn a_terminal_refusal_releases_the_reservation_and_an_untrusted_answer_doe
 
     // A signed-looking answer whose signature fails proves nothing: the refund stays pending
     // (its money stays reserved) until a query settles it.
+    stack.after_spacing().await;
     stack.simulator.inject(Fault {
         target: "alipay.trade.refund".into(),
         kind: FaultKind::BadSignature,

@@ -50,7 +50,7 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
     })
     .await;
     assert!(paid.is_some());
-    let refund = json!({"amount": "10.00"});
+    let refund = json!({"amount": "10.00", "out_request_no": "logged_r1"});
     assert_eq!(
         stack
             .http

@@ -5,11 +5,20 @@ use std::sync::Arc;
 
 use gateway_tests::support::{TestEnv, now_ms};
 use shared::Amount;
+use shared::china_time::{ChinaDateTime, china_timestamp};
 use shared::domain::{
     Cause, Channel, NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus,
 };
 use shared::ids::{OutRequestNo, OutTradeNo, Subject};
 use shared::store::{AUDIT_RETENTION_DAYS, Created, Reserved, StoreError, Transition};
+
+/// Due time for items these tests never want the sweeper to see.
+const NEVER_DUE: i64 = i64::MAX / 2;
+
+/// A `time_expire` an hour ahead.
+fn later() -> ChinaDateTime {
+    ChinaDateTime::parse(&china_timestamp(now_ms() / 1000 + 3_600)).expect("time")
+}
 
 fn id(text: &str) -> OutTradeNo {
     OutTradeNo::parse(text).expect("out_trade_no")
@@ -58,7 +67,13 @@ fn refund(no: &str, amount: &str) -> NewRefund {
 
 async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
     env.store
-        .create_order(&new_order(out_trade_no, amount), &api(), now_ms())
+        .create_order(
+            &new_order(out_trade_no, amount),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("create");
     let paid = env
@@ -79,7 +94,7 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
     let order = new_order("order_1", "299.00");
     let first = env
         .store
-        .create_order(&order, &api(), now_ms())
+        .create_order(&order, &later(), NEVER_DUE, &api(), now_ms())
         .await
         .expect("create");
     let Created::New(created) = first else {
@@ -92,7 +107,7 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
 
     let again = env
         .store
-        .create_order(&order, &api(), now_ms())
+        .create_order(&order, &later(), NEVER_DUE, &api(), now_ms())
         .await
         .expect("repeat");
     assert!(
@@ -103,7 +118,10 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
         amount: Amount::parse("1.00").expect("amount"),
         ..order
     };
-    let conflict = env.store.create_order(&different, &api(), now_ms()).await;
+    let conflict = env
+        .store
+        .create_order(&different, &later(), NEVER_DUE, &api(), now_ms())
+        .await;
     assert!(
         matches!(conflict, Err(StoreError::Conflict(_))),
         "{conflict:?}"
@@ -127,7 +145,13 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
 async fn paid_then_finished_with_duplicates_recognised() {
     let env = TestEnv::new().await;
     env.store
-        .create_order(&new_order("order_2", "299.00"), &api(), now_ms())
+        .create_order(
+            &new_order("order_2", "299.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("create");
     let order = id("order_2");
@@ -212,7 +236,13 @@ async fn paid_then_finished_with_duplicates_recognised() {
 async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
     let env = TestEnv::new().await;
     env.store
-        .create_order(&new_order("direct", "5.00"), &api(), now_ms())
+        .create_order(
+            &new_order("direct", "5.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("create");
     let finished = env
@@ -225,7 +255,13 @@ async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
     );
 
     env.store
-        .create_order(&new_order("closing", "5.00"), &api(), now_ms())
+        .create_order(
+            &new_order("closing", "5.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("create");
     let closed = env
@@ -276,13 +312,19 @@ async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
 async fn refunds_reserve_settle_and_release() {
     let env = TestEnv::new().await;
     env.store
-        .create_order(&new_order("order_3", "299.00"), &api(), now_ms())
+        .create_order(
+            &new_order("order_3", "299.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("create");
     let order = id("order_3");
     let early = env
         .store
-        .reserve_refund(&order, &refund("r_0", "1.00"), &api(), now_ms())
+        .reserve_refund(&order, &refund("r_0", "1.00"), NEVER_DUE, &api(), now_ms())
         .await;
     assert_eq!(
         early,
@@ -297,7 +339,13 @@ async fn refunds_reserve_settle_and_release() {
 
     let first = env
         .store
-        .reserve_refund(&order, &refund("r_1", "100.00"), &api(), now_ms())
+        .reserve_refund(
+            &order,
+            &refund("r_1", "100.00"),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("reserve");
     let Reserved::New(first) = first else {
@@ -306,7 +354,13 @@ async fn refunds_reserve_settle_and_release() {
     assert_eq!(first.status, RefundStatus::Pending);
     let retry = env
         .store
-        .reserve_refund(&order, &refund("r_1", "100.00"), &api(), now_ms())
+        .reserve_refund(
+            &order,
+            &refund("r_1", "100.00"),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await;
     assert!(
         matches!(retry, Ok(Reserved::Existing(ref r)) if r.out_request_no == first.out_request_no),
@@ -314,12 +368,18 @@ async fn refunds_reserve_settle_and_release() {
     );
     let reused = env
         .store
-        .reserve_refund(&order, &refund("r_1", "5.00"), &api(), now_ms())
+        .reserve_refund(&order, &refund("r_1", "5.00"), NEVER_DUE, &api(), now_ms())
         .await;
     assert!(matches!(reused, Err(StoreError::Conflict(_))), "{reused:?}");
     let too_much = env
         .store
-        .reserve_refund(&order, &refund("r_2", "199.01"), &api(), now_ms())
+        .reserve_refund(
+            &order,
+            &refund("r_2", "199.01"),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await;
     assert_eq!(
         too_much,
@@ -361,7 +421,13 @@ async fn refunds_reserve_settle_and_release() {
 
     let second = env
         .store
-        .reserve_refund(&order, &refund("r_2", "199.00"), &api(), now_ms())
+        .reserve_refund(
+            &order,
+            &refund("r_2", "199.00"),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("reserve");
     let Reserved::New(second) = second else {
@@ -404,7 +470,13 @@ async fn refunds_reserve_settle_and_release() {
 
     let third = env
         .store
-        .reserve_refund(&order, &refund("r_3", "199.00"), &api(), now_ms())
+        .reserve_refund(
+            &order,
+            &refund("r_3", "199.00"),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("reserve");
     let Reserved::New(third) = third else {
@@ -436,7 +508,7 @@ async fn refunds_reserve_settle_and_release() {
     );
     let none_left = env
         .store
-        .reserve_refund(&order, &refund("r_4", "0.01"), &api(), now_ms())
+        .reserve_refund(&order, &refund("r_4", "0.01"), NEVER_DUE, &api(), now_ms())
         .await;
     assert!(
         matches!(none_left, Err(StoreError::ExceedsRefundable { .. })),
@@ -444,7 +516,13 @@ async fn refunds_reserve_settle_and_release() {
     );
 
     env.store
-        .create_order(&new_order("finished", "3.00"), &api(), now_ms())
+        .create_order(
+            &new_order("finished", "3.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("create");
     env.store
@@ -458,7 +536,13 @@ async fn refunds_reserve_settle_and_release() {
         .expect("finish");
     let not_refundable = env
         .store
-        .reserve_refund(&id("finished"), &refund("r_1", "1.00"), &api(), now_ms())
+        .reserve_refund(
+            &id("finished"),
+            &refund("r_1", "1.00"),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await;
     assert_eq!(
         not_refundable,
@@ -468,7 +552,13 @@ async fn refunds_reserve_settle_and_release() {
     );
     let missing = env
         .store
-        .reserve_refund(&id("nobody"), &refund("r_1", "1.00"), &api(), now_ms())
+        .reserve_refund(
+            &id("nobody"),
+            &refund("r_1", "1.00"),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await;
     assert_eq!(missing, Err(StoreError::OrderNotFound("nobody".into())));
 }
@@ -477,7 +567,13 @@ async fn refunds_reserve_settle_and_release() {
 async fn fifty_concurrent_paid_transitions_apply_exactly_once() {
     let env = Arc::new(TestEnv::new().await);
     env.store
-        .create_order(&new_order("race_paid", "88.88"), &api(), now_ms())
+        .create_order(
+            &new_order("race_paid", "88.88"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
         .await
         .expect("create");
     let tasks: Vec<_> = (0..50)
@@ -532,6 +628,7 @@ async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
                     .reserve_refund(
                         &id("race_refund"),
                         &refund(&format!("r_{n}"), "10.00"),
+                        NEVER_DUE,
                         &api(),
                         now_ms(),
                     )

@@ -118,11 +118,67 @@ fn each_function_has_exactly_the_actions_it_uses() {
         actions_of(&template, "RefundRole"),
         set(&[&table[..], &logs[..], &signing[..]].concat())
     );
+    let mut notify: Vec<&str> = [&table[..], &logs[..]].concat();
+    notify.push("dynamodb:Query");
     assert_eq!(
         actions_of(&template, "NotifyRole"),
-        set(&[&table[..], &logs[..]].concat()),
+        set(&notify),
         "notify never signs"
     );
+    assert_eq!(actions_of(&template, "SweeperRole"), set(&create));
+}
+
+#[test]
+fn the_sweeper_runs_on_a_schedule_over_a_sparse_due_index() {
+    let template = template();
+    let table = props(&template, "OrdersTable");
+    let indexes = table
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .expect("indexes");
+    let due = indexes
+        .iter()
+        .find(|i| i.get("IndexName").map(text).as_deref() == Some("DueIndex"))
+        .expect("DueIndex");
+    let keys: Vec<String> = due
+        .get("KeySchema")
+        .and_then(Value::as_sequence)
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k.get("AttributeName").map(text))
+        .collect();
+    assert_eq!(keys, ["due_shard", "due_at_ms"]);
+    let sweeper = props(&template, "SweeperFunction");
+    let schedule = sweeper
+        .get("Events")
+        .and_then(|e| e.get("Schedule"))
+        .expect("schedule");
+    assert_eq!(schedule.get("Type").map(text).as_deref(), Some("Schedule"));
+    assert_eq!(
+        schedule
+            .get("Properties")
+            .and_then(|p| p.get("Schedule"))
+            .map(text)
+            .as_deref(),
+        Some("!Ref SweepSchedule")
+    );
+    // One run at a time; the conditional claims make overlap safe, this makes it rare.
+    assert_eq!(
+        sweeper
+            .get("ReservedConcurrentExecutions")
+            .map(text)
+            .as_deref(),
+        Some("1")
+    );
+    // The sweeper reads the index, and only the index: no Scan anywhere.
+    let statements = iam_statements(&template);
+    assert!(
+        statements
+            .iter()
+            .all(|(_, s)| !list(s.get("Action")).iter().any(|a| a == "dynamodb:Scan"))
+    );
+    assert!(statements.iter().any(|(role, s)| role == "SweeperRole"
+        && text(s.get("Resource").expect("resource")).contains("/index/DueIndex")));
 }
 
 #[test]
@@ -142,12 +198,18 @@ fn no_wildcards_and_no_broad_policy_templates() {
         assert_eq!(statement.get("Effect").map(text).as_deref(), Some("Allow"));
         for action in &actions {
             let resource = &resources[0];
-            let owner = match action.split(':').next() {
-                Some("dynamodb") => "!GetAtt OrdersTable.Arn",
-                Some("kms") => "!GetAtt AppSigningKey.Arn",
+            let owners: &[&str] = match action.split(':').next() {
+                Some("dynamodb") => &[
+                    "!GetAtt OrdersTable.Arn",
+                    "!Sub ${OrdersTable.Arn}/index/DueIndex",
+                ],
+                Some("kms") => &["!GetAtt AppSigningKey.Arn"],
                 _ => continue,
             };
-            assert_eq!(resource, owner, "{id}: {action} on {resource}");
+            assert!(
+                owners.contains(&resource.as_str()),
+                "{id}: {action} on {resource}"
+            );
         }
     }
     for (_, resource) in template
@@ -231,7 +293,11 @@ fn only_the_payment_functions_may_sign_and_only_with_rsa2() {
     }
     assert_eq!(
         signers,
-        set(&["!GetAtt CreatePaymentRole.Arn", "!GetAtt RefundRole.Arn"])
+        set(&[
+            "!GetAtt CreatePaymentRole.Arn",
+            "!GetAtt RefundRole.Arn",
+            "!GetAtt SweeperRole.Arn"
+        ])
     );
 }
 
@@ -309,6 +375,7 @@ fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
         ("CreatePaymentFunction", "CreatePaymentLogs"),
         ("RefundFunction", "RefundLogs"),
         ("NotifyFunction", "NotifyLogs"),
+        ("SweeperFunction", "SweeperLogs"),
     ] {
         let f = resource(&template, function);
         assert_eq!(
@@ -338,7 +405,15 @@ fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
             .map(text)
             .and_then(|t| t.parse().ok())
             .expect("timeout");
-        assert!((5..=30).contains(&timeout), "{function} timeout {timeout}");
+        let limit = if function == "SweeperFunction" {
+            900
+        } else {
+            30
+        };
+        assert!(
+            (5..=limit).contains(&timeout),
+            "{function} timeout {timeout}"
+        );
     }
 }
 
@@ -420,10 +495,13 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
         alarms,
         [
             "CreatePaymentErrorsAlarm",
+            "DueWorkAgeAlarm",
             "ForgedNotificationsAlarm",
             "NotifyErrorsAlarm",
             "RefundErrorsAlarm",
             "RefundProblemsAlarm",
+            "SweeperErrorsAlarm",
+            "SweeperSecurityAlarm",
             "ThrottlesAlarm"
         ]
     );

@@ -13,11 +13,13 @@ use shared::gateway::Gateway;
 
 use crate::routes::Routes;
 
-/// The three functions, each with its own dependencies as separate Lambdas have.
+/// The functions, each with its own dependencies as separate Lambdas have. The sweeper has no
+/// HTTP route: it runs on a schedule ([`Functions::sweep`]).
 pub struct Functions {
     pub create_payment: Gateway,
     pub refund: Gateway,
     pub notify: Gateway,
+    pub sweeper: Gateway,
 }
 
 impl Functions {
@@ -33,6 +35,17 @@ impl Functions {
             "notify" => notify::handle(&self.notify, request).await,
             _ => return None,
         })
+    }
+}
+
+impl Functions {
+    /// One sweeper run, as its schedule would start it, with `budget` as its deadline.
+    pub async fn sweep(&self, budget: std::time::Duration) -> shared::sweeping::SweepReport {
+        let deadline = shared::budget::Deadline::after(budget);
+        match sweeper::run(&self.sweeper, &deadline).await {
+            Ok(report) => report,
+            Err(error) => panic!("the sweeper cannot run: {}", error.message),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod host;
 pub mod local_stack;
+pub mod merchant;
 pub mod routes;
 pub mod simulator;
 pub mod support;

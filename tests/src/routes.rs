@@ -118,6 +118,7 @@ mod tests {
             [
                 ("POST", "/payments", "create-payment"),
                 ("GET", "/payments/{out_trade_no}", "create-payment"),
+                ("POST", "/payments/{out_trade_no}/close", "create-payment"),
                 ("POST", "/payments/{out_trade_no}/refunds", "refund"),
                 (
                     "GET",
@@ -134,6 +135,10 @@ mod tests {
         assert_eq!(
             routes.function_for("POST", "/payments/o_1/refunds"),
             Some("refund")
+        );
+        assert_eq!(
+            routes.function_for("POST", "/payments/o_1/close"),
+            Some("create-payment")
         );
         assert_eq!(routes.function_for("DELETE", "/payments/o_1"), None);
         assert_eq!(

@@ -60,6 +60,9 @@ pub enum FaultKind {
     BadSignature,
     /// `40004 ACQ.SELLER_BALANCE_NOT_ENOUGH` (signed), without executing: a terminal failure.
     SellerBalanceNotEnough,
+    /// An error answer without a signature (gateway-level errors look like this), without
+    /// executing: `40002 isv.invalid-signature`, say. It proves nothing.
+    UnsignedError { code: String, sub_code: String },
     /// Notifications: never deliver.
     Drop,
     /// Notifications: deliver the first attempt twice at once.
@@ -109,6 +112,19 @@ pub struct Trade {
     pub refunds: Vec<RefundRecord>,
     pub gmt_create: String,
     pub gmt_payment: Option<String>,
+    /// `time_expire` (Unix seconds): after it the trade cannot be paid and Alipay closes it.
+    pub expires_at: Option<i64>,
+    /// When each `alipay.trade.refund` for this trade arrived (Unix ms), repeats included.
+    pub refund_requests_ms: Vec<i64>,
+}
+
+impl Trade {
+    /// Alipay closes an unpaid trade at its `time_expire` (ALIPAY-OPS.md §1).
+    fn expire_if_due(&mut self, now: i64) {
+        if self.status == "WAIT_BUYER_PAY" && self.expires_at.is_some_and(|at| now >= at) {
+            self.status = "TRADE_CLOSED".into();
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -275,12 +291,41 @@ fn decode_form(raw: &[u8]) -> Result<BTreeMap<String, String>, String> {
     Ok(params)
 }
 
+/// Alipay's clock: `yyyy-MM-dd HH:mm:ss` in China time (UTC+8; ALIPAY.md), with the Unix
+/// seconds. The simulator's own code, deliberately not the gateway's formatter.
 fn china_now() -> (String, i64) {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    (shared::china_time::china_timestamp(unix), unix)
+    (china_text(unix), unix)
+}
+
+const CHINA_OFFSET: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => time::UtcOffset::UTC,
+};
+
+fn china_text(unix: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(CHINA_OFFSET);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// Unix seconds of a China-time `yyyy-MM-dd HH:mm:ss`.
+fn china_unix(text: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let at = time::PrimitiveDateTime::parse(text, format).ok()?;
+    Some(at.assume_offset(CHINA_OFFSET).unix_timestamp())
 }
 
 fn fen(text: &str) -> Option<u64> {
@@ -415,10 +460,8 @@ async fn gateway(
     }
     // Inference from ALIPAY.md: the timestamp is China time; a UTC one is 8 hours off.
     let (_, now) = china_now();
-    let sent = params
-        .get("timestamp")
-        .and_then(|t| shared::china_time::ChinaDateTime::parse(t).ok());
-    if sent.is_none_or(|t| (t.unix_seconds() - now).abs() > 600) {
+    let sent = params.get("timestamp").and_then(|t| china_unix(t));
+    if sent.is_none_or(|t| (t - now).abs() > 600) {
         return reply("40002", "isv.invalid-timestamp", "非法的时间戳参数");
     }
     let Ok(biz) =
@@ -487,6 +530,13 @@ async fn gateway(
                     let content = business_error("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足");
                     return answer(&inner, &api, &content, false, true);
                 }
+                Some(FaultKind::UnsignedError { code, sub_code }) => {
+                    lock(&inner.state)
+                        .calls
+                        .push((api.clone(), format!("unsigned:{sub_code}")));
+                    let content = json!({"code": code, "msg": "Invalid Arguments", "sub_code": sub_code, "sub_msg": "injected"});
+                    return answer(&inner, &api, &content, false, false);
+                }
                 Some(FaultKind::ServiceUnavailable) => {
                     lock(&inner.state).calls.push((api.clone(), "20000".into()));
                     let content = json!({"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error", "sub_msg": "系统繁忙"});
@@ -551,15 +601,26 @@ fn open_trade(
     {
         return Err(format!("product_code 应为 {product}"));
     }
+    let (now, unix_now) = china_now();
+    let time_expire = field("time_expire");
+    let expires_at = if time_expire.is_empty() {
+        None
+    } else {
+        let at = china_unix(&time_expire).ok_or("time_expire 格式错误")?;
+        if at <= unix_now {
+            return Err("交易已过期 (time_expire)".into());
+        }
+        Some(at)
+    };
     let mut state = lock(&inner.state);
-    if let Some(existing) = state.trades.get(&out_trade_no) {
+    if let Some(existing) = state.trades.get_mut(&out_trade_no) {
+        existing.expire_if_due(unix_now);
         if existing.total_fen != total_fen || existing.subject != subject {
             return Err("交易信息被篡改 (ACQ.TRADE_INFO_MISMATCH)".into());
         }
         return Ok(existing.clone());
     }
     let n = inner.counter.fetch_add(1, Ordering::Relaxed);
-    let (now, _) = china_now();
     let trade = Trade {
         out_trade_no: out_trade_no.clone(),
         trade_no: format!("2026{:024}", n),
@@ -575,6 +636,8 @@ fn open_trade(
         refunds: Vec::new(),
         gmt_create: now,
         gmt_payment: None,
+        expires_at,
+        refund_requests_ms: Vec::new(),
     };
     state.trades.insert(out_trade_no, trade.clone());
     Ok(trade)
@@ -612,6 +675,7 @@ fn execute(
     let Some(trade) = state.trades.get_mut(&out_trade_no) else {
         return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在");
     };
+    trade.expire_if_due(china_now().1);
     match api {
         "alipay.trade.query" => {
             let mut content = trade_fields(trade);
@@ -636,6 +700,12 @@ fn execute(
             success(trade_fields(trade))
         }
         "alipay.trade.refund" => {
+            trade.refund_requests_ms.push(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0),
+            );
             let out_request_no = field("out_request_no");
             let refund_amount = field("refund_amount");
             let Some(amount) = fen(&refund_amount).filter(|f| *f > 0) else {
@@ -732,6 +802,7 @@ fn pay(inner: &Arc<Inner>, out_trade_no: &str, finished: bool) -> Result<Trade, 
         .trades
         .get_mut(out_trade_no)
         .ok_or("no such trade (open the cashier first)")?;
+    trade.expire_if_due(china_now().1);
     if trade.status != "WAIT_BUYER_PAY" {
         return Err(format!("the trade is {}", trade.status));
     }

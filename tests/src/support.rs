@@ -124,6 +124,11 @@ impl Stack {
             ("ALIPAY_NOTIFY_URL", notify_url),
             ("RETURN_URL_PREFIXES", RETURN_PREFIX.to_owned()),
             ("ALIPAY_TIMEOUT_MS", alipay_timeout_ms.to_string()),
+            // Alipay's delays, scaled down as `make run` scales them.
+            ("REFUND_QUERY_DELAY_MS", REFUND_QUERY_DELAY_MS.to_string()),
+            ("REFUND_SPACING_MS", REFUND_SPACING_MS.to_string()),
+            ("EXPIRY_GRACE_MS", "0".to_owned()),
+            ("SWEEP_BACKOFF_MAX_MS", "1000".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -134,6 +139,7 @@ impl Stack {
             create_payment: gateway(Role::CallsAlipay).await.expect("create-payment"),
             refund: gateway(Role::CallsAlipay).await.expect("refund"),
             notify: gateway(Role::NotifyOnly).await.expect("notify"),
+            sweeper: gateway(Role::CallsAlipay).await.expect("sweeper"),
         };
         let template = read_template(&template_path()).expect("template");
         let routes = crate::routes::Routes::from_template(&template).expect("routes");
@@ -151,7 +157,38 @@ impl Stack {
     pub fn api(&self, path: &str) -> String {
         format!("{}{path}", self.gateway.api_base_url)
     }
+
+    /// One sweeper run (a 30 s budget).
+    pub async fn sweep(&self) -> shared::sweeping::SweepReport {
+        self.gateway
+            .functions
+            .sweep(std::time::Duration::from_secs(30))
+            .await
+    }
+
+    /// Runs the sweeper until nothing is due within the next 2 s, for at most `seconds`; the
+    /// last report.
+    pub async fn drain(&self, seconds: u64) -> shared::sweeping::SweepReport {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let report = self.sweep().await;
+            let idle = report.next_due_at_ms.is_none_or(|at| at > now_ms() + 2_000);
+            if idle || std::time::Instant::now() > deadline {
+                return report;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits out the refund spacing, so that the next refund of a trade is sent at once.
+    pub async fn after_spacing(&self) {
+        tokio::time::sleep(std::time::Duration::from_millis(REFUND_SPACING_MS + 50)).await;
+    }
 }
+
+/// The stack's scaled delays (production: 10 s and 3 s).
+pub const REFUND_QUERY_DELAY_MS: u64 = 200;
+pub const REFUND_SPACING_MS: u64 = 300;
 
 /// A small HTTP client for tests: JSON in, status and JSON out.
 #[derive(Clone)]

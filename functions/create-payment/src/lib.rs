@@ -1,6 +1,10 @@
 //! The create-payment function: `POST /payments` creates a payment (idempotently) and answers
 //! the buyer's next step; `GET /payments/{out_trade_no}` returns it with its refunds, and with
-//! `?sync=true` asks Alipay first, applying a payment whose notification was lost.
+//! `?sync=true` asks Alipay first, applying a payment whose notification was lost;
+//! `POST /payments/{out_trade_no}/close` closes an unpaid payment (at Alipay, then here).
+//!
+//! Every payment is sent to Alipay with a `time_expire` (the merchant's, or the configured
+//! default), so no pay URL stays payable after it; the sweeper ends what nobody paid.
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -9,13 +13,16 @@ use shared::alipay::notify::TradeStatus;
 use shared::alipay::request::{AlipayRequest, PaymentOrder, TradeRef};
 use shared::alipay::response::{Disposition, PrecreateResult, QueryResult};
 use shared::alipay_client::CallError;
-use shared::china_time::ChinaDateTime;
+use shared::budget::Deadline;
+use shared::china_time::{ChinaDateTime, china_timestamp};
+use shared::closing::{Ended, end_unpaid_order};
 use shared::domain::{Cause, Channel, NewOrder, Order, OrderStatus};
 use shared::gateway::{Alipay, Gateway, TradeReport, apply_trade_report, now_ms, payment_view};
 use shared::http::{
     ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
 };
 use shared::ids::{OutTradeNo, Subject, mask_buyer_id};
+use shared::lifecycle::TradeNext;
 use shared::money::Amount;
 use shared::store::Created;
 
@@ -24,10 +31,16 @@ const MAX_EXPIRY_SECONDS: i64 = 15 * 86_400;
 
 /// Routes one request; every failure becomes the shared error shape.
 pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
+    let deadline = Deadline::of_request(&request, gateway.config.lifecycle.default_budget_ms);
     let result = match (request.method(), path_segments(&request).as_slice()) {
         (&Method::POST, ["payments"]) => create(gateway, &request).await,
         (&Method::GET, ["payments", out_trade_no]) => get(gateway, &request, out_trade_no).await,
-        (method, ["payments"] | ["payments", _]) => Err(method_not_allowed(method)),
+        (&Method::POST, ["payments", out_trade_no, "close"]) => {
+            close(gateway, out_trade_no, &deadline).await
+        }
+        (method, ["payments"] | ["payments", _] | ["payments", _, "close"]) => {
+            Err(method_not_allowed(method))
+        }
         _ => Err(ApiError::not_found(format!(
             "no route for {}",
             request.uri().path()
@@ -37,11 +50,7 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
 }
 
 /// Reads and validates the body into a [`NewOrder`]; nothing is written before this passes.
-fn parse_new_order(
-    gateway: &Gateway,
-    request: &Request,
-    now_ms: i64,
-) -> Result<NewOrder, ApiError> {
+fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, ApiError> {
     let body = JsonBody::parse(
         request,
         &[
@@ -80,18 +89,6 @@ fn parse_new_order(
         .string("time_expire")?
         .map(|text| ChinaDateTime::parse(text).map_err(|e| ApiError::invalid("time_expire", e)))
         .transpose()?;
-    if let Some(at) = &time_expire {
-        let ahead = at.unix_seconds() - now_ms.div_euclid(1000);
-        if ahead <= 0 {
-            return Err(ApiError::invalid("time_expire", "is in the past"));
-        }
-        if ahead > MAX_EXPIRY_SECONDS {
-            return Err(ApiError::invalid(
-                "time_expire",
-                "is more than 15 days ahead",
-            ));
-        }
-    }
     Ok(NewOrder {
         out_trade_no,
         amount,
@@ -102,22 +99,60 @@ fn parse_new_order(
     })
 }
 
+/// A new payment's `time_expire` must be ahead, by at most 15 days (Alipay's limit).
+fn expiry_problem(time_expire: &ChinaDateTime, now_ms: i64) -> Option<ApiError> {
+    let ahead = time_expire.unix_seconds() - now_ms.div_euclid(1000);
+    if ahead <= 0 {
+        return Some(ApiError::invalid("time_expire", "is in the past"));
+    }
+    if ahead > MAX_EXPIRY_SECONDS {
+        return Some(ApiError::invalid(
+            "time_expire",
+            "is more than 15 days ahead",
+        ));
+    }
+    None
+}
+
 async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, ApiError> {
     let now = now_ms();
-    let new = parse_new_order(gateway, request, now)?;
+    let new = parse_new_order(gateway, request)?;
     let alipay = gateway.alipay()?;
+    let lifecycle = &gateway.config.lifecycle;
+    if let Some(problem) = new
+        .time_expire
+        .as_ref()
+        .and_then(|at| expiry_problem(at, now))
+    {
+        // A repeat of a create whose time_expire has since passed answers the payment.
+        return match gateway.store.get_order(&new.out_trade_no).await? {
+            Some(order) if order.fingerprint == new.fingerprint() => Ok(json_response(
+                StatusCode::OK,
+                &json!({ "payment": payment_view(&order, None), "next_step": Value::Null }),
+            )),
+            _ => Err(problem),
+        };
+    }
+    let time_expire = match &new.time_expire {
+        Some(at) => at.clone(),
+        None => default_expiry(now, lifecycle.default_expiry_seconds)?,
+    };
+    let due_at_ms = time_expire.unix_seconds() * 1000 + lifecycle.expiry_grace_ms;
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
-    let (status, order) = match gateway.store.create_order(&new, &cause, now).await? {
+    let (status, order) = match gateway
+        .store
+        .create_order(&new, &time_expire, due_at_ms, &cause, now)
+        .await?
+    {
         Created::New(order) => (StatusCode::CREATED, order),
         Created::Existing(order) => (StatusCode::OK, order),
     };
     tracing::info!(out_trade_no = %order.out_trade_no, channel = order.channel.as_str(), new = status == StatusCode::CREATED, "payment created");
-    let next_step = if order.status == OrderStatus::Created {
-        Some(next_step(alipay, &new, now).await?)
-    } else {
-        None
+    let next_step = match payable_until(&order, now) {
+        Some(time_expire) => Some(next_step(alipay, &order, time_expire, now).await?),
+        None => None,
     };
     Ok(json_response(
         status,
@@ -125,22 +160,49 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     ))
 }
 
+/// The configured default: `seconds` from now, in China time.
+fn default_expiry(now_ms: i64, seconds: i64) -> Result<ChinaDateTime, ApiError> {
+    ChinaDateTime::parse(&china_timestamp(now_ms.div_euclid(1000) + seconds)).map_err(|_| {
+        ApiError::unavailable(
+            "misconfigured",
+            "the default expiry cannot be formatted",
+            60,
+        )
+    })
+}
+
+/// The order's `time_expire` while the buyer may still pay it; `None` once it is paid, closed
+/// or expired (a repeat of the create then gets no pay URL).
+fn payable_until(order: &Order, now_ms: i64) -> Option<ChinaDateTime> {
+    if order.status != OrderStatus::Created {
+        return None;
+    }
+    let at = ChinaDateTime::parse(order.time_expire.as_deref()?).ok()?;
+    (at.unix_seconds() > now_ms.div_euclid(1000)).then_some(at)
+}
+
 /// What the buyer does next: open a URL, hand an order string to the app, or scan a QR code.
-async fn next_step(alipay: &Alipay, new: &NewOrder, now: i64) -> Result<Value, ApiError> {
+/// Built from the stored order, so a repeat signs exactly what the first request signed.
+async fn next_step(
+    alipay: &Alipay,
+    stored: &Order,
+    time_expire: ChinaDateTime,
+    now: i64,
+) -> Result<Value, ApiError> {
     let order = PaymentOrder {
-        out_trade_no: new.out_trade_no.clone(),
-        total_amount: new.amount,
-        subject: new.subject.clone(),
-        time_expire: new.time_expire.clone(),
+        out_trade_no: stored.out_trade_no.clone(),
+        total_amount: stored.amount,
+        subject: stored.subject.clone(),
+        time_expire: Some(time_expire),
     };
-    let request = match new.channel {
+    let request = match stored.channel {
         Channel::Page => AlipayRequest::PagePay {
             order,
-            return_url: new.return_url.clone(),
+            return_url: stored.return_url.clone(),
         },
         Channel::Wap => AlipayRequest::WapPay {
             order,
-            return_url: new.return_url.clone(),
+            return_url: stored.return_url.clone(),
             quit_url: None,
         },
         Channel::App => AlipayRequest::AppPay { order },
@@ -151,9 +213,61 @@ async fn next_step(alipay: &Alipay, new: &NewOrder, now: i64) -> Result<Value, A
         .sign(&request, alipay.signer.as_ref(), now)
         .await
         .map_err(ApiError::from)?;
-    Ok(match new.channel {
+    Ok(match stored.channel {
         Channel::App => json!({ "type": "app", "order_string": signed.order_string() }),
         _ => json!({ "type": "redirect", "url": signed.gateway_url(alipay.client.gateway_url()) }),
+    })
+}
+
+/// `POST /payments/{out_trade_no}/close`: closes an unpaid payment at Alipay (a trade Alipay
+/// never knew is closed here only). Paid: `409` with the payment. Alipay unreachable: `503`
+/// with the payment unchanged (the sweeper ends it after its `time_expire`).
+async fn close(
+    gateway: &Gateway,
+    out_trade_no: &str,
+    deadline: &Deadline,
+) -> Result<Response<Body>, ApiError> {
+    let out_trade_no =
+        OutTradeNo::parse(out_trade_no).map_err(|e| ApiError::invalid("out_trade_no", e))?;
+    let order = gateway
+        .store
+        .get_order(&out_trade_no)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no payment with out_trade_no {out_trade_no}"))
+        })?;
+    let ended = match order.status {
+        OrderStatus::Closed => Ended::Closed(order),
+        OrderStatus::Paid | OrderStatus::Finished => Ended::Paid(order),
+        OrderStatus::Created => {
+            let cause = Cause::Api {
+                route: "POST /payments/{out_trade_no}/close".into(),
+            };
+            end_unpaid_order(
+                gateway,
+                gateway.alipay()?,
+                order,
+                TradeNext::CloseAtAlipay,
+                &cause,
+                deadline,
+            )
+            .await?
+        }
+    };
+    Ok(match ended {
+        Ended::Closed(order) => json_response(StatusCode::OK, &payment_view(&order, None)),
+        Ended::Paid(order) => ApiError::new(
+            StatusCode::CONFLICT,
+            "payment_paid",
+            "the payment was paid and cannot be closed; refund it instead",
+        )
+        .into_response_with("payment", payment_view(&order, None)),
+        Ended::Open { order, reason } => ApiError::unavailable(
+            "close_unconfirmed",
+            format!("Alipay did not confirm the close ({reason}); retry"),
+            5,
+        )
+        .into_response_with("payment", payment_view(&order, None)),
     })
 }
 
@@ -239,7 +353,16 @@ async fn sync_with_alipay(gateway: &Gateway, order: Order) -> Result<Order, ApiE
     let cause = Cause::AlipayAnswer {
         method: request.method().into(),
     };
-    match apply_trade_report(&gateway.store, &order, &report, &cause, now).await {
+    match apply_trade_report(
+        &gateway.store,
+        &gateway.config.lifecycle,
+        &order,
+        &report,
+        &cause,
+        now,
+    )
+    .await
+    {
         Ok(
             shared::gateway::Applied::Changed(order) | shared::gateway::Applied::Unchanged(order),
         ) => Ok(order),

@@ -26,8 +26,13 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
         match verify_notification(body_bytes(&request), &gateway.config.alipay_public_key) {
             Ok(notification) => notification,
             Err(error) => {
-                // Never log the body: it carries buyer data.
-                tracing::warn!(security = true, reason = %error, "notification refused");
+                // Never log the body (it carries buyer data), nor the error's text: before the
+                // signature is checked, every string in it is the sender's choice.
+                tracing::warn!(
+                    security = true,
+                    reason = error.kind(),
+                    "notification refused"
+                );
                 let status = if error == NotifyError::TooLarge {
                     StatusCode::PAYLOAD_TOO_LARGE
                 } else {
@@ -86,12 +91,12 @@ async fn apply(gateway: &Gateway, notification: &TradeNotification) -> Result<()
     let mismatch = if notification.app_id != config.app_id.as_str() {
         Some(format!("app_id {} is not ours", notification.app_id))
     } else {
-        match (&config.seller_id, &notification.seller_id) {
-            (Some(ours), Some(theirs)) if ours.as_str() != theirs => {
+        match &notification.seller_id {
+            Some(theirs) if theirs != config.seller_id.as_str() => {
                 Some(format!("seller_id {theirs} is not ours"))
             }
-            (Some(_), None) => Some("seller_id is missing".to_owned()),
-            _ => None,
+            Some(_) => None,
+            None => Some("seller_id is missing".to_owned()),
         }
     };
     if let Some(detail) = mismatch {
@@ -107,7 +112,16 @@ async fn apply(gateway: &Gateway, notification: &TradeNotification) -> Result<()
         paid_at: notification.gmt_payment.clone(),
         buyer_id_masked: notification.buyer_id_masked.clone(),
     };
-    match apply_trade_report(&gateway.store, &order, &report, &cause, now).await {
+    match apply_trade_report(
+        &gateway.store,
+        &config.lifecycle,
+        &order,
+        &report,
+        &cause,
+        now,
+    )
+    .await
+    {
         Ok(applied) => tracing::info!(
             changed = matches!(applied, shared::gateway::Applied::Changed(_)),
             "notification applied"
@@ -116,30 +130,87 @@ async fn apply(gateway: &Gateway, notification: &TradeNotification) -> Result<()
         Err(ApplyError::Store(error)) => return Err(error.into()),
     }
 
-    // A refund notification names our out_request_no: it settles a refund still pending.
-    // Refunds never depend on it (the refund answer and query are authoritative).
-    if let Some(out_request_no) = notification
+    if notification.refund_fee.is_some() || notification.out_biz_no.is_some() {
+        apply_refund_notice(gateway, notification, &out_trade_no, &cause, now).await?;
+    }
+    Ok(())
+}
+
+/// A refund notification names our `out_request_no` (`out_biz_no`) and the trade's refunded
+/// total (`refund_fee`). It settles a refund still PENDING; refunds never depend on it (the
+/// refund answer and query are authoritative). What contradicts our records (an unknown or
+/// FAILED refund, a total beyond what we ever sent) is audited and alarmed, and acknowledged:
+/// the notification is genuine, and a retry would say the same.
+async fn apply_refund_notice(
+    gateway: &Gateway,
+    notification: &TradeNotification,
+    out_trade_no: &OutTradeNo,
+    cause: &Cause,
+    now: i64,
+) -> Result<(), Refusal> {
+    let store = &gateway.store;
+    let mut contradictions = Vec::new();
+    match notification
         .out_biz_no
         .as_deref()
-        .and_then(|no| OutRequestNo::parse(no).ok())
-        && notification.refund_fee.is_some()
-        && let Some(refund) = gateway
-            .store
-            .get_refund(&out_trade_no, &out_request_no)
-            .await?
-        && refund.status == RefundStatus::Pending
+        .map(|no| (no, OutRequestNo::parse(no)))
     {
-        match gateway
-            .store
-            .settle_refund(&refund, &RefundOutcome::Succeeded, &cause, now)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(out_request_no = %out_request_no, "refund settled by notification")
+        Some((_, Ok(out_request_no))) => {
+            match store.get_refund(out_trade_no, &out_request_no).await? {
+                Some(refund) if refund.status == RefundStatus::Pending => {
+                    match store
+                        .settle_refund(&refund, &RefundOutcome::Succeeded, cause, now)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(out_request_no = %out_request_no, "refund settled by notification")
+                        }
+                        Err(StoreError::IllegalTransition { .. }) => {
+                            contradictions.push(format!(
+                                "refund {out_request_no} was settled otherwise meanwhile"
+                            ));
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                Some(refund) if refund.status == RefundStatus::Failed => contradictions.push(
+                    format!("Alipay reports refund {out_request_no}, which we recorded as FAILED"),
+                ),
+                Some(_) => {}
+                None => contradictions.push(format!(
+                    "Alipay reports refund {out_request_no}, which we never made"
+                )),
             }
-            Err(StoreError::IllegalTransition { .. }) => {}
-            Err(error) => return Err(error.into()),
         }
+        Some((text, Err(_))) => contradictions.push(format!(
+            "Alipay reports refund {}, which is not one of our numbers",
+            text.chars().take(64).collect::<String>()
+        )),
+        None => {}
+    }
+    // refund_fee is the trade's refunded total at Alipay: never more than we sent.
+    if let Some(refund_fee) = notification.refund_fee
+        && let Some((order, refunds)) = store.get_order_with_refunds(out_trade_no).await?
+    {
+        let sent: u64 = refunds
+            .iter()
+            .filter(|r| r.status != RefundStatus::Failed)
+            .map(|r| r.amount.fen())
+            .sum();
+        if refund_fee.fen() > sent {
+            contradictions.push(format!(
+                "Alipay reports {refund_fee} refunded; our refunds add up to {} (confirmed {})",
+                shared::money::Amount::from_fen_allow_zero(sent)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                order.refunded
+            ));
+        }
+    }
+    for detail in contradictions {
+        tracing::warn!(security = true, detail = %detail, "refund notification contradicts our records");
+        let event = AuditEvent::new("refund.notify_contradiction", cause, now).detail(detail);
+        store.record_event(out_trade_no, &event).await?;
     }
     Ok(())
 }

@@ -46,6 +46,26 @@ pub enum NotifyError {
     },
 }
 
+impl NotifyError {
+    /// A fixed name for the error, safe to log: unlike the message, it never carries text
+    /// from the (not yet verified) body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NotifyError::TooLarge => "too_large",
+            NotifyError::Empty => "empty",
+            NotifyError::MalformedForm(_) => "malformed_form",
+            NotifyError::NotUtf8 => "not_utf8",
+            NotifyError::DuplicateField(_) => "duplicate_field",
+            NotifyError::UnsupportedCharset(_) => "unsupported_charset",
+            NotifyError::UnsupportedSignType(_) => "unsupported_sign_type",
+            NotifyError::MissingSignature => "missing_signature",
+            NotifyError::BadSignature(_) => "bad_signature",
+            NotifyError::MissingField(_) => "missing_field",
+            NotifyError::InvalidField { .. } => "invalid_field",
+        }
+    }
+}
+
 /// `trade_status` of a trade notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

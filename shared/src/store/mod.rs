@@ -25,7 +25,10 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
+use sha2::{Digest as _, Sha256};
+
 use crate::aws::error_chain;
+use crate::china_time::ChinaDateTime;
 use crate::domain::{
     CNY, Cause, Channel, NewOrder, NewRefund, Order, OrderStatus, Payment, Refund, RefundOutcome,
     RefundStatus,
@@ -48,7 +51,11 @@ mod refunds;
 
 pub use audit::AuditEvent;
 use orders::parse_order;
-use refunds::parse_refund;
+pub use refunds::SendClaim;
+use refunds::{parse_refund, pending_refund, refund_item};
+
+mod due;
+pub use due::{DUE_INDEX, DueItem};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -346,6 +353,16 @@ where
 
 // ---- items ----------------------------------------------------------------------------------
 
+/// The sparse due-work index (`DueIndex`) is spread over this many partitions, so that the
+/// sweeper's queries never make one hot partition.
+pub const DUE_SHARDS: u8 = 4;
+
+/// The due-work partition of an order and its refunds: fixed by the order number.
+pub(super) fn due_shard(out_trade_no: &OutTradeNo) -> String {
+    let digest = Sha256::digest(out_trade_no.as_str().as_bytes());
+    format!("DUE#{}", digest[0] % DUE_SHARDS)
+}
+
 pub(super) fn order_pk(out_trade_no: &OutTradeNo) -> String {
     format!("ORDER#{out_trade_no}")
 }
@@ -384,6 +401,17 @@ pub(super) fn get_n<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError
         .and_then(|v| v.as_n().ok())
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("missing number attribute {name}")))
+}
+
+/// A counter that older items may lack.
+pub(super) fn get_n_or_zero<T: FromStr + Default>(
+    item: &Item,
+    name: &str,
+) -> Result<T, StoreError> {
+    match item.get(name) {
+        None => Ok(T::default()),
+        Some(_) => get_n(item, name),
+    }
 }
 
 pub(super) fn get_amount(item: &Item, name: &str) -> Result<Amount, StoreError> {

@@ -6,9 +6,14 @@ impl Store {
     /// Creates an order unless one with the same `out_trade_no` exists. One transaction; a
     /// second read only when the order already existed and DynamoDB did not return it.
     #[tracing::instrument(skip_all, fields(out_trade_no = %new.out_trade_no))]
+    ///
+    /// `time_expire` is the one sent to Alipay (the merchant's, or the configured default);
+    /// `due_at_ms` is when the sweeper ends the order if it is still unpaid.
     pub async fn create_order(
         &self,
         new: &NewOrder,
+        time_expire: &ChinaDateTime,
+        due_at_ms: i64,
         cause: &Cause,
         now_ms: i64,
     ) -> Result<Created, StoreError> {
@@ -20,7 +25,7 @@ impl Store {
             channel: new.channel,
             status: OrderStatus::Created,
             return_url: new.return_url.clone(),
-            time_expire: new.time_expire.as_ref().map(|t| t.as_str().to_owned()),
+            time_expire: Some(time_expire.as_str().to_owned()),
             trade_no: None,
             paid_amount: None,
             paid_at: None,
@@ -31,6 +36,9 @@ impl Store {
             updated_at_ms: now_ms,
             version: 1,
             fingerprint: new.fingerprint(),
+            due_at_ms: Some(due_at_ms),
+            sweeps: 0,
+            paid_after_close: false,
         };
         let put = Put::builder()
             .table_name(&self.table)
@@ -108,6 +116,8 @@ impl Store {
         Ok(order.map(|order| (order, refunds)))
     }
 
+    /// CREATED → PAID (or FINISHED), and PAID → FINISHED, as Alipay reported. A repeat is a
+    /// [`Transition::Duplicate`]; anything else is refused.
     #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no, finished = payment.finished))]
     pub async fn mark_paid(
         &self,
@@ -156,7 +166,10 @@ impl Store {
             update = update.expression_attribute_values(":buyer", s(buyer));
         }
         let update = update
-            .update_expression(format!("SET {}", set.join(", ")))
+            .update_expression(format!(
+                "SET {} REMOVE due_shard, due_at_ms",
+                set.join(", ")
+            ))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_error)?;
@@ -251,6 +264,101 @@ impl Store {
         })
     }
 
+    /// CLOSED → PAID (or FINISHED): a genuine payment arrived for an order we had closed (the
+    /// buyer paid at the last second, or a locally closed order Alipay never knew). The money
+    /// is real, so it is recorded; with `refund`, the whole amount is reserved for refunding in
+    /// the same transaction (the sweeper sends it). Conditional on the order's `version` as
+    /// read, so nothing that happened since is overwritten.
+    #[tracing::instrument(skip_all, fields(out_trade_no = %order.out_trade_no))]
+    pub async fn mark_paid_after_close(
+        &self,
+        order: &Order,
+        payment: &Payment,
+        refund: Option<(&NewRefund, i64)>,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Transition<Order>, StoreError> {
+        let target = if payment.finished {
+            OrderStatus::Finished
+        } else {
+            OrderStatus::Paid
+        };
+        let refund = refund.filter(|_| !payment.finished);
+        let reserved = refund.map_or(Amount::ZERO, |(r, _)| r.amount);
+        let refundable_fen = if payment.finished {
+            0
+        } else {
+            payment.amount.fen().saturating_sub(reserved.fen())
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(&order.out_trade_no)))
+            .key("sk", s(ORDER_SK))
+            .update_expression(
+                "SET #status = :to, trade_no = :trade_no, paid_fen = :paid, refundable_fen = :refundable, \
+                 paid_after_close = :yes, paid_at = :paid_at, updated_at_ms = :now, version = version + :one \
+                 REMOVE due_shard, due_at_ms",
+            )
+            .condition_expression("#status = :closed AND version = :version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":closed", s(OrderStatus::Closed.as_str()))
+            .expression_attribute_values(":version", n(order.version))
+            .expression_attribute_values(":trade_no", s(&payment.trade_no))
+            .expression_attribute_values(":paid", n(payment.amount.fen()))
+            .expression_attribute_values(":refundable", n(refundable_fen))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(
+                ":paid_at",
+                s(payment.paid_at.clone().unwrap_or_default()),
+            )
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let event = AuditEvent::new("order.paid_after_close", cause, now_ms)
+            .change(OrderStatus::Closed, target)
+            .amount(payment.amount)
+            .detail(format!("trade_no {}", payment.trade_no));
+        let mut items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.audit_put(&order.out_trade_no, &event)?,
+        ];
+        if let Some((new, due_at_ms)) = refund {
+            let stored = pending_refund(&order.out_trade_no, new, due_at_ms, now_ms);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(refund_item(&stored)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_error)?;
+            let reserved_event = AuditEvent::new("refund.reserved", cause, now_ms)
+                .change("", RefundStatus::Pending.as_str())
+                .amount(new.amount)
+                .detail(format!(
+                    "out_request_no {}: automatic refund of a payment after close",
+                    new.out_request_no
+                ));
+            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(self.audit_put(&order.out_trade_no, &reserved_event)?);
+        }
+        match self.change_order(items, &order.out_trade_no).await? {
+            Ok(order) => Ok(Transition::Applied(order)),
+            Err(current) if current.paid_after_close => {
+                self.repeat_or_refuse(current, target, &payment.trade_no)
+            }
+            Err(current) if current.version != order.version => Err(StoreError::Conflict(format!(
+                "order {} changed while a payment after close was applied",
+                order.out_trade_no
+            ))),
+            Err(current) => Err(StoreError::IllegalTransition {
+                from: current.status.to_string(),
+                to: target.to_string(),
+            }),
+        }
+    }
+
     /// CREATED → CLOSED (unpaid).
     #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no))]
     pub async fn close(
@@ -263,7 +371,9 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(order_pk(out_trade_no)))
             .key("sk", s(ORDER_SK))
-            .update_expression("SET #status = :to, updated_at_ms = :now, version = version + :one")
+            .update_expression(
+                "SET #status = :to, updated_at_ms = :now, version = version + :one REMOVE due_shard, due_at_ms",
+            )
             .condition_expression("attribute_exists(pk) AND #status = :from")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(OrderStatus::Closed.as_str()))
@@ -293,6 +403,15 @@ impl Store {
 }
 
 pub(super) fn order_item(order: &Order) -> Item {
+    let mut item = order_item_without_due(order);
+    if let Some(due_at_ms) = order.due_at_ms {
+        item.insert("due_shard".to_owned(), s(due_shard(&order.out_trade_no)));
+        item.insert("due_at_ms".to_owned(), n(due_at_ms));
+    }
+    item
+}
+
+fn order_item_without_due(order: &Order) -> Item {
     let mut item = Item::from([
         ("pk".to_owned(), s(order_pk(&order.out_trade_no))),
         ("sk".to_owned(), s(ORDER_SK)),
@@ -309,7 +428,11 @@ pub(super) fn order_item(order: &Order) -> Item {
         ("updated_at_ms".to_owned(), n(order.updated_at_ms)),
         ("version".to_owned(), n(order.version)),
         ("fingerprint".to_owned(), s(&order.fingerprint)),
+        ("sweeps".to_owned(), n(order.sweeps)),
     ]);
+    if order.paid_after_close {
+        item.insert("paid_after_close".to_owned(), AttributeValue::Bool(true));
+    }
     put_opt(&mut item, "return_url", order.return_url.as_deref());
     put_opt(&mut item, "time_expire", order.time_expire.as_deref());
     put_opt(&mut item, "trade_no", order.trade_no.as_deref());
@@ -353,5 +476,15 @@ pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
         updated_at_ms: get_n(item, "updated_at_ms")?,
         version: get_n(item, "version")?,
         fingerprint: get_s(item, "fingerprint")?,
+        due_at_ms: item
+            .get("due_at_ms")
+            .map(|_| get_n(item, "due_at_ms"))
+            .transpose()?,
+        sweeps: get_n_or_zero(item, "sweeps")?,
+        paid_after_close: item
+            .get("paid_after_close")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     })
 }

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// The answer to [`Store::begin_refund_send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendClaim {
+    /// Send now. `first_send`: no earlier send of this `out_request_no` was ever begun.
+    Granted { first_send: bool, refund: Refund },
+    /// Another sender moved first, or the refund ended: the refund as it is now.
+    Taken(Refund),
+    /// Another refund of this trade was sent less than the spacing ago.
+    Spacing { free_at_ms: i64 },
+}
+
 impl Store {
     pub async fn get_refund(
         &self,
@@ -14,31 +25,20 @@ impl Store {
             .transpose()
     }
 
-    /// CREATED → PAID (or FINISHED), and PAID → FINISHED, as Alipay reported. A repeat is a
-    /// [`Transition::Duplicate`]; anything else is refused.
-
     /// Reserves a refund: in one transaction, lowers the order's refundable amount under a
     /// condition that keeps it from going below zero, writes the PENDING refund, and audits.
     /// A retry with the same `out_request_no` and amount returns the existing refund.
     #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no, out_request_no = %refund.out_request_no))]
+    /// `due_at_ms`: when the sweeper finishes it if this request does not.
     pub async fn reserve_refund(
         &self,
         out_trade_no: &OutTradeNo,
         refund: &NewRefund,
+        due_at_ms: i64,
         cause: &Cause,
         now_ms: i64,
     ) -> Result<Reserved, StoreError> {
-        let stored = Refund {
-            out_trade_no: out_trade_no.clone(),
-            out_request_no: refund.out_request_no.clone(),
-            amount: refund.amount,
-            reason: refund.reason.clone(),
-            status: RefundStatus::Pending,
-            failure_code: None,
-            failure_message: None,
-            created_at_ms: now_ms,
-            updated_at_ms: now_ms,
-        };
+        let stored = pending_refund(out_trade_no, refund, due_at_ms, now_ms);
         // Conditions have no arithmetic: the order keeps `refundable_fen`, and the condition
         // compares it with the amount.
         let update = Update::builder()
@@ -104,6 +104,89 @@ impl Store {
         })
     }
 
+    /// Claims the right to send a PENDING refund to Alipay, in one transaction: the refund's
+    /// send counter moves from what the caller saw (so two senders never send at once, and the
+    /// first send is known to be the first), and the order's last refund send is at least
+    /// `spacing_ms` old (Alipay asks for refunds of one trade to be ≥ 3 s apart). The refund
+    /// becomes due for a query at `due_at_ms`, in case this sender dies.
+    #[tracing::instrument(skip_all, fields(out_trade_no = %refund.out_trade_no, out_request_no = %refund.out_request_no))]
+    pub async fn begin_refund_send(
+        &self,
+        refund: &Refund,
+        spacing_ms: i64,
+        due_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<SendClaim, StoreError> {
+        let order_update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(&refund.out_trade_no)))
+            .key("sk", s(ORDER_SK))
+            .update_expression("SET last_refund_send_ms = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(last_refund_send_ms) OR last_refund_send_ms <= :earliest)",
+            )
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":earliest", n(now_ms - spacing_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let refund_update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(&refund.out_trade_no)))
+            .key("sk", s(refund_sk(&refund.out_request_no)))
+            .update_expression(
+                "SET sends = :next, due_shard = :shard, due_at_ms = :due, updated_at_ms = :now",
+            )
+            .condition_expression("#status = :pending AND (sends = :seen OR (attribute_not_exists(sends) AND :seen = :zero))")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(RefundStatus::Pending.as_str()))
+            .expression_attribute_values(":seen", n(refund.sends))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":next", n(refund.sends + 1))
+            .expression_attribute_values(":shard", s(due_shard(&refund.out_trade_no)))
+            .expression_attribute_values(":due", n(due_at_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let items = vec![
+            TransactWriteItem::builder().update(refund_update).build(),
+            TransactWriteItem::builder().update(order_update).build(),
+        ];
+        match self.transact(items).await? {
+            Ok(()) => {
+                let mut claimed = refund.clone();
+                claimed.sends += 1;
+                claimed.due_at_ms = Some(due_at_ms);
+                claimed.updated_at_ms = now_ms;
+                Ok(SendClaim::Granted {
+                    first_send: refund.sends == 0,
+                    refund: claimed,
+                })
+            }
+            Err(reasons) if failed_condition(&reasons, 0) => {
+                let sk = refund_sk(&refund.out_request_no);
+                let current = self
+                    .old_item(&reasons, 0, &refund.out_trade_no, &sk)
+                    .await?
+                    .map(|item| parse_refund(&item))
+                    .transpose()?
+                    .ok_or_else(|| StoreError::RefundNotFound(refund.out_request_no.to_string()))?;
+                Ok(SendClaim::Taken(current))
+            }
+            Err(reasons) => {
+                let last = self
+                    .old_item(&reasons, 1, &refund.out_trade_no, ORDER_SK)
+                    .await?
+                    .and_then(|item| get_n::<i64>(&item, "last_refund_send_ms").ok())
+                    .unwrap_or(now_ms);
+                Ok(SendClaim::Spacing {
+                    free_at_ms: last + spacing_ms,
+                })
+            }
+        }
+    }
+
     /// PENDING → SUCCEEDED (adds to the order's refunded total) or PENDING → FAILED (gives the
     /// reservation back), in one transaction with its audit event.
     #[tracing::instrument(skip_all, fields(out_trade_no = %refund.out_trade_no, out_request_no = %refund.out_request_no))]
@@ -136,9 +219,11 @@ impl Store {
             .expression_attribute_values(":now", n(now_ms))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         refund_update = match outcome {
-            RefundOutcome::Succeeded => refund_update.update_expression("SET #status = :to, updated_at_ms = :now"),
+            RefundOutcome::Succeeded => refund_update.update_expression(
+                "SET #status = :to, updated_at_ms = :now REMOVE due_shard, due_at_ms",
+            ),
             RefundOutcome::Failed { code, message } => refund_update
-                .update_expression("SET #status = :to, updated_at_ms = :now, failure_code = :code, failure_message = :message")
+                .update_expression("SET #status = :to, updated_at_ms = :now, failure_code = :code, failure_message = :message REMOVE due_shard, due_at_ms")
                 .expression_attribute_values(":code", s(code))
                 .expression_attribute_values(":message", s(message)),
         };
@@ -184,6 +269,7 @@ impl Store {
                 let mut settled = refund.clone();
                 settled.status = target;
                 settled.updated_at_ms = now_ms;
+                settled.due_at_ms = None;
                 if let RefundOutcome::Failed { code, message } = outcome {
                     settled.failure_code = Some(code.clone());
                     settled.failure_message = Some(message.clone());
@@ -228,7 +314,13 @@ pub(super) fn refund_item(refund: &Refund) -> Item {
         ("status".to_owned(), s(refund.status.as_str())),
         ("created_at_ms".to_owned(), n(refund.created_at_ms)),
         ("updated_at_ms".to_owned(), n(refund.updated_at_ms)),
+        ("sends".to_owned(), n(refund.sends)),
+        ("sweeps".to_owned(), n(refund.sweeps)),
     ]);
+    if let Some(due_at_ms) = refund.due_at_ms {
+        item.insert("due_shard".to_owned(), s(due_shard(&refund.out_trade_no)));
+        item.insert("due_at_ms".to_owned(), n(due_at_ms));
+    }
     put_opt(&mut item, "reason", refund.reason.as_deref());
     put_opt(&mut item, "failure_code", refund.failure_code.as_deref());
     put_opt(
@@ -254,5 +346,34 @@ pub(super) fn parse_refund(item: &Item) -> Result<Refund, StoreError> {
         failure_message: get_opt_s(item, "failure_message"),
         created_at_ms: get_n(item, "created_at_ms")?,
         updated_at_ms: get_n(item, "updated_at_ms")?,
+        sends: get_n_or_zero(item, "sends")?,
+        due_at_ms: item
+            .get("due_at_ms")
+            .map(|_| get_n(item, "due_at_ms"))
+            .transpose()?,
+        sweeps: get_n_or_zero(item, "sweeps")?,
     })
+}
+
+/// A new PENDING refund, never sent, due for the sweeper at `due_at_ms`.
+pub(super) fn pending_refund(
+    out_trade_no: &OutTradeNo,
+    refund: &NewRefund,
+    due_at_ms: i64,
+    now_ms: i64,
+) -> Refund {
+    Refund {
+        out_trade_no: out_trade_no.clone(),
+        out_request_no: refund.out_request_no.clone(),
+        amount: refund.amount,
+        reason: refund.reason.clone(),
+        status: RefundStatus::Pending,
+        failure_code: None,
+        failure_message: None,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        sends: 0,
+        due_at_ms: Some(due_at_ms),
+        sweeps: 0,
+    }
 }

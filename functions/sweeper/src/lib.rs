@@ -1,0 +1,26 @@
+//! The sweeper function: on an EventBridge schedule (a template parameter, every 5 minutes by
+//! default) it finishes interrupted work: PENDING refunds (query, re-send the same request,
+//! settle) and unpaid orders past their `time_expire` (query; paid → apply; waiting → close at
+//! Alipay; never existed → close here). See `shared::sweeping`.
+
+use shared::budget::Deadline;
+use shared::gateway::Gateway;
+use shared::http::ApiError;
+use shared::sweeping::{SweepReport, sweep};
+
+/// One run within `deadline`; the report is logged as one line with its metrics.
+pub async fn run(gateway: &Gateway, deadline: &Deadline) -> Result<SweepReport, ApiError> {
+    let alipay = gateway.alipay()?;
+    let report = sweep(gateway, alipay, deadline).await;
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sweeper".into());
+    // EMF: CloudWatch turns this line into metrics (the oldest due item's age is alarmed on).
+    println!("{}", report.emf_line(&function));
+    if report.oldest_due_age_seconds > 0 || report.errors > 0 {
+        tracing::warn!(
+            oldest_due_age_seconds = report.oldest_due_age_seconds,
+            errors = report.errors,
+            "due work remains"
+        );
+    }
+    Ok(report)
+}

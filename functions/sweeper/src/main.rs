@@ -1,0 +1,22 @@
+//! Lambda entry point: build everything once, then one sweep per scheduled event, within the
+//! invocation's deadline.
+
+use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+use shared::budget::Deadline;
+use shared::gateway::{Gateway, Role};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let gateway: &'static Gateway = Box::leak(Box::new(Gateway::init(Role::CallsAlipay).await?));
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = Deadline::at_system_time(event.context.deadline());
+            let report = sweeper::run(gateway, &deadline)
+                .await
+                .map_err(|e| lambda_http::Error::from(e.message))?;
+            Ok::<_, lambda_http::Error>(serde_json::to_value(report)?)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,481 @@
+//! The payment and refund lifecycles as decisions: given what we know and what Alipay answered,
+//! what happens next. Pure: no I/O, no clock. The refund function, the create-payment function
+//! (close) and the sweeper all drive these same decisions, so an interrupted request and the
+//! sweeper that finishes it can never disagree.
+//!
+//! The rule for money: a refund is FAILED only when a signed answer proves that money did not
+//! move and will not; a payment is closed only when Alipay says it cannot be paid (or never knew
+//! it, past its `time_expire`). Everything uncertain waits, and is asked about again.
+
+use crate::alipay::notify::TradeStatus;
+use crate::alipay::response::{Disposition, Status};
+use crate::domain::RefundOutcome;
+use crate::money::Amount;
+
+/// `40004` sub-codes that prove a refund was not executed and never will be (ALIPAY.md,
+/// "Refund retries").
+pub const TERMINAL_REFUND_FAILURES: [&str; 6] = [
+    "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+    "ACQ.TRADE_NOT_EXIST",
+    "ACQ.TRADE_HAS_FINISHED",
+    "ACQ.TRADE_STATUS_ERROR",
+    "ACQ.TRADE_NOT_ALLOW_REFUND",
+    "ACQ.REASON_TRADE_REFUND_FEE_ERR",
+];
+
+/// An answer from Alipay, reduced to what the decisions read. `None` where an answer is taken
+/// stands for no trustworthy answer at all: a time-out, a connection error, an HTTP error, a
+/// body that failed verification.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply<'a> {
+    pub status: &'a Status,
+    /// False for an error answer that carried no signature: it proves nothing.
+    pub signed: bool,
+}
+
+impl Reply<'_> {
+    fn disposition(&self) -> Disposition {
+        let disposition = self.status.disposition();
+        match (self.signed, disposition) {
+            (false, Disposition::BusinessFailure | Disposition::Success) => Disposition::QueryFirst,
+            _ => disposition,
+        }
+    }
+
+    fn sub_code(&self) -> &str {
+        self.status.sub_code.as_deref().unwrap_or("")
+    }
+
+    fn failure(&self) -> RefundOutcome {
+        RefundOutcome::Failed {
+            code: self
+                .status
+                .sub_code
+                .clone()
+                .unwrap_or_else(|| self.status.code.clone()),
+            message: self
+                .status
+                .sub_msg
+                .clone()
+                .unwrap_or_else(|| self.status.msg.clone()),
+        }
+    }
+}
+
+/// What to do with a PENDING refund next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundNext {
+    /// Settle it: SUCCEEDED (money moved) or FAILED (proved not moved, never will).
+    Settle(RefundOutcome),
+    /// Ask `alipay.trade.fastpay.refund.query` now. When it finds no such refund, settle with
+    /// `if_absent` (a proven failure), or send the request again when there is none.
+    QueryNow { if_absent: Option<RefundOutcome> },
+    /// Send the identical request again (same `out_request_no`, same amount): Alipay executes
+    /// one `out_request_no` at most once, so this finishes a refund that never ran.
+    Resend,
+    /// Nothing can be decided now (no answer, Alipay busy, the refund still processing):
+    /// leave it PENDING with its money reserved; the sweeper asks again later.
+    Wait,
+    /// Alipay's record contradicts ours (an executed refund with another amount): leave it
+    /// PENDING, audit it, and raise an alarm; a person must look.
+    Contradiction(String),
+}
+
+/// After sending `alipay.trade.refund`. `first_send` is true only when no earlier attempt for
+/// this `out_request_no` can have reached Alipay, so that a signed refusal is about the only
+/// request there is. `fund_change` is the success answer's field (`Y` moved money now).
+pub fn after_refund_send(
+    first_send: bool,
+    reply: Option<Reply<'_>>,
+    fund_change: Option<&str>,
+) -> RefundNext {
+    let Some(reply) = reply else {
+        // Timed out or untrusted: Alipay may have refunded. Alipay asks for ≥10 s before a
+        // refund query, so the sweeper asks later.
+        return RefundNext::Wait;
+    };
+    match reply.disposition() {
+        Disposition::Success if fund_change == Some("Y") => {
+            RefundNext::Settle(RefundOutcome::Succeeded)
+        }
+        // Accepted without moving money in this call (a repeat): the query tells.
+        Disposition::Success => RefundNext::QueryNow { if_absent: None },
+        // `20000`, `ACQ.SYSTEM_ERROR`: nothing executed, or unknown; try again later.
+        Disposition::RetrySame => RefundNext::Wait,
+        Disposition::BusinessFailure
+            if TERMINAL_REFUND_FAILURES.contains(&reply.sub_code()) && first_send =>
+        {
+            RefundNext::Settle(reply.failure())
+        }
+        // A terminal refusal of a retry: the first attempt may have executed (a full refund
+        // closes the trade, and the retry is then refused with ACQ.TRADE_STATUS_ERROR).
+        Disposition::BusinessFailure if TERMINAL_REFUND_FAILURES.contains(&reply.sub_code()) => {
+            RefundNext::QueryNow {
+                if_absent: Some(reply.failure()),
+            }
+        }
+        // Unsigned errors, gateway-level refusals (signature, permission, parameters), unknown
+        // sub-codes and ACQ.DISCORDANT_REPEAT_REQUEST prove nothing: ask.
+        Disposition::BusinessFailure | Disposition::Rejected | Disposition::QueryFirst => {
+            RefundNext::QueryNow { if_absent: None }
+        }
+    }
+}
+
+/// What `alipay.trade.fastpay.refund.query` said about one `out_request_no`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundQueryAnswer {
+    /// Alipay has the refund. `status` is `refund_status` (`REFUND_SUCCESS`, or absent in
+    /// answers that do not carry it).
+    Found {
+        out_request_no: Option<String>,
+        refund_amount: Option<Amount>,
+        status: Option<String>,
+    },
+    /// A signed answer that knows no such refund (or no such trade): it was never executed.
+    Absent,
+}
+
+/// After the refund query. `reply` is `None` when the query got no trustworthy answer;
+/// `answer` is read from a signed `10000` (or a signed `ACQ.TRADE_NOT_EXIST`).
+pub fn after_refund_query(
+    ours: (&str, Amount),
+    reply: Option<Reply<'_>>,
+    answer: Option<&RefundQueryAnswer>,
+    if_absent: Option<RefundOutcome>,
+) -> RefundNext {
+    let Some(reply) = reply else {
+        return RefundNext::Wait;
+    };
+    if !reply.signed {
+        return RefundNext::Wait;
+    }
+    let answer = match (reply.status.code.as_str(), reply.sub_code(), answer) {
+        ("10000", _, Some(answer)) => answer,
+        ("40004", "ACQ.TRADE_NOT_EXIST", _) => &RefundQueryAnswer::Absent,
+        _ => return RefundNext::Wait,
+    };
+    match answer {
+        RefundQueryAnswer::Absent => match if_absent {
+            Some(failure) => RefundNext::Settle(failure),
+            None => RefundNext::Resend,
+        },
+        RefundQueryAnswer::Found {
+            out_request_no,
+            refund_amount,
+            status,
+        } => {
+            let (our_no, our_amount) = ours;
+            if out_request_no.as_deref().is_some_and(|no| no != our_no) {
+                return RefundNext::Contradiction(format!(
+                    "the refund query for {our_no} answered about {}",
+                    out_request_no.as_deref().unwrap_or("")
+                ));
+            }
+            if let Some(amount) = refund_amount
+                && *amount != our_amount
+            {
+                return RefundNext::Contradiction(format!(
+                    "Alipay refunded {amount} for {our_no}; we asked for {our_amount}"
+                ));
+            }
+            match status.as_deref() {
+                Some("REFUND_SUCCESS") => RefundNext::Settle(RefundOutcome::Succeeded),
+                // Alipay's documentation of the query: an answer with the refund's data and no
+                // refund_status also means the refund succeeded. Without the amount, it does not.
+                None if refund_amount.is_some() => RefundNext::Settle(RefundOutcome::Succeeded),
+                // Still processing (or a status we do not know): ask again later.
+                _ => RefundNext::Wait,
+            }
+        }
+    }
+}
+
+/// What to do with an unpaid order (closing it by request, or past its `time_expire`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TradeNext {
+    /// Alipay says it was paid: apply the payment (the amount is checked when applied).
+    ApplyPaid,
+    /// Alipay has a trade waiting for the buyer: close it there (`alipay.trade.close`).
+    CloseAtAlipay,
+    /// Alipay says it is closed, or never knew it: close it here.
+    CloseLocally,
+    /// Ask `alipay.trade.query` first (the close was refused: it may have just been paid).
+    Query,
+    /// Nothing can be decided now; ask again later.
+    Wait,
+}
+
+/// After `alipay.trade.query` about an order we want to end. `trade_status` is read from a
+/// signed success answer.
+pub fn after_trade_query(reply: Option<Reply<'_>>, trade_status: Option<TradeStatus>) -> TradeNext {
+    let Some(reply) = reply.filter(|r| r.signed) else {
+        return TradeNext::Wait;
+    };
+    match (reply.status.code.as_str(), reply.sub_code(), trade_status) {
+        ("10000", _, Some(status)) if status.is_paid() => TradeNext::ApplyPaid,
+        ("10000", _, Some(TradeStatus::WaitBuyerPay)) => TradeNext::CloseAtAlipay,
+        ("10000", _, Some(TradeStatus::TradeClosed)) => TradeNext::CloseLocally,
+        // Before the buyer acts, Alipay has no trade (ALIPAY-OPS.md §1).
+        ("40004", "ACQ.TRADE_NOT_EXIST", _) => TradeNext::CloseLocally,
+        _ => TradeNext::Wait,
+    }
+}
+
+/// After `alipay.trade.close`.
+pub fn after_trade_close(reply: Option<Reply<'_>>) -> TradeNext {
+    let Some(reply) = reply.filter(|r| r.signed) else {
+        return TradeNext::Wait;
+    };
+    match (reply.status.code.as_str(), reply.sub_code()) {
+        ("10000", _) => TradeNext::CloseLocally,
+        ("40004", "ACQ.TRADE_NOT_EXIST") => TradeNext::CloseLocally,
+        // Only WAIT_BUYER_PAY trades close: it may have just been paid. Ask.
+        ("40004", "ACQ.TRADE_STATUS_ERROR") => TradeNext::Query,
+        _ => TradeNext::Wait,
+    }
+}
+
+/// When the sweeper looks at a due item again after it could not finish it: exponential from
+/// `base_ms`, capped at `max_ms`.
+pub fn backoff_ms(sweeps: u32, base_ms: u64, max_ms: u64) -> u64 {
+    base_ms
+        .saturating_mul(1u64 << sweeps.min(20))
+        .min(max_ms)
+        .max(base_ms.min(max_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: &str, sub_code: Option<&str>) -> Status {
+        Status {
+            code: code.into(),
+            msg: "msg".into(),
+            sub_code: sub_code.map(str::to_owned),
+            sub_msg: Some("sub msg".into()),
+        }
+    }
+
+    fn signed(status: &Status) -> Option<Reply<'_>> {
+        Some(Reply {
+            status,
+            signed: true,
+        })
+    }
+
+    fn unsigned(status: &Status) -> Option<Reply<'_>> {
+        Some(Reply {
+            status,
+            signed: false,
+        })
+    }
+
+    fn failed(code: &str) -> RefundOutcome {
+        RefundOutcome::Failed {
+            code: code.into(),
+            message: "sub msg".into(),
+        }
+    }
+
+    #[test]
+    fn money_moved_only_on_a_signed_fund_change() {
+        let ok = status("10000", None);
+        assert_eq!(
+            after_refund_send(true, signed(&ok), Some("Y")),
+            RefundNext::Settle(RefundOutcome::Succeeded)
+        );
+        assert_eq!(
+            after_refund_send(false, signed(&ok), Some("N")),
+            RefundNext::QueryNow { if_absent: None }
+        );
+        assert_eq!(after_refund_send(true, None, None), RefundNext::Wait);
+    }
+
+    #[test]
+    fn unsigned_errors_never_fail_a_refund() {
+        for (code, sub) in [
+            ("40002", Some("isv.invalid-signature")),
+            ("40001", Some("isv.missing-signature")),
+            ("40006", Some("isv.insufficient-isv-permissions")),
+            ("40004", Some("ACQ.SELLER_BALANCE_NOT_ENOUGH")),
+            ("40004", Some("ACQ.TRADE_STATUS_ERROR")),
+        ] {
+            let answer = status(code, sub);
+            for first in [true, false] {
+                assert_eq!(
+                    after_refund_send(first, unsigned(&answer), None),
+                    RefundNext::QueryNow { if_absent: None },
+                    "{code} {sub:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn signed_gateway_refusals_are_asked_about_not_failed() {
+        let answer = status("40002", Some("isv.invalid-signature"));
+        assert_eq!(
+            after_refund_send(true, signed(&answer), None),
+            RefundNext::QueryNow { if_absent: None }
+        );
+    }
+
+    #[test]
+    fn a_signed_terminal_refusal_fails_a_first_send_and_queries_a_retry() {
+        for sub in TERMINAL_REFUND_FAILURES {
+            let answer = status("40004", Some(sub));
+            assert_eq!(
+                after_refund_send(true, signed(&answer), None),
+                RefundNext::Settle(failed(sub))
+            );
+            assert_eq!(
+                after_refund_send(false, signed(&answer), None),
+                RefundNext::QueryNow {
+                    if_absent: Some(failed(sub))
+                }
+            );
+        }
+        let unknown = status("40004", Some("ACQ.SOMETHING_NEW"));
+        assert_eq!(
+            after_refund_send(true, signed(&unknown), None),
+            RefundNext::QueryNow { if_absent: None }
+        );
+    }
+
+    #[test]
+    fn busy_answers_wait() {
+        for answer in [
+            status("20000", Some("isp.unknow-error")),
+            status("40004", Some("ACQ.SYSTEM_ERROR")),
+        ] {
+            assert_eq!(
+                after_refund_send(true, signed(&answer), None),
+                RefundNext::Wait
+            );
+            assert_eq!(
+                after_refund_send(true, unsigned(&answer), None),
+                RefundNext::Wait
+            );
+        }
+        let discordant = status("40004", Some("ACQ.DISCORDANT_REPEAT_REQUEST"));
+        assert_eq!(
+            after_refund_send(false, signed(&discordant), None),
+            RefundNext::QueryNow { if_absent: None }
+        );
+    }
+
+    fn found(no: &str, amount: &str, refund_status: Option<&str>) -> RefundQueryAnswer {
+        RefundQueryAnswer::Found {
+            out_request_no: Some(no.into()),
+            refund_amount: Amount::parse(amount).ok(),
+            status: refund_status.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_query_decides_from_signed_answers_only() {
+        let ours = ("r1", Amount::parse("10.00").expect("amount"));
+        let ok = status("10000", None);
+        let success = found("r1", "10.00", Some("REFUND_SUCCESS"));
+        assert_eq!(
+            after_refund_query(ours, signed(&ok), Some(&success), None),
+            RefundNext::Settle(RefundOutcome::Succeeded)
+        );
+        assert_eq!(
+            after_refund_query(ours, unsigned(&ok), Some(&success), None),
+            RefundNext::Wait
+        );
+        assert_eq!(
+            after_refund_query(ours, None, None, Some(failed("X"))),
+            RefundNext::Wait
+        );
+        // Found with data but no refund_status: succeeded; without the amount: not proven.
+        assert_eq!(
+            after_refund_query(ours, signed(&ok), Some(&found("r1", "10.00", None)), None),
+            RefundNext::Settle(RefundOutcome::Succeeded)
+        );
+        let processing = found("r1", "10.00", Some("REFUND_PROCESSING"));
+        assert_eq!(
+            after_refund_query(ours, signed(&ok), Some(&processing), None),
+            RefundNext::Wait
+        );
+        let other_amount = found("r1", "99.00", Some("REFUND_SUCCESS"));
+        assert!(matches!(
+            after_refund_query(ours, signed(&ok), Some(&other_amount), None),
+            RefundNext::Contradiction(_)
+        ));
+    }
+
+    #[test]
+    fn an_absent_refund_is_resent_or_failed_with_proof() {
+        let ours = ("r1", Amount::parse("10.00").expect("amount"));
+        let ok = status("10000", None);
+        let absent = RefundQueryAnswer::Absent;
+        assert_eq!(
+            after_refund_query(ours, signed(&ok), Some(&absent), None),
+            RefundNext::Resend
+        );
+        assert_eq!(
+            after_refund_query(
+                ours,
+                signed(&ok),
+                Some(&absent),
+                Some(failed("ACQ.TRADE_STATUS_ERROR"))
+            ),
+            RefundNext::Settle(failed("ACQ.TRADE_STATUS_ERROR"))
+        );
+        let no_trade = status("40004", Some("ACQ.TRADE_NOT_EXIST"));
+        assert_eq!(
+            after_refund_query(ours, signed(&no_trade), None, None),
+            RefundNext::Resend
+        );
+        assert_eq!(
+            after_refund_query(ours, unsigned(&no_trade), None, None),
+            RefundNext::Wait
+        );
+    }
+
+    #[test]
+    fn ending_an_unpaid_order() {
+        let ok = status("10000", None);
+        assert_eq!(
+            after_trade_query(signed(&ok), Some(TradeStatus::TradeSuccess)),
+            TradeNext::ApplyPaid
+        );
+        assert_eq!(
+            after_trade_query(signed(&ok), Some(TradeStatus::TradeFinished)),
+            TradeNext::ApplyPaid
+        );
+        assert_eq!(
+            after_trade_query(signed(&ok), Some(TradeStatus::WaitBuyerPay)),
+            TradeNext::CloseAtAlipay
+        );
+        assert_eq!(
+            after_trade_query(signed(&ok), Some(TradeStatus::TradeClosed)),
+            TradeNext::CloseLocally
+        );
+        let missing = status("40004", Some("ACQ.TRADE_NOT_EXIST"));
+        assert_eq!(
+            after_trade_query(signed(&missing), None),
+            TradeNext::CloseLocally
+        );
+        assert_eq!(after_trade_query(unsigned(&missing), None), TradeNext::Wait);
+        assert_eq!(after_trade_query(None, None), TradeNext::Wait);
+        assert_eq!(after_trade_close(signed(&ok)), TradeNext::CloseLocally);
+        assert_eq!(after_trade_close(signed(&missing)), TradeNext::CloseLocally);
+        let status_error = status("40004", Some("ACQ.TRADE_STATUS_ERROR"));
+        assert_eq!(after_trade_close(signed(&status_error)), TradeNext::Query);
+        assert_eq!(after_trade_close(unsigned(&ok)), TradeNext::Wait);
+        let busy = status("40004", Some("ACQ.SYSTEM_ERROR"));
+        assert_eq!(after_trade_close(signed(&busy)), TradeNext::Wait);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff_ms(0, 1_000, 60_000), 1_000);
+        assert_eq!(backoff_ms(3, 1_000, 60_000), 8_000);
+        assert_eq!(backoff_ms(40, 1_000, 60_000), 60_000);
+    }
+}

@@ -1,0 +1,353 @@
+//! Drives a PENDING refund towards its end with the decisions of [`crate::lifecycle`]: send
+//! (claimed first, so two senders never send at once), query, settle. The refund function
+//! drives a refund it has just reserved; the sweeper drives one that was interrupted. Nothing
+//! here returns an error: whatever goes wrong leaves the refund PENDING with its money
+//! reserved, and says why, for the sweeper to finish later.
+
+use crate::alipay::request::{AlipayRequest, TradeRef};
+use crate::alipay::response::{RefundQueryResult, RefundResult, VerifiedResponse};
+use crate::alipay_client::CallError;
+use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
+use crate::domain::{Cause, Refund, RefundOutcome, RefundStatus};
+use crate::gateway::{Alipay, Gateway, now_ms};
+use crate::lifecycle::{
+    RefundNext, RefundQueryAnswer, Reply, after_refund_query, after_refund_send,
+};
+use crate::store::{AuditEvent, SendClaim, StoreError, Transition};
+
+/// At most this many Alipay calls per drive; what remains is the sweeper's.
+const MAX_CALLS: u32 = 3;
+
+/// Why a refund is still PENDING after a drive, for the merchant and the logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub code: &'static str,
+    pub message: String,
+    /// When it is worth asking again, in seconds.
+    pub retry_after: u32,
+}
+
+/// The refund as it now stands, and why it is still pending when it is.
+#[derive(Clone, Debug)]
+pub struct Driven {
+    pub refund: Refund,
+    pub pending: Option<Pending>,
+}
+
+fn pending(code: &'static str, message: impl Into<String>, retry_after: u32) -> Option<Pending> {
+    Some(Pending {
+        code,
+        message: message.into(),
+        retry_after,
+    })
+}
+
+/// Drives `refund` from `start` (`Resend` to send it, `QueryNow` to ask about it first).
+#[tracing::instrument(skip_all, fields(out_trade_no = %refund.out_trade_no, out_request_no = %refund.out_request_no))]
+pub async fn drive_refund(
+    gateway: &Gateway,
+    alipay: &Alipay,
+    refund: Refund,
+    start: RefundNext,
+    deadline: &Deadline,
+) -> Driven {
+    let timing = &gateway.config.lifecycle;
+    let mut refund = refund;
+    let mut next = start;
+    let mut calls = 0;
+    let mut last_method = "alipay.trade.refund";
+    let mut why = None;
+    loop {
+        if refund.status != RefundStatus::Pending {
+            return Driven {
+                refund,
+                pending: None,
+            };
+        }
+        next = match next {
+            RefundNext::Settle(outcome) => {
+                let cause = Cause::AlipayAnswer {
+                    method: last_method.into(),
+                };
+                return settle(gateway, refund, &outcome, &cause, deadline).await;
+            }
+            RefundNext::Wait => {
+                return Driven {
+                    refund,
+                    pending: why.or_else(|| {
+                        pending(
+                            "refund_processing",
+                            "Alipay has not confirmed the refund yet; it is finished automatically",
+                            u32::try_from(timing.refund_query_delay_ms / 1000)
+                                .unwrap_or(10)
+                                .max(1),
+                        )
+                    }),
+                };
+            }
+            RefundNext::Contradiction(detail) => {
+                tracing::error!(security = true, detail = %detail, "refund contradicts Alipay's record");
+                let event =
+                    AuditEvent::new("refund.contradiction", &Cause::Sweeper, now_ms()).detail(
+                        format!("out_request_no {}: {detail}", refund.out_request_no),
+                    );
+                if let Err(error) = gateway
+                    .store
+                    .record_event(&refund.out_trade_no, &event)
+                    .await
+                {
+                    tracing::error!(error = %error, "the contradiction could not be audited");
+                }
+                return Driven {
+                    refund,
+                    pending: pending(
+                        "refund_contradiction",
+                        "Alipay's record of this refund differs from ours; an operator was alerted",
+                        3_600,
+                    ),
+                };
+            }
+            _ if calls >= MAX_CALLS => RefundNext::Wait,
+            RefundNext::Resend => {
+                if deadline.for_step(STORE_STEP * 2, MIN_CALL).is_none() {
+                    why = pending("no_time", "the request ran out of time", 5);
+                    RefundNext::Wait
+                } else {
+                    let now = now_ms();
+                    let claim = deadline
+                        .bound(
+                            STORE_STEP + MIN_CALL,
+                            gateway.store.begin_refund_send(
+                                &refund,
+                                timing.refund_spacing_ms,
+                                now + timing.refund_query_delay_ms,
+                                now,
+                            ),
+                        )
+                        .await;
+                    match claim {
+                        Some(Ok(SendClaim::Granted {
+                            first_send,
+                            refund: claimed,
+                        })) => {
+                            refund = claimed;
+                            calls += 1;
+                            last_method = "alipay.trade.refund";
+                            send(alipay, &refund, first_send, deadline).await
+                        }
+                        Some(Ok(SendClaim::Taken(current))) => {
+                            refund = current;
+                            why = pending(
+                                "refund_in_progress",
+                                "another request is sending this refund",
+                                2,
+                            );
+                            RefundNext::Wait
+                        }
+                        Some(Ok(SendClaim::Spacing { free_at_ms })) => {
+                            let seconds = (free_at_ms - now).max(0).div_euclid(1000) + 1;
+                            why = pending(
+                                "refund_spacing",
+                                "Alipay asks for refunds of one trade to be sent at least 3 s apart; it is sent automatically",
+                                u32::try_from(seconds).unwrap_or(3),
+                            );
+                            RefundNext::Wait
+                        }
+                        Some(Err(error)) => {
+                            why = store_pending(&error);
+                            RefundNext::Wait
+                        }
+                        None => {
+                            why = pending("no_time", "the request ran out of time", 5);
+                            RefundNext::Wait
+                        }
+                    }
+                }
+            }
+            RefundNext::QueryNow { if_absent } => {
+                calls += 1;
+                last_method = "alipay.trade.fastpay.refund.query";
+                let (next, reason) = query(alipay, &refund, if_absent, deadline).await;
+                if reason.is_some() {
+                    why = reason;
+                }
+                next
+            }
+        };
+    }
+}
+
+/// `alipay.trade.refund` with the refund's unchanged parameters.
+async fn send(
+    alipay: &Alipay,
+    refund: &Refund,
+    first_send: bool,
+    deadline: &Deadline,
+) -> RefundNext {
+    let request = AlipayRequest::Refund {
+        trade: TradeRef::OutTradeNo(refund.out_trade_no.clone()),
+        refund_amount: refund.amount,
+        out_request_no: refund.out_request_no.clone(),
+        refund_reason: refund.reason.clone(),
+    };
+    let answer = call(alipay, &request, deadline).await;
+    let fund_change = answer
+        .as_ref()
+        .filter(|a| a.signed && a.status.code == "10000")
+        .and_then(|a| a.parse::<RefundResult>(request.method()).ok())
+        .map(|result| result.fund_change);
+    // A success we cannot read proves nothing.
+    let trusted = answer
+        .as_ref()
+        .filter(|a| a.status.code != "10000" || fund_change.is_some());
+    let next = after_refund_send(first_send, trusted.map(reply), fund_change.as_deref());
+    tracing::info!(first_send, next = ?next, "refund sent");
+    next
+}
+
+/// `alipay.trade.fastpay.refund.query`, decided.
+async fn query(
+    alipay: &Alipay,
+    refund: &Refund,
+    if_absent: Option<RefundOutcome>,
+    deadline: &Deadline,
+) -> (RefundNext, Option<Pending>) {
+    let request = AlipayRequest::RefundQuery {
+        trade: TradeRef::OutTradeNo(refund.out_trade_no.clone()),
+        out_request_no: refund.out_request_no.clone(),
+    };
+    let answer = call(alipay, &request, deadline).await;
+    let found = answer
+        .as_ref()
+        .filter(|a| a.signed && a.status.code == "10000")
+        .map(|a| a.parse::<RefundQueryResult>(request.method()));
+    let found = match found {
+        Some(Ok(result)) if result.out_request_no.is_some() || result.refund_amount.is_some() => {
+            Some(RefundQueryAnswer::Found {
+                out_request_no: result.out_request_no,
+                refund_amount: result.refund_amount,
+                status: result.refund_status,
+            })
+        }
+        Some(Ok(_)) => Some(RefundQueryAnswer::Absent),
+        Some(Err(error)) => {
+            tracing::warn!(security = true, error = %error, "refund query answer unreadable");
+            return (
+                RefundNext::Wait,
+                pending("alipay_untrusted", "Alipay's answer could not be read", 10),
+            );
+        }
+        None => None,
+    };
+    let why = match &answer {
+        None => pending(
+            "alipay_unavailable",
+            "Alipay could not be asked; the refund is finished automatically",
+            10,
+        ),
+        Some(_) => None,
+    };
+    let next = after_refund_query(
+        (refund.out_request_no.as_str(), refund.amount),
+        answer.as_ref().map(reply),
+        found.as_ref(),
+        if_absent,
+    );
+    tracing::info!(next = ?next, "refund queried");
+    (next, why)
+}
+
+fn reply(answer: &VerifiedResponse) -> Reply<'_> {
+    Reply {
+        status: &answer.status,
+        signed: answer.signed,
+    }
+}
+
+/// One Alipay call within what the deadline leaves after the settle that may follow. `None`:
+/// no trustworthy answer (time-out, unreachable, HTTP error, bad signature, KMS failure).
+async fn call(
+    alipay: &Alipay,
+    request: &AlipayRequest,
+    deadline: &Deadline,
+) -> Option<VerifiedResponse> {
+    let Some(limit) = deadline.for_step(STORE_STEP + ANSWER_RESERVE, MIN_CALL) else {
+        tracing::warn!(method = request.method(), "no time left for an Alipay call");
+        return None;
+    };
+    match alipay
+        .client
+        .call_within(request, alipay.signer.as_ref(), now_ms(), limit)
+        .await
+    {
+        Ok(answer) => Some(answer),
+        Err(error @ CallError::Untrusted(_)) => {
+            tracing::warn!(security = true, error = %error, "Alipay answer refused");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "Alipay call failed; the refund stays pending");
+            None
+        }
+    }
+}
+
+async fn settle(
+    gateway: &Gateway,
+    refund: Refund,
+    outcome: &RefundOutcome,
+    cause: &Cause,
+    deadline: &Deadline,
+) -> Driven {
+    let written = deadline
+        .bound(
+            ANSWER_RESERVE,
+            gateway
+                .store
+                .settle_refund(&refund, outcome, cause, now_ms()),
+        )
+        .await;
+    match written {
+        Some(Ok(Transition::Applied(settled) | Transition::Duplicate(settled))) => {
+            if let RefundOutcome::Failed { code, .. } = outcome {
+                tracing::warn!(code = %code, "refund refused by Alipay; reservation released");
+            }
+            Driven {
+                refund: settled,
+                pending: None,
+            }
+        }
+        Some(Err(StoreError::IllegalTransition { from, to })) => {
+            // Someone settled it the other way: keep both, tell an operator.
+            tracing::error!(security = true, from = %from, to = %to, "refund outcome contradicts the record");
+            let current = gateway
+                .store
+                .get_refund(&refund.out_trade_no, &refund.out_request_no)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(refund);
+            Driven {
+                refund: current,
+                pending: None,
+            }
+        }
+        Some(Err(error)) => Driven {
+            refund,
+            pending: store_pending(&error),
+        },
+        None => Driven {
+            refund,
+            pending: pending("no_time", "the request ran out of time", 5),
+        },
+    }
+}
+
+fn store_pending(error: &StoreError) -> Option<Pending> {
+    tracing::error!(error = %error, "the order store failed; the refund stays pending");
+    pending(
+        "storage_unavailable",
+        "the order store is unavailable; the refund is finished automatically",
+        5,
+    )
+}

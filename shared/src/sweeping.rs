@@ -1,0 +1,180 @@
+//! The sweeper: finishes interrupted work and ends what nobody paid. Due work is read from the
+//! sparse `DueIndex` (only items that need attention carry its keys; never a Scan), claimed with
+//! a conditional write (two sweepers never act on one item), and driven with the same decisions
+//! as the request handlers (`refunding`, `closing`, `lifecycle`).
+
+use serde::Serialize;
+
+use crate::budget::{Deadline, MIN_CALL, STORE_STEP};
+use crate::closing::{Ended, end_unpaid_order};
+use crate::domain::{Cause, OrderStatus, RefundStatus};
+use crate::gateway::{Alipay, Gateway, now_ms};
+use crate::lifecycle::{RefundNext, TradeNext, backoff_ms};
+use crate::refunding::drive_refund;
+use crate::store::{DUE_SHARDS, DueItem};
+
+/// What one run did, logged as one line (and as metrics in the Embedded Metric Format).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Due items read from the index.
+    pub due: u32,
+    /// Items another sweeper claimed first (or that no longer needed attention).
+    pub skipped: u32,
+    pub refunds_succeeded: u32,
+    pub refunds_failed: u32,
+    pub refunds_pending: u32,
+    pub orders_closed: u32,
+    pub orders_paid: u32,
+    pub orders_open: u32,
+    pub errors: u32,
+    /// Age of the oldest due item after the run (0 when none), in seconds: the alarm's metric.
+    pub oldest_due_age_seconds: i64,
+    /// The earliest due time left in the index after the run (past or future), if any.
+    pub next_due_at_ms: Option<i64>,
+    /// Stopped early to stay within the deadline.
+    pub out_of_time: bool,
+}
+
+/// One run over every shard, at most the configured batch per shard.
+pub async fn sweep(gateway: &Gateway, alipay: &Alipay, deadline: &Deadline) -> SweepReport {
+    let mut report = SweepReport::default();
+    let batch = gateway.config.lifecycle.sweep_batch;
+    'shards: for shard in 0..DUE_SHARDS {
+        let items = match gateway.store.due_items(shard, now_ms(), batch).await {
+            Ok(items) => items,
+            Err(error) => {
+                tracing::error!(error = %error, shard, "due work could not be read");
+                report.errors += 1;
+                continue;
+            }
+        };
+        for item in items {
+            if deadline.for_step(STORE_STEP * 2, MIN_CALL).is_none() {
+                report.out_of_time = true;
+                break 'shards;
+            }
+            report.due += 1;
+            sweep_one(gateway, alipay, item, deadline, &mut report).await;
+        }
+    }
+    let now = now_ms();
+    let mut oldest: Option<i64> = None;
+    for shard in 0..DUE_SHARDS {
+        match gateway.store.oldest_due_ms(shard).await {
+            Ok(Some(at)) => oldest = Some(oldest.map_or(at, |o| o.min(at))),
+            Ok(None) => {}
+            Err(_) => report.errors += 1,
+        }
+    }
+    report.oldest_due_age_seconds = oldest.map_or(0, |at| (now - at).max(0) / 1000);
+    report.next_due_at_ms = oldest;
+    report
+}
+
+async fn sweep_one(
+    gateway: &Gateway,
+    alipay: &Alipay,
+    item: DueItem,
+    deadline: &Deadline,
+    report: &mut SweepReport,
+) {
+    let timing = &gateway.config.lifecycle;
+    let sweeps = match &item {
+        DueItem::Order(order) => order.sweeps,
+        DueItem::Refund(refund) => refund.sweeps,
+    };
+    let next_due = now_ms()
+        + i64::try_from(backoff_ms(
+            sweeps,
+            u64::try_from(timing.refund_query_delay_ms.max(1_000)).unwrap_or(10_000),
+            u64::try_from(timing.sweep_backoff_max_ms).unwrap_or(3_600_000),
+        ))
+        .unwrap_or(i64::MAX / 2);
+    let claimed = match gateway.store.claim_due(&item, next_due).await {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => {
+            report.skipped += 1;
+            return;
+        }
+        Err(error) => {
+            tracing::error!(error = %error, out_trade_no = %item.out_trade_no(), "due item could not be claimed");
+            report.errors += 1;
+            return;
+        }
+    };
+    match claimed {
+        DueItem::Refund(refund) => {
+            if refund.status != RefundStatus::Pending {
+                report.skipped += 1;
+                return;
+            }
+            // Never sent: send it. Sent: ask first (it may have executed), then re-send the
+            // identical request if Alipay has no such refund.
+            let start = if refund.sends == 0 {
+                RefundNext::Resend
+            } else {
+                RefundNext::QueryNow { if_absent: None }
+            };
+            let driven = drive_refund(gateway, alipay, refund, start, deadline).await;
+            match driven.refund.status {
+                RefundStatus::Succeeded => report.refunds_succeeded += 1,
+                RefundStatus::Failed => report.refunds_failed += 1,
+                RefundStatus::Pending => report.refunds_pending += 1,
+            }
+        }
+        DueItem::Order(order) => {
+            if order.status != OrderStatus::Created {
+                report.skipped += 1;
+                return;
+            }
+            let ended = end_unpaid_order(
+                gateway,
+                alipay,
+                order,
+                TradeNext::Query,
+                &Cause::Sweeper,
+                deadline,
+            )
+            .await;
+            match ended {
+                Ok(Ended::Closed(_)) => report.orders_closed += 1,
+                Ok(Ended::Paid(_)) => report.orders_paid += 1,
+                Ok(Ended::Open { order, reason }) => {
+                    tracing::info!(out_trade_no = %order.out_trade_no, reason = %reason, "expired order left open for now");
+                    report.orders_open += 1;
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "expired order could not be ended");
+                    report.errors += 1;
+                }
+            }
+        }
+    }
+}
+
+impl SweepReport {
+    /// The run as one CloudWatch Embedded Metric Format line: the metrics (the oldest due
+    /// item's age, which the template alarms on) come from the log, with no PutMetricData call.
+    pub fn emf_line(&self, function_name: &str) -> String {
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": now_ms(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "AlipayGateway",
+                    "Dimensions": [["Function"]],
+                    "Metrics": [
+                        {"Name": "OldestDueAgeSeconds", "Unit": "Seconds"},
+                        {"Name": "SweepErrors", "Unit": "Count"},
+                        {"Name": "RefundsPending", "Unit": "Count"}
+                    ]
+                }]
+            },
+            "Function": function_name,
+            "OldestDueAgeSeconds": self.oldest_due_age_seconds,
+            "SweepErrors": self.errors,
+            "RefundsPending": self.refunds_pending,
+            "report": self,
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,499 @@
+//! The payment and refund lifecycles when calls fail: unsigned errors, time-outs, executed
+//! calls whose answers are lost, refunds spaced per trade, expiry and closing, payments after
+//! close, contradicting notifications, and time budgets. Outcomes are checked against the
+//! simulator's ledger (what Alipay executed), not only against the gateway's own answers.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use gateway_tests::merchant::{
+    audit_kinds, create, create_and_pay, payment, payment_body, refund, wait_for_status,
+};
+use gateway_tests::simulator::{Fault, FaultKind};
+use gateway_tests::support::{APP_ID, REFUND_SPACING_MS, SELLER_ID, Stack, eventually, now_ms};
+use serde_json::json;
+use shared::china_time::china_timestamp;
+
+fn fault(target: &str, kind: FaultKind) -> Fault {
+    Fault {
+        target: target.into(),
+        kind,
+        times: 1,
+    }
+}
+
+fn drop_next_notification(stack: &Stack) {
+    stack.simulator.inject(fault("notify", FaultKind::Drop));
+}
+
+/// A `time_expire` `seconds` from now (China time, as the merchant sends it).
+fn expiring_in(seconds: i64) -> String {
+    china_timestamp(now_ms() / 1000 + seconds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_errors_never_release_money() {
+    let stack = Stack::start().await;
+    create_and_pay(&stack, "unsigned_1", "50.00").await;
+    for (n, (code, sub_code)) in [
+        ("40002", "isv.invalid-signature"),
+        ("40004", "ACQ.SELLER_BALANCE_NOT_ENOUGH"),
+        ("40006", "isv.insufficient-isv-permissions"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        stack.simulator.inject(fault(
+            "alipay.trade.refund",
+            FaultKind::UnsignedError {
+                code: code.into(),
+                sub_code: sub_code.into(),
+            },
+        ));
+        drop_next_notification(&stack);
+        let body = json!({"amount": "10.00", "out_request_no": format!("unsigned_r{n}")});
+        let answer = refund(&stack, "unsigned_1", body).await;
+        assert_eq!(answer.status, 202, "{code} {sub_code}: {}", answer.text);
+        assert_eq!(answer.json()["refund"]["status"], "PENDING");
+        stack.after_spacing().await;
+    }
+    assert_eq!(
+        payment(&stack, "unsigned_1").await["refundable_amount"],
+        "20.00",
+        "the reservations hold"
+    );
+    assert!(
+        !audit_kinds(&stack, "unsigned_1")
+            .await
+            .contains(&"refund.failed".to_owned())
+    );
+    // The sweeper asks (Alipay has no such refunds), then sends each again: money moves once.
+    stack.drain(20).await;
+    let trade = stack.simulator.trade("unsigned_1").expect("trade");
+    assert_eq!(trade.refunded_fen, 3_000);
+    assert!(trade.refunds.iter().all(|r| r.executions == 1));
+    let now = payment(&stack, "unsigned_1").await;
+    assert_eq!(
+        (
+            now["refunded_amount"].as_str(),
+            now["refundable_amount"].as_str()
+        ),
+        (Some("30.00"), Some("20.00"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_finishes_refunds_nobody_retries() {
+    let stack = Stack::start_with_timeout_ms(700).await;
+    create_and_pay(&stack, "sweep_1", "90.00").await;
+    // Executed at Alipay, the answer lost: the sweeper's query finds it.
+    stack
+        .simulator
+        .inject(fault("alipay.trade.refund", FaultKind::TimeoutAfterExecute));
+    drop_next_notification(&stack);
+    let first = refund(
+        &stack,
+        "sweep_1",
+        json!({"amount": "30.00", "out_request_no": "sweep_r1"}),
+    )
+    .await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    assert!(first.headers.contains_key("retry-after"));
+    // Never reached Alipay: the query finds nothing, and the same request is sent again.
+    stack.after_spacing().await;
+    stack
+        .simulator
+        .inject(fault("alipay.trade.refund", FaultKind::Timeout));
+    let second = refund(
+        &stack,
+        "sweep_1",
+        json!({"amount": "20.00", "out_request_no": "sweep_r2"}),
+    )
+    .await;
+    assert_eq!(second.status, 202, "{}", second.text);
+    // HTTP 500 without executing, then an answer so the caller can follow up.
+    stack.after_spacing().await;
+    stack
+        .simulator
+        .inject(fault("alipay.trade.refund", FaultKind::Http500));
+    let third = refund(
+        &stack,
+        "sweep_1",
+        json!({"amount": "10.00", "out_request_no": "sweep_r3"}),
+    )
+    .await;
+    assert_eq!(third.status, 202, "{}", third.text);
+    assert_eq!(third.json()["refund"]["out_request_no"], "sweep_r3");
+    assert!(third.json()["pending_reason"]["code"].is_string());
+
+    let report = stack.drain(20).await;
+    assert_eq!(report.errors, 0, "{report:?}");
+    let trade = stack.simulator.trade("sweep_1").expect("trade");
+    let ledger: BTreeMap<_, _> = trade
+        .refunds
+        .iter()
+        .map(|r| (r.out_request_no.as_str(), (r.executions, r.requests)))
+        .collect();
+    assert_eq!(
+        ledger,
+        BTreeMap::from([
+            ("sweep_r1", (1, 1)),
+            ("sweep_r2", (1, 1)),
+            ("sweep_r3", (1, 1))
+        ]),
+        "each refund executed once; the lost ones were asked about, not blindly resent"
+    );
+    let now = payment(&stack, "sweep_1").await;
+    assert_eq!(now["refunded_amount"], "60.00");
+    for refund in now["refunds"].as_array().expect("refunds") {
+        assert_eq!(refund["status"], "SUCCEEDED", "{refund}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_of_one_trade_reach_alipay_at_least_the_spacing_apart() {
+    let stack = Stack::start().await;
+    create_and_pay(&stack, "spaced_1", "30.00").await;
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let answer = refund(
+            &stack,
+            "spaced_1",
+            json!({"amount": "1.00", "out_request_no": format!("spaced_r{n}")}),
+        )
+        .await;
+        if answer.status == 202 {
+            assert_eq!(answer.json()["pending_reason"]["code"], "refund_spacing");
+        }
+        statuses.push(answer.status);
+    }
+    assert_eq!(statuses, [201, 202, 202]);
+    stack.drain(20).await;
+    let trade = stack.simulator.trade("spaced_1").expect("trade");
+    assert_eq!(trade.refunded_fen, 300);
+    let gaps: Vec<i64> = trade
+        .refund_requests_ms
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    assert_eq!(gaps.len(), 2, "{:?}", trade.refund_requests_ms);
+    assert!(
+        gaps.iter()
+            .all(|gap| *gap >= i64::try_from(REFUND_SPACING_MS).unwrap_or(0)),
+        "Alipay saw refunds {gaps:?} ms apart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_payment_expires_and_the_sweeper_ends_it() {
+    let stack = Stack::start().await;
+    // Without a time_expire, the configured default is sent to Alipay (signed in the URL).
+    let open = create(&stack, "default_expiry", "1.00", "page").await;
+    assert_eq!(open.status, 201, "{}", open.text);
+    let time_expire = open.json()["payment"]["time_expire"]
+        .as_str()
+        .expect("time_expire")
+        .to_owned();
+    let url = open.json()["next_step"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let signed: BTreeMap<String, String> = form_urlencoded::parse(
+        url.split_once('?')
+            .map_or("", |(_, query)| query)
+            .as_bytes(),
+    )
+    .into_owned()
+    .collect();
+    assert!(
+        signed["biz_content"].contains(&format!("\"time_expire\":\"{time_expire}\"")),
+        "{}",
+        signed["biz_content"]
+    );
+
+    // Three payments that expire in 2 s: never opened, opened and left, paid but not notified.
+    for out_trade_no in ["never_opened", "left_open", "paid_quietly"] {
+        let mut body = payment_body(out_trade_no, "3.00", "page");
+        body["time_expire"] = json!(expiring_in(2));
+        let answer = stack.http.post_json(&stack.api("/payments"), &body).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        if out_trade_no != "never_opened" {
+            let url = answer.json()["next_step"]["url"]
+                .as_str()
+                .expect("url")
+                .to_owned();
+            assert_eq!(stack.http.get(&url).await.status, 200, "cashier opens");
+        }
+    }
+    drop_next_notification(&stack);
+    stack.simulator.pay("paid_quietly", false).expect("pay");
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    assert!(
+        stack.simulator.pay("left_open", false).is_err(),
+        "nothing is payable after time_expire"
+    );
+    let report = stack.drain(20).await;
+    assert_eq!(
+        (report.orders_closed, report.orders_paid),
+        (2, 1),
+        "{report:?}"
+    );
+    assert_eq!(payment(&stack, "never_opened").await["status"], "CLOSED");
+    assert_eq!(payment(&stack, "left_open").await["status"], "CLOSED");
+    let paid = payment(&stack, "paid_quietly").await;
+    assert_eq!(paid["status"], "PAID");
+    assert_eq!(
+        paid["trade_no"],
+        stack
+            .simulator
+            .trade("paid_quietly")
+            .expect("trade")
+            .trade_no
+    );
+    // A repeat of a create whose time_expire has passed answers the payment, not 400.
+    let mut body = payment_body("never_opened", "3.00", "page");
+    body["time_expire"] = json!(expiring_in(-60));
+    let repeat = stack.http.post_json(&stack.api("/payments"), &body).await;
+    assert_eq!(
+        repeat.status, 400,
+        "a different time_expire is a different request"
+    );
+    let first_body = {
+        let trail = stack
+            .env
+            .store
+            .get_order(&shared::ids::OutTradeNo::parse("never_opened").expect("id"))
+            .await
+            .expect("read")
+            .expect("order");
+        let mut body = payment_body("never_opened", "3.00", "page");
+        body["time_expire"] = json!(trail.time_expire);
+        body
+    };
+    let repeat = stack
+        .http
+        .post_json(&stack.api("/payments"), &first_body)
+        .await;
+    assert_eq!(repeat.status, 200, "{}", repeat.text);
+    assert_eq!(repeat.json()["payment"]["status"], "CLOSED");
+    assert!(repeat.json()["next_step"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_payment() {
+    let stack = Stack::start_with_timeout_ms(700).await;
+    let close = |out_trade_no: &'static str| {
+        let stack = &stack;
+        async move {
+            stack
+                .http
+                .send(
+                    "POST",
+                    &stack.api(&format!("/payments/{out_trade_no}/close")),
+                    "application/json",
+                    "",
+                )
+                .await
+        }
+    };
+    // Known to Alipay (the buyer scanned): closed there, then here.
+    assert_eq!(create(&stack, "close_qr", "2.00", "qr").await.status, 201);
+    let closed = close("close_qr").await;
+    assert_eq!(
+        (closed.status, closed.json()["status"].as_str()),
+        (200, Some("CLOSED")),
+        "{}",
+        closed.text
+    );
+    assert_eq!(
+        stack.simulator.trade("close_qr").expect("trade").status,
+        "TRADE_CLOSED"
+    );
+    assert_eq!(close("close_qr").await.status, 200, "closing is idempotent");
+    // Never known to Alipay: closed here only.
+    assert_eq!(
+        create(&stack, "close_page", "2.00", "page").await.status,
+        201
+    );
+    assert_eq!(close("close_page").await.status, 200);
+    assert!(stack.simulator.trade("close_page").is_none());
+    // Paid: 409 with the payment.
+    create_and_pay(&stack, "close_paid", "2.00").await;
+    let refused = close("close_paid").await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert_eq!(refused.json()["error"]["code"], "payment_paid");
+    assert_eq!(refused.json()["payment"]["status"], "PAID");
+    // Alipay unreachable: 503 with the payment unchanged, and a Retry-After.
+    assert_eq!(create(&stack, "close_busy", "2.00", "qr").await.status, 201);
+    stack
+        .simulator
+        .inject(fault("alipay.trade.close", FaultKind::Timeout));
+    let busy = close("close_busy").await;
+    assert_eq!(busy.status, 503, "{}", busy.text);
+    assert!(busy.headers.contains_key("retry-after"));
+    assert_eq!(busy.json()["payment"]["status"], "CREATED");
+    assert_eq!(close("nobody").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_after_close_is_recorded_and_refunded() {
+    let stack = Stack::start().await;
+    let created = create(&stack, "late_1", "66.00", "page").await;
+    let url = created.json()["next_step"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    // Closed here while Alipay never knew the trade...
+    let closed = stack
+        .http
+        .send(
+            "POST",
+            &stack.api("/payments/late_1/close"),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
+    // ...then the buyer opens the URL they still hold, and pays before its time_expire.
+    assert_eq!(stack.http.get(&url).await.status, 200);
+    stack.simulator.pay("late_1", false).expect("pay");
+    let recorded = wait_for_status(&stack, "late_1", "PAID").await;
+    assert_eq!(recorded["paid_after_close"], true);
+    assert_eq!(
+        recorded["refundable_amount"], "0.00",
+        "reserved for the refund"
+    );
+    let acknowledged = eventually(10, || async {
+        stack
+            .simulator
+            .deliveries()
+            .into_iter()
+            .any(|d| {
+                d.out_trade_no == "late_1" && d.trade_status == "TRADE_SUCCESS" && d.acknowledged
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(
+        acknowledged.is_some(),
+        "the money is real: acknowledged, never refused: {:?}",
+        stack.simulator.deliveries()
+    );
+    assert!(
+        audit_kinds(&stack, "late_1")
+            .await
+            .contains(&"order.paid_after_close".to_owned())
+    );
+    stack.drain(20).await;
+    let trade = stack.simulator.trade("late_1").expect("trade");
+    assert_eq!(
+        (trade.refunded_fen, trade.status.as_str()),
+        (6_600, "TRADE_CLOSED"),
+        "Alipay refunded the buyer in full"
+    );
+    assert_eq!(payment(&stack, "late_1").await["status"], "REFUNDED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_notifications_that_contradict_us_are_audited() {
+    let stack = Stack::start().await;
+    let paid = create_and_pay(&stack, "contra_1", "10.00").await;
+    let trade_no = paid["trade_no"].as_str().expect("trade_no").to_owned();
+    let fields: BTreeMap<String, String> = [
+        ("notify_id", "contra_notify_1"),
+        ("notify_type", "trade_status_sync"),
+        ("notify_time", "2026-11-27 10:00:00"),
+        ("charset", "utf-8"),
+        ("version", "1.0"),
+        ("sign_type", "RSA2"),
+        ("app_id", APP_ID),
+        ("seller_id", SELLER_ID),
+        ("out_trade_no", "contra_1"),
+        ("trade_no", trade_no.as_str()),
+        ("trade_status", "TRADE_SUCCESS"),
+        ("total_amount", "10.00"),
+        ("refund_fee", "4.00"),
+        ("gmt_refund", "2026-11-27 10:00:00"),
+        ("out_biz_no", "never_made"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let body = stack.simulator.sign_notification(&fields);
+    let answer = stack.http.post_form(&stack.gateway.notify_url, &body).await;
+    assert_eq!((answer.status, answer.text.as_str()), (200, "success"));
+    let contradictions = audit_kinds(&stack, "contra_1")
+        .await
+        .into_iter()
+        .filter(|k| k == "refund.notify_contradiction")
+        .count();
+    assert_eq!(
+        contradictions, 2,
+        "an unknown refund, and a total we never sent"
+    );
+    // Nothing changed: no refund appeared, nothing was released.
+    let now = payment(&stack, "contra_1").await;
+    assert_eq!(
+        (
+            now["refunded_amount"].as_str(),
+            now["refundable_amount"].as_str()
+        ),
+        (Some("0.00"), Some("10.00"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_answers_within_its_deadline() {
+    // Alipay's own time-out (10 s) is longer than what the invocation has left (2 s).
+    let stack = Stack::start_with_timeout_ms(10_000).await;
+    create_and_pay(&stack, "budget_1", "5.00").await;
+    stack
+        .simulator
+        .inject(fault("alipay.trade.refund", FaultKind::Timeout));
+    let mut request = lambda_http::Request::new(lambda_http::Body::Text(
+        json!({"amount": "1.00", "out_request_no": "budget_r1"}).to_string(),
+    ));
+    *request.method_mut() = lambda_http::http::Method::POST;
+    *request.uri_mut() = "/payments/budget_1/refunds".parse().expect("uri");
+    let mut context = lambda_http::Context::default();
+    let deadline_ms = u64::try_from(now_ms()).unwrap_or(0) + 2_000;
+    context.deadline = deadline_ms;
+    let request = lambda_http::RequestExt::with_lambda_context(request, context);
+    let started = Instant::now();
+    let response = ::refund::handle(&stack.gateway.functions.refund, request).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2_000),
+        "answered after {took:?}, past the deadline"
+    );
+    assert_eq!(response.status(), 202);
+    // The money stays reserved; the sweeper finishes it.
+    stack.drain(20).await;
+    assert_eq!(payment(&stack, "budget_1").await["refunded_amount"], "1.00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_json_key_refunds_nothing() {
+    let stack = Stack::start().await;
+    create_and_pay(&stack, "dup_1", "9.00").await;
+    let answer = stack
+        .http
+        .send(
+            "POST",
+            &stack.api("/payments/dup_1/refunds"),
+            "application/json",
+            r#"{"amount":"1.00","amount":"9.00","out_request_no":"dup_r1"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.json()["error"]["field"], "amount");
+    assert_eq!(payment(&stack, "dup_1").await["refundable_amount"], "9.00");
+    assert!(
+        stack
+            .simulator
+            .trade("dup_1")
+            .expect("trade")
+            .refunds
+            .is_empty()
+    );
+}

@@ -1,0 +1,77 @@
+//! What a merchant's backend does against the stack, for the end-to-end tests: create, read,
+//! pay (at the simulator), refund, and read the audit trail.
+
+use serde_json::{Value, json};
+use shared::ids::OutTradeNo;
+
+use crate::support::{Answer, RETURN_PREFIX, Stack, eventually};
+
+pub fn payment_body(out_trade_no: &str, amount: &str, channel: &str) -> Value {
+    let mut body = json!({"out_trade_no": out_trade_no, "amount": amount, "subject": "会员 Pro 年费 100% + more", "channel": channel});
+    if channel == "page" || channel == "wap" {
+        body["return_url"] = json!(format!("{RETURN_PREFIX}orders/{out_trade_no}"));
+    }
+    body
+}
+
+pub async fn create(stack: &Stack, out_trade_no: &str, amount: &str, channel: &str) -> Answer {
+    stack
+        .http
+        .post_json(
+            &stack.api("/payments"),
+            &payment_body(out_trade_no, amount, channel),
+        )
+        .await
+}
+
+pub async fn payment(stack: &Stack, out_trade_no: &str) -> Value {
+    let answer = stack
+        .http
+        .get(&stack.api(&format!("/payments/{out_trade_no}")))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json()
+}
+
+/// Waits until the payment shows `status`.
+pub async fn wait_for_status(stack: &Stack, out_trade_no: &str, status: &str) -> Value {
+    let found = eventually(10, || async {
+        let payment = payment(stack, out_trade_no).await;
+        (payment["status"] == status).then_some(payment)
+    })
+    .await;
+    match found {
+        Some(payment) => payment,
+        None => panic!(
+            "{out_trade_no} never became {status}: {}",
+            payment(stack, out_trade_no).await
+        ),
+    }
+}
+
+pub async fn create_and_pay(stack: &Stack, out_trade_no: &str, amount: &str) -> Value {
+    let answer = create(stack, out_trade_no, amount, "qr").await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    stack.simulator.pay(out_trade_no, false).expect("pay");
+    wait_for_status(stack, out_trade_no, "PAID").await
+}
+
+pub async fn audit_kinds(stack: &Stack, out_trade_no: &str) -> Vec<String> {
+    let trail = stack
+        .env
+        .store
+        .audit_trail(&OutTradeNo::parse(out_trade_no).expect("id"))
+        .await
+        .expect("audit");
+    trail.into_iter().map(|e| e.kind).collect()
+}
+
+pub async fn refund(stack: &Stack, out_trade_no: &str, body: Value) -> Answer {
+    stack
+        .http
+        .post_json(
+            &stack.api(&format!("/payments/{out_trade_no}/refunds")),
+            &body,
+        )
+        .await
+}
