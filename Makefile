@@ -4,11 +4,13 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit template bench fmt moto run demo
+.PHONY: help test lint unit template bench fmt moto run demo sweep chaos
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops)"
 	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full"
+	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
+	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
 	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, CLI, template checks"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
 	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto"
@@ -45,6 +47,17 @@ moto:
 ## The README's first command: the whole gateway on this machine (Ctrl-C stops it).
 run:
 	scripts/run-local.sh
+
+## The long chaos run (make test runs a bounded one): 10,000 operations, a fresh seed unless
+## CHAOS_SEED is given; prints the operations, the faults by boundary and the violations.
+chaos:
+	scripts/with-moto.sh env CHAOS_OPS=$${CHAOS_OPS:-10000} CHAOS_SEED=$${CHAOS_SEED:-$$(date +%s)} \
+	  $(CARGO) test --locked -p gateway-tests --test chaos -- --nocapture
+
+## With `make run` going: one sweeper run, with make run's environment.
+sweep:
+	@test -f .local/sweeper.env || { echo "start make run first" >&2; exit 1; }
+	set -a; . .local/sweeper.env; set +a; target/debug/local-sweeper --once
 
 ## With `make run` going in another terminal: the whole lifecycle, step by step.
 demo:

@@ -2,7 +2,7 @@
 # `make run`: the whole gateway on this machine, no AWS account needed.
 #   - moto (the AWS stand-in) with the table and KMS key from template.yaml
 #   - the Alipay simulator (its own TEST key; verifies requests with the KMS key's public half)
-#   - the three functions under `cargo lambda watch`
+#   - the three HTTP functions under `cargo lambda watch`, and the sweeper every 2 s
 #   - the merchant API under one base URL, routed exactly as template.yaml routes it
 # Ctrl-C stops everything. Ports: API_PORT (3000), SIMULATOR_PORT (9100), FUNCTIONS_PORT (9000).
 set -euo pipefail
@@ -37,7 +37,7 @@ say "installing what the local stack needs (first run only)"
 "$root/scripts/venv.sh" "$root/.venv" "$root/scripts/python/moto-requirements.txt"
 "$root/scripts/venv.sh" "$root/.venv-tools" "$root/scripts/python/tools-requirements.txt"
 say "building the local tools and the functions"
-cargo build --quiet -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p refund
+cargo build --quiet -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper
 
 say "starting the AWS stand-in (moto)"
 AWS_ENDPOINT_URL=$("$root/scripts/moto.sh" start)
@@ -64,8 +64,18 @@ export ALIPAY_GATEWAY_URL="http://127.0.0.1:$SIMULATOR_PORT/gateway.do"
 export ALIPAY_NOTIFY_URL="http://127.0.0.1:$FUNCTIONS_PORT/lambda-url/notify/"
 export RETURN_URL_PREFIXES="http://127.0.0.1:$API_PORT/,http://localhost:$API_PORT/"
 export RUST_LOG=${RUST_LOG:-info}
+# Alipay's delays scaled down, so stuck work is finished within seconds (production: 10 s
+# before a refund query, 60 s of grace after time_expire, up to 1 h between sweeps).
+export REFUND_QUERY_DELAY_MS=1000 EXPIRY_GRACE_MS=2000 SWEEP_BACKOFF_MAX_MS=10000
+# For `make sweep`: the same environment, without the key material.
+env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS)=' \
+  | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
 "$root/.venv-tools/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$FUNCTIONS_PORT" \
   > "$state/functions.log" 2>&1 &
+pids+=($!)
+
+say "starting the sweeper (every 2 s; the Lambda runs on an EventBridge schedule)"
+"$root/target/debug/local-sweeper" --every-ms 2000 > "$state/sweeper.log" 2>&1 &
 pids+=($!)
 
 say "serving the merchant API on :$API_PORT (routes from template.yaml)"
@@ -113,7 +123,10 @@ Create a payment:
     -d '{"out_trade_no":"order_$(date +%s)","amount":"299.00","subject":"Demo order","channel":"page","return_url":"http://127.0.0.1:$API_PORT/payments/"}'
 Then open the "url" of its next_step in a browser: that is the simulator's cashier; press Pay.
   curl -s http://127.0.0.1:$API_PORT/payments/ORDER            # the payment, with its refunds
-  curl -s -X POST http://127.0.0.1:$API_PORT/payments/ORDER/refunds -H 'content-type: application/json' -d '{"amount":"100.00"}'
+  curl -s -X POST http://127.0.0.1:$API_PORT/payments/ORDER/refunds -H 'content-type: application/json' -d '{"amount":"100.00","out_request_no":"ORDER_r1"}'
+  curl -s -X POST http://127.0.0.1:$API_PORT/payments/ORDER/close    # close an unpaid payment
+The sweeper finishes pending refunds and ends expired payments every 2 s (.local/sweeper.log);
+make sweep runs it once.
 Or run the whole lifecycle in another terminal: make demo
 
 Press Ctrl-C to stop.

@@ -265,7 +265,7 @@ pub async fn apply_trade_report(
             }
         }
         TradeStatus::TradeClosed if order.status == OrderStatus::Created => {
-            store.close(&order.out_trade_no, cause, now_ms).await
+            store.close(&order.out_trade_no, None, cause, now_ms).await
         }
         // Closed after payment means fully refunded, which the refund flow records; waiting
         // for the buyer changes nothing.

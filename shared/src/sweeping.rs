@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::budget::{Deadline, MIN_CALL, STORE_STEP};
-use crate::closing::{Ended, end_unpaid_order};
+use crate::closing::{Ended, end_unpaid_order, recheck_closed_order};
 use crate::domain::{Cause, OrderStatus, RefundStatus};
 use crate::gateway::{Alipay, Gateway, now_ms};
 use crate::lifecycle::{RefundNext, TradeNext, backoff_ms};
@@ -120,6 +120,17 @@ async fn sweep_one(
                 RefundStatus::Succeeded => report.refunds_succeeded += 1,
                 RefundStatus::Failed => report.refunds_failed += 1,
                 RefundStatus::Pending => report.refunds_pending += 1,
+            }
+        }
+        DueItem::Order(order) if order.status == OrderStatus::Closed => {
+            match recheck_closed_order(gateway, alipay, order, deadline).await {
+                Ok(Ended::Paid(_)) => report.orders_paid += 1,
+                Ok(Ended::Closed(_)) => report.orders_closed += 1,
+                Ok(Ended::Open { .. }) => report.orders_open += 1,
+                Err(error) => {
+                    tracing::error!(error = %error, "closed order could not be re-checked");
+                    report.errors += 1;
+                }
             }
         }
         DueItem::Order(order) => {

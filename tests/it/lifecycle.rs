@@ -392,6 +392,43 @@ async fn a_payment_after_close_is_recorded_and_refunded() {
         "Alipay refunded the buyer in full"
     );
     assert_eq!(payment(&stack, "late_1").await["status"], "REFUNDED");
+
+    // The same, with every notification of the payment broken: the sweeper asks again after
+    // time_expire, finds the payment, and refunds it.
+    let mut body = payment_body("late_2", "7.00", "page");
+    body["time_expire"] = json!(expiring_in(3));
+    let created = stack.http.post_json(&stack.api("/payments"), &body).await;
+    let url = created.json()["next_step"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let closed = stack
+        .http
+        .send(
+            "POST",
+            &stack.api("/payments/late_2/close"),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
+    assert_eq!(stack.http.get(&url).await.status, 200);
+    stack
+        .simulator
+        .inject(fault("notify", FaultKind::BadNotifySignature));
+    stack.simulator.pay("late_2", false).expect("pay");
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    stack.drain(20).await;
+    let late = payment(&stack, "late_2").await;
+    assert_eq!(
+        (late["status"].as_str(), late["paid_after_close"].as_bool()),
+        (Some("REFUNDED"), Some(true)),
+        "{late}"
+    );
+    assert_eq!(
+        stack.simulator.trade("late_2").expect("trade").refunded_fen,
+        700
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,7 +219,7 @@ async fn paid_then_finished_with_duplicates_recognised() {
         "{conflict:?}"
     );
 
-    let closing = env.store.close(&order, &api(), now_ms()).await;
+    let closing = env.store.close(&order, None, &api(), now_ms()).await;
     assert!(
         matches!(closing, Err(StoreError::IllegalTransition { ref from, ref to }) if from == "FINISHED" && to == "CLOSED"),
         "{closing:?}"
@@ -266,13 +266,13 @@ async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
         .expect("create");
     let closed = env
         .store
-        .close(&id("closing"), &api(), now_ms())
+        .close(&id("closing"), None, &api(), now_ms())
         .await
         .expect("close");
     assert!(matches!(closed, Transition::Applied(ref o) if o.status == OrderStatus::Closed));
     let again = env
         .store
-        .close(&id("closing"), &api(), now_ms())
+        .close(&id("closing"), None, &api(), now_ms())
         .await
         .expect("close again");
     assert!(matches!(again, Transition::Duplicate(_)));
@@ -295,12 +295,14 @@ async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
         .await;
     assert_eq!(unknown, Err(StoreError::OrderNotFound("nobody".into())));
     assert_eq!(
-        env.store.close(&id("nobody"), &api(), now_ms()).await,
+        env.store.close(&id("nobody"), None, &api(), now_ms()).await,
         Err(StoreError::OrderNotFound("nobody".into()))
     );
     let paid_order_close = {
         paid_order(&env, "paid_close", "5.00").await;
-        env.store.close(&id("paid_close"), &api(), now_ms()).await
+        env.store
+            .close(&id("paid_close"), None, &api(), now_ms())
+            .await
     };
     assert!(matches!(
         paid_order_close,
@@ -760,4 +762,86 @@ async fn a_missing_table_is_reported_as_unavailable_not_as_a_missing_order() {
         matches!(result, Err(StoreError::Unavailable(ref m)) if m.contains("ResourceNotFound")),
         "{result:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_after_close_is_conditional_on_the_version_read() {
+    let env = TestEnv::new().await;
+    env.store
+        .create_order(
+            &new_order("late", "8.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+        )
+        .await
+        .expect("create");
+    env.store
+        .close(&id("late"), None, &api(), now_ms())
+        .await
+        .expect("close");
+    let closed = env
+        .store
+        .get_order(&id("late"))
+        .await
+        .expect("read")
+        .expect("order");
+    let mut stale = closed.clone();
+    stale.version -= 1;
+    let refund = NewRefund {
+        out_request_no: OutRequestNo::parse("pac_1").expect("no"),
+        amount: Amount::parse("8.00").expect("amount"),
+        reason: None,
+    };
+    let refused = env
+        .store
+        .mark_paid_after_close(
+            &stale,
+            &payment("8.00", false),
+            Some((&refund, NEVER_DUE)),
+            &notify(1),
+            now_ms(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let applied = env
+        .store
+        .mark_paid_after_close(
+            &closed,
+            &payment("8.00", false),
+            Some((&refund, NEVER_DUE)),
+            &notify(1),
+            now_ms(),
+        )
+        .await
+        .expect("applied");
+    let order = applied.into_inner();
+    assert_eq!(
+        (order.status, order.paid_after_close, order.refundable),
+        (OrderStatus::Paid, true, Amount::ZERO)
+    );
+    let reserved = env
+        .store
+        .get_refund(&id("late"), &refund.out_request_no)
+        .await
+        .expect("read")
+        .expect("refund");
+    assert_eq!(reserved.status, RefundStatus::Pending);
+    // A retry of the same notification changes nothing more.
+    let again = env
+        .store
+        .mark_paid_after_close(
+            &closed,
+            &payment("8.00", false),
+            Some((&refund, NEVER_DUE)),
+            &notify(1),
+            now_ms(),
+        )
+        .await
+        .expect("duplicate");
+    assert!(!again.applied());
 }

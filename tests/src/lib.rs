@@ -1,6 +1,7 @@
 //! Test support for the gateway: the local stack's bootstrap (from `template.yaml`) and the
 //! fixtures every integration test shares.
 
+pub mod chaos;
 pub mod host;
 pub mod local_stack;
 pub mod merchant;

@@ -225,6 +225,16 @@ impl Simulator {
         lock(&self.inner.state).trades.get(out_trade_no).cloned()
     }
 
+    /// Every trade Alipay knows: the ledger invariants are checked against.
+    pub fn trades(&self) -> Vec<Trade> {
+        lock(&self.inner.state).trades.values().cloned().collect()
+    }
+
+    /// Forgets faults not yet taken.
+    pub fn clear_faults(&self) {
+        lock(&self.inner.state).faults.clear();
+    }
+
     pub fn deliveries(&self) -> Vec<Delivery> {
         lock(&self.inner.state).deliveries.clone()
     }

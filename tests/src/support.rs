@@ -87,8 +87,32 @@ impl Stack {
 
     /// `alipay_timeout_ms` bounds each call to the simulator (injected hangs outlast it).
     pub async fn start_with_timeout_ms(alipay_timeout_ms: u64) -> Stack {
+        Self::start_custom(StackOptions {
+            alipay_timeout_ms,
+            aws_endpoint: None,
+        })
+        .await
+    }
+
+    /// A stack whose functions reach AWS at `aws_endpoint` (the chaos run's fault proxy) instead
+    /// of the stand-in itself; the tests' own reads go to the stand-in directly.
+    pub async fn start_custom(options: StackOptions) -> Stack {
         use shared::gateway::{Gateway, Role};
+        let StackOptions {
+            alipay_timeout_ms,
+            aws_endpoint,
+        } = options;
         let env = TestEnv::new().await;
+        let functions_sdk = match &aws_endpoint {
+            // The environment's AWS_ENDPOINT_URL (service configuration) would win over the
+            // endpoint set here: drop it, so that the functions reach the proxy.
+            Some(url) => {
+                let mut builder = env.sdk_config.to_builder();
+                builder.set_service_config(Some(NoEnvironmentEndpoints));
+                builder.endpoint_url(url).build()
+            }
+            None => env.sdk_config.clone(),
+        };
         let app_public_key = env
             .kms_signer()
             .public_key()
@@ -134,7 +158,7 @@ impl Stack {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let config = shared::config::Config::from_map(&vars).expect("config");
-        let gateway = |role| Gateway::with_config(config.clone(), &env.sdk_config, role);
+        let gateway = |role| Gateway::with_config(config.clone(), &functions_sdk, role);
         let functions = crate::host::Functions {
             create_payment: gateway(Role::CallsAlipay).await.expect("create-payment"),
             refund: gateway(Role::CallsAlipay).await.expect("refund"),
@@ -184,6 +208,22 @@ impl Stack {
     pub async fn after_spacing(&self) {
         tokio::time::sleep(std::time::Duration::from_millis(REFUND_SPACING_MS + 50)).await;
     }
+}
+
+/// Service configuration that reads nothing from the environment (see `start_custom`).
+#[derive(Debug)]
+struct NoEnvironmentEndpoints;
+
+impl aws_types::service_config::LoadServiceConfig for NoEnvironmentEndpoints {
+    fn load_config(&self, _key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        None
+    }
+}
+
+/// How a [`Stack`] is built.
+pub struct StackOptions {
+    pub alipay_timeout_ms: u64,
+    pub aws_endpoint: Option<String>,
 }
 
 /// The stack's scaled delays (production: 10 s and 3 s).

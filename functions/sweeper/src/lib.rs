@@ -8,13 +8,13 @@ use shared::gateway::Gateway;
 use shared::http::ApiError;
 use shared::sweeping::{SweepReport, sweep};
 
-/// One run within `deadline`; the report is logged as one line with its metrics.
+/// One run within `deadline`.
 pub async fn run(gateway: &Gateway, deadline: &Deadline) -> Result<SweepReport, ApiError> {
     let alipay = gateway.alipay()?;
     let report = sweep(gateway, alipay, deadline).await;
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sweeper".into());
-    // EMF: CloudWatch turns this line into metrics (the oldest due item's age is alarmed on).
-    println!("{}", report.emf_line(&function));
+    if report.due > 0 {
+        tracing::info!(report = ?report, "sweep");
+    }
     if report.oldest_due_age_seconds > 0 || report.errors > 0 {
         tracing::warn!(
             oldest_due_age_seconds = report.oldest_due_age_seconds,

@@ -15,6 +15,10 @@ async fn main() -> Result<(), lambda_http::Error> {
             let report = sweeper::run(gateway, &deadline)
                 .await
                 .map_err(|e| lambda_http::Error::from(e.message))?;
+            // EMF: CloudWatch turns this line into metrics (the template alarms on the age of
+            // the oldest due item), with no PutMetricData call.
+            let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+            println!("{}", report.emf_line(&function));
             Ok::<_, lambda_http::Error>(serde_json::to_value(report)?)
         },
     ))

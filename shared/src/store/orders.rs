@@ -359,21 +359,62 @@ impl Store {
         }
     }
 
-    /// CREATED → CLOSED (unpaid).
-    #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no))]
-    pub async fn close(
-        &self,
-        out_trade_no: &OutTradeNo,
-        cause: &Cause,
-        now_ms: i64,
-    ) -> Result<Transition<Order>, StoreError> {
-        let update = Update::builder()
+    /// A CLOSED order that was re-checked after its `time_expire` needs no more attention.
+    pub async fn clear_due(&self, out_trade_no: &OutTradeNo) -> Result<(), StoreError> {
+        let answer = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(order_pk(out_trade_no)))
             .key("sk", s(ORDER_SK))
-            .update_expression(
+            .update_expression("REMOVE due_shard, due_at_ms")
+            .condition_expression("#status = :closed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":closed", s(OrderStatus::Closed.as_str()))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(sdk_error(&error)),
+        }
+    }
+
+    /// CREATED → CLOSED (unpaid).
+    #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no))]
+    ///
+    /// `recheck_at_ms`: an order closed here while Alipay never knew the trade can still be paid
+    /// through its signed URL until `time_expire`; it stays in the due index until then, so the
+    /// sweeper asks once more after it (a payment whose notification was lost is found).
+    pub async fn close(
+        &self,
+        out_trade_no: &OutTradeNo,
+        recheck_at_ms: Option<i64>,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Transition<Order>, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(order_pk(out_trade_no)))
+            .key("sk", s(ORDER_SK));
+        update = match recheck_at_ms {
+            Some(at) => update
+                .update_expression(
+                    "SET #status = :to, updated_at_ms = :now, version = version + :one, due_shard = :shard, due_at_ms = :recheck",
+                )
+                .expression_attribute_values(":shard", s(due_shard(out_trade_no)))
+                .expression_attribute_values(":recheck", n(at)),
+            None => update.update_expression(
                 "SET #status = :to, updated_at_ms = :now, version = version + :one REMOVE due_shard, due_at_ms",
-            )
+            ),
+        };
+        let update = update
             .condition_expression("attribute_exists(pk) AND #status = :from")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(OrderStatus::Closed.as_str()))

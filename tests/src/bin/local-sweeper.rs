@@ -1,0 +1,45 @@
+//! The sweeper under `make run`: the same `sweeper::run` the Lambda runs on its schedule, here
+//! every few seconds (`--every-ms`), or once (`--once`, what `make sweep` does). Reads the same
+//! environment as the functions.
+
+use std::time::Duration;
+
+use clap::Parser;
+use shared::budget::Deadline;
+use shared::gateway::{Gateway, Role};
+
+#[derive(Parser)]
+#[command(about = "Run the gateway's sweeper against the local stack")]
+struct Args {
+    /// Run once and exit.
+    #[arg(long)]
+    once: bool,
+    /// Milliseconds between runs.
+    #[arg(long, default_value_t = 2_000)]
+    every_ms: u64,
+    /// The budget of one run, as the Lambda's time-out gives it.
+    #[arg(long, default_value_t = 60_000)]
+    budget_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .init();
+    let gateway = Gateway::init(Role::CallsAlipay).await?;
+    loop {
+        let deadline = Deadline::after(Duration::from_millis(args.budget_ms));
+        let report = sweeper::run(&gateway, &deadline)
+            .await
+            .map_err(|e| e.message)?;
+        if args.once {
+            return Ok(());
+        }
+        if report.due == 0 {
+            tokio::time::sleep(Duration::from_millis(args.every_ms)).await;
+        }
+    }
+}

@@ -1,0 +1,780 @@
+//! The chaos run: a seeded random workload (creates, payments at the simulator, notifications
+//! duplicated, reordered, delayed and forged, refunds concurrent and retried, closes, sweeper
+//! runs) with faults at every boundary: DynamoDB and KMS through [`proxy::FaultProxy`], Alipay
+//! through the simulator's faults, and crashes (a handler's future dropped at a random await
+//! point, as Lambda drops an invocation it kills). Then faults off, the sweeper drained, and the
+//! invariants checked against the simulator's ledger: what Alipay executed.
+//!
+//! The run is split into rounds, each on a fresh table, key and simulator, so that the
+//! stand-in's cost (it copies state on every transaction) stays flat however long the run.
+
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lambda_http::{Body, Request};
+use serde_json::{Value, json};
+use shared::ids::OutTradeNo;
+
+use crate::simulator::{Fault, FaultKind};
+use crate::support::{Stack, StackOptions, now_ms};
+use proxy::FaultProxy;
+
+/// How a run is shaped.
+#[derive(Clone, Debug)]
+pub struct ChaosConfig {
+    pub seed: u64,
+    pub operations: u32,
+    /// Operations per round (a fresh stack each).
+    pub round: u32,
+    /// Operations in flight at once.
+    pub concurrency: u32,
+    /// DynamoDB/KMS faults per 1000 requests.
+    pub aws_fault_per_mille: u32,
+    /// Handler invocations abandoned mid-flight, per 1000.
+    pub crash_per_mille: u32,
+}
+
+impl ChaosConfig {
+    pub fn new(seed: u64, operations: u32) -> ChaosConfig {
+        ChaosConfig {
+            seed,
+            operations,
+            round: 400,
+            concurrency: 4,
+            aws_fault_per_mille: 40,
+            crash_per_mille: 50,
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Debug, Default)]
+pub struct ChaosReport {
+    pub seed: u64,
+    pub operations: BTreeMap<&'static str, u64>,
+    /// (boundary, fault) → count.
+    pub faults: BTreeMap<(String, String), u64>,
+    pub violations: Vec<String>,
+    pub orders: u64,
+    pub refunds: u64,
+    pub elapsed: Duration,
+}
+
+impl ChaosReport {
+    /// The tables the closing note and `make chaos` print.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "chaos run, seed {}", self.seed);
+        let _ = writeln!(out, "\n| operation | count |\n|---|---:|");
+        for (kind, count) in &self.operations {
+            let _ = writeln!(out, "| {kind} | {count} |");
+        }
+        let total: u64 = self.operations.values().sum();
+        let _ = writeln!(out, "| **total** | **{total}** |");
+        let _ = writeln!(out, "\n| boundary | fault | count |\n|---|---|---:|");
+        for ((boundary, fault), count) in &self.faults {
+            let _ = writeln!(out, "| {boundary} | {fault} | {count} |");
+        }
+        let _ = writeln!(
+            out,
+            "\norders {}, refunds {}, violations {}, time {:.1} s",
+            self.orders,
+            self.refunds,
+            self.violations.len(),
+            self.elapsed.as_secs_f64()
+        );
+        for violation in self.violations.iter().take(30) {
+            let _ = writeln!(out, "VIOLATION: {violation}");
+        }
+        out
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.operations.entry(kind).or_default() += 1;
+    }
+
+    fn fault(&mut self, boundary: &str, fault: &str, n: u64) {
+        *self
+            .faults
+            .entry((boundary.to_owned(), fault.to_owned()))
+            .or_default() += n;
+    }
+}
+
+/// What the workload knows about one order (what a merchant's backend would remember).
+#[derive(Clone, Debug, Default)]
+struct Known {
+    channel: String,
+    amount_fen: u64,
+    body: Value,
+    next_step: Option<Value>,
+    /// (out_request_no, amount) of every refund asked for.
+    refunds: Vec<(String, String)>,
+}
+
+struct World {
+    orders: Mutex<BTreeMap<String, Known>>,
+    report: Mutex<ChaosReport>,
+    crash_per_mille: u32,
+    latest_expiry_ms: Mutex<i64>,
+}
+
+impl World {
+    fn count(&self, kind: &'static str) {
+        if let Ok(mut report) = self.report.lock() {
+            report.count(kind);
+        }
+    }
+
+    fn fault(&self, boundary: &str, fault: &str) {
+        if let Ok(mut report) = self.report.lock() {
+            report.fault(boundary, fault, 1);
+        }
+    }
+
+    /// An order the buyer paid at Alipay, most of the time (refunds of unpaid orders are
+    /// refused before anything is reserved, so they exercise little).
+    fn pick_paid(&self, stack: &Stack, rng: &mut fastrand::Rng) -> Option<(String, Known)> {
+        if rng.u32(0..100) < 15 {
+            return self.pick(rng);
+        }
+        let orders = self.orders.lock().ok()?;
+        let paid: Vec<(&String, &Known)> = orders
+            .iter()
+            .filter(|(no, _)| {
+                stack
+                    .simulator
+                    .trade(no)
+                    .is_some_and(|t| t.gmt_payment.is_some())
+            })
+            .collect();
+        if paid.is_empty() {
+            return None;
+        }
+        let (no, known) = paid[rng.usize(0..paid.len())];
+        Some((no.clone(), known.clone()))
+    }
+
+    fn pick(&self, rng: &mut fastrand::Rng) -> Option<(String, Known)> {
+        let orders = self.orders.lock().ok()?;
+        if orders.is_empty() {
+            return None;
+        }
+        let n = rng.usize(0..orders.len());
+        orders.iter().nth(n).map(|(k, v)| (k.clone(), v.clone()))
+    }
+}
+
+/// Runs the whole chaos run.
+pub async fn run(config: &ChaosConfig) -> ChaosReport {
+    let started = Instant::now();
+    let mut report = ChaosReport {
+        seed: config.seed,
+        ..ChaosReport::default()
+    };
+    let mut master = fastrand::Rng::with_seed(config.seed);
+    let mut done = 0;
+    let mut round = 0;
+    while done < config.operations {
+        let ops = config.round.min(config.operations - done);
+        let round_report = run_round(config, master.u64(..), round, ops).await;
+        for (kind, count) in round_report.operations {
+            *report.operations.entry(kind).or_default() += count;
+        }
+        for (key, count) in round_report.faults {
+            *report.faults.entry(key).or_default() += count;
+        }
+        report.violations.extend(
+            round_report
+                .violations
+                .into_iter()
+                .map(|v| format!("round {round}: {v}")),
+        );
+        report.orders += round_report.orders;
+        report.refunds += round_report.refunds;
+        done += ops;
+        round += 1;
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32) -> ChaosReport {
+    let moto = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let proxy = FaultProxy::start(&moto, seed ^ 0x5eed)
+        .await
+        .unwrap_or_else(|e| panic!("chaos proxy: {e}"));
+    let stack = Stack::start_custom(StackOptions {
+        alipay_timeout_ms: 600,
+        aws_endpoint: Some(proxy.url.clone()),
+    })
+    .await;
+    let stack = Arc::new(stack);
+    let world = Arc::new(World {
+        orders: Mutex::new(BTreeMap::new()),
+        report: Mutex::new(ChaosReport::default()),
+        crash_per_mille: config.crash_per_mille,
+        latest_expiry_ms: Mutex::new(0),
+    });
+    proxy.set_rate_per_mille(config.aws_fault_per_mille);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut issued = 0;
+    while issued < operations {
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..config.concurrency.min(operations - issued) {
+            let (stack, world) = (Arc::clone(&stack), Arc::clone(&world));
+            let op_seed = rng.u64(..);
+            let prefix = format!("c{round}_{issued}");
+            batch.spawn(async move { operation(&stack, &world, op_seed, &prefix).await });
+            issued += 1;
+        }
+        while batch.join_next().await.is_some() {}
+    }
+
+    // Faults off; every order past its time_expire; the sweeper drained.
+    proxy.set_rate_per_mille(0);
+    stack.simulator.clear_faults();
+    let latest = world.latest_expiry_ms.lock().map_or(0, |l| *l);
+    let wait = (latest - now_ms() + 500).max(0);
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+    let drained = stack.drain(120).await;
+    let mut report = world
+        .report
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    if drained
+        .next_due_at_ms
+        .is_some_and(|at| at <= now_ms() + 2_000)
+    {
+        report
+            .violations
+            .push(format!("the sweeper could not drain: {drained:?}"));
+    }
+    for ((boundary, fault), count) in proxy.injected() {
+        report.fault(&boundary, fault.name(), count);
+    }
+    let known = world.orders.lock().map(|o| o.clone()).unwrap_or_default();
+    check_invariants(&stack, &known, &mut report).await;
+    report
+}
+
+/// One random operation.
+async fn operation(stack: &Stack, world: &World, seed: u64, prefix: &str) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    match rng.u32(0..100) {
+        0..=21 => create(stack, world, &mut rng, prefix).await,
+        22..=26 => retry_create(stack, world, &mut rng).await,
+        27..=36 => open(stack, world, &mut rng).await,
+        37..=49 => pay(stack, world, &mut rng).await,
+        50..=69 => refund(stack, world, &mut rng, prefix).await,
+        70..=75 => close(stack, world, &mut rng).await,
+        76..=80 => sync(stack, world, &mut rng).await,
+        81..=87 => sweep(stack, world, &mut rng).await,
+        88..=91 => forge(stack, world, &mut rng).await,
+        _ => alipay_fault(stack, world, &mut rng),
+    }
+}
+
+/// Invokes a function's handler in process, abandoning it at a random point now and then.
+async fn invoke(
+    stack: &Stack,
+    world: &World,
+    rng: &mut fastrand::Rng,
+    function: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
+    let mut request = Request::new(match body {
+        Some(body) => Body::Text(body.to_string()),
+        None => Body::Empty,
+    });
+    *request.method_mut() = method.parse().ok()?;
+    *request.uri_mut() = path.parse().ok()?;
+    if let Ok(value) = "application/json".parse() {
+        request
+            .headers_mut()
+            .insert(lambda_http::http::header::CONTENT_TYPE, value);
+    }
+    let call = stack.gateway.functions.invoke(function, request);
+    let response = if rng.u32(0..1000) < world.crash_per_mille {
+        world.fault("lambda", "crash (future dropped)");
+        let after = Duration::from_millis(rng.u64(0..120));
+        tokio::time::timeout(after, call).await.ok()??
+    } else {
+        call.await?
+    };
+    let status = response.status().as_u16();
+    let value = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    Some((status, value))
+}
+
+fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+async fn create(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &str) {
+    world.count("create");
+    let channel = ["page", "wap", "app", "qr"][rng.usize(0..4)];
+    let amount_fen = rng.u64(1..=50_000);
+    let out_trade_no = format!("{prefix}_o");
+    let expiry_ms = now_ms() + i64::try_from(rng.u64(2_500..7_000)).unwrap_or(5_000);
+    let mut body = json!({
+        "out_trade_no": out_trade_no,
+        "amount": yuan(amount_fen),
+        "subject": "chaos 订单",
+        "channel": channel,
+        "time_expire": shared::china_time::china_timestamp(expiry_ms / 1000 + 1),
+    });
+    if matches!(channel, "page" | "wap") {
+        body["return_url"] = json!(format!("{}c/{out_trade_no}", crate::support::RETURN_PREFIX));
+    }
+    if let Ok(mut latest) = world.latest_expiry_ms.lock() {
+        *latest = (*latest).max(expiry_ms + 1_000);
+    }
+    let known = Known {
+        channel: channel.into(),
+        amount_fen,
+        body: body.clone(),
+        next_step: None,
+        refunds: Vec::new(),
+    };
+    if let Ok(mut orders) = world.orders.lock() {
+        orders.insert(out_trade_no.clone(), known);
+    }
+    let answer = invoke(
+        stack,
+        world,
+        rng,
+        "create-payment",
+        "POST",
+        "/payments",
+        Some(&body),
+    )
+    .await;
+    remember_next_step(world, &out_trade_no, answer);
+}
+
+fn remember_next_step(world: &World, out_trade_no: &str, answer: Option<(u16, Value)>) {
+    if let Some((200 | 201, value)) = answer
+        && !value["next_step"].is_null()
+        && let Ok(mut orders) = world.orders.lock()
+        && let Some(known) = orders.get_mut(out_trade_no)
+    {
+        known.next_step = Some(value["next_step"].clone());
+    }
+}
+
+async fn retry_create(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("create (retry)");
+    let Some((out_trade_no, known)) = world.pick(rng) else {
+        return;
+    };
+    let answer = invoke(
+        stack,
+        world,
+        rng,
+        "create-payment",
+        "POST",
+        "/payments",
+        Some(&known.body),
+    )
+    .await;
+    remember_next_step(world, &out_trade_no, answer);
+}
+
+/// The buyer opens the cashier (page, wap), or the app opens the order string.
+async fn open(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("open at Alipay");
+    if let Some((_, known)) = world.pick(rng) {
+        open_at_alipay(stack, &known).await;
+    }
+}
+
+async fn open_at_alipay(stack: &Stack, known: &Known) {
+    let Some(step) = &known.next_step else {
+        return;
+    };
+    match known.channel.as_str() {
+        "page" | "wap" => {
+            if let Some(url) = step["url"].as_str() {
+                let _ = stack.http.get(url).await;
+            }
+        }
+        "app" => {
+            if let Some(order_string) = step["order_string"].as_str() {
+                let _ = stack.simulator.open_app_order(order_string);
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn pay(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("pay at Alipay");
+    let Some((out_trade_no, known)) = world.pick(rng) else {
+        return;
+    };
+    if stack.simulator.trade(&out_trade_no).is_none() && rng.u32(0..100) < 80 {
+        open_at_alipay(stack, &known).await;
+    }
+    if rng.u32(0..100) < 25 {
+        let kind = match rng.u32(0..4) {
+            0 => FaultKind::Drop,
+            1 => FaultKind::Duplicate,
+            2 => FaultKind::Delay {
+                ms: rng.u64(50..800),
+            },
+            _ => FaultKind::BadNotifySignature,
+        };
+        world.fault("notify", &fault_name(&kind));
+        stack.simulator.inject(Fault {
+            target: "notify".into(),
+            kind,
+            times: 1,
+        });
+    }
+    let _ = stack.simulator.pay(&out_trade_no, rng.u32(0..100) < 5);
+}
+
+async fn refund(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &str) {
+    world.count("refund");
+    let Some((out_trade_no, known)) = world.pick_paid(stack, rng) else {
+        return;
+    };
+    let (out_request_no, amount) = match known.refunds.len() {
+        n if n > 0 && rng.bool() => known.refunds[rng.usize(0..n)].clone(),
+        _ => {
+            let fen = rng.u64(1..=known.amount_fen.div_ceil(2).max(1));
+            (format!("{prefix}_r"), yuan(fen))
+        }
+    };
+    if let Ok(mut orders) = world.orders.lock()
+        && let Some(known) = orders.get_mut(&out_trade_no)
+        && !known.refunds.iter().any(|(no, _)| *no == out_request_no)
+    {
+        known.refunds.push((out_request_no.clone(), amount.clone()));
+    }
+    let body = json!({"amount": amount, "out_request_no": out_request_no});
+    let path = format!("/payments/{out_trade_no}/refunds");
+    let mut first = fastrand::Rng::with_seed(rng.u64(..));
+    let mut second = fastrand::Rng::with_seed(rng.u64(..));
+    let send = |rng: &mut fastrand::Rng| {
+        let mut own = fastrand::Rng::with_seed(rng.u64(..));
+        let (body, path) = (body.clone(), path.clone());
+        async move { invoke(stack, world, &mut own, "refund", "POST", &path, Some(&body)).await }
+    };
+    // Sometimes the merchant's client sends the same refund twice at once.
+    if rng.u32(0..100) < 20 {
+        world.count("refund (two at once)");
+        tokio::join!(send(&mut first), send(&mut second));
+    } else {
+        send(&mut first).await;
+    }
+}
+
+async fn close(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("close");
+    let Some((out_trade_no, _)) = world.pick(rng) else {
+        return;
+    };
+    let path = format!("/payments/{out_trade_no}/close");
+    invoke(stack, world, rng, "create-payment", "POST", &path, None).await;
+}
+
+async fn sync(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("get ?sync=true");
+    let Some((out_trade_no, known)) = world.pick(rng) else {
+        return;
+    };
+    let path = match known.refunds.first() {
+        Some((no, _)) if rng.bool() => format!("/payments/{out_trade_no}/refunds/{no}?sync=true"),
+        _ => format!("/payments/{out_trade_no}?sync=true"),
+    };
+    let function = if path.contains("/refunds/") {
+        "refund"
+    } else {
+        "create-payment"
+    };
+    invoke(stack, world, rng, function, "GET", &path, None).await;
+}
+
+async fn sweep(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("sweeper run");
+    let run = stack
+        .gateway
+        .functions
+        .sweep(Duration::from_secs(rng.u64(3..20)));
+    if rng.u32(0..1000) < world.crash_per_mille * 2 {
+        world.fault("lambda", "crash (future dropped)");
+        let _ = tokio::time::timeout(Duration::from_millis(rng.u64(0..300)), run).await;
+    } else {
+        run.await;
+    }
+}
+
+/// Notifications nobody should believe: a bad signature, another amount, an unknown order.
+async fn forge(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("forged notification");
+    let Some((out_trade_no, known)) = world.pick(rng) else {
+        return;
+    };
+    let mut fields: BTreeMap<String, String> = [
+        ("notify_id", format!("forged_{}", rng.u64(..))),
+        ("notify_type", "trade_status_sync".into()),
+        ("notify_time", "2026-11-27 10:00:00".into()),
+        ("charset", "utf-8".into()),
+        ("version", "1.0".into()),
+        ("sign_type", "RSA2".into()),
+        ("app_id", crate::support::APP_ID.into()),
+        ("seller_id", crate::support::SELLER_ID.into()),
+        ("out_trade_no", out_trade_no),
+        ("trade_no", format!("2026{:024}", rng.u64(..))),
+        ("trade_status", "TRADE_SUCCESS".into()),
+        ("total_amount", yuan(known.amount_fen + 1)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let body = match rng.u32(0..3) {
+        // Signed by Alipay's key, but the amount is not the order's.
+        0 => stack.simulator.sign_notification(&fields),
+        // The right amount, signed by nobody.
+        1 => {
+            fields.insert("total_amount".into(), yuan(known.amount_fen));
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &fields {
+                form.append_pair(k, v);
+            }
+            form.append_pair("sign", "Zm9yZ2Vk");
+            form.finish()
+        }
+        _ => {
+            fields.insert("out_trade_no".into(), "nobody_here".into());
+            stack.simulator.sign_notification(&fields)
+        }
+    };
+    let _ = stack.http.post_form(&stack.gateway.notify_url, &body).await;
+}
+
+fn alipay_fault(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
+    world.count("alipay fault armed");
+    let target = [
+        "alipay.trade.refund",
+        "alipay.trade.fastpay.refund.query",
+        "alipay.trade.query",
+        "alipay.trade.close",
+        "alipay.trade.precreate",
+    ][rng.usize(0..5)];
+    let kind = match rng.u32(0..8) {
+        0 => FaultKind::Timeout,
+        1 => FaultKind::TimeoutAfterExecute,
+        2 => FaultKind::Http500,
+        3 => FaultKind::SystemError,
+        4 => FaultKind::ServiceUnavailable,
+        5 => FaultKind::BadSignature,
+        6 => FaultKind::UnsignedError {
+            code: "40002".into(),
+            sub_code: "isv.invalid-signature".into(),
+        },
+        _ => FaultKind::SellerBalanceNotEnough,
+    };
+    world.fault("alipay", &format!("{target} {}", fault_name(&kind)));
+    stack.simulator.inject(Fault {
+        target: target.into(),
+        kind,
+        times: 1,
+    });
+}
+
+fn fault_name(kind: &FaultKind) -> String {
+    match kind {
+        FaultKind::UnsignedError { code, .. } => format!("unsigned {code}"),
+        FaultKind::Delay { .. } => "Delay".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Every invariant, against the simulator's own ledger.
+async fn check_invariants(
+    stack: &Stack,
+    known: &BTreeMap<String, Known>,
+    report: &mut ChaosReport,
+) {
+    let now = now_ms();
+    let trades: BTreeMap<String, crate::simulator::Trade> = stack
+        .simulator
+        .trades()
+        .into_iter()
+        .map(|t| (t.out_trade_no.clone(), t))
+        .collect();
+    let violations = &mut report.violations;
+    for out_trade_no in known.keys() {
+        let Ok(id) = OutTradeNo::parse(out_trade_no.as_str()) else {
+            continue;
+        };
+        let stored = match stack.env.store.get_order_with_refunds(&id).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                violations.push(format!("{out_trade_no}: unreadable: {error}"));
+                continue;
+            }
+        };
+        let trade = trades.get(out_trade_no);
+        let paid_there = trade.is_some_and(|t| t.gmt_payment.is_some());
+        let Some((order, refunds)) = stored else {
+            if paid_there {
+                violations.push(format!("{out_trade_no}: paid at Alipay, unknown here"));
+            }
+            continue;
+        };
+        report.orders += 1;
+        report.refunds += refunds.len() as u64;
+        let paid_here = order.status.is_paid();
+        match (paid_there, paid_here, trade) {
+            (true, false, _) => violations.push(format!(
+                "{out_trade_no}: paid at Alipay, {} here",
+                order.status
+            )),
+            (false, true, _) => violations.push(format!(
+                "{out_trade_no}: {} here, never paid at Alipay",
+                order.status
+            )),
+            (true, true, Some(trade))
+                if order.trade_no.as_deref() != Some(trade.trade_no.as_str())
+                    || order.paid_amount.map(|a| a.fen()) != Some(trade.total_fen) =>
+            {
+                violations.push(format!(
+                    "{out_trade_no}: paid {:?} {:?} here, {} {} at Alipay",
+                    order.trade_no, order.paid_amount, trade.trade_no, trade.total_amount
+                ));
+            }
+            _ => {}
+        }
+        if order.status == shared::domain::OrderStatus::Created {
+            let expired = order
+                .time_expire
+                .as_deref()
+                .and_then(|t| shared::china_time::ChinaDateTime::parse(t).ok())
+                .is_some_and(|t| t.unix_seconds() * 1000 < now);
+            if expired {
+                violations.push(format!("{out_trade_no}: CREATED past its time_expire"));
+            }
+        }
+        // Refunds: what Alipay executed is exactly what we recorded as succeeded.
+        let executed: BTreeMap<&str, &crate::simulator::RefundRecord> = trade
+            .map(|t| {
+                t.refunds
+                    .iter()
+                    .map(|r| (r.out_request_no.as_str(), r))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for record in executed.values() {
+            if record.executions > 1 {
+                violations.push(format!(
+                    "{out_trade_no}: {} executed {} times",
+                    record.out_request_no, record.executions
+                ));
+            }
+        }
+        let executed_fen: u64 = trade.map_or(0, |t| t.refunded_fen);
+        if executed_fen != order.refunded.fen() {
+            violations.push(format!(
+                "{out_trade_no}: Alipay refunded {} fen, we recorded {}",
+                executed_fen, order.refunded
+            ));
+        }
+        if let Some(trade) = trade
+            && trade.refunded_fen > trade.total_fen
+        {
+            violations.push(format!("{out_trade_no}: refunded more than paid"));
+        }
+        for refund in &refunds {
+            let at_alipay = executed.get(refund.out_request_no.as_str());
+            match refund.status {
+                shared::domain::RefundStatus::Pending => violations.push(format!(
+                    "{out_trade_no}/{}: still PENDING after the drain",
+                    refund.out_request_no
+                )),
+                shared::domain::RefundStatus::Succeeded => {
+                    if at_alipay.map(|r| r.refund_amount.as_str())
+                        != Some(refund.amount.to_string().as_str())
+                    {
+                        violations.push(format!(
+                            "{out_trade_no}/{}: SUCCEEDED here, not executed at Alipay",
+                            refund.out_request_no
+                        ));
+                    }
+                }
+                shared::domain::RefundStatus::Failed => {
+                    if at_alipay.is_some() {
+                        violations.push(format!(
+                            "{out_trade_no}/{}: FAILED here, executed at Alipay",
+                            refund.out_request_no
+                        ));
+                    }
+                }
+            }
+        }
+        for no in executed.keys() {
+            if !refunds.iter().any(|r| r.out_request_no.as_str() == *no) {
+                violations.push(format!(
+                    "{out_trade_no}/{no}: executed at Alipay, unknown here"
+                ));
+            }
+        }
+        if order.status == shared::domain::OrderStatus::Paid
+            && Some(order.refunded.fen() + order.refundable.fen())
+                != order.paid_amount.map(|a| a.fen())
+        {
+            violations.push(format!(
+                "{out_trade_no}: refunded {} + refundable {} != paid {:?}",
+                order.refunded, order.refundable, order.paid_amount
+            ));
+        }
+        // Every state change has its audit event.
+        let kinds: Vec<String> = match stack.env.store.audit_trail(&id).await {
+            Ok(trail) => trail.into_iter().map(|e| e.kind).collect(),
+            Err(error) => {
+                violations.push(format!("{out_trade_no}: audit unreadable: {error}"));
+                continue;
+            }
+        };
+        let has = |kind: &str| kinds.iter().any(|k| k == kind);
+        let mut expected = vec!["order.created"];
+        match order.status {
+            shared::domain::OrderStatus::Closed => expected.push("order.closed"),
+            shared::domain::OrderStatus::Paid | shared::domain::OrderStatus::Finished => {
+                if !(has("order.paid") || has("order.finished") || has("order.paid_after_close")) {
+                    violations.push(format!("{out_trade_no}: paid without an audit event"));
+                }
+            }
+            shared::domain::OrderStatus::Created => {}
+        }
+        for kind in expected {
+            if !has(kind) {
+                violations.push(format!("{out_trade_no}: no {kind} audit event"));
+            }
+        }
+        let reserved = kinds.iter().filter(|k| *k == "refund.reserved").count();
+        let settled = kinds
+            .iter()
+            .filter(|k| *k == "refund.succeeded" || *k == "refund.failed")
+            .count();
+        if reserved != refunds.len() || settled != refunds.len() {
+            violations.push(format!(
+                "{out_trade_no}: {} refunds, {reserved} reserved and {settled} settled events",
+                refunds.len()
+            ));
+        }
+    }
+}
