@@ -87,10 +87,12 @@ pub async fn drive_refund(
             }
             RefundNext::Contradiction(detail) => {
                 tracing::error!(security = true, detail = %detail, "refund contradicts Alipay's record");
-                let event =
-                    AuditEvent::new("refund.contradiction", &Cause::Sweeper, now_ms()).detail(
-                        format!("out_request_no {}: {detail}", refund.out_request_no),
-                    );
+                let cause = Cause::AlipayAnswer {
+                    method: last_method.into(),
+                };
+                let event = AuditEvent::new("refund.contradiction", &cause, now_ms()).detail(
+                    format!("out_request_no {}: {detail}", refund.out_request_no),
+                );
                 if let Err(error) = gateway
                     .store
                     .record_event(&refund.out_trade_no, &event)

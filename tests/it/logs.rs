@@ -73,8 +73,25 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
         "fail"
     );
 
+    // Before the signature is checked, every string in the body is the sender's: none of it
+    // reaches the logs, however it fails (charset, sign_type, duplicate field, bad form).
+    let marker = "ATTACKER_CHOSEN_TEXT_".repeat(200);
+    for body in [
+        format!("charset={marker}&sign=AAAA&sign_type=RSA2"),
+        format!("sign_type={marker}&sign=AAAA"),
+        format!("{marker}=1&{marker}=2&sign=AAAA"),
+        format!("out_trade_no=%ZZ{marker}&sign=AAAA"),
+    ] {
+        let answer = stack.http.post_form(&stack.gateway.notify_url, &body).await;
+        assert_eq!(answer.text, "fail");
+    }
+
     let logs =
         String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(
+        !logs.contains("ATTACKER_CHOSEN_TEXT_"),
+        "text from an unverified body reached the logs"
+    );
     // The capture works: the events that matter are there.
     for expected in [
         "payment created",
