@@ -57,7 +57,8 @@ chaos:
 ## With `make run` going: one sweeper run, with make run's environment.
 sweep:
 	@test -f .local/sweeper.env || { echo "start make run first" >&2; exit 1; }
-	set -a; . .local/sweeper.env; set +a; target/debug/local-sweeper --once
+	set -a; . .local/sweeper.env; set +a; \
+	  ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay_public_key.pem)" target/debug/local-sweeper --once
 
 ## With `make run` going in another terminal: the whole lifecycle, step by step.
 demo:

@@ -67,7 +67,7 @@ export RUST_LOG=${RUST_LOG:-info}
 # Alipay's delays scaled down, so stuck work is finished within seconds (production: 10 s
 # before a refund query, 60 s of grace after time_expire, up to 1 h between sweeps).
 export REFUND_QUERY_DELAY_MS=1000 EXPIRY_GRACE_MS=2000 SWEEP_BACKOFF_MAX_MS=10000
-# For `make sweep`: the same environment, without the key material.
+# For `make sweep`: the same environment (Alipay's public key is read from its file there).
 env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
 "$root/.venv-tools/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$FUNCTIONS_PORT" \

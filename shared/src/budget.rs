@@ -15,6 +15,9 @@ pub const ANSWER_RESERVE: Duration = Duration::from_millis(300);
 /// An Alipay call with less than this is not started.
 pub const MIN_CALL: Duration = Duration::from_millis(300);
 
+/// Lambda's longest time-out.
+const LONGEST_LAMBDA_MS: u64 = 900_000;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
     at: Instant,
@@ -29,11 +32,24 @@ impl Deadline {
     }
 
     /// The invocation's deadline as Lambda gives it (`default_ms` when there is none, as in
-    /// local runs and tests).
+    /// tests).
     pub fn of_request(request: &lambda_http::Request, default_ms: i64) -> Deadline {
         use lambda_http::RequestExt as _;
-        match request.lambda_context_ref() {
-            Some(context) if context.deadline > 0 => Self::at_system_time(context.deadline()),
+        let given = request.lambda_context_ref().map(|context| context.deadline);
+        Self::from_lambda(given, SystemTime::now(), default_ms)
+    }
+
+    /// A deadline Lambda could have given: after now, and at most 15 minutes (Lambda's longest
+    /// time-out) ahead. Anything else is an emulator's stand-in (`cargo lambda watch` sends the
+    /// constant 600000, a moment in 1970) and is replaced by `default_ms`.
+    pub fn from_lambda(deadline_ms: Option<u64>, now: SystemTime, default_ms: i64) -> Deadline {
+        let now_ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        match deadline_ms {
+            Some(at) if at > now_ms && at - now_ms <= LONGEST_LAMBDA_MS => {
+                Self::after(Duration::from_millis(at - now_ms))
+            }
             _ => Self::after(Duration::from_millis(
                 u64::try_from(default_ms).unwrap_or(0),
             )),
@@ -90,6 +106,27 @@ mod tests {
         assert_eq!(slow.await, None);
         let quick = deadline.bound(Duration::from_millis(100), async { 7 });
         assert_eq!(quick.await, Some(7));
+    }
+
+    #[tokio::test]
+    async fn only_a_deadline_lambda_could_give_is_believed() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_800_000);
+        let now_ms = 1_795_800_000_000u64;
+        let budget = |given| Deadline::from_lambda(given, now, 7_000).remaining();
+        let close_to = |d: Duration, ms: u64| {
+            d <= Duration::from_millis(ms)
+                && d + Duration::from_millis(200) >= Duration::from_millis(ms)
+        };
+        assert!(close_to(budget(Some(now_ms + 20_000)), 20_000));
+        // cargo lambda watch's constant, a past instant, none, and beyond 15 minutes.
+        for odd in [
+            Some(600_000),
+            Some(now_ms - 1),
+            None,
+            Some(now_ms + 901_000),
+        ] {
+            assert!(close_to(budget(odd), 7_000), "{odd:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let gateway: &'static Gateway = Box::leak(Box::new(Gateway::init(Role::CallsAlipay).await?));
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let deadline = Deadline::at_system_time(event.context.deadline());
+            let deadline = Deadline::from_lambda(
+                Some(event.context.deadline),
+                std::time::SystemTime::now(),
+                gateway.config.lifecycle.default_budget_ms,
+            );
             let report = sweeper::run(gateway, &deadline)
                 .await
                 .map_err(|e| lambda_http::Error::from(e.message))?;

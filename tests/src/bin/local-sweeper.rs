@@ -36,6 +36,17 @@ async fn main() -> Result<(), String> {
             .await
             .map_err(|e| e.message)?;
         if args.once {
+            println!(
+                "sweep: {} due; refunds succeeded {}, failed {}, still pending {}; orders closed {}, paid {}, left open {}; errors {}",
+                report.due,
+                report.refunds_succeeded,
+                report.refunds_failed,
+                report.refunds_pending,
+                report.orders_closed,
+                report.orders_paid,
+                report.orders_open,
+                report.errors
+            );
             return Ok(());
         }
         if report.due == 0 {
