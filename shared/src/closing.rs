@@ -6,7 +6,7 @@ use crate::alipay::notify::TradeStatus;
 use crate::alipay::request::{AlipayRequest, TradeRef};
 use crate::alipay::response::{QueryResult, VerifiedResponse};
 use crate::alipay_client::CallError;
-use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
+use crate::budget::{ANSWER_RESERVE, Deadline};
 use crate::china_time::ChinaDateTime;
 use crate::domain::{Cause, Order, OrderStatus};
 use crate::gateway::{Alipay, ApplyError, Gateway, TradeReport, apply_trade_report, now_ms};
@@ -57,64 +57,28 @@ pub async fn end_unpaid_order(
                 let request = AlipayRequest::Close {
                     trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),
                 };
-                let answer = call(alipay, &request, deadline, &mut reason).await;
+                let answer = alipay.call_before(&request, deadline).await;
+                if let Some(why) = unanswered(&answer) {
+                    reason = why;
+                }
+                let answer = answer.ok();
                 unknown_at_alipay = answer.as_ref().is_some_and(not_exist);
                 after_trade_close(answer.as_ref().map(reply))
             }
             TradeNext::Query => {
                 calls += 1;
-                let request = AlipayRequest::Query {
-                    trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),
-                };
-                let answer = call(alipay, &request, deadline, &mut reason).await;
-                unknown_at_alipay = answer.as_ref().is_some_and(not_exist);
-                let result = answer
-                    .as_ref()
-                    .filter(|a| a.signed && a.status.code == "10000")
-                    .and_then(|a| a.parse::<QueryResult>(request.method()).ok())
-                    .filter(|r| r.out_trade_no == order.out_trade_no.as_str());
-                let status = result
-                    .as_ref()
-                    .and_then(|r| TradeStatus::parse(&r.trade_status));
-                report = result
-                    .zip(status)
-                    .map(|(result, trade_status)| TradeReport {
-                        trade_no: result.trade_no,
-                        trade_status,
-                        total_amount: result.total_amount,
-                        paid_at: result.send_pay_date,
-                        buyer_id_masked: result.buyer_user_id.as_deref().map(mask_buyer_id),
-                    });
-                // A success we could not read (or about another trade) proves nothing.
-                let trusted = answer
-                    .as_ref()
-                    .filter(|a| a.status.code != "10000" || status.is_some());
-                after_trade_query(trusted.map(reply), status)
+                let queried = query_trade(alipay, &order, deadline).await;
+                unknown_at_alipay = queried.unknown_at_alipay;
+                if let Some(why) = queried.reason {
+                    reason = why;
+                }
+                report = queried.report;
+                queried.next
             }
             TradeNext::ApplyPaid => {
-                let Some(report) = report.take() else {
-                    return Ok(Ended::Open { order, reason });
-                };
-                let cause = Cause::AlipayAnswer {
-                    method: "alipay.trade.query".into(),
-                };
-                let lifecycle = &gateway.config.lifecycle;
-                return match apply_trade_report(
-                    &gateway.store,
-                    lifecycle,
-                    &order,
-                    &report,
-                    &cause,
-                    now_ms(),
-                )
-                .await
-                {
-                    Ok(applied) => Ok(Ended::Paid(applied.into_order())),
-                    Err(ApplyError::Mismatch(detail)) => Ok(Ended::Open {
-                        order,
-                        reason: detail,
-                    }),
-                    Err(ApplyError::Store(error)) => Err(error),
+                return match report.take() {
+                    Some(report) => apply_paid(gateway, order, &report).await,
+                    None => Ok(Ended::Open { order, reason }),
                 };
             }
             TradeNext::CloseLocally => {
@@ -179,11 +143,41 @@ pub async fn recheck_closed_order(
     order: Order,
     deadline: &Deadline,
 ) -> Result<Ended, StoreError> {
+    let queried = query_trade(alipay, &order, deadline).await;
+    match (queried.next, queried.report) {
+        (TradeNext::ApplyPaid, Some(report)) => apply_paid(gateway, order, &report).await,
+        (TradeNext::ApplyPaid | TradeNext::Wait, _) => Ok(Ended::Open {
+            order,
+            reason: queried.reason.unwrap_or_default(),
+        }),
+        // Closed at Alipay, or still unknown there after time_expire: nothing can pay it now.
+        _ => {
+            gateway.store.clear_due(&order.out_trade_no).await?;
+            Ok(Ended::Closed(order))
+        }
+    }
+}
+
+/// What `alipay.trade.query` said about an order, read and decided.
+pub struct Queried {
+    pub next: TradeNext,
+    /// The trade as Alipay reported it, from a signed answer about this very order.
+    pub report: Option<TradeReport>,
+    /// Alipay answered a signed `ACQ.TRADE_NOT_EXIST`.
+    pub unknown_at_alipay: bool,
+    /// Why nothing could be decided, when that is so.
+    pub reason: Option<String>,
+}
+
+/// `alipay.trade.query` for `order`, within the deadline. A success that cannot be read, or
+/// that is about another trade, proves nothing.
+pub async fn query_trade(alipay: &Alipay, order: &Order, deadline: &Deadline) -> Queried {
     let request = AlipayRequest::Query {
         trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),
     };
-    let mut reason = String::new();
-    let answer = call(alipay, &request, deadline, &mut reason).await;
+    let answer = alipay.call_before(&request, deadline).await;
+    let reason = unanswered(&answer);
+    let answer = answer.ok();
     let result = answer
         .as_ref()
         .filter(|a| a.signed && a.status.code == "10000")
@@ -195,45 +189,52 @@ pub async fn recheck_closed_order(
     let trusted = answer
         .as_ref()
         .filter(|a| a.status.code != "10000" || status.is_some());
-    match after_trade_query(trusted.map(reply), status) {
-        TradeNext::ApplyPaid => {
-            let Some((result, trade_status)) = result.zip(status) else {
-                return Ok(Ended::Open { order, reason });
-            };
-            let report = TradeReport {
+    Queried {
+        next: after_trade_query(trusted.map(reply), status),
+        report: result
+            .zip(status)
+            .map(|(result, trade_status)| TradeReport {
                 trade_no: result.trade_no,
                 trade_status,
                 total_amount: result.total_amount,
                 paid_at: result.send_pay_date,
                 buyer_id_masked: result.buyer_user_id.as_deref().map(mask_buyer_id),
-            };
-            let cause = Cause::AlipayAnswer {
-                method: request.method().into(),
-            };
-            match apply_trade_report(
-                &gateway.store,
-                &gateway.config.lifecycle,
-                &order,
-                &report,
-                &cause,
-                now_ms(),
-            )
-            .await
-            {
-                Ok(applied) => Ok(Ended::Paid(applied.into_order())),
-                Err(ApplyError::Mismatch(detail)) => Ok(Ended::Open {
-                    order,
-                    reason: detail,
-                }),
-                Err(ApplyError::Store(error)) => Err(error),
-            }
-        }
-        TradeNext::Wait => Ok(Ended::Open { order, reason }),
-        // Closed at Alipay, or still unknown there after time_expire: nothing can pay it now.
-        _ => {
-            gateway.store.clear_due(&order.out_trade_no).await?;
-            Ok(Ended::Closed(order))
-        }
+            }),
+        unknown_at_alipay: answer.as_ref().is_some_and(not_exist),
+        reason,
+    }
+}
+
+/// Applies a paid report from a trade query (the amount is checked there).
+pub async fn apply_paid(
+    gateway: &Gateway,
+    order: Order,
+    report: &TradeReport,
+) -> Result<Ended, StoreError> {
+    let cause = Cause::AlipayAnswer {
+        method: "alipay.trade.query".into(),
+    };
+    let lifecycle = &gateway.config.lifecycle;
+    match apply_trade_report(&gateway.store, lifecycle, &order, report, &cause, now_ms()).await {
+        Ok(applied) => Ok(Ended::Paid(applied.into_order())),
+        Err(ApplyError::Mismatch(detail)) => Ok(Ended::Open {
+            order,
+            reason: detail,
+        }),
+        Err(ApplyError::Store(error)) => Err(error),
+    }
+}
+
+/// Why an answer decides nothing: no answer, or an error answer.
+fn unanswered(answer: &Result<VerifiedResponse, CallError>) -> Option<String> {
+    match answer {
+        Ok(answer) if answer.status.code == "10000" => None,
+        Ok(answer) => Some(format!(
+            "Alipay answered {} {}",
+            answer.status.code,
+            answer.status.sub_code.as_deref().unwrap_or("")
+        )),
+        Err(error) => Some(error.to_string()),
     }
 }
 
@@ -241,42 +242,5 @@ fn reply(answer: &VerifiedResponse) -> Reply<'_> {
     Reply {
         status: &answer.status,
         signed: answer.signed,
-    }
-}
-
-async fn call(
-    alipay: &Alipay,
-    request: &AlipayRequest,
-    deadline: &Deadline,
-    reason: &mut String,
-) -> Option<VerifiedResponse> {
-    let Some(limit) = deadline.for_step(STORE_STEP + ANSWER_RESERVE, MIN_CALL) else {
-        *reason = "no time left to ask Alipay".into();
-        return None;
-    };
-    match alipay
-        .client
-        .call_within(request, alipay.signer.as_ref(), now_ms(), limit)
-        .await
-    {
-        Ok(answer) => {
-            if answer.status.code != "10000" {
-                *reason = format!(
-                    "Alipay answered {} {}",
-                    answer.status.code,
-                    answer.status.sub_code.as_deref().unwrap_or("")
-                );
-            }
-            Some(answer)
-        }
-        Err(error) => {
-            if matches!(error, CallError::Untrusted(_)) {
-                tracing::warn!(security = true, error = %error, "Alipay answer refused");
-            } else {
-                tracing::warn!(error = %error, "Alipay call failed");
-            }
-            *reason = error.to_string();
-            None
-        }
     }
 }

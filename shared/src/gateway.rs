@@ -9,10 +9,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::alipay::notify::TradeStatus;
-use crate::alipay::request::AppParams;
+use crate::alipay::request::{AlipayRequest, AppParams};
+use crate::alipay::response::VerifiedResponse;
 use crate::alipay::signer::Signer;
 use crate::alipay_client::AlipayClient;
+use crate::alipay_client::CallError;
 use crate::aws::KmsSigner;
+use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Config, Lifecycle};
@@ -25,6 +28,34 @@ use crate::store::{AuditEvent, Store, StoreError, Transition};
 pub struct Alipay {
     pub client: AlipayClient,
     pub signer: Arc<dyn Signer>,
+}
+
+impl Alipay {
+    /// One call within what `deadline` leaves after the store write that may follow it and the
+    /// answer; not started with less than [`MIN_CALL`]. Failures are logged here, once:
+    /// an untrusted answer as a security warning.
+    pub async fn call_before(
+        &self,
+        request: &AlipayRequest,
+        deadline: &Deadline,
+    ) -> Result<VerifiedResponse, CallError> {
+        let Some(limit) = deadline.for_step(STORE_STEP + ANSWER_RESERVE, MIN_CALL) else {
+            tracing::warn!(method = request.method(), "no time left for an Alipay call");
+            return Err(CallError::Timeout(std::time::Duration::ZERO));
+        };
+        let answer = self
+            .client
+            .call_within(request, self.signer.as_ref(), now_ms(), limit)
+            .await;
+        match &answer {
+            Err(error @ CallError::Untrusted(_)) => {
+                tracing::warn!(security = true, error = %error, "Alipay answer refused");
+            }
+            Err(error) => tracing::warn!(error = %error, "Alipay call failed"),
+            Ok(_) => {}
+        }
+        answer
+    }
 }
 
 pub struct Gateway {

@@ -6,7 +6,6 @@
 
 use crate::alipay::request::{AlipayRequest, TradeRef};
 use crate::alipay::response::{RefundQueryResult, RefundResult, VerifiedResponse};
-use crate::alipay_client::CallError;
 use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
 use crate::domain::{Cause, Refund, RefundOutcome, RefundStatus};
 use crate::gateway::{Alipay, Gateway, now_ms};
@@ -192,7 +191,8 @@ async fn send(
         out_request_no: refund.out_request_no.clone(),
         refund_reason: refund.reason.clone(),
     };
-    let answer = call(alipay, &request, deadline).await;
+    // `None`: no trustworthy answer (time-out, unreachable, HTTP error, bad signature, KMS).
+    let answer = alipay.call_before(&request, deadline).await.ok();
     let fund_change = answer
         .as_ref()
         .filter(|a| a.signed && a.status.code == "10000")
@@ -218,7 +218,8 @@ async fn query(
         trade: TradeRef::OutTradeNo(refund.out_trade_no.clone()),
         out_request_no: refund.out_request_no.clone(),
     };
-    let answer = call(alipay, &request, deadline).await;
+    // `None`: no trustworthy answer (time-out, unreachable, HTTP error, bad signature, KMS).
+    let answer = alipay.call_before(&request, deadline).await.ok();
     let found = answer
         .as_ref()
         .filter(|a| a.signed && a.status.code == "10000")
@@ -263,34 +264,6 @@ fn reply(answer: &VerifiedResponse) -> Reply<'_> {
     Reply {
         status: &answer.status,
         signed: answer.signed,
-    }
-}
-
-/// One Alipay call within what the deadline leaves after the settle that may follow. `None`:
-/// no trustworthy answer (time-out, unreachable, HTTP error, bad signature, KMS failure).
-async fn call(
-    alipay: &Alipay,
-    request: &AlipayRequest,
-    deadline: &Deadline,
-) -> Option<VerifiedResponse> {
-    let Some(limit) = deadline.for_step(STORE_STEP + ANSWER_RESERVE, MIN_CALL) else {
-        tracing::warn!(method = request.method(), "no time left for an Alipay call");
-        return None;
-    };
-    match alipay
-        .client
-        .call_within(request, alipay.signer.as_ref(), now_ms(), limit)
-        .await
-    {
-        Ok(answer) => Some(answer),
-        Err(error @ CallError::Untrusted(_)) => {
-            tracing::warn!(security = true, error = %error, "Alipay answer refused");
-            None
-        }
-        Err(error) => {
-            tracing::warn!(error = %error, "Alipay call failed; the refund stays pending");
-            None
-        }
     }
 }
 

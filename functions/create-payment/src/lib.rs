@@ -9,19 +9,18 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use shared::alipay::notify::TradeStatus;
-use shared::alipay::request::{AlipayRequest, PaymentOrder, TradeRef};
-use shared::alipay::response::{Disposition, PrecreateResult, QueryResult};
+use shared::alipay::request::{AlipayRequest, PaymentOrder};
+use shared::alipay::response::{Disposition, PrecreateResult};
 use shared::alipay_client::CallError;
 use shared::budget::Deadline;
 use shared::china_time::{ChinaDateTime, china_timestamp};
-use shared::closing::{Ended, end_unpaid_order};
+use shared::closing::{Ended, apply_paid, end_unpaid_order, query_trade};
 use shared::domain::{Cause, Channel, NewOrder, Order, OrderStatus};
-use shared::gateway::{Alipay, Gateway, TradeReport, apply_trade_report, now_ms, payment_view};
+use shared::gateway::{Alipay, Gateway, now_ms, payment_view};
 use shared::http::{
     ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
 };
-use shared::ids::{OutTradeNo, Subject, mask_buyer_id};
+use shared::ids::{OutTradeNo, Subject};
 use shared::lifecycle::TradeNext;
 use shared::money::Amount;
 use shared::store::Created;
@@ -34,7 +33,9 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
     let deadline = Deadline::of_request(&request, gateway.config.lifecycle.default_budget_ms);
     let result = match (request.method(), path_segments(&request).as_slice()) {
         (&Method::POST, ["payments"]) => create(gateway, &request).await,
-        (&Method::GET, ["payments", out_trade_no]) => get(gateway, &request, out_trade_no).await,
+        (&Method::GET, ["payments", out_trade_no]) => {
+            get(gateway, &request, out_trade_no, &deadline).await
+        }
         (&Method::POST, ["payments", out_trade_no, "close"]) => {
             close(gateway, out_trade_no, &deadline).await
         }
@@ -291,6 +292,7 @@ async fn get(
     gateway: &Gateway,
     request: &Request,
     out_trade_no: &str,
+    deadline: &Deadline,
 ) -> Result<Response<Body>, ApiError> {
     let out_trade_no =
         OutTradeNo::parse(out_trade_no).map_err(|e| ApiError::invalid("out_trade_no", e))?;
@@ -302,7 +304,7 @@ async fn get(
             ApiError::not_found(format!("no payment with out_trade_no {out_trade_no}"))
         })?;
     if query_flag(request, "sync") && order.status == OrderStatus::Created {
-        order = sync_with_alipay(gateway, order).await?;
+        order = sync_with_alipay(gateway, order, deadline).await?;
     }
     Ok(json_response(
         StatusCode::OK,
@@ -310,67 +312,31 @@ async fn get(
     ))
 }
 
-/// Asks Alipay for the trade (`alipay.trade.query`) and applies what it says.
-async fn sync_with_alipay(gateway: &Gateway, order: Order) -> Result<Order, ApiError> {
-    let alipay = gateway.alipay()?;
-    let now = now_ms();
-    let request = AlipayRequest::Query {
-        trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),
-    };
-    let answer = alipay
-        .client
-        .call(&request, alipay.signer.as_ref(), now)
-        .await
-        .map_err(ApiError::from)?;
-    match answer.disposition() {
-        Disposition::Success => {}
-        // Before the buyer opens the cashier, Alipay has no trade yet.
-        _ if answer.status.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST") => return Ok(order),
-        _ => {
-            return Err(ApiError::alipay_refused(&answer.status));
-        }
-    }
-    let result: QueryResult = answer
-        .parse(request.method())
-        .map_err(|e| ApiError::from(CallError::Untrusted(e)))?;
-    if result.out_trade_no != order.out_trade_no.as_str() {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "alipay_mismatch",
-            "Alipay answered about another trade",
-        ));
-    }
-    let Some(trade_status) = TradeStatus::parse(&result.trade_status) else {
-        return Ok(order);
-    };
-    let report = TradeReport {
-        trade_no: result.trade_no,
-        trade_status,
-        total_amount: result.total_amount,
-        paid_at: result.send_pay_date,
-        buyer_id_masked: result.buyer_user_id.as_deref().map(mask_buyer_id),
-    };
-    let cause = Cause::AlipayAnswer {
-        method: request.method().into(),
-    };
-    match apply_trade_report(
-        &gateway.store,
-        &gateway.config.lifecycle,
-        &order,
-        &report,
-        &cause,
-        now,
-    )
-    .await
-    {
-        Ok(
-            shared::gateway::Applied::Changed(order) | shared::gateway::Applied::Unchanged(order),
-        ) => Ok(order),
-        Err(shared::gateway::ApplyError::Mismatch(detail)) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "alipay_mismatch",
-            detail,
+/// Asks Alipay for the trade (`alipay.trade.query`) and applies a payment it reports (the
+/// same reading and decision the sweeper uses); anything else leaves the order as it is.
+async fn sync_with_alipay(
+    gateway: &Gateway,
+    order: Order,
+    deadline: &Deadline,
+) -> Result<Order, ApiError> {
+    let queried = query_trade(gateway.alipay()?, &order, deadline).await;
+    match (queried.next, queried.report) {
+        (TradeNext::ApplyPaid, Some(report)) => match apply_paid(gateway, order, &report).await? {
+            Ended::Paid(order) | Ended::Closed(order) => Ok(order),
+            Ended::Open { reason, .. } => Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "alipay_mismatch",
+                reason,
+            )),
+        },
+        (TradeNext::Wait, _) => Err(ApiError::unavailable(
+            "alipay_unavailable",
+            queried
+                .reason
+                .unwrap_or_else(|| "Alipay could not be asked".into()),
+            5,
         )),
-        Err(shared::gateway::ApplyError::Store(error)) => Err(error.into()),
+        // Waiting for the buyer, closed, or not yet known to Alipay: nothing to apply.
+        _ => Ok(order),
     }
 }
