@@ -52,6 +52,20 @@ impl TestEnv {
         }
     }
 
+    /// Deletes the table (the stand-in keeps every table in memory, and copies its state on
+    /// each transaction: a long run drops what it no longer reads).
+    pub async fn drop_table(&self) {
+        if let Err(error) = self
+            .dynamodb
+            .delete_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            eprintln!("could not delete table {}: {error}", self.table);
+        }
+    }
+
     pub fn kms_signer(&self) -> KmsSigner {
         KmsSigner::new(self.kms.clone(), &self.key_alias)
     }

@@ -260,6 +260,7 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     }
     let known = world.orders.lock().map(|o| o.clone()).unwrap_or_default();
     check_invariants(&stack, &known, &mut report).await;
+    stack.env.drop_table().await;
     report
 }
 
