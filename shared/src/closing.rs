@@ -126,7 +126,7 @@ fn not_exist(answer: &VerifiedResponse) -> bool {
 }
 
 /// The order's `time_expire` in Unix ms (0 when unknown: it is then treated as past).
-fn order_expiry_ms(order: &Order) -> i64 {
+pub fn order_expiry_ms(order: &Order) -> i64 {
     order
         .time_expire
         .as_deref()

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::budget::{Deadline, MIN_CALL, STORE_STEP};
-use crate::closing::{Ended, end_unpaid_order, recheck_closed_order};
+use crate::closing::{Ended, end_unpaid_order, order_expiry_ms, recheck_closed_order};
 use crate::domain::{Cause, OrderStatus, RefundStatus};
 use crate::gateway::{Alipay, Gateway, now_ms};
 use crate::lifecycle::{RefundNext, TradeNext, backoff_ms};
@@ -27,7 +27,11 @@ pub struct SweepReport {
     pub orders_paid: u32,
     pub orders_open: u32,
     pub errors: u32,
-    /// Age of the oldest due item after the run (0 when none), in seconds: the alarm's metric.
+    /// Age of the oldest unfinished work, in seconds (0 when none): the alarm's metric. The
+    /// larger of the oldest past-due item left in the index and the oldest item this run
+    /// claimed but could not finish (a PENDING refund since its creation, an unpaid order since
+    /// its `time_expire`): each claim pushes an item's due time forward (its backoff), so the
+    /// index alone would never show work that keeps failing as old.
     pub oldest_due_age_seconds: i64,
     /// The earliest due time left in the index after the run (past or future), if any.
     pub next_due_at_ms: Option<i64>,
@@ -66,7 +70,8 @@ pub async fn sweep(gateway: &Gateway, alipay: &Alipay, deadline: &Deadline) -> S
             Err(_) => report.errors += 1,
         }
     }
-    report.oldest_due_age_seconds = oldest.map_or(0, |at| (now - at).max(0) / 1000);
+    let past_due = oldest.map_or(0, |at| (now - at).max(0) / 1000);
+    report.oldest_due_age_seconds = report.oldest_due_age_seconds.max(past_due);
     report.next_due_at_ms = oldest;
     report
 }
@@ -119,7 +124,10 @@ async fn sweep_one(
             match driven.refund.status {
                 RefundStatus::Succeeded => report.refunds_succeeded += 1,
                 RefundStatus::Failed => report.refunds_failed += 1,
-                RefundStatus::Pending => report.refunds_pending += 1,
+                RefundStatus::Pending => {
+                    report.refunds_pending += 1;
+                    report.unfinished_since(driven.refund.created_at_ms);
+                }
             }
         }
         DueItem::Order(order) if order.status == OrderStatus::Closed => {
@@ -153,6 +161,7 @@ async fn sweep_one(
                 Ok(Ended::Open { order, reason }) => {
                     tracing::info!(out_trade_no = %order.out_trade_no, reason = %reason, "expired order left open for now");
                     report.orders_open += 1;
+                    report.unfinished_since(order_expiry_ms(&order));
                 }
                 Err(error) => {
                     tracing::error!(error = %error, "expired order could not be ended");
@@ -164,6 +173,11 @@ async fn sweep_one(
 }
 
 impl SweepReport {
+    fn unfinished_since(&mut self, since_ms: i64) {
+        let age = (now_ms() - since_ms).max(0) / 1000;
+        self.oldest_due_age_seconds = self.oldest_due_age_seconds.max(age);
+    }
+
     /// The run as one CloudWatch Embedded Metric Format line: the metrics (the oldest due
     /// item's age, which the template alarms on) come from the log, with no PutMetricData call.
     pub fn emf_line(&self, function_name: &str) -> String {

@@ -534,3 +534,37 @@ async fn a_repeated_json_key_refunds_nothing() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_age_alarm_sees_work_that_keeps_failing() {
+    let stack = Stack::start().await;
+    create_and_pay(&stack, "stuck_1", "8.00").await;
+    // Alipay refuses every send unsigned (a wrong app key, say): nothing can finish it.
+    stack.simulator.inject(Fault {
+        target: "alipay.trade.refund".into(),
+        kind: FaultKind::UnsignedError {
+            code: "40002".into(),
+            sub_code: "isv.invalid-signature".into(),
+        },
+        times: 1_000,
+    });
+    let answer = refund(
+        &stack,
+        "stuck_1",
+        json!({"amount": "1.00", "out_request_no": "stuck_r1"}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let report = stack.sweep().await;
+    assert_eq!(report.refunds_pending, 1, "{report:?}");
+    // The claim moved the refund's due time ahead (its backoff); its age still shows.
+    assert!(
+        report.oldest_due_age_seconds >= 2,
+        "the stuck refund is invisible to the age alarm: {report:?}"
+    );
+    assert_eq!(
+        payment(&stack, "stuck_1").await["refundable_amount"],
+        "7.00"
+    );
+}
