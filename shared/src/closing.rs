@@ -63,7 +63,7 @@ pub async fn end_unpaid_order(
                 }
                 let answer = answer.ok();
                 unknown_at_alipay = answer.as_ref().is_some_and(not_exist);
-                after_trade_close(answer.as_ref().map(reply))
+                after_trade_close(answer.as_ref().map(Reply::of))
             }
             TradeNext::Query => {
                 calls += 1;
@@ -190,7 +190,7 @@ pub async fn query_trade(alipay: &Alipay, order: &Order, deadline: &Deadline) ->
         .as_ref()
         .filter(|a| a.status.code != "10000" || status.is_some());
     Queried {
-        next: after_trade_query(trusted.map(reply), status),
+        next: after_trade_query(trusted.map(Reply::of), status),
         report: result
             .zip(status)
             .map(|(result, trade_status)| TradeReport {
@@ -235,12 +235,5 @@ fn unanswered(answer: &Result<VerifiedResponse, CallError>) -> Option<String> {
             answer.status.sub_code.as_deref().unwrap_or("")
         )),
         Err(error) => Some(error.to_string()),
-    }
-}
-
-fn reply(answer: &VerifiedResponse) -> Reply<'_> {
-    Reply {
-        status: &answer.status,
-        signed: answer.signed,
     }
 }

@@ -8,8 +8,8 @@
 //! it, past its `time_expire`). Everything uncertain waits, and is asked about again.
 
 use crate::alipay::notify::TradeStatus;
-use crate::alipay::response::{Disposition, Status};
-use crate::domain::RefundOutcome;
+use crate::alipay::response::{Disposition, Status, VerifiedResponse};
+use crate::domain::{Refund, RefundOutcome};
 use crate::money::Amount;
 
 /// `40004` sub-codes that prove a refund was not executed and never will be (ALIPAY.md,
@@ -33,13 +33,17 @@ pub struct Reply<'a> {
     pub signed: bool,
 }
 
-impl Reply<'_> {
-    fn disposition(&self) -> Disposition {
-        let disposition = self.status.disposition();
-        match (self.signed, disposition) {
-            (false, Disposition::BusinessFailure | Disposition::Success) => Disposition::QueryFirst,
-            _ => disposition,
+impl<'a> Reply<'a> {
+    /// The reading of a verified answer.
+    pub fn of(answer: &'a VerifiedResponse) -> Reply<'a> {
+        Reply {
+            status: &answer.status,
+            signed: answer.signed,
         }
+    }
+
+    fn disposition(&self) -> Disposition {
+        self.status.disposition_when(self.signed)
     }
 
     fn sub_code(&self) -> &str {
@@ -119,6 +123,17 @@ pub fn after_refund_send(
         Disposition::BusinessFailure | Disposition::Rejected | Disposition::QueryFirst => {
             RefundNext::QueryNow { if_absent: None }
         }
+    }
+}
+
+/// Where a PENDING refund is picked up (the sweeper, `GET ?sync=true`, a POST retry): one never
+/// sent is sent; one sent is asked about first (it may have executed), and sent again only if
+/// Alipay has no such refund.
+pub fn resume_refund(refund: &Refund) -> RefundNext {
+    if refund.sends == 0 {
+        RefundNext::Resend
+    } else {
+        RefundNext::QueryNow { if_absent: None }
     }
 }
 

@@ -5,7 +5,7 @@
 //! reserved, and says why, for the sweeper to finish later.
 
 use crate::alipay::request::{AlipayRequest, TradeRef};
-use crate::alipay::response::{RefundQueryResult, RefundResult, VerifiedResponse};
+use crate::alipay::response::{RefundQueryResult, RefundResult};
 use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
 use crate::domain::{Cause, Refund, RefundOutcome, RefundStatus};
 use crate::gateway::{Alipay, Gateway, now_ms};
@@ -111,7 +111,7 @@ pub async fn drive_refund(
             _ if calls >= MAX_CALLS => RefundNext::Wait,
             RefundNext::Resend => {
                 if deadline.for_step(STORE_STEP * 2, MIN_CALL).is_none() {
-                    why = pending("no_time", "the request ran out of time", 5);
+                    why = out_of_time();
                     RefundNext::Wait
                 } else {
                     let now = now_ms();
@@ -159,7 +159,7 @@ pub async fn drive_refund(
                             RefundNext::Wait
                         }
                         None => {
-                            why = pending("no_time", "the request ran out of time", 5);
+                            why = out_of_time();
                             RefundNext::Wait
                         }
                     }
@@ -202,7 +202,7 @@ async fn send(
     let trusted = answer
         .as_ref()
         .filter(|a| a.status.code != "10000" || fund_change.is_some());
-    let next = after_refund_send(first_send, trusted.map(reply), fund_change.as_deref());
+    let next = after_refund_send(first_send, trusted.map(Reply::of), fund_change.as_deref());
     tracing::info!(first_send, next = ?next, "refund sent");
     next
 }
@@ -252,19 +252,12 @@ async fn query(
     };
     let next = after_refund_query(
         (refund.out_request_no.as_str(), refund.amount),
-        answer.as_ref().map(reply),
+        answer.as_ref().map(Reply::of),
         found.as_ref(),
         if_absent,
     );
     tracing::info!(next = ?next, "refund queried");
     (next, why)
-}
-
-fn reply(answer: &VerifiedResponse) -> Reply<'_> {
-    Reply {
-        status: &answer.status,
-        signed: answer.signed,
-    }
 }
 
 async fn settle(
@@ -313,9 +306,13 @@ async fn settle(
         },
         None => Driven {
             refund,
-            pending: pending("no_time", "the request ran out of time", 5),
+            pending: out_of_time(),
         },
     }
+}
+
+fn out_of_time() -> Option<Pending> {
+    pending("no_time", "the request ran out of time", 5)
 }
 
 fn store_pending(error: &StoreError) -> Option<Pending> {

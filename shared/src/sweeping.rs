@@ -9,7 +9,7 @@ use crate::budget::{Deadline, MIN_CALL, STORE_STEP};
 use crate::closing::{Ended, end_unpaid_order, order_expiry_ms, recheck_closed_order};
 use crate::domain::{Cause, OrderStatus, RefundStatus};
 use crate::gateway::{Alipay, Gateway, now_ms};
-use crate::lifecycle::{RefundNext, TradeNext, backoff_ms};
+use crate::lifecycle::{TradeNext, backoff_ms, resume_refund};
 use crate::refunding::drive_refund;
 use crate::store::{DUE_SHARDS, DueItem};
 
@@ -113,13 +113,7 @@ async fn sweep_one(
                 report.skipped += 1;
                 return;
             }
-            // Never sent: send it. Sent: ask first (it may have executed), then re-send the
-            // identical request if Alipay has no such refund.
-            let start = if refund.sends == 0 {
-                RefundNext::Resend
-            } else {
-                RefundNext::QueryNow { if_absent: None }
-            };
+            let start = resume_refund(&refund);
             let driven = drive_refund(gateway, alipay, refund, start, deadline).await;
             match driven.refund.status {
                 RefundStatus::Succeeded => report.refunds_succeeded += 1,

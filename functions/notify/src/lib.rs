@@ -149,6 +149,10 @@ async fn apply_refund_notice(
     now: i64,
 ) -> Result<(), Refusal> {
     let store = &gateway.store;
+    // The order with all its refunds, in one Query: the named refund and the total are both in it.
+    let Some((order, refunds)) = store.get_order_with_refunds(out_trade_no).await? else {
+        return Ok(());
+    };
     let mut contradictions = Vec::new();
     match notification
         .out_biz_no
@@ -156,10 +160,10 @@ async fn apply_refund_notice(
         .map(|no| (no, OutRequestNo::parse(no)))
     {
         Some((_, Ok(out_request_no))) => {
-            match store.get_refund(out_trade_no, &out_request_no).await? {
+            match refunds.iter().find(|r| r.out_request_no == out_request_no) {
                 Some(refund) if refund.status == RefundStatus::Pending => {
                     match store
-                        .settle_refund(&refund, &RefundOutcome::Succeeded, cause, now)
+                        .settle_refund(refund, &RefundOutcome::Succeeded, cause, now)
                         .await
                     {
                         Ok(_) => {
@@ -189,9 +193,8 @@ async fn apply_refund_notice(
         None => {}
     }
     // refund_fee is the trade's refunded total at Alipay: never more than we sent.
-    if let Some(refund_fee) = notification.refund_fee
-        && let Some((order, refunds)) = store.get_order_with_refunds(out_trade_no).await?
-    {
+    // (A refund settled just above counts either way: PENDING and SUCCEEDED are both sent.)
+    if let Some(refund_fee) = notification.refund_fee {
         let sent: u64 = refunds
             .iter()
             .filter(|r| r.status != RefundStatus::Failed)

@@ -18,7 +18,7 @@ use shared::http::{
     ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
 };
 use shared::ids::{OutRequestNo, OutTradeNo};
-use shared::lifecycle::RefundNext;
+use shared::lifecycle::{RefundNext, resume_refund};
 use shared::money::Amount;
 use shared::refunding::{Driven, Pending, drive_refund};
 use shared::store::Reserved;
@@ -126,11 +126,8 @@ async fn create(
 /// Where a POST picks up a PENDING refund: a refund never sent is sent; one sent long enough
 /// ago (Alipay asks for ≥ 10 s) is asked about; one sent just now is left alone.
 fn start_for(gateway: &Gateway, refund: &Refund, now: i64) -> Option<RefundNext> {
-    if refund.sends == 0 {
-        return Some(RefundNext::Resend);
-    }
     let asked_after = refund.updated_at_ms + gateway.config.lifecycle.refund_query_delay_ms;
-    (now >= asked_after).then_some(RefundNext::QueryNow { if_absent: None })
+    (refund.sends == 0 || now >= asked_after).then(|| resume_refund(refund))
 }
 
 /// `{"refund": …}`, with `pending_reason` while it is PENDING and a reason is known.
@@ -206,11 +203,7 @@ async fn get(
         })?;
     if query_flag(request, "sync") && refund.status == RefundStatus::Pending {
         // The same path the sweeper takes: ask, then settle, re-send or wait.
-        let start = if refund.sends == 0 {
-            RefundNext::Resend
-        } else {
-            RefundNext::QueryNow { if_absent: None }
-        };
+        let start = resume_refund(&refund);
         let driven = drive_refund(gateway, gateway.alipay()?, refund, start, deadline).await;
         return Ok(json_response(StatusCode::OK, &refund_body(&driven)));
     }

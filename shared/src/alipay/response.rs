@@ -107,6 +107,15 @@ pub enum Disposition {
 }
 
 impl Status {
+    /// The disposition of an answer that was (`signed`) or was not signed: an unsigned answer
+    /// proves nothing about money, so a business failure (or success) it claims is asked about.
+    pub fn disposition_when(&self, signed: bool) -> Disposition {
+        match (signed, self.disposition()) {
+            (false, Disposition::BusinessFailure | Disposition::Success) => Disposition::QueryFirst,
+            (_, disposition) => disposition,
+        }
+    }
+
     pub fn disposition(&self) -> Disposition {
         match (self.code.as_str(), self.sub_code.as_deref()) {
             ("10000", _) => Disposition::Success,
@@ -134,11 +143,7 @@ pub struct VerifiedResponse {
 
 impl VerifiedResponse {
     pub fn disposition(&self) -> Disposition {
-        let disposition = self.status.disposition();
-        match (self.signed, disposition) {
-            (false, Disposition::BusinessFailure | Disposition::Success) => Disposition::QueryFirst,
-            _ => disposition,
-        }
+        self.status.disposition_when(self.signed)
     }
 
     /// The method-specific fields of the response.
