@@ -133,6 +133,66 @@ impl AlipayClient {
         Ok(verified)
     }
 
+    /// Downloads `url` (the bill's, from a verified answer) into `file` as it arrives, at most
+    /// `max_bytes`, within `limit`. Only HTTPS, or HTTP to this machine (the local simulator).
+    pub async fn download(
+        &self,
+        url: &str,
+        file: &mut tokio::fs::File,
+        max_bytes: u64,
+        limit: Duration,
+    ) -> Result<u64, CallError> {
+        use tokio::io::AsyncWriteExt as _;
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|_| CallError::Unavailable("the download URL is not a URL".into()))?;
+        let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if uri.scheme_str() != Some("https") && !(uri.scheme_str() == Some("http") && loopback) {
+            return Err(CallError::Unavailable(
+                "the download URL is not HTTPS".into(),
+            ));
+        }
+        let fetch = async {
+            let request = hyper::Request::get(uri)
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| CallError::Unavailable(e.to_string()))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| CallError::Unavailable(error_chain(&e)))?;
+            if !response.status().is_success() {
+                return Err(CallError::Unavailable(format!(
+                    "download: HTTP {}",
+                    response.status()
+                )));
+            }
+            let mut body = response.into_body();
+            let mut written = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| CallError::Unavailable(format!("download: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    written += data.len() as u64;
+                    if written > max_bytes {
+                        return Err(CallError::Unavailable(format!(
+                            "download: larger than {max_bytes} bytes"
+                        )));
+                    }
+                    file.write_all(&data)
+                        .await
+                        .map_err(|e| CallError::Unavailable(format!("writing the bill: {e}")))?;
+                }
+            }
+            file.flush()
+                .await
+                .map_err(|e| CallError::Unavailable(format!("writing the bill: {e}")))?;
+            Ok(written)
+        };
+        tokio::time::timeout(limit, fetch)
+            .await
+            .map_err(|_| CallError::Timeout(limit))?
+    }
+
     async fn post(&self, signed: &SignedRequest) -> Result<String, CallError> {
         let request = hyper::Request::post(&self.gateway_url)
             .header(

@@ -71,6 +71,68 @@ impl<'de> Deserialize<'de> for ChinaDateTime {
     }
 }
 
+/// A China-time calendar day (`yyyy-MM-dd`, 00:00 to 24:00 UTC+8): the day of Alipay's bill.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ChinaDate(time::Date);
+
+impl ChinaDate {
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let format = format_description!("[year]-[month]-[day]");
+        time::Date::parse(text, format)
+            .map(ChinaDate)
+            .map_err(|_| FieldError("must be a date like \"2026-11-26\""))
+    }
+
+    /// The China-time day that contains `unix_seconds`.
+    pub fn of_unix(unix_seconds: i64) -> Self {
+        let at = OffsetDateTime::from_unix_timestamp(unix_seconds)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            .to_offset(offset!(+8));
+        ChinaDate(at.date())
+    }
+
+    /// The day of an Alipay time (`yyyy-MM-dd HH:mm:ss`, China time), when it is one.
+    pub fn of_alipay_time(text: &str) -> Option<Self> {
+        ChinaDateTime::parse(text)
+            .ok()
+            .map(|at| ChinaDate::of_unix(at.unix_seconds()))
+    }
+
+    pub fn previous(self) -> Self {
+        ChinaDate(self.0.previous_day().unwrap_or(self.0))
+    }
+
+    /// Unix seconds at 00:00 China time of this day.
+    pub fn start_unix(self) -> i64 {
+        self.0
+            .midnight()
+            .assume_offset(offset!(+8))
+            .unix_timestamp()
+    }
+
+    /// `yyyyMMdd`, as in the bill's file names.
+    pub fn compact(self) -> String {
+        format!(
+            "{:04}{:02}{:02}",
+            self.0.year(),
+            u8::from(self.0.month()),
+            self.0.day()
+        )
+    }
+}
+
+impl fmt::Display for ChinaDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.0.year(),
+            u8::from(self.0.month()),
+            self.0.day()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +163,26 @@ mod tests {
             "2026-11-27",
         ] {
             assert!(ChinaDateTime::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn china_dates_roll_over_at_china_midnight() {
+        // 2026-11-26 15:59:59 UTC is 23:59:59 in Beijing; one second later is the next day.
+        let before = ChinaDate::of_unix(1_795_708_799);
+        let after = ChinaDate::of_unix(1_795_708_800);
+        assert_eq!(before.to_string(), "2026-11-26");
+        assert_eq!(after.to_string(), "2026-11-27");
+        assert_eq!(after.previous(), before);
+        assert_eq!(after.start_unix(), 1_795_708_800);
+        assert_eq!(before.compact(), "20261126");
+        assert_eq!(
+            ChinaDate::of_alipay_time("2026-11-26 23:59:59").map(|d| d.to_string()),
+            Some("2026-11-26".into())
+        );
+        assert_eq!(ChinaDate::parse("2026-11-26").ok(), Some(before));
+        for bad in ["2026-11-31", "20261126", "2026-11-26 00:00:00", ""] {
+            assert!(ChinaDate::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

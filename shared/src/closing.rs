@@ -214,8 +214,18 @@ pub async fn apply_paid(
     let cause = Cause::AlipayAnswer {
         method: "alipay.trade.query".into(),
     };
+    apply_paid_because(gateway, order, report, &cause).await
+}
+
+/// As [`apply_paid`], recorded as caused by `cause` (the reconciliation, say).
+pub async fn apply_paid_because(
+    gateway: &Gateway,
+    order: Order,
+    report: &TradeReport,
+    cause: &Cause,
+) -> Result<Ended, StoreError> {
     let lifecycle = &gateway.config.lifecycle;
-    match apply_trade_report(&gateway.store, lifecycle, &order, report, &cause, now_ms()).await {
+    match apply_trade_report(&gateway.store, lifecycle, &order, report, cause, now_ms()).await {
         Ok(applied) => Ok(Ended::Paid(applied.into_order())),
         Err(ApplyError::Mismatch(detail)) => Ok(Ended::Open {
             order,

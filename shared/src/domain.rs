@@ -272,6 +272,8 @@ pub enum Cause {
     AlipayAnswer { method: String },
     /// The sweeper, finishing interrupted or expired work.
     Sweeper,
+    /// The daily reconciliation with Alipay's bill of `date` (a lost notification repaired).
+    Reconciliation { date: String },
 }
 
 #[cfg(test)]

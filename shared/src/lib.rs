@@ -3,6 +3,7 @@
 pub mod alipay;
 pub mod alipay_client;
 pub mod aws;
+pub mod bill;
 pub mod budget;
 pub mod china_time;
 pub mod closing;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod lifecycle;
 pub mod money;
+pub mod reconciliation;
 pub mod refunding;
 pub mod store;
 pub mod sweeping;

@@ -56,6 +56,8 @@ pub async fn drive_refund(
     let mut calls = 0;
     let mut last_method = "alipay.trade.refund";
     let mut why = None;
+    // Alipay's time of the refund, when an answer gave it: the day the bill shows it on.
+    let mut refunded_at: Option<String> = None;
     loop {
         if refund.status != RefundStatus::Pending {
             return Driven {
@@ -68,7 +70,15 @@ pub async fn drive_refund(
                 let cause = Cause::AlipayAnswer {
                     method: last_method.into(),
                 };
-                return settle(gateway, refund, &outcome, &cause, deadline).await;
+                return settle(
+                    gateway,
+                    refund,
+                    &outcome,
+                    refunded_at.as_deref(),
+                    &cause,
+                    deadline,
+                )
+                .await;
             }
             RefundNext::Wait => {
                 return Driven {
@@ -134,7 +144,9 @@ pub async fn drive_refund(
                             refund = claimed;
                             calls += 1;
                             last_method = "alipay.trade.refund";
-                            send(alipay, &refund, first_send, deadline).await
+                            let (next, at) = send(alipay, &refund, first_send, deadline).await;
+                            refunded_at = at.or(refunded_at);
+                            next
                         }
                         Some(Ok(SendClaim::Taken(current))) => {
                             refund = current;
@@ -168,7 +180,8 @@ pub async fn drive_refund(
             RefundNext::QueryNow { if_absent } => {
                 calls += 1;
                 last_method = "alipay.trade.fastpay.refund.query";
-                let (next, reason) = query(alipay, &refund, if_absent, deadline).await;
+                let (next, reason, at) = query(alipay, &refund, if_absent, deadline).await;
+                refunded_at = at.or(refunded_at);
                 if reason.is_some() {
                     why = reason;
                 }
@@ -184,7 +197,7 @@ async fn send(
     refund: &Refund,
     first_send: bool,
     deadline: &Deadline,
-) -> RefundNext {
+) -> (RefundNext, Option<String>) {
     let request = AlipayRequest::Refund {
         trade: TradeRef::OutTradeNo(refund.out_trade_no.clone()),
         refund_amount: refund.amount,
@@ -193,18 +206,19 @@ async fn send(
     };
     // `None`: no trustworthy answer (time-out, unreachable, HTTP error, bad signature, KMS).
     let answer = alipay.call_before(&request, deadline).await.ok();
-    let fund_change = answer
+    let result = answer
         .as_ref()
         .filter(|a| a.signed && a.status.code == "10000")
-        .and_then(|a| a.parse::<RefundResult>(request.method()).ok())
-        .map(|result| result.fund_change);
+        .and_then(|a| a.parse::<RefundResult>(request.method()).ok());
+    let paid_at = result.as_ref().and_then(|r| r.gmt_refund_pay.clone());
+    let fund_change = result.map(|result| result.fund_change);
     // A success we cannot read proves nothing.
     let trusted = answer
         .as_ref()
         .filter(|a| a.status.code != "10000" || fund_change.is_some());
     let next = after_refund_send(first_send, trusted.map(Reply::of), fund_change.as_deref());
     tracing::info!(first_send, next = ?next, "refund sent");
-    next
+    (next, paid_at)
 }
 
 /// `alipay.trade.fastpay.refund.query`, decided.
@@ -213,7 +227,7 @@ async fn query(
     refund: &Refund,
     if_absent: Option<RefundOutcome>,
     deadline: &Deadline,
-) -> (RefundNext, Option<Pending>) {
+) -> (RefundNext, Option<Pending>, Option<String>) {
     let request = AlipayRequest::RefundQuery {
         trade: TradeRef::OutTradeNo(refund.out_trade_no.clone()),
         out_request_no: refund.out_request_no.clone(),
@@ -224,8 +238,10 @@ async fn query(
         .as_ref()
         .filter(|a| a.signed && a.status.code == "10000")
         .map(|a| a.parse::<RefundQueryResult>(request.method()));
+    let mut paid_at = None;
     let found = match found {
         Some(Ok(result)) if result.out_request_no.is_some() || result.refund_amount.is_some() => {
+            paid_at = result.gmt_refund_pay;
             Some(RefundQueryAnswer::Found {
                 out_request_no: result.out_request_no,
                 refund_amount: result.refund_amount,
@@ -238,6 +254,7 @@ async fn query(
             return (
                 RefundNext::Wait,
                 pending("alipay_untrusted", "Alipay's answer could not be read", 10),
+                None,
             );
         }
         None => None,
@@ -257,13 +274,14 @@ async fn query(
         if_absent,
     );
     tracing::info!(next = ?next, "refund queried");
-    (next, why)
+    (next, why, paid_at)
 }
 
 async fn settle(
     gateway: &Gateway,
     refund: Refund,
     outcome: &RefundOutcome,
+    refunded_at: Option<&str>,
     cause: &Cause,
     deadline: &Deadline,
 ) -> Driven {
@@ -272,7 +290,7 @@ async fn settle(
             ANSWER_RESERVE,
             gateway
                 .store
-                .settle_refund(&refund, outcome, cause, now_ms()),
+                .settle_refund(&refund, outcome, refunded_at, cause, now_ms()),
         )
         .await;
     match written {

@@ -97,7 +97,7 @@ async fn main() {
 
         let t = Instant::now();
         env.store
-            .settle_refund(&refund, &RefundOutcome::Succeeded, &api, now_ms())
+            .settle_refund(&refund, &RefundOutcome::Succeeded, None, &api, now_ms())
             .await
             .expect("settle");
         settle.push(t.elapsed());

@@ -393,7 +393,13 @@ async fn refunds_reserve_settle_and_release() {
 
     let settled = env
         .store
-        .settle_refund(&first, &RefundOutcome::Succeeded, &notify(2), now_ms())
+        .settle_refund(
+            &first,
+            &RefundOutcome::Succeeded,
+            None,
+            &notify(2),
+            now_ms(),
+        )
         .await;
     assert!(
         matches!(settled, Ok(Transition::Applied(ref r)) if r.status == RefundStatus::Succeeded),
@@ -401,7 +407,13 @@ async fn refunds_reserve_settle_and_release() {
     );
     let repeat = env
         .store
-        .settle_refund(&first, &RefundOutcome::Succeeded, &notify(2), now_ms())
+        .settle_refund(
+            &first,
+            &RefundOutcome::Succeeded,
+            None,
+            &notify(2),
+            now_ms(),
+        )
         .await;
     assert!(matches!(repeat, Ok(Transition::Duplicate(_))), "{repeat:?}");
     let contradiction = env
@@ -412,6 +424,7 @@ async fn refunds_reserve_settle_and_release() {
                 code: "ACQ.SYSTEM_ERROR".into(),
                 message: "x".into(),
             },
+            None,
             &api(),
             now_ms(),
         )
@@ -451,7 +464,7 @@ async fn refunds_reserve_settle_and_release() {
     };
     let released = env
         .store
-        .settle_refund(&second, &failed, &api(), now_ms())
+        .settle_refund(&second, &failed, None, &api(), now_ms())
         .await
         .expect("release");
     let released = released.into_inner();
@@ -485,7 +498,7 @@ async fn refunds_reserve_settle_and_release() {
         panic!("expected new")
     };
     env.store
-        .settle_refund(&third, &RefundOutcome::Succeeded, &api(), now_ms())
+        .settle_refund(&third, &RefundOutcome::Succeeded, None, &api(), now_ms())
         .await
         .expect("settle");
     let (order_now, refunds) = env
@@ -680,7 +693,7 @@ async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
             let env = Arc::clone(&env);
             tokio::spawn(async move {
                 env.store
-                    .settle_refund(&r, &RefundOutcome::Succeeded, &api(), now_ms())
+                    .settle_refund(&r, &RefundOutcome::Succeeded, None, &api(), now_ms())
                     .await
             })
         })

@@ -126,6 +126,124 @@ fn each_function_has_exactly_the_actions_it_uses() {
         "notify never signs"
     );
     assert_eq!(actions_of(&template, "SweeperRole"), set(&create));
+    let mut reconcile = create.clone();
+    reconcile.push("s3:PutObject");
+    assert_eq!(actions_of(&template, "ReconcileRole"), set(&reconcile));
+}
+
+#[test]
+fn reconciliation_runs_daily_at_10_30_china_time_and_keeps_reports_private_and_180_days() {
+    let template = template();
+    let function = props(&template, "ReconcileFunction");
+    let daily = function
+        .get("Events")
+        .and_then(|e| e.get("Daily"))
+        .expect("a daily event");
+    assert_eq!(daily.get("Type").map(text).as_deref(), Some("ScheduleV2"));
+    let p = daily.get("Properties").expect("properties");
+    assert_eq!(
+        p.get("ScheduleExpression").map(text).as_deref(),
+        Some("cron(30 10 * * ? *)")
+    );
+    assert_eq!(
+        p.get("ScheduleExpressionTimezone").map(text).as_deref(),
+        Some("Asia/Shanghai")
+    );
+    let variables = function
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .expect("variables");
+    assert_eq!(
+        variables.get("RECONCILE_BUCKET").map(text).as_deref(),
+        Some("!Ref ReconcileReportsBucket")
+    );
+    let bucket = props(&template, "ReconcileReportsBucket");
+    let block = bucket
+        .get("PublicAccessBlockConfiguration")
+        .expect("public access block");
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            block.get(setting).and_then(Value::as_bool),
+            Some(true),
+            "{setting}"
+        );
+    }
+    let encryption = bucket
+        .get("BucketEncryption")
+        .and_then(|e| e.get("ServerSideEncryptionConfiguration"))
+        .and_then(Value::as_sequence)
+        .and_then(|rules| rules.first())
+        .and_then(|rule| rule.get("ServerSideEncryptionByDefault"))
+        .and_then(|d| d.get("SSEAlgorithm"))
+        .map(text);
+    assert!(
+        matches!(encryption.as_deref(), Some("AES256" | "aws:kms")),
+        "{encryption:?}"
+    );
+    let rules = bucket
+        .get("LifecycleConfiguration")
+        .and_then(|l| l.get("Rules"))
+        .and_then(Value::as_sequence)
+        .expect("lifecycle");
+    for rule in rules {
+        for days in [
+            rule.get("ExpirationInDays"),
+            rule.get("NoncurrentVersionExpiration")
+                .and_then(|n| n.get("NoncurrentDays")),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let days: u64 = text(days).parse().expect("days");
+            assert!(days >= 180, "reports kept {days} days");
+        }
+    }
+    assert_eq!(
+        resource(&template, "ReconcileReportsBucket")
+            .get("DeletionPolicy")
+            .map(text)
+            .as_deref(),
+        Some("Retain")
+    );
+    let indexes = props(&template, "OrdersTable")
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .expect("indexes");
+    let day = indexes
+        .iter()
+        .find(|i| i.get("IndexName").map(text).as_deref() == Some("DayIndex"))
+        .expect("DayIndex");
+    let keys: Vec<String> = day
+        .get("KeySchema")
+        .and_then(Value::as_sequence)
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k.get("AttributeName").map(text))
+        .collect();
+    assert_eq!(keys, ["day_key", "day_sk"]);
+    // Only the reconcile role reads the day index; it writes reports under one prefix only.
+    let statements = iam_statements(&template);
+    for (role, statement) in &statements {
+        let resources = list(statement.get("Resource"));
+        if resources.iter().any(|r| r.contains("/index/DayIndex")) {
+            assert_eq!(role, "ReconcileRole");
+        }
+        if list(statement.get("Action"))
+            .iter()
+            .any(|a| a.starts_with("s3:"))
+        {
+            assert_eq!(role, "ReconcileRole");
+            assert_eq!(
+                resources,
+                ["!Sub ${ReconcileReportsBucket.Arn}/reconciliation/*"]
+            );
+        }
+    }
 }
 
 #[test]
@@ -202,7 +320,9 @@ fn no_wildcards_and_no_broad_policy_templates() {
                 Some("dynamodb") => &[
                     "!GetAtt OrdersTable.Arn",
                     "!Sub ${OrdersTable.Arn}/index/DueIndex",
+                    "!Sub ${OrdersTable.Arn}/index/DayIndex",
                 ],
+                Some("s3") => &["!Sub ${ReconcileReportsBucket.Arn}/reconciliation/*"],
                 Some("kms") => &["!GetAtt AppSigningKey.Arn"],
                 _ => continue,
             };
@@ -296,7 +416,8 @@ fn only_the_payment_functions_may_sign_and_only_with_rsa2() {
         set(&[
             "!GetAtt CreatePaymentRole.Arn",
             "!GetAtt RefundRole.Arn",
-            "!GetAtt SweeperRole.Arn"
+            "!GetAtt SweeperRole.Arn",
+            "!GetAtt ReconcileRole.Arn"
         ])
     );
 }
@@ -376,6 +497,7 @@ fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
         ("RefundFunction", "RefundLogs"),
         ("NotifyFunction", "NotifyLogs"),
         ("SweeperFunction", "SweeperLogs"),
+        ("ReconcileFunction", "ReconcileLogs"),
     ] {
         let f = resource(&template, function);
         assert_eq!(
@@ -405,7 +527,7 @@ fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
             .map(text)
             .and_then(|t| t.parse().ok())
             .expect("timeout");
-        let limit = if function == "SweeperFunction" {
+        let limit = if function == "SweeperFunction" || function == "ReconcileFunction" {
             900
         } else {
             30
@@ -498,6 +620,9 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
             "DueWorkAgeAlarm",
             "ForgedNotificationsAlarm",
             "NotifyErrorsAlarm",
+            "ReconcileErrorsAlarm",
+            "ReconciliationDiscrepanciesAlarm",
+            "ReconciliationMissingAlarm",
             "RefundErrorsAlarm",
             "RefundProblemsAlarm",
             "SweeperErrorsAlarm",

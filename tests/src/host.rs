@@ -20,6 +20,7 @@ pub struct Functions {
     pub refund: Gateway,
     pub notify: Gateway,
     pub sweeper: Gateway,
+    pub reconcile: Gateway,
 }
 
 impl Functions {

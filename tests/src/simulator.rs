@@ -8,7 +8,11 @@
 //! Routes: `GET|POST /gateway.do`; the cashier `GET /cashier/{out_trade_no}` and
 //! `POST /cashier/pay`; `GET /qr/{out_trade_no}`; and for tests and scripts `POST /sim/pay`,
 //! `POST /sim/app-pay`, `POST /sim/faults`, `GET /sim/trades/{out_trade_no}`,
-//! `GET /sim/notifications`.
+//! `GET /sim/notifications`, `POST /sim/ledger` (edit the ledger: discrepancies on purpose),
+//! `POST /sim/bills/close-day` (issue a day's bill before the day is over). The daily bill:
+//! `alipay.data.dataservice.bill.downloadurl.query` and `GET /downloadBillFile.resource`.
+
+pub mod bill;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -94,6 +98,39 @@ pub struct RefundRecord {
     pub executions: u32,
     /// Requests received for it, repeats included.
     pub requests: u32,
+    /// When the money moved (China time): the bill's `完成时间` of the refund row.
+    pub gmt_refund: String,
+}
+
+/// An edit of the simulator's ledger, to make Alipay's books differ from the gateway's on
+/// purpose (reconciliation tests).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", tag = "edit")]
+pub enum LedgerEdit {
+    /// Alipay's record of the trade says another total.
+    SetTotal {
+        out_trade_no: String,
+        total_amount: String,
+    },
+    /// A refund Alipay executed that the gateway never asked for.
+    AddRefund {
+        out_trade_no: String,
+        out_request_no: String,
+        refund_amount: String,
+    },
+    /// Alipay has no record of this refund.
+    RemoveRefund {
+        out_trade_no: String,
+        out_request_no: String,
+    },
+    /// Alipay's record of the refund says another amount.
+    SetRefundAmount {
+        out_trade_no: String,
+        out_request_no: String,
+        refund_amount: String,
+    },
+    /// Alipay has no record of the trade at all.
+    Forget { out_trade_no: String },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -144,6 +181,10 @@ struct State_ {
     deliveries: Vec<Delivery>,
     /// Every gateway.do call: (method, answer code or fault).
     calls: Vec<(String, String)>,
+    /// Days (`yyyy-MM-dd`) whose bill is issued although the day is not over.
+    closed_days: std::collections::HashSet<String>,
+    /// Issued bill URLs: token → (zip name, zip, valid until Unix ms); each used once.
+    bill_links: HashMap<String, (String, Vec<u8>, i64)>,
 }
 
 struct Inner {
@@ -197,6 +238,9 @@ impl Simulator {
             .route("/sim/faults", post(sim_fault))
             .route("/sim/trades/{out_trade_no}", get(sim_trade))
             .route("/sim/notifications", get(sim_notifications))
+            .route("/sim/ledger", post(sim_ledger))
+            .route("/sim/bills/close-day", post(sim_close_day))
+            .route("/downloadBillFile.resource", get(download_bill))
             .with_state(Arc::clone(&inner));
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
@@ -242,6 +286,29 @@ impl Simulator {
     /// The gateway.do calls made so far, as (method, outcome).
     pub fn calls(&self) -> Vec<(String, String)> {
         lock(&self.inner.state).calls.clone()
+    }
+
+    /// Edits the ledger (see [`LedgerEdit`]).
+    pub fn edit(&self, edit: LedgerEdit) -> Result<(), String> {
+        edit_ledger(&self.inner, edit)
+    }
+
+    /// Issues the bill of `date` (`yyyy-MM-dd`) although the day is not over.
+    pub fn close_day(&self, date: &str) {
+        lock(&self.inner.state).closed_days.insert(date.to_owned());
+    }
+
+    /// Adds trades as they are (a benchmark's generated day).
+    pub fn import_trades(&self, trades: Vec<Trade>) {
+        let mut state = lock(&self.inner.state);
+        for trade in trades {
+            state.trades.insert(trade.out_trade_no.clone(), trade);
+        }
+    }
+
+    /// Alipay's PID as the bill names it.
+    pub fn seller_id(&self) -> &str {
+        &self.inner.config.seller_id
     }
 
     /// The buyer pays (as the cashier's Pay button does); `finished` also sends TRADE_FINISHED.
@@ -502,6 +569,7 @@ async fn gateway(
             }
         }
         "alipay.trade.precreate"
+        | "alipay.data.dataservice.bill.downloadurl.query"
         | "alipay.trade.query"
         | "alipay.trade.close"
         | "alipay.trade.refund"
@@ -672,6 +740,9 @@ fn execute(
         }
         content
     };
+    if api == "alipay.data.dataservice.bill.downloadurl.query" {
+        return bill_url(inner, &field("bill_type"), &field("bill_date"));
+    }
     if api == "alipay.trade.precreate" {
         return match open_trade(inner, api, params, biz) {
             Ok(trade) => success(
@@ -755,6 +826,7 @@ fn execute(
                 refund_amount,
                 executions: 1,
                 requests: 1,
+                gmt_refund: china_now().0,
             });
             let full = trade.refunded_fen == trade.total_fen;
             if full {
@@ -1134,4 +1206,158 @@ async fn sim_trade(State(inner): State<Arc<Inner>>, Path(out_trade_no): Path<Str
 
 async fn sim_notifications(State(inner): State<Arc<Inner>>) -> Response {
     axum::Json(lock(&inner.state).deliveries.clone()).into_response()
+}
+
+// ---- the daily bill ----------------------------------------------------------------------
+
+/// `alipay.data.dataservice.bill.downloadurl.query`: the URL of a day's `trade` bill, valid for
+/// 30 s and one download; `isp.bill_not_exist` before the day is over in China time (unless
+/// closed early) or when the day has no rows (ALIPAY-OPS.md §2).
+fn bill_url(inner: &Arc<Inner>, bill_type: &str, bill_date: &str) -> Value {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    if bill_type != "trade" || time::Date::parse(bill_date, format).is_err() {
+        return business_error("invalid_arguments", "参数不合法");
+    }
+    let (now, unix) = china_now();
+    let mut state = lock(&inner.state);
+    let over = bill_date < &now[..10] || state.closed_days.contains(bill_date);
+    if !over {
+        return business_error("isp.bill_not_exist", "账单不存在");
+    }
+    let trades: Vec<Trade> = state.trades.values().cloned().collect();
+    let lines = bill::lines_of_day(&trades, bill_date);
+    if lines.is_empty() {
+        return business_error("isp.bill_not_exist", "账单不存在");
+    }
+    let pid = &inner.config.seller_id;
+    let exported = china_text(unix)
+        .replacen('-', "年", 1)
+        .replacen('-', "月", 1)
+        .replacen(' ', "日 ", 1);
+    let zip = bill::bill_zip(pid, bill_date, &lines, &exported);
+    let name = bill::zip_name(pid, bill_date);
+    let token = format!(
+        "{:032x}",
+        inner.counter.fetch_add(1, Ordering::Relaxed) as u128 * 0x9e37_79b9_7f4a_7c15
+    );
+    state
+        .bill_links
+        .insert(token.clone(), (name.clone(), zip, unix * 1000 + 30_000));
+    let url = format!(
+        "{}/downloadBillFile.resource?bizType=trade&userId={pid}0156&fileType=csv.zip&bizDates={}&downloadFileName={name}&token={token}",
+        inner.base_url,
+        bill_date.replace('-', "")
+    );
+    json!({"code": "10000", "msg": "Success", "bill_download_url": url})
+}
+
+async fn download_bill(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuery) -> Response {
+    let params = decode_form(query.unwrap_or_default().as_bytes()).unwrap_or_default();
+    let token = params.get("token").cloned().unwrap_or_default();
+    let link = lock(&inner.state).bill_links.remove(&token);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    match link {
+        Some((name, zip, valid_until)) if now_ms <= valid_until => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename={name}"),
+                ),
+            ],
+            zip,
+        )
+            .into_response(),
+        // Used, expired or never issued: Alipay's file server refuses it.
+        _ => (StatusCode::FORBIDDEN, "the link has expired").into_response(),
+    }
+}
+
+fn edit_ledger(inner: &Inner, edit: LedgerEdit) -> Result<(), String> {
+    let mut state = lock(&inner.state);
+    let trades = &mut state.trades;
+    fn trade_of<'t>(
+        trades: &'t mut HashMap<String, Trade>,
+        no: &str,
+    ) -> Result<&'t mut Trade, String> {
+        trades.get_mut(no).ok_or_else(|| format!("no trade {no}"))
+    }
+    match edit {
+        LedgerEdit::SetTotal {
+            out_trade_no,
+            total_amount,
+        } => {
+            let trade = trade_of(trades, &out_trade_no)?;
+            trade.total_fen = fen(&total_amount).ok_or("total_amount")?;
+            trade.total_amount = total_amount;
+        }
+        LedgerEdit::AddRefund {
+            out_trade_no,
+            out_request_no,
+            refund_amount,
+        } => {
+            let trade = trade_of(trades, &out_trade_no)?;
+            trade.refunded_fen += fen(&refund_amount).ok_or("refund_amount")?;
+            trade.refunds.push(RefundRecord {
+                out_request_no,
+                refund_amount,
+                executions: 1,
+                requests: 0,
+                gmt_refund: china_now().0,
+            });
+        }
+        LedgerEdit::RemoveRefund {
+            out_trade_no,
+            out_request_no,
+        } => {
+            let trade = trade_of(trades, &out_trade_no)?;
+            trade.refunds.retain(|r| r.out_request_no != out_request_no);
+        }
+        LedgerEdit::SetRefundAmount {
+            out_trade_no,
+            out_request_no,
+            refund_amount,
+        } => {
+            let trade = trade_of(trades, &out_trade_no)?;
+            let record = trade
+                .refunds
+                .iter_mut()
+                .find(|r| r.out_request_no == out_request_no)
+                .ok_or("no such refund")?;
+            fen(&refund_amount).ok_or("refund_amount")?;
+            record.refund_amount = refund_amount;
+        }
+        LedgerEdit::Forget { out_trade_no } => {
+            trades.remove(&out_trade_no).ok_or("no such trade")?;
+        }
+    }
+    Ok(())
+}
+
+async fn sim_ledger(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<LedgerEdit>(&body) {
+        Ok(edit) => match edit_ledger(&inner, edit) {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => (StatusCode::CONFLICT, axum::Json(json!({"error": e}))).into_response(),
+        },
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CloseDay {
+    date: String,
+}
+
+async fn sim_close_day(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<CloseDay>(&body) {
+        Ok(CloseDay { date }) => {
+            lock(&inner.state).closed_days.insert(date);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }

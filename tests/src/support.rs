@@ -178,6 +178,7 @@ impl Stack {
             refund: gateway(Role::CallsAlipay).await.expect("refund"),
             notify: gateway(Role::NotifyOnly).await.expect("notify"),
             sweeper: gateway(Role::CallsAlipay).await.expect("sweeper"),
+            reconcile: gateway(Role::CallsAlipay).await.expect("reconcile"),
         };
         let template = read_template(&template_path()).expect("template");
         let routes = crate::routes::Routes::from_template(&template).expect("routes");
@@ -216,6 +217,39 @@ impl Stack {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+
+    /// A bucket of its own on the stand-in, for reconciliation reports.
+    pub async fn reports_bucket(&self) -> (aws_sdk_s3::Client, String) {
+        let config = aws_sdk_s3::config::Builder::from(&self.env.sdk_config)
+            .force_path_style(true)
+            .build();
+        let s3 = aws_sdk_s3::Client::from_conf(config);
+        let bucket = format!("reports-{}", uuid::Uuid::new_v4().simple());
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateBucket: {}", shared::aws::error_chain(&e)));
+        (s3, bucket)
+    }
+
+    /// One reconciliation of `day`, as the function runs it (a 60 s budget).
+    pub async fn reconcile(
+        &self,
+        reports: &reconcile::Reports,
+        settings: &reconcile::Settings,
+        day: shared::china_time::ChinaDate,
+    ) -> Result<reconcile::Report, reconcile::ReconcileError> {
+        let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(60));
+        reconcile::run(
+            &self.gateway.functions.reconcile,
+            reports,
+            settings,
+            day,
+            &deadline,
+        )
+        .await
     }
 
     /// Waits out the refund spacing, so that the next refund of a trade is sent at once.

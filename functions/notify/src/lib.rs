@@ -163,7 +163,13 @@ async fn apply_refund_notice(
             match refunds.iter().find(|r| r.out_request_no == out_request_no) {
                 Some(refund) if refund.status == RefundStatus::Pending => {
                     match store
-                        .settle_refund(refund, &RefundOutcome::Succeeded, cause, now)
+                        .settle_refund(
+                            refund,
+                            &RefundOutcome::Succeeded,
+                            notification.gmt_refund.as_deref(),
+                            cause,
+                            now,
+                        )
                         .await
                     {
                         Ok(_) => {

@@ -75,6 +75,11 @@ pub enum AlipayRequest {
         trade: TradeRef,
         out_request_no: OutRequestNo,
     },
+    /// `alipay.data.dataservice.bill.downloadurl.query` for the `trade` bill of one China-time
+    /// day (`yyyy-MM-dd`).
+    BillDownloadUrl {
+        bill_date: crate::china_time::ChinaDate,
+    },
 }
 
 impl AlipayRequest {
@@ -88,6 +93,9 @@ impl AlipayRequest {
             AlipayRequest::Close { .. } => "alipay.trade.close",
             AlipayRequest::Refund { .. } => "alipay.trade.refund",
             AlipayRequest::RefundQuery { .. } => "alipay.trade.fastpay.refund.query",
+            AlipayRequest::BillDownloadUrl { .. } => {
+                "alipay.data.dataservice.bill.downloadurl.query"
+            }
         }
     }
 
@@ -150,6 +158,10 @@ impl AlipayRequest {
             } => {
                 put_trade(&mut put, trade);
                 put("out_request_no", Some(out_request_no.as_str()));
+            }
+            AlipayRequest::BillDownloadUrl { bill_date } => {
+                put("bill_type", Some("trade"));
+                put("bill_date", Some(&bill_date.to_string()));
             }
         }
         Value::Object(biz)

@@ -225,6 +225,9 @@ pub struct RefundResult {
     pub fund_change: String,
     /// The trade's refunded total so far.
     pub refund_fee: Amount,
+    /// When the refund was paid (China time), in a success that moved money.
+    #[serde(default)]
+    pub gmt_refund_pay: Option<String>,
 }
 
 /// `alipay.trade.fastpay.refund.query`.
@@ -237,6 +240,15 @@ pub struct RefundQueryResult {
     /// `REFUND_SUCCESS` when the refund is done; absent when it is not (yet).
     #[serde(default)]
     pub refund_status: Option<String>,
+    /// When the refund was paid (China time).
+    #[serde(default)]
+    pub gmt_refund_pay: Option<String>,
+}
+
+/// `alipay.data.dataservice.bill.downloadurl.query`: where the bill is, for 30 seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BillUrlResult {
+    pub bill_download_url: String,
 }
 
 /// `alipay.trade.close`.

@@ -11,6 +11,11 @@
 //! | refund | `ORDER#<out_trade_no>` | `REFUND#<out_request_no>` |
 //! | audit  | `ORDER#<out_trade_no>` | `AUDIT#<ms>#<nonce>`     |
 //!
+//! | reconciliation summary | `RECON#<yyyy-MM-dd>` | `SUMMARY` |
+//!
+//! Two sparse indexes: `DueIndex` (work for the sweeper, see `due`) and `DayIndex` (a day's
+//! payments and refunds for reconciliation, see `days`).
+//!
 //! An order with its refunds is one Query (`sk >= "ORDER"`); its audit trail another
 //! (`begins_with(sk, "AUDIT#")`).
 
@@ -56,6 +61,10 @@ use refunds::{parse_refund, pending_refund, refund_item};
 
 mod due;
 pub use due::{DUE_INDEX, DueItem};
+
+mod days;
+pub use days::{DAY_INDEX, DAY_SHARDS, DayEntry, bill_hash};
+use days::{day_keys, day_of, day_values};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

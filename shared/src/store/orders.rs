@@ -157,6 +157,17 @@ impl Store {
             .expression_attribute_values(":refundable", n(refundable.fen()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1));
+        // The order enters the day index on the day Alipay says it was paid (the bill's day).
+        set.push("day_key = :day_key");
+        set.push("day_sk = :day_sk");
+        let keys = day_keys(
+            out_trade_no,
+            day_of(payment.paid_at.as_deref(), now_ms),
+            None,
+        );
+        for (name, value) in day_values(keys) {
+            update = update.expression_attribute_values(name, value);
+        }
         if let Some(paid_at) = &payment.paid_at {
             set.push("paid_at = :paid_at");
             update = update.expression_attribute_values(":paid_at", s(paid_at));
@@ -290,13 +301,19 @@ impl Store {
         } else {
             payment.amount.fen().saturating_sub(reserved.fen())
         };
+        let (day_key, day_sk) = day_keys(
+            &order.out_trade_no,
+            day_of(payment.paid_at.as_deref(), now_ms),
+            None,
+        );
         let update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(order_pk(&order.out_trade_no)))
             .key("sk", s(ORDER_SK))
             .update_expression(
                 "SET #status = :to, trade_no = :trade_no, paid_fen = :paid, refundable_fen = :refundable, \
-                 paid_after_close = :yes, paid_at = :paid_at, updated_at_ms = :now, version = version + :one \
+                 paid_after_close = :yes, paid_at = :paid_at, updated_at_ms = :now, version = version + :one, \
+                 day_key = :day_key, day_sk = :day_sk \
                  REMOVE due_shard, due_at_ms",
             )
             .condition_expression("#status = :closed AND version = :version")
@@ -314,6 +331,8 @@ impl Store {
             )
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":day_key", s(day_key))
+            .expression_attribute_values(":day_sk", s(day_sk))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_error)?;

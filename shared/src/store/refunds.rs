@@ -194,6 +194,7 @@ impl Store {
         &self,
         refund: &Refund,
         outcome: &RefundOutcome,
+        refunded_at: Option<&str>,
         cause: &Cause,
         now_ms: i64,
     ) -> Result<Transition<Refund>, StoreError> {
@@ -219,9 +220,19 @@ impl Store {
             .expression_attribute_values(":now", n(now_ms))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         refund_update = match outcome {
-            RefundOutcome::Succeeded => refund_update.update_expression(
-                "SET #status = :to, updated_at_ms = :now REMOVE due_shard, due_at_ms",
-            ),
+            // A refund enters the day index on the day Alipay paid it (the bill's day).
+            RefundOutcome::Succeeded => {
+                let day = day_of(refunded_at, now_ms);
+                let keys = day_keys(&refund.out_trade_no, day, Some(refund.out_request_no.as_str()));
+                let mut update = refund_update.update_expression(
+                    "SET #status = :to, updated_at_ms = :now, day_key = :day_key, day_sk = :day_sk, refund_day = :day \
+                     REMOVE due_shard, due_at_ms",
+                );
+                for (name, value) in day_values(keys) {
+                    update = update.expression_attribute_values(name, value);
+                }
+                update.expression_attribute_values(":day", s(day.to_string()))
+            }
             RefundOutcome::Failed { code, message } => refund_update
                 .update_expression("SET #status = :to, updated_at_ms = :now, failure_code = :code, failure_message = :message REMOVE due_shard, due_at_ms")
                 .expression_attribute_values(":code", s(code))
