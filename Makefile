@@ -4,16 +4,17 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit template bench fmt moto run demo sweep chaos
+.PHONY: help test lint unit template bench fmt moto run demo sweep reconcile chaos
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops)"
 	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full"
 	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
+	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd for another)"
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
 	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, CLI, template checks"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
-	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto"
+	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto; reconciling 10,000 and 100,000 payments"
 
 ## The README's test command. CI runs exactly this.
 test: lint unit template
@@ -39,6 +40,8 @@ fmt:
 bench:
 	$(CARGO) bench -p shared --bench rsa2
 	scripts/with-moto.sh $(CARGO) bench -p gateway-tests --bench store
+	$(CARGO) build --release --locked -p alipay-cli
+	scripts/with-moto.sh $(CARGO) bench -p gateway-tests --bench reconcile
 	@command -v openssl >/dev/null && openssl speed -seconds 3 rsa2048 2>/dev/null | tail -2 || echo "openssl not found"
 
 moto:
@@ -59,6 +62,11 @@ sweep:
 	@test -f .local/sweeper.env || { echo "start make run first" >&2; exit 1; }
 	set -a; . .local/sweeper.env; set +a; \
 	  ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay_public_key.pem)" target/debug/local-sweeper --once
+
+## With `make run` going: reconcile a day (DATE, default today in China time) through the
+## reconcile function, as its daily schedule does for yesterday.
+reconcile:
+	@.venv/bin/python scripts/reconcile-local.py
 
 ## With `make run` going in another terminal: the whole lifecycle, step by step.
 demo:

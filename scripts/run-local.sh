@@ -2,7 +2,8 @@
 # `make run`: the whole gateway on this machine, no AWS account needed.
 #   - moto (the AWS stand-in) with the table and KMS key from template.yaml
 #   - the Alipay simulator (its own TEST key; verifies requests with the KMS key's public half)
-#   - the three HTTP functions under `cargo lambda watch`, and the sweeper every 2 s
+#   - the three HTTP functions and the reconcile function under `cargo lambda watch`, and the
+#     sweeper every 2 s (`make reconcile` reconciles today's simulated day)
 #   - the merchant API under one base URL, routed exactly as template.yaml routes it
 # Ctrl-C stops everything. Ports: API_PORT (3000), SIMULATOR_PORT (9100), FUNCTIONS_PORT (9000).
 set -euo pipefail
@@ -27,7 +28,7 @@ cleanup() {
   trap - EXIT INT TERM HUP
   say "stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  pkill -f "target/debug/(create-payment|notify|refund)$" 2>/dev/null || true
+  pkill -f "target/debug/(create-payment|notify|refund|reconcile)$" 2>/dev/null || true
   "$root/scripts/moto.sh" stop
   rm -f "$state/endpoints.json"
 }
@@ -37,17 +38,18 @@ say "installing what the local stack needs (first run only)"
 "$root/scripts/venv.sh" "$root/.venv" "$root/scripts/python/moto-requirements.txt"
 "$root/scripts/venv.sh" "$root/.venv-tools" "$root/scripts/python/tools-requirements.txt"
 say "building the local tools and the functions"
-cargo build --quiet -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper
+cargo build --quiet -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile
 
 say "starting the AWS stand-in (moto)"
 AWS_ENDPOINT_URL=$("$root/scripts/moto.sh" start)
 export AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
-say "creating the orders table and the KMS signing key (from template.yaml)"
+say "creating the orders table, the KMS signing key and the reports bucket (from template.yaml)"
 stack=$("$root/target/debug/local-bootstrap")
 table=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["table"])' "$stack")
 key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kms_key_id"])' "$stack")
+bucket=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["bucket"])' "$stack")
 "$root/target/debug/alipay-cli" public-key --kms-key-id "$key" > "$state/app_public_key.txt"
 
 say "starting the Alipay simulator on :$SIMULATOR_PORT"
@@ -67,8 +69,9 @@ export RUST_LOG=${RUST_LOG:-info}
 # Alipay's delays scaled down, so stuck work is finished within seconds (production: 10 s
 # before a refund query, 60 s of grace after time_expire, up to 1 h between sweeps).
 export REFUND_QUERY_DELAY_MS=1000 EXPIRY_GRACE_MS=2000 SWEEP_BACKOFF_MAX_MS=10000
+export RECONCILE_BUCKET="$bucket" RECONCILE_WORK_DIR="$state"
 # For `make sweep`: the same environment (Alipay's public key is read from its file there).
-env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS)=' \
+env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
 "$root/.venv-tools/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$FUNCTIONS_PORT" \
   > "$state/functions.log" 2>&1 &
@@ -105,6 +108,8 @@ cat > "$state/endpoints.json" <<JSON
   "api_base_url": "http://127.0.0.1:$API_PORT",
   "notify_url": "$ALIPAY_NOTIFY_URL",
   "simulator_url": "http://127.0.0.1:$SIMULATOR_PORT",
+  "functions_url": "http://127.0.0.1:$FUNCTIONS_PORT",
+  "reports_bucket": "$bucket",
   "app_public_key_file": "$state/app_public_key.txt",
   "alipay_private_key_file": "$root/tests/fixtures/keys/alipay_private_key.pem"
 }
@@ -126,7 +131,8 @@ Then open the "url" of its next_step in a browser: that is the simulator's cashi
   curl -s -X POST http://127.0.0.1:$API_PORT/payments/ORDER/refunds -H 'content-type: application/json' -d '{"amount":"100.00","out_request_no":"ORDER_r1"}'
   curl -s -X POST http://127.0.0.1:$API_PORT/payments/ORDER/close    # close an unpaid payment
 The sweeper finishes pending refunds and ends expired payments every 2 s (.local/sweeper.log);
-make sweep runs it once.
+make sweep runs it once. make reconcile reconciles today's simulated day with the simulator's
+bill (the reconcile function's scheduled run does yesterday's at 10:30 China time).
 Or run the whole lifecycle in another terminal: make demo
 
 Press Ctrl-C to stop.

@@ -1,4 +1,4 @@
-//! Creates the orders table and the signing key on the local AWS stand-in, as template.yaml
+//! Creates the orders table, the signing key and the reports bucket on the local AWS stand-in, as template.yaml
 //! defines them; does nothing for what already exists. Prints what the functions need.
 //!
 //! Usage: local-bootstrap --table NAME --key-alias alias/NAME
@@ -18,6 +18,9 @@ struct Args {
     table: String,
     #[arg(long, default_value = "alias/alipay-gateway-local")]
     key_alias: String,
+    /// The reconciliation reports bucket (ReconcileReportsBucket).
+    #[arg(long, default_value = "alipay-gateway-local-reports")]
+    bucket: String,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -48,9 +51,28 @@ async fn main() -> Result<(), String> {
     if !key_exists {
         create_signing_key(&kms, &template, "AppSigningKey", &alias).await?;
     }
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket_exists = s3.head_bucket().bucket(&args.bucket).send().await.is_ok();
+    if !bucket_exists {
+        s3.create_bucket()
+            .bucket(&args.bucket)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "CreateBucket {}: {}",
+                    args.bucket,
+                    shared::aws::error_chain(&e)
+                )
+            })?;
+    }
     println!(
         "{}",
-        serde_json::json!({ "table": args.table, "kms_key_id": alias, "created_table": !exists, "created_key": !key_exists })
+        serde_json::json!({ "table": args.table, "kms_key_id": alias, "bucket": args.bucket, "created_table": !exists, "created_key": !key_exists, "created_bucket": !bucket_exists })
     );
     Ok(())
 }

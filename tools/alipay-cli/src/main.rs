@@ -68,12 +68,24 @@ enum Command {
         #[arg(long, value_name = "METHOD")]
         method: String,
     },
+    /// Reconcile one China-time day with Alipay's bill, as the reconcile function does, with
+    /// the functions' environment (ORDERS_TABLE, KMS_KEY_ID, ALIPAY_*, RECONCILE_BUCKET). A
+    /// re-run replaces the day's report. Stdout: the report's summary; stderr: one line per
+    /// discrepancy. Exit status 0 matched, 1 discrepancies (or no bill yet), 2 failed. In AWS,
+    /// invoke the function instead: `aws lambda invoke ... --payload '{"date":"2026-11-26"}'`.
+    Reconcile {
+        /// The day, yyyy-MM-dd (China time); default yesterday.
+        #[arg(long, value_name = "DATE")]
+        date: Option<String>,
+    },
 }
 
 /// A failure and the exit status it earns.
 enum Failure {
     Usage(String),
     NotGenuine(String),
+    /// A reconciliation that found discrepancies: its summary.
+    Differs(String),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +97,10 @@ fn main() -> ExitCode {
         }
         Err(Failure::NotGenuine(reason)) => {
             eprintln!("alipay-cli: not genuine: {reason}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Differs(summary)) => {
+            println!("{summary}");
             ExitCode::from(1)
         }
         Err(Failure::Usage(reason)) => {
@@ -128,6 +144,13 @@ fn run(command: Command) -> Result<String, Failure> {
             let notification = verify_notification(&read_stdin()?, &key)
                 .map_err(|e| Failure::NotGenuine(e.to_string()))?;
             serde_json::to_string(&notification).map_err(|e| Failure::Usage(e.to_string()))
+        }
+        Command::Reconcile { date } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(reconcile_day(date))
         }
         Command::PublicKey { kms_key_id } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -180,4 +203,43 @@ fn read_stdin() -> Result<Vec<u8>, Failure> {
         .read_to_end(&mut input)
         .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?;
     Ok(input)
+}
+
+async fn reconcile_day(date: Option<String>) -> Result<String, Failure> {
+    use shared::gateway::{Gateway, Role};
+    let payload = json!({ "date": date });
+    let day =
+        reconcile::day_of_event(&payload, shared::gateway::now_ms()).map_err(Failure::Usage)?;
+    let gateway = Gateway::init(Role::CallsAlipay)
+        .await
+        .map_err(Failure::Usage)?;
+    let reports =
+        reconcile::Reports::from_env(&shared::aws::load_config().await).map_err(Failure::Usage)?;
+    let settings = reconcile::Settings::from_env().map_err(Failure::Usage)?;
+    let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(900));
+    let report = reconcile::run(&gateway, &reports, &settings, day, &deadline)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    for d in &report.discrepancies {
+        eprintln!(
+            "{} {} {} alipay={} ours={}{}: {}",
+            d.category.as_str(),
+            d.out_trade_no,
+            d.out_request_no.as_deref().unwrap_or("-"),
+            d.alipay_fen
+                .map(shared::reconciliation::yuan)
+                .unwrap_or_else(|| "-".into()),
+            d.ours_fen
+                .map(shared::reconciliation::yuan)
+                .unwrap_or_else(|| "-".into()),
+            if d.repaired { " (repaired)" } else { "" },
+            d.detail
+        );
+    }
+    let summary = serde_json::to_string_pretty(&report.summary())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    match report.status {
+        reconcile::Status::Matched => Ok(summary),
+        _ => Err(Failure::Differs(summary)),
+    }
 }

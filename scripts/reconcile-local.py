@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""`make reconcile`: with `make run` going, reconcile one day (DATE, default today in China
+time) through the real reconcile function under cargo lambda watch, as its schedule or an
+operator invokes it. For today, the simulator is first told to issue today's bill early (Alipay
+issues a day's bill only after it ends). Prints the summary and the report's CSV."""
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+try:
+    with open(os.path.join(root, ".local", "endpoints.json")) as f:
+        endpoints = json.load(f)
+except FileNotFoundError:
+    sys.exit("start make run first")
+env = {}
+with open(os.path.join(root, ".local", "sweeper.env")) as f:
+    for line in f:
+        key, _, value = line.strip().partition("=")
+        env[key] = value.strip("'")
+
+today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+date = os.environ.get("DATE") or today
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=900) as answer:
+        return answer.read()
+
+
+if date == today:
+    post(endpoints["simulator_url"] + "/sim/bills/close-day", {"date": date})
+    print(f"==> the simulator issues today's bill ({date}) early")
+print(f"==> invoking the reconcile function for {date}")
+try:
+    raw = post(endpoints["functions_url"] + "/2015-03-31/functions/reconcile/invocations", {"date": date})
+except urllib.error.HTTPError as error:
+    sys.exit(f"reconcile failed: HTTP {error.code} {error.read().decode(errors='replace')}")
+summary = json.loads(raw)
+if "errorMessage" in summary:
+    sys.exit(f"reconcile failed: {summary['errorMessage']}")
+print(json.dumps(summary, ensure_ascii=False, indent=2))
+key = f"reconciliation/{date}/report.csv"
+if summary.get("objects"):
+    import boto3  # moto's own dependency, in .venv
+
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    body = s3.get_object(Bucket=endpoints["reports_bucket"], Key=key)["Body"].read()
+    print(f"==> s3://{endpoints['reports_bucket']}/{key}")
+    print(body.decode("utf-8-sig"))
