@@ -453,7 +453,7 @@ mod tests {
         let text = format!(
             "{header}\n1\t,o1\t,交易\t,\"会员, 年卡\",2026-11-26 10:00:00,2026-11-26 10:00:05,,,,,,299.00,299.00,0,0,0,0,0,,0,0,\t,1.79,0,\n\
              1\t,o1\t,退款\t,\"会员, 年卡\",2026-11-26 10:00:00,2026-11-26 11:00:00,,,,,,-99.00,-99.00,0,0,0,0,0,,0,0,r1\t,-0.59,0,\n\
-             1\t,o1\t,退款\t,\"多行\n商品\",2026-11-26 10:00:00,2026-11-26 12:00:00,,,,,,-1.00,-1.00,0,0,0,0,0,,0,0,r2\t,0.01,0,\n\
+             1\t,o1\t,退款\t,\"多行\n#商品\",2026-11-26 10:00:00,2026-11-26 12:00:00,,,,,,-1.00,-1.00,0,0,0,0,0,,0,0,r2\t,0.01,0,\n\
              #-------业务明细列表结束-------\n"
         );
         let (rows, footer) = rows(&text);
@@ -462,6 +462,7 @@ mod tests {
         assert_eq!(rows[0].fee_fen, 179);
         assert_eq!(rows[1].fee_fen, -59);
         assert_eq!(rows[2].fee_fen, 1);
+        // A line of a quoted field that starts with `#` is data, not a comment.
         assert_eq!(rows[2].out_request_no.as_deref(), Some("r2"));
         assert!(footer.complete);
         assert_eq!(footer.payments, None);
