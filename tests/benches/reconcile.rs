@@ -150,7 +150,7 @@ async fn main() {
                 .env("ALIPAY_PUBLIC_KEY", &alipay_public)
                 .env("ALIPAY_GATEWAY_URL", stack.simulator.gateway_url())
                 .env("ALIPAY_NOTIFY_URL", "http://127.0.0.1:9/notify")
-                .env("ALIPAY_TIMEOUT_MS", "60000")
+                .env("ALIPAY_TIMEOUT_MS", "30000")
                 .env("RECONCILE_PASS_ROWS", pass_rows.to_string())
                 .env_remove("RECONCILE_BUCKET")
                 .output()
