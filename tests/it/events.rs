@@ -65,7 +65,7 @@ fn the_env_vars_file_configures_every_function() {
         })
         .filter_map(|(id, _)| id.as_str().map(str::to_owned))
         .collect();
-    assert_eq!(functions.len(), 4);
+    assert_eq!(functions.len(), 5);
     let test_alipay_key = shared::PublicKey::parse(
         &std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key"),
     )
