@@ -14,7 +14,7 @@ help:
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
 	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, CLI, template checks"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
-	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto; reconciling 10,000 and 100,000 payments"
+	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto; reconciling a generated day of payments"
 
 ## The README's test command. CI runs exactly this.
 test: lint unit template
