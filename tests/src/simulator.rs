@@ -1236,10 +1236,7 @@ fn bill_url(inner: &Arc<Inner>, bill_type: &str, bill_date: &str) -> Value {
         .replacen(' ', "日 ", 1);
     let zip = bill::bill_zip(pid, bill_date, &lines, &exported);
     let name = bill::zip_name(pid, bill_date);
-    let token = format!(
-        "{:032x}",
-        inner.counter.fetch_add(1, Ordering::Relaxed) as u128 * 0x9e37_79b9_7f4a_7c15
-    );
+    let token = uuid::Uuid::new_v4().simple().to_string();
     state
         .bill_links
         .insert(token.clone(), (name.clone(), zip, unix * 1000 + 30_000));

@@ -38,28 +38,19 @@ use shared::store::{DAY_SHARDS, StoreError, bill_hash};
 /// A bill larger than this is refused (100,000 rows zip to about 3 MB).
 const MAX_BILL_BYTES: u64 = 1 << 30;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    #[error("Alipay: {0}")]
     Alipay(String),
+    #[error("the bill: {0}")]
     Bill(String),
+    #[error("the order store: {0}")]
     Store(String),
+    #[error("writing the report: {0}")]
     Report(String),
+    #[error("configuration: {0}")]
     Config(String),
 }
-
-impl std::fmt::Display for ReconcileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReconcileError::Alipay(e) => write!(f, "Alipay: {e}"),
-            ReconcileError::Bill(e) => write!(f, "the bill: {e}"),
-            ReconcileError::Store(e) => write!(f, "the order store: {e}"),
-            ReconcileError::Report(e) => write!(f, "writing the report: {e}"),
-            ReconcileError::Config(e) => write!(f, "configuration: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ReconcileError {}
 
 impl From<StoreError> for ReconcileError {
     fn from(error: StoreError) -> Self {

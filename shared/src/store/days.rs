@@ -25,15 +25,15 @@ pub const DAY_SHARDS: u8 = 16;
 
 /// The stable 64-bit hash of an order number that places it (and its refunds) in the index.
 pub fn bill_hash(out_trade_no: &str) -> u64 {
+    placement(out_trade_no).0
+}
+
+/// The hash (the first 8 bytes of SHA-256) and the shard (from its last byte), from one digest.
+fn placement(out_trade_no: &str) -> (u64, u8) {
     let digest = Sha256::digest(out_trade_no.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
-}
-
-fn shard(out_trade_no: &str) -> u8 {
-    let digest = Sha256::digest(out_trade_no.as_bytes());
-    digest[31] % DAY_SHARDS
+    (u64::from_be_bytes(first), digest[31] % DAY_SHARDS)
 }
 
 /// `(day_key, day_sk)` of an order (`refund` = `None`) or of one of its refunds.
@@ -42,8 +42,8 @@ pub(super) fn day_keys(
     day: ChinaDate,
     refund: Option<&str>,
 ) -> (String, String) {
-    let hash = bill_hash(out_trade_no.as_str());
-    let key = format!("DAY#{day}#{}", shard(out_trade_no.as_str()));
+    let (hash, shard) = placement(out_trade_no.as_str());
+    let key = format!("DAY#{day}#{shard}");
     let sort = match refund {
         None => format!("{hash:016x}#O"),
         Some(out_request_no) => format!("{hash:016x}#R#{out_request_no}"),

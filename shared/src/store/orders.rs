@@ -301,12 +301,12 @@ impl Store {
         } else {
             payment.amount.fen().saturating_sub(reserved.fen())
         };
-        let (day_key, day_sk) = day_keys(
+        let day = day_values(day_keys(
             &order.out_trade_no,
             day_of(payment.paid_at.as_deref(), now_ms),
             None,
-        );
-        let update = Update::builder()
+        ));
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(order_pk(&order.out_trade_no)))
             .key("sk", s(ORDER_SK))
@@ -331,11 +331,11 @@ impl Store {
             )
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":day_key", s(day_key))
-            .expression_attribute_values(":day_sk", s(day_sk))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_error)?;
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in day {
+            update = update.expression_attribute_values(name, value);
+        }
+        let update = update.build().map_err(build_error)?;
         let event = AuditEvent::new("order.paid_after_close", cause, now_ms)
             .change(OrderStatus::Closed, target)
             .amount(payment.amount)
