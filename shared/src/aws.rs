@@ -17,6 +17,16 @@ use crate::alipay::signer::{BoxFuture, SignError, Signer};
 /// `AWS_ENDPOINT_URL` for the local stand-in), with bounded retries and time-outs: a Lambda
 /// waiting on a throttled table must give up well within its own time-out.
 pub async fn load_config() -> aws_config::SdkConfig {
+    load_config_within(Duration::from_secs(2), Duration::from_secs(5)).await
+}
+
+/// As [`load_config`], for a batch job with minutes to spend (the daily reconciliation): one
+/// slow page of a day's Query must not fail the whole day's run.
+pub async fn load_batch_config() -> aws_config::SdkConfig {
+    load_config_within(Duration::from_secs(10), Duration::from_secs(30)).await
+}
+
+async fn load_config_within(attempt: Duration, operation: Duration) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(
             RetryConfig::standard()
@@ -27,8 +37,8 @@ pub async fn load_config() -> aws_config::SdkConfig {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(attempt)
+                .operation_timeout(operation)
                 .build(),
         )
         .load()

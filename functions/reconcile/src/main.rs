@@ -9,10 +9,14 @@ use shared::gateway::{Gateway, Role};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let gateway: &'static Gateway = Box::leak(Box::new(Gateway::init(Role::CallsAlipay).await?));
-    let reports: &'static reconcile::Reports = Box::leak(Box::new(reconcile::Reports::from_env(
-        &shared::aws::load_config().await,
-    )?));
+    // A batch job: the SDK's time-outs are minutes-scale, not a request's.
+    let sdk = shared::aws::load_batch_config().await;
+    let config = shared::config::Config::from_env().map_err(|e| e.to_string())?;
+    let gateway: &'static Gateway = Box::leak(Box::new(
+        Gateway::with_config(config, &sdk, Role::CallsAlipay).await?,
+    ));
+    let reports: &'static reconcile::Reports =
+        Box::leak(Box::new(reconcile::Reports::from_env(&sdk)?));
     let settings: &'static reconcile::Settings =
         Box::leak(Box::new(reconcile::Settings::from_env()?));
     lambda_runtime::run(service_fn(

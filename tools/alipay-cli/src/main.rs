@@ -210,11 +210,12 @@ async fn reconcile_day(date: Option<String>) -> Result<String, Failure> {
     let payload = json!({ "date": date });
     let day =
         reconcile::day_of_event(&payload, shared::gateway::now_ms()).map_err(Failure::Usage)?;
-    let gateway = Gateway::init(Role::CallsAlipay)
+    let sdk = shared::aws::load_batch_config().await;
+    let config = shared::config::Config::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+    let gateway = Gateway::with_config(config, &sdk, Role::CallsAlipay)
         .await
         .map_err(Failure::Usage)?;
-    let reports =
-        reconcile::Reports::from_env(&shared::aws::load_config().await).map_err(Failure::Usage)?;
+    let reports = reconcile::Reports::from_env(&sdk).map_err(Failure::Usage)?;
     let settings = reconcile::Settings::from_env().map_err(Failure::Usage)?;
     let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(900));
     let report = reconcile::run(&gateway, &reports, &settings, day, &deadline)
