@@ -33,6 +33,35 @@ const SEQUENCE: &[(&str, u16, &str)] = &[
     ),
 ];
 
+/// The reconcile function's events: (file, the day it names; `None` = yesterday in China).
+const RECONCILE_EVENTS: &[(&str, Option<&str>)] = &[
+    ("reconcile-scheduled.json", None),
+    ("reconcile-date.json", Some("2026-11-26")),
+];
+
+#[test]
+fn the_reconcile_events_name_their_day() {
+    let now_ms = shared::gateway::now_ms();
+    let yesterday = shared::china_time::ChinaDate::of_unix(now_ms / 1000).previous();
+    for (file, day) in RECONCILE_EVENTS {
+        let event: Value = serde_json::from_str(&read(file)).expect("JSON");
+        let named = reconcile::day_of_event(&event, now_ms).expect(file);
+        assert_eq!(
+            named.to_string(),
+            day.map_or(yesterday.to_string(), str::to_owned),
+            "{file}"
+        );
+    }
+    // The schedule sends exactly the scheduled sample.
+    let template = read_template(&template_path()).expect("template");
+    let input = template["Resources"]["ReconcileFunction"]["Properties"]["Events"]["Daily"]
+        ["Properties"]["Input"]
+        .as_str()
+        .map(|text| serde_json::from_str::<Value>(text).expect("Input is JSON"));
+    let sample: Value = serde_json::from_str(&read("reconcile-scheduled.json")).expect("JSON");
+    assert_eq!(input, Some(sample));
+}
+
 #[test]
 fn every_event_file_is_exercised() {
     let mut on_disk: Vec<String> = std::fs::read_dir(events_dir())
@@ -44,6 +73,7 @@ fn every_event_file_is_exercised() {
     let mut covered: Vec<String> = SEQUENCE
         .iter()
         .map(|(name, _, _)| (*name).to_owned())
+        .chain(RECONCILE_EVENTS.iter().map(|(name, _)| (*name).to_owned()))
         .collect();
     covered.sort();
     assert_eq!(on_disk, covered, "add new event files to SEQUENCE");
