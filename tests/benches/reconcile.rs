@@ -141,7 +141,7 @@ async fn main() {
         for pass_rows in [50_000u64, 10_000] {
             let output = Command::new("/usr/bin/time")
                 .arg("-f")
-                .arg("TIME %e %M")
+                .arg("TIME %e %M %U %S")
                 .arg(&cli)
                 .args(["reconcile", "--date", &day.to_string()])
                 .env("ORDERS_TABLE", &stack.env.table)
@@ -163,6 +163,9 @@ async fn main() {
             let mut parts = time.split_whitespace();
             let wall: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
             let peak_kb: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+            let cpu: f64 = parts
+                .map(|t| t.parse::<f64>().unwrap_or(0.0))
+                .sum();
             let summary: serde_json::Value =
                 serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
                     panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&output.stdout))
@@ -172,7 +175,7 @@ async fn main() {
             let pages = stats["index_pages"].as_u64().unwrap_or(0);
             let lookups = stats["lookups"].as_u64().unwrap_or(0);
             println!(
-                "| {rows} | {bill_rows} | {pass_rows} | {} | {wall:.2} | {:.1} | {pages} | {lookups} | {:.4} | {} |",
+                "| {rows} | {bill_rows} | {pass_rows} | {} | {wall:.2} | {cpu:.2} | {:.1} | {pages} | {lookups} | {:.4} | {} |",
                 stats["passes"],
                 peak_kb / 1024.0,
                 (pages + lookups) as f64 / bill_rows.max(1) as f64,
