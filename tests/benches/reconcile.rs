@@ -163,9 +163,7 @@ async fn main() {
             let mut parts = time.split_whitespace();
             let wall: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
             let peak_kb: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-            let cpu: f64 = parts
-                .map(|t| t.parse::<f64>().unwrap_or(0.0))
-                .sum();
+            let cpu: f64 = parts.map(|t| t.parse::<f64>().unwrap_or(0.0)).sum();
             let summary: serde_json::Value =
                 serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
                     panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&output.stdout))

@@ -321,3 +321,61 @@ async fn a_quiet_day_matches_and_agreeing_books_match() {
     assert_eq!(report.alipay.totals, report.ours);
     stack.env.drop_table().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bill_url_is_signed_works_once_and_only_for_a_finished_day_with_rows() {
+    use shared::alipay::request::AlipayRequest;
+    use shared::alipay::response::BillUrlResult;
+    let day = today_clear_of_midnight().await;
+    let stack = Stack::start().await;
+    let alipay = stack.gateway.functions.reconcile.alipay().expect("alipay");
+    let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(30));
+    let ask = |day: ChinaDate| {
+        let request = AlipayRequest::BillDownloadUrl { bill_date: day };
+        async move {
+            let answer = alipay
+                .call_before(&request, &deadline)
+                .await
+                .expect("an answer");
+            assert!(answer.signed);
+            answer
+        }
+    };
+    create_and_pay(&stack, "bu_1", "1.00").await;
+    // Today is not over at Alipay; yesterday had no rows: no bill either way.
+    for day in [day, day.previous()] {
+        let answer = ask(day).await;
+        assert_eq!(
+            (
+                answer.status.code.as_str(),
+                answer.status.sub_code.as_deref()
+            ),
+            ("40004", Some("isp.bill_not_exist")),
+            "{day}"
+        );
+    }
+    stack.simulator.close_day(&day.to_string());
+    let answer = ask(day).await;
+    assert_eq!(answer.status.code, "10000");
+    let url = answer
+        .parse::<BillUrlResult>("alipay.data.dataservice.bill.downloadurl.query")
+        .expect("bill_download_url")
+        .bill_download_url;
+    let first = stack.http.get(&url).await;
+    assert_eq!(first.status, 200);
+    let disposition = first.headers["content-disposition"]
+        .to_str()
+        .expect("ASCII");
+    assert!(
+        disposition.ends_with(&format!(
+            "{}0156_{}.csv.zip",
+            gateway_tests::support::SELLER_ID,
+            day.compact()
+        )),
+        "{disposition}"
+    );
+    assert!(first.text.starts_with("PK"), "a zip");
+    // One use.
+    assert_eq!(stack.http.get(&url).await.status, 403);
+    stack.env.drop_table().await;
+}
