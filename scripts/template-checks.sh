@@ -26,7 +26,7 @@ trap 'rm -f "$copy"' EXIT
 sed 's/Architectures: \[arm64\]/Architectures: [x86_64]/' template.yaml > "$copy"
 PATH="$root/.venv-tools/bin:$PATH" CARGO_LAMBDA_COMPILER=cargo \
   "$root/.venv-sam/bin/sam" build --template "$copy" --build-dir .aws-sam/build-x86_64 --beta-features
-for function in CreatePaymentFunction RefundFunction NotifyFunction SweeperFunction ReconcileFunction; do
+for function in CreatePaymentFunction RefundFunction NotifyFunction SweeperFunction ReconcileFunction PublisherFunction; do
   test -x ".aws-sam/build-x86_64/$function/bootstrap" || { echo "no bootstrap for $function" >&2; exit 1; }
 done
 echo "==> template checks passed"

@@ -9,6 +9,7 @@ pub mod china_time;
 pub mod closing;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod ids;

@@ -129,6 +129,132 @@ fn each_function_has_exactly_the_actions_it_uses() {
     let mut reconcile = create.clone();
     reconcile.push("s3:PutObject");
     assert_eq!(actions_of(&template, "ReconcileRole"), set(&reconcile));
+    assert_eq!(
+        actions_of(&template, "PublisherRole"),
+        set(&[
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+            "events:PutEvents",
+            "sqs:SendMessage",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents"
+        ]),
+        "the publisher reads the stream, never the table, and cannot sign"
+    );
+    assert_eq!(
+        actions_of(&template, "WebhookRole"),
+        set(&["events:InvokeApiDestination"])
+    );
+}
+
+#[test]
+fn events_come_from_the_table_stream_and_the_webhook_is_authenticated() {
+    let template = template();
+    let table = props(&template, "OrdersTable");
+    assert_eq!(
+        table
+            .get("StreamSpecification")
+            .and_then(|s| s.get("StreamViewType"))
+            .map(text)
+            .as_deref(),
+        Some("NEW_AND_OLD_IMAGES"),
+        "the publisher compares the item before and after"
+    );
+    let source = props(&template, "PublisherFunction")
+        .get("Events")
+        .and_then(|e| e.get("Changes"))
+        .expect("stream event");
+    assert_eq!(source.get("Type").map(text).as_deref(), Some("DynamoDB"));
+    let p = source.get("Properties").expect("properties");
+    assert_eq!(
+        p.get("Stream").map(text).as_deref(),
+        Some("!GetAtt OrdersTable.StreamArn")
+    );
+    assert_eq!(
+        list(p.get("FunctionResponseTypes")),
+        ["ReportBatchItemFailures"],
+        "a failed record is retried, the ones before it are not lost"
+    );
+    assert_eq!(
+        p.get("BisectBatchOnFunctionError").map(text).as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        p.get("DestinationConfig")
+            .and_then(|d| d.get("OnFailure"))
+            .and_then(|d| d.get("Destination"))
+            .map(text)
+            .as_deref(),
+        Some("!GetAtt PublisherFailuresQueue.Arn")
+    );
+    // The filter lets through exactly the items the publisher makes events of.
+    use gateway_tests::events_path::{SortKeyFilter, template_filter};
+    assert_eq!(
+        template_filter().expect("filter"),
+        [
+            SortKeyFilter::Exactly("ORDER".into()),
+            SortKeyFilter::Exactly("SUMMARY".into()),
+            SortKeyFilter::Prefix("REFUND#".into())
+        ]
+    );
+    // The webhook: HTTPS only, an API key header on every call, EventBridge's retries and a
+    // dead-letter queue; all of it only when a URL is given.
+    let url = template
+        .get("Parameters")
+        .and_then(|p| p.get("WebhookUrl"))
+        .expect("WebhookUrl");
+    assert_eq!(
+        url.get("AllowedPattern").map(text).as_deref(),
+        Some("^$|^https://[^ ]+$")
+    );
+    let key = template
+        .get("Parameters")
+        .and_then(|p| p.get("WebhookApiKey"))
+        .expect("WebhookApiKey");
+    assert_eq!(key.get("NoEcho").map(text).as_deref(), Some("true"));
+    for id in [
+        "WebhookConnection",
+        "WebhookDestination",
+        "WebhookRule",
+        "WebhookRole",
+        "WebhookFailuresQueue",
+        "WebhookFailuresQueuePolicy",
+        "WebhookUndeliveredAlarm",
+    ] {
+        assert_eq!(
+            resource(&template, id)
+                .get("Condition")
+                .map(text)
+                .as_deref(),
+            Some("HasWebhook"),
+            "{id}"
+        );
+    }
+    let connection = props(&template, "WebhookConnection");
+    assert_eq!(
+        connection.get("AuthorizationType").map(text).as_deref(),
+        Some("API_KEY")
+    );
+    let target = props(&template, "WebhookRule")
+        .get("Targets")
+        .and_then(|t| t.get(0))
+        .expect("target");
+    assert_eq!(
+        target.get("Arn").map(text).as_deref(),
+        Some("!GetAtt WebhookDestination.Arn")
+    );
+    assert!(target.get("RetryPolicy").is_some() && target.get("DeadLetterConfig").is_some());
+    assert_eq!(
+        props(&template, "PublisherFunction")
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(|v| v.get("EVENT_BUS_NAME"))
+            .map(text)
+            .as_deref(),
+        Some("!Ref GatewayEventBus")
+    );
 }
 
 #[test]
@@ -319,11 +445,17 @@ fn no_wildcards_and_no_broad_policy_templates() {
             let owners: &[&str] = match action.split(':').next() {
                 Some("dynamodb") => &[
                     "!GetAtt OrdersTable.Arn",
+                    "!GetAtt OrdersTable.StreamArn",
                     "!Sub ${OrdersTable.Arn}/index/DueIndex",
                     "!Sub ${OrdersTable.Arn}/index/DayIndex",
                 ],
                 Some("s3") => &["!Sub ${ReconcileReportsBucket.Arn}/reconciliation/*"],
                 Some("kms") => &["!GetAtt AppSigningKey.Arn"],
+                Some("events") => &[
+                    "!GetAtt GatewayEventBus.Arn",
+                    "!GetAtt WebhookDestination.Arn",
+                ],
+                Some("sqs") => &["!GetAtt PublisherFailuresQueue.Arn"],
                 _ => continue,
             };
             assert!(
@@ -498,6 +630,7 @@ fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
         ("NotifyFunction", "NotifyLogs"),
         ("SweeperFunction", "SweeperLogs"),
         ("ReconcileFunction", "ReconcileLogs"),
+        ("PublisherFunction", "PublisherLogs"),
     ] {
         let f = resource(&template, function);
         assert_eq!(
@@ -618,16 +751,21 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
         [
             "CreatePaymentErrorsAlarm",
             "DueWorkAgeAlarm",
+            "EventsDelayedAlarm",
+            "EventsUndeliveredAlarm",
             "ForgedNotificationsAlarm",
             "NotifyErrorsAlarm",
+            "PublisherErrorsAlarm",
             "ReconcileErrorsAlarm",
             "ReconciliationDiscrepanciesAlarm",
             "ReconciliationMissingAlarm",
             "RefundErrorsAlarm",
             "RefundProblemsAlarm",
+            "RiskRefusalsAlarm",
             "SweeperErrorsAlarm",
             "SweeperSecurityAlarm",
-            "ThrottlesAlarm"
+            "ThrottlesAlarm",
+            "WebhookUndeliveredAlarm"
         ]
     );
 }

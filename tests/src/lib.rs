@@ -2,6 +2,7 @@
 //! fixtures every integration test shares.
 
 pub mod chaos;
+pub mod events_path;
 pub mod host;
 pub mod local_stack;
 pub mod merchant;

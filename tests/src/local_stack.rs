@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use serde_yaml_ng::Value;
@@ -56,6 +57,8 @@ pub struct TableDefinition {
     pub key_schema: Vec<KeySchemaElement>,
     pub global_secondary_indexes: Vec<GlobalSecondaryIndex>,
     pub ttl_attribute: Option<String>,
+    /// The stream (the events' outbox), when the template enables one.
+    pub stream_view_type: Option<String>,
 }
 
 pub fn table_definition(template: &Value, logical_id: &str) -> Result<TableDefinition, String> {
@@ -124,11 +127,17 @@ pub fn table_definition(template: &Value, logical_id: &str) -> Result<TableDefin
         .and_then(|ttl| ttl.get("AttributeName"))
         .and_then(Value::as_str)
         .map(str::to_owned);
+    let stream_view_type = properties
+        .get("StreamSpecification")
+        .and_then(|stream| stream.get("StreamViewType"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(TableDefinition {
         attribute_definitions,
         key_schema,
         global_secondary_indexes,
         ttl_attribute,
+        stream_view_type,
     })
 }
 
@@ -138,6 +147,17 @@ pub async fn create_table(
     name: &str,
     definition: &TableDefinition,
 ) -> Result<(), String> {
+    let stream = definition
+        .stream_view_type
+        .as_deref()
+        .map(|view| {
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .transpose()?;
     client
         .create_table()
         .table_name(name)
@@ -148,6 +168,7 @@ pub async fn create_table(
             (!definition.global_secondary_indexes.is_empty())
                 .then(|| definition.global_secondary_indexes.clone()),
         )
+        .set_stream_specification(stream)
         .send()
         .await
         .map_err(|e| format!("CreateTable {name}: {}", shared::aws::error_chain(&e)))?;

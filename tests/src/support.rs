@@ -252,6 +252,15 @@ impl Stack {
         .await
     }
 
+    /// The events path (stream → publisher → bus → queue) for this stack's table, on a bus and
+    /// queue of its own.
+    pub async fn events_path(&self) -> crate::events_path::EventsPath {
+        let name = format!("events-{}", uuid::Uuid::new_v4().simple());
+        crate::events_path::EventsPath::create(&self.env.sdk_config, &self.env.table, &name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Waits out the refund spacing, so that the next refund of a trade is sent at once.
     pub async fn after_spacing(&self) {
         tokio::time::sleep(std::time::Duration::from_millis(REFUND_SPACING_MS + 50)).await;

@@ -66,6 +66,16 @@ mod days;
 pub use days::{DAY_INDEX, DAY_SHARDS, DayEntry, bill_hash};
 use days::{day_keys, day_of, day_values};
 
+/// An order from its stored item (a stream image, for instance).
+pub fn parse_order_item(item: &Item) -> Result<Order, StoreError> {
+    parse_order(item)
+}
+
+/// A refund from its stored item.
+pub fn parse_refund_item(item: &Item) -> Result<Refund, StoreError> {
+    parse_refund(item)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("no order with out_trade_no {0}")]
