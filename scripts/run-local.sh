@@ -50,6 +50,8 @@ stack=$("$root/target/debug/local-bootstrap")
 table=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["table"])' "$stack")
 key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kms_key_id"])' "$stack")
 bucket=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["bucket"])' "$stack")
+# The template's default fraud rules unless RISK_RULES is given ('{}' turns them off).
+RISK_RULES=${RISK_RULES:-$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["risk_rules"])' "$stack")}
 "$root/target/debug/alipay-cli" public-key --kms-key-id "$key" > "$state/app_public_key.txt"
 
 say "starting the Alipay simulator on :$SIMULATOR_PORT"
@@ -70,8 +72,9 @@ export RUST_LOG=${RUST_LOG:-info}
 # before a refund query, 60 s of grace after time_expire, up to 1 h between sweeps).
 export REFUND_QUERY_DELAY_MS=1000 EXPIRY_GRACE_MS=2000 SWEEP_BACKOFF_MAX_MS=10000
 export RECONCILE_BUCKET="$bucket" RECONCILE_WORK_DIR="$state"
+export RISK_RULES
 # For `make sweep`: the same environment (Alipay's public key is read from its file there).
-env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR)=' \
+env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
 "$root/.venv-tools/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$FUNCTIONS_PORT" \
   > "$state/functions.log" 2>&1 &
@@ -79,6 +82,11 @@ pids+=($!)
 
 say "starting the sweeper (every 2 s; the Lambda runs on an EventBridge schedule)"
 "$root/target/debug/local-sweeper" --every-ms 2000 > "$state/sweeper.log" 2>&1 &
+pids+=($!)
+
+say "publishing the table's changes as events (stream -> publisher -> EventBridge bus on the stand-in)"
+rm -f "$state/events.jsonl"
+"$root/target/debug/local-events" --log "$state/events.jsonl" 2> "$state/events.log" &
 pids+=($!)
 
 say "serving the merchant API on :$API_PORT (routes from template.yaml)"
@@ -134,6 +142,9 @@ The sweeper finishes pending refunds and ends expired payments every 2 s (.local
 make sweep runs it once. make reconcile reconciles today's simulated day with the simulator's
 bill (the reconcile function's scheduled run does yesterday's at 10:30 China time).
 Or run the whole lifecycle in another terminal: make demo
+
+Every change is published as an event (payment.created, payment.paid, refund.succeeded, ...):
+one line each below, in full in .local/events.jsonl.
 
 Press Ctrl-C to stop.
 TEXT

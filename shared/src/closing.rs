@@ -199,6 +199,10 @@ pub async fn query_trade(alipay: &Alipay, order: &Order, deadline: &Deadline) ->
                 total_amount: result.total_amount,
                 paid_at: result.send_pay_date,
                 buyer_id_masked: result.buyer_user_id.as_deref().map(mask_buyer_id),
+                buyer_key: result
+                    .buyer_user_id
+                    .as_deref()
+                    .map(|id| crate::risk::digest("buyer", id)),
             }),
         unknown_at_alipay: answer.as_ref().is_some_and(not_exist),
         reason,
@@ -225,7 +229,17 @@ pub async fn apply_paid_because(
     cause: &Cause,
 ) -> Result<Ended, StoreError> {
     let lifecycle = &gateway.config.lifecycle;
-    match apply_trade_report(&gateway.store, lifecycle, &order, report, cause, now_ms()).await {
+    match apply_trade_report(
+        &gateway.store,
+        lifecycle,
+        &gateway.config.risk,
+        &order,
+        report,
+        cause,
+        now_ms(),
+    )
+    .await
+    {
         Ok(applied) => Ok(Ended::Paid(applied.into_order())),
         Err(ApplyError::Mismatch(detail)) => Ok(Ended::Open {
             order,

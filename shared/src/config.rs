@@ -33,6 +33,8 @@ pub struct Config {
     pub alipay_timeout: Duration,
     /// Timing of the payment and refund lifecycles.
     pub lifecycle: Lifecycle,
+    /// `RISK_RULES` (JSON, see `risk`; absent: no fraud checks).
+    pub risk: crate::risk::Rules,
 }
 
 /// How long things wait. Production values by default; `make run` and the tests scale the
@@ -197,6 +199,13 @@ impl Config {
                 500..=900_000,
             ),
         };
+        let risk = match get("RISK_RULES") {
+            None => crate::risk::Rules::default(),
+            Some(text) => crate::risk::Rules::parse(text).unwrap_or_else(|problem| {
+                problems.push(problem);
+                crate::risk::Rules::default()
+            }),
+        };
         let (app_id, alipay_public_key, seller_id) = match (app_id, alipay_public_key, seller_id) {
             (Ok(a), Ok(k), Ok(s)) if problems.is_empty() => (a, k, s),
             (a, k, s) => {
@@ -217,6 +226,7 @@ impl Config {
             return_url_prefixes,
             alipay_timeout,
             lifecycle,
+            risk,
         })
     }
 

@@ -121,6 +121,10 @@ pub struct NewOrder {
     pub channel: Channel,
     pub return_url: Option<String>,
     pub time_expire: Option<ChinaDateTime>,
+    /// The merchant's id of its customer (fraud checks count per customer).
+    pub customer_ref: Option<String>,
+    /// Virtual goods (the default) are held to the virtual-goods ceiling.
+    pub virtual_goods: bool,
 }
 
 impl NewOrder {
@@ -138,6 +142,15 @@ impl NewOrder {
         ] {
             hash.update((field.len() as u64).to_be_bytes());
             hash.update(field.as_bytes());
+        }
+        // Fields added later join only when given, so earlier fingerprints stay valid.
+        if let Some(customer) = &self.customer_ref {
+            hash.update(b"customer_ref");
+            hash.update((customer.len() as u64).to_be_bytes());
+            hash.update(customer.as_bytes());
+        }
+        if !self.virtual_goods {
+            hash.update(b"physical");
         }
         hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -175,6 +188,9 @@ pub struct Order {
     pub sweeps: u32,
     /// A genuine payment arrived after we had closed the order (the money is real).
     pub paid_after_close: bool,
+    pub customer_ref: Option<String>,
+    /// The after-payment fraud rules this payment tripped (empty: not flagged).
+    pub risk_rules: Vec<String>,
 }
 
 impl Order {
@@ -193,6 +209,19 @@ pub struct Payment {
     pub buyer_id_masked: Option<String>,
     /// `TRADE_FINISHED`: paid and no longer refundable.
     pub finished: bool,
+    /// The after-payment fraud checks' verdict, recorded with the payment.
+    pub risk: Option<PaidRisk>,
+}
+
+/// What the after-payment fraud checks found, and the history the payment adds to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaidRisk {
+    /// Rules tripped (empty: not flagged).
+    pub rules: Vec<String>,
+    /// The customer's digest (its paid history is kept under it).
+    pub customer: String,
+    /// The buyer's digest (the customers it paid for are kept under it).
+    pub buyer: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +349,8 @@ mod tests {
             channel: Channel::Page,
             return_url: return_url.map(str::to_owned),
             time_expire: None,
+            customer_ref: None,
+            virtual_goods: true,
         };
         assert_eq!(
             order("ab", None).fingerprint(),

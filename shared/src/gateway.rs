@@ -19,9 +19,10 @@ use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Config, Lifecycle};
-use crate::domain::{Cause, NewRefund, Order, OrderStatus, Payment, Refund};
+use crate::domain::{Cause, NewRefund, Order, OrderStatus, PaidRisk, Payment, Refund};
 use crate::ids::OutRequestNo;
 use crate::money::Amount;
+use crate::risk::Rules;
 use crate::store::{AuditEvent, Store, StoreError, Transition};
 
 /// The Alipay side of a function that calls Alipay.
@@ -184,6 +185,11 @@ pub fn payment_view(order: &Order, refunds: Option<&[Refund]>) -> Value {
         "return_url": order.return_url,
         "time_expire": order.time_expire,
         "paid_after_close": order.paid_after_close,
+        "customer_ref": order.customer_ref,
+        "risk": {
+            "flagged": !order.risk_rules.is_empty(),
+            "rules": order.risk_rules,
+        },
         "created_at_ms": order.created_at_ms,
         "updated_at_ms": order.updated_at_ms,
     });
@@ -220,6 +226,8 @@ pub struct TradeReport {
     pub total_amount: Amount,
     pub paid_at: Option<String>,
     pub buyer_id_masked: Option<String>,
+    /// A digest of the buyer's id (fraud checks).
+    pub buyer_key: Option<String>,
 }
 
 /// What applying a report did.
@@ -255,6 +263,7 @@ pub enum ApplyError {
 pub async fn apply_trade_report(
     store: &Store,
     lifecycle: &Lifecycle,
+    rules: &Rules,
     order: &Order,
     report: &TradeReport,
     cause: &Cause,
@@ -275,6 +284,7 @@ pub async fn apply_trade_report(
                 paid_at: report.paid_at.clone(),
                 buyer_id_masked: report.buyer_id_masked.clone(),
                 finished: status == TradeStatus::TradeFinished,
+                risk: paid_risk(store, rules, order, report).await?,
             };
             let marked = if order.status == OrderStatus::Closed {
                 Err(StoreError::IllegalTransition {
@@ -318,6 +328,36 @@ pub async fn apply_trade_report(
         }
         Err(error) => Err(ApplyError::Store(error)),
     }
+}
+
+/// The after-payment fraud checks of a payment about to be recorded (not of a repeat): one
+/// read of the customer's history and the buyer's customers. A flag never refuses the payment.
+async fn paid_risk(
+    store: &Store,
+    rules: &Rules,
+    order: &Order,
+    report: &TradeReport,
+) -> Result<Option<PaidRisk>, StoreError> {
+    let checked = rules.buyer_max_customers.is_some() || rules.history_factor.is_some();
+    let Some(customer) = order.customer_ref.as_deref().filter(|_| checked) else {
+        return Ok(None);
+    };
+    if order.status.is_paid() {
+        return Ok(None);
+    }
+    let customer = crate::risk::digest("customer", customer);
+    let history = store
+        .risk_history(&customer, report.buyer_key.as_deref())
+        .await?;
+    let flags = crate::risk::assess_paid(rules, &customer, report.total_amount, &history);
+    if !flags.is_empty() {
+        tracing::warn!(out_trade_no = %order.out_trade_no, rules = ?flags, "payment flagged by the fraud checks");
+    }
+    Ok(Some(PaidRisk {
+        rules: flags.into_iter().map(str::to_owned).collect(),
+        customer,
+        buyer: report.buyer_key.clone(),
+    }))
 }
 
 /// A genuine payment for a CLOSED order: recorded with a security-style warning (it alarms),

@@ -22,6 +22,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+    /// For `risk_refused`: the fraud rule that refused.
+    pub rule: Option<String>,
     /// Seconds, for 503 and 502 answers that are worth retrying.
     pub retry_after: Option<u32>,
 }
@@ -33,6 +35,7 @@ impl ApiError {
             code: code.to_owned(),
             message: message.into(),
             field: None,
+            rule: None,
             retry_after: None,
         }
     }
@@ -80,6 +83,9 @@ impl ApiError {
         if let (Some(field), Some(object)) = (&self.field, error.as_object_mut()) {
             object.insert("field".into(), Value::String(field.clone()));
         }
+        if let (Some(rule), Some(object)) = (&self.rule, error.as_object_mut()) {
+            object.insert("rule".into(), Value::String(rule.clone()));
+        }
         body.insert("error".into(), error);
         let mut response = json_response(self.status, &body);
         if let Some(seconds) = self.retry_after
@@ -114,6 +120,15 @@ impl From<StoreError> for ApiError {
                 error.to_string(),
             )
             .with_field("amount"),
+            StoreError::RiskRefused { rule, message } => {
+                let mut refused = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "risk_refused",
+                    format!("refused by the fraud checks: {message}"),
+                );
+                refused.rule = Some(rule.clone());
+                refused
+            }
             StoreError::Throttled => {
                 ApiError::unavailable("storage_throttled", "the order store is busy; retry", 1)
             }

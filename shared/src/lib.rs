@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod money;
 pub mod reconciliation;
 pub mod refunding;
+pub mod risk;
 pub mod store;
 pub mod sweeping;
 

@@ -593,6 +593,8 @@ mod tests {
             due_at_ms: None,
             sweeps: 0,
             paid_after_close: false,
+            customer_ref: None,
+            risk_rules: Vec::new(),
         }
     }
 

@@ -84,6 +84,8 @@ fn day_records(
             due_at_ms: None,
             sweeps: 0,
             paid_after_close: false,
+            customer_ref: None,
+            risk_rules: Vec::new(),
         };
         let refunds = refund
             .into_iter()

@@ -30,6 +30,17 @@ impl Samples {
     }
 }
 
+/// The `RiskRules` default of template.yaml.
+fn default_rules() -> String {
+    let template =
+        gateway_tests::local_stack::read_template(&gateway_tests::local_stack::template_path())
+            .expect("template");
+    template["Parameters"]["RiskRules"]["Default"]
+        .as_str()
+        .expect("RiskRules default")
+        .to_owned()
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let env = TestEnv::new().await;
@@ -45,6 +56,8 @@ async fn main() {
         Vec::new(),
     );
     let signer = env.kms_signer();
+    let mut create_checked = Vec::new();
+    let rules = shared::risk::Rules::parse(&default_rules()).expect("rules");
     signer.public_key().await.expect("public key");
     for round in 0..ROUNDS {
         let out_trade_no = OutTradeNo::parse(format!("bench_{round}")).expect("id");
@@ -55,6 +68,8 @@ async fn main() {
             channel: Channel::Qr,
             return_url: None,
             time_expire: None,
+            customer_ref: None,
+            virtual_goods: true,
         };
         let expiry = shared::china_time::ChinaDateTime::parse(
             &shared::china_time::china_timestamp(now_ms() / 1000 + 3_600),
@@ -62,10 +77,32 @@ async fn main() {
         .expect("time");
         let t = Instant::now();
         env.store
-            .create_order(&order, &expiry, i64::MAX / 2, &api, now_ms())
+            .create_order(&order, &expiry, i64::MAX / 2, &api, now_ms(), &[])
             .await
             .expect("create");
         create.push(t.elapsed());
+
+        // The same create with the default fraud rules (template.yaml's RiskRules): the
+        // customer's and the IP's counters join the creation transaction.
+        let checked = NewOrder {
+            out_trade_no: OutTradeNo::parse(format!("bench_risk_{round}")).expect("id"),
+            customer_ref: Some(format!("cust_{round}")),
+            ..order.clone()
+        };
+        let screening = shared::risk::Screening {
+            customer_ref: checked.customer_ref.as_deref(),
+            ip: format!("198.51.100.{}", round % 250).parse().ok(),
+            amount: checked.amount,
+            virtual_goods: false,
+        };
+        let t = Instant::now();
+        shared::risk::screen(&rules, &screening).expect("within the rules");
+        let counters = shared::risk::counters(&rules, &screening, now_ms());
+        env.store
+            .create_order(&checked, &expiry, i64::MAX / 2, &api, now_ms(), &counters)
+            .await
+            .expect("create with fraud checks");
+        create_checked.push(t.elapsed());
 
         let payment = Payment {
             trade_no: format!("2026{round}"),
@@ -73,6 +110,7 @@ async fn main() {
             paid_at: None,
             buyer_id_masked: None,
             finished: false,
+            risk: None,
         };
         let t = Instant::now();
         env.store
@@ -126,6 +164,7 @@ async fn main() {
         "operation", "AWS calls", "p50", "p90", "p99"
     );
     Samples("create order", "1 TransactWrite", create).print();
+    Samples("create, fraud checks", "1 TransactWrite", create_checked).print();
     Samples("mark paid", "1 Transact+1 Get", paid).print();
     Samples("reserve refund", "1 TransactWrite", reserve).print();
     Samples("settle refund", "1 TransactWrite", settle).print();

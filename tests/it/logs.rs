@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use gateway_tests::support::{Stack, eventually, fixtures};
+use gateway_tests::support::{Stack, StackOptions, eventually, fixtures};
 use serde_json::json;
 
 #[derive(Clone, Default)]
@@ -33,8 +33,19 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
         .with_writer(move || writer.clone())
         .init();
 
-    let stack = Stack::start().await;
-    let create = json!({"out_trade_no": "logged_1", "amount": "50.00", "subject": "log check", "channel": "qr"});
+    // With fraud checks, so that their refusal and after-payment paths run too.
+    let stack = Stack::start_custom(StackOptions {
+        alipay_timeout_ms: 1_500,
+        aws_endpoint: None,
+        risk_rules: Some(
+            r#"{"blocked_customers": ["cust_secret_blocked"], "ip": {"per_day": {"count": 100}},
+                "after_payment": {"buyer_max_customers": 5}}"#
+                .into(),
+        ),
+    })
+    .await;
+    let create = json!({"out_trade_no": "logged_1", "amount": "50.00", "subject": "log check", "channel": "qr",
+                        "customer_ref": "cust_secret_77"});
     assert_eq!(
         stack
             .http
@@ -58,6 +69,16 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
             .await
             .status,
         201
+    );
+    let blocked = json!({"out_trade_no": "logged_2", "amount": "5.00", "subject": "log check", "channel": "qr",
+                         "customer_ref": "cust_secret_blocked"});
+    assert_eq!(
+        stack
+            .http
+            .post_json(&stack.api("/payments"), &blocked)
+            .await
+            .status,
+        422
     );
     // A forged notification is logged as a security warning, without its content.
     let forged = format!(
@@ -98,12 +119,17 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
         "notification applied",
         "notification refused",
         "logged_1",
+        "payment refused by the fraud checks",
     ] {
         assert!(logs.contains(expected), "expected {expected:?} in the logs");
     }
     assert!(
         !logs.contains(&trade.buyer_id),
         "a full buyer id reached the logs"
+    );
+    assert!(
+        !logs.contains("cust_secret"),
+        "a customer ref reached the logs"
     );
     let alipay_key =
         std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key");

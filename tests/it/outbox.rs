@@ -385,7 +385,11 @@ async fn a_recorded_stream_batch_publishes_its_four_changes() {
     assert_eq!(records.len(), 8);
     let outcome = publisher::publish(&path.publisher, &records).await;
     assert_eq!(
-        (outcome.published, outcome.skipped, outcome.retry_from.clone()),
+        (
+            outcome.published,
+            outcome.skipped,
+            outcome.retry_from.clone()
+        ),
         (4, 4, None)
     );
     assert!(outcome.response().batch_item_failures.is_empty());

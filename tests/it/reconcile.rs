@@ -68,6 +68,7 @@ fn kinds(report: &reconcile::Report) -> BTreeSet<(String, String, String)> {
 async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     let day = today_clear_of_midnight().await;
     let stack = Stack::start().await;
+    let mut path = stack.events_path().await;
     let sim = &stack.simulator;
 
     // Agreeing books: a payment, and a payment with a partial refund.
@@ -286,6 +287,21 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     let restored: serde_json::Value =
         serde_json::from_str(&object(json_key).await).expect("JSON report");
     assert_eq!(restored["discrepancies"].as_array().map(Vec::len), Some(6));
+
+    // Each run is one event for the merchant, with its summary; the repaired payment is a
+    // payment.paid like any other.
+    let events = path.events().await.expect("events");
+    let runs: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["detail-type"] == "reconciliation.discrepancies")
+        .collect();
+    assert_eq!(runs.len(), 2, "{events:#?}");
+    assert_eq!(runs[0]["detail"]["reconciliation"]["discrepancies"], 7);
+    assert_eq!(runs[1]["detail"]["reconciliation"]["discrepancies"], 6);
+    assert_eq!(runs[0]["detail"]["reconciliation"]["date"], day.to_string());
+    assert_ne!(runs[0]["detail"]["event_id"], runs[1]["detail"]["event_id"]);
+    assert!(events.iter().any(|e| e["detail-type"] == "payment.paid"
+        && e["detail"]["payment"]["out_trade_no"] == "rc_lost"));
     stack.env.drop_table().await;
 }
 

@@ -32,6 +32,8 @@ fn new_order(out_trade_no: &str, amount: &str) -> NewOrder {
         channel: Channel::Page,
         return_url: Some("https://shop.example.com/done".into()),
         time_expire: None,
+        customer_ref: None,
+        virtual_goods: true,
     }
 }
 
@@ -54,6 +56,7 @@ fn payment(amount: &str, finished: bool) -> Payment {
         paid_at: Some("2026-11-26 18:30:04".into()),
         buyer_id_masked: Some("2088********8455".into()),
         finished,
+        risk: None,
     }
 }
 
@@ -73,6 +76,7 @@ async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");
@@ -94,7 +98,7 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
     let order = new_order("order_1", "299.00");
     let first = env
         .store
-        .create_order(&order, &later(), NEVER_DUE, &api(), now_ms())
+        .create_order(&order, &later(), NEVER_DUE, &api(), now_ms(), &[])
         .await
         .expect("create");
     let Created::New(created) = first else {
@@ -107,7 +111,7 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
 
     let again = env
         .store
-        .create_order(&order, &later(), NEVER_DUE, &api(), now_ms())
+        .create_order(&order, &later(), NEVER_DUE, &api(), now_ms(), &[])
         .await
         .expect("repeat");
     assert!(
@@ -120,7 +124,7 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
     };
     let conflict = env
         .store
-        .create_order(&different, &later(), NEVER_DUE, &api(), now_ms())
+        .create_order(&different, &later(), NEVER_DUE, &api(), now_ms(), &[])
         .await;
     assert!(
         matches!(conflict, Err(StoreError::Conflict(_))),
@@ -151,6 +155,7 @@ async fn paid_then_finished_with_duplicates_recognised() {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");
@@ -242,6 +247,7 @@ async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");
@@ -261,6 +267,7 @@ async fn created_can_finish_directly_or_close_and_closed_cannot_be_paid() {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");
@@ -320,6 +327,7 @@ async fn refunds_reserve_settle_and_release() {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");
@@ -537,6 +545,7 @@ async fn refunds_reserve_settle_and_release() {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");
@@ -588,6 +597,7 @@ async fn fifty_concurrent_paid_transitions_apply_exactly_once() {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");
@@ -787,6 +797,7 @@ async fn a_payment_after_close_is_conditional_on_the_version_read() {
             NEVER_DUE,
             &api(),
             now_ms(),
+            &[],
         )
         .await
         .expect("create");

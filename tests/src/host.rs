@@ -6,9 +6,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body as AxumBody, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{Request as HttpRequest, StatusCode};
 use axum::response::{IntoResponse, Response};
+use lambda_http::RequestExt;
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+};
+use lambda_http::request::RequestContext;
 use shared::gateway::Gateway;
 
 use crate::routes::Routes;
@@ -96,6 +101,7 @@ impl LocalGateway {
         let serve = |listener: tokio::net::TcpListener, host: Host| {
             let app = Router::new().fallback(dispatch).with_state(Arc::new(host));
             AbortOnDrop(tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 if let Err(error) = axum::serve(listener, app).await {
                     eprintln!("local gateway stopped: {error}");
                 }
@@ -128,7 +134,11 @@ impl LocalGateway {
     }
 }
 
-async fn dispatch(State(host): State<Arc<Host>>, request: HttpRequest<AxumBody>) -> Response {
+async fn dispatch(
+    State(host): State<Arc<Host>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    request: HttpRequest<AxumBody>,
+) -> Response {
     let (parts, body) = request.into_parts();
     let function = match &host.only {
         Some(function) => function.clone(),
@@ -158,7 +168,15 @@ async fn dispatch(State(host): State<Arc<Host>>, request: HttpRequest<AxumBody>)
         Ok(text) => lambda_http::Body::Text(text),
         Err(_) => lambda_http::Body::Binary(bytes.to_vec()),
     };
-    let request = lambda_http::Request::from_parts(parts, body);
+    // API Gateway's request context: the caller's address as `requestContext.http.sourceIp`.
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = parts.method.clone();
+    http.path = Some(parts.uri.path().to_owned());
+    http.source_ip = Some(peer.ip().to_string());
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.http = http;
+    let request = lambda_http::Request::from_parts(parts, body)
+        .with_request_context(RequestContext::ApiGatewayV2(context));
     let Some(response) = host.functions.invoke(&function, request).await else {
         return (StatusCode::BAD_GATEWAY, format!("no function {function}")).into_response();
     };

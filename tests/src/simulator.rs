@@ -313,7 +313,12 @@ impl Simulator {
 
     /// The buyer pays (as the cashier's Pay button does); `finished` also sends TRADE_FINISHED.
     pub fn pay(&self, out_trade_no: &str, finished: bool) -> Result<Trade, String> {
-        pay(&self.inner, out_trade_no, finished)
+        pay(&self.inner, out_trade_no, finished, None)
+    }
+
+    /// The buyer with Alipay user id `buyer_id` (2088…) logs in at the cashier and pays.
+    pub fn pay_as(&self, out_trade_no: &str, buyer_id: &str) -> Result<Trade, String> {
+        pay(&self.inner, out_trade_no, false, Some(buyer_id))
     }
 
     /// Opens an app-pay order string as the Alipay app would: verifies it, creates the trade.
@@ -878,7 +883,12 @@ fn execute(
 
 // ---- paying -----------------------------------------------------------------------------
 
-fn pay(inner: &Arc<Inner>, out_trade_no: &str, finished: bool) -> Result<Trade, String> {
+fn pay(
+    inner: &Arc<Inner>,
+    out_trade_no: &str,
+    finished: bool,
+    buyer_id: Option<&str>,
+) -> Result<Trade, String> {
     let mut state = lock(&inner.state);
     let trade = state
         .trades
@@ -896,6 +906,9 @@ fn pay(inner: &Arc<Inner>, out_trade_no: &str, finished: bool) -> Result<Trade, 
     }
     .into();
     trade.gmt_payment = Some(now);
+    if let Some(buyer_id) = buyer_id {
+        trade.buyer_id = buyer_id.to_owned();
+    }
     let snapshot = trade.clone();
     drop(state);
     notify(inner, &snapshot, "TRADE_SUCCESS", &[]);
@@ -1120,7 +1133,7 @@ async fn cashier(State(inner): State<Arc<Inner>>, Path(out_trade_no): Path<Strin
 async fn cashier_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     let form = decode_form(&body).unwrap_or_default();
     let out_trade_no = form.get("out_trade_no").cloned().unwrap_or_default();
-    match pay(&inner, &out_trade_no, false) {
+    match pay(&inner, &out_trade_no, false, None) {
         Ok(trade) => match &trade.return_url {
             Some(url) => {
                 // The synchronous return carries signed parameters; merchants must not trust it
@@ -1174,7 +1187,7 @@ async fn sim_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
         )
             .into_response();
     };
-    match pay(&inner, &request.out_trade_no, request.finished) {
+    match pay(&inner, &request.out_trade_no, request.finished, None) {
         Ok(trade) => axum::Json(trade).into_response(),
         Err(e) => (StatusCode::CONFLICT, axum::Json(json!({"error": e}))).into_response(),
     }

@@ -104,6 +104,7 @@ impl Stack {
         Self::start_custom(StackOptions {
             alipay_timeout_ms,
             aws_endpoint: None,
+            risk_rules: None,
         })
         .await
     }
@@ -115,6 +116,7 @@ impl Stack {
         let StackOptions {
             alipay_timeout_ms,
             aws_endpoint,
+            risk_rules,
         } = options;
         let env = TestEnv::new().await;
         let functions_sdk = match &aws_endpoint {
@@ -170,6 +172,7 @@ impl Stack {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(risk_rules.map(|rules| ("RISK_RULES".to_owned(), rules)))
         .collect();
         let config = shared::config::Config::from_map(&vars).expect("config");
         let gateway = |role| Gateway::with_config(config.clone(), &functions_sdk, role);
@@ -281,6 +284,8 @@ impl aws_types::service_config::LoadServiceConfig for NoEnvironmentEndpoints {
 pub struct StackOptions {
     pub alipay_timeout_ms: u64,
     pub aws_endpoint: Option<String>,
+    /// `RISK_RULES` for the functions (none: no fraud checks).
+    pub risk_rules: Option<String>,
 }
 
 /// The stack's scaled delays (production: 10 s and 3 s).
@@ -318,9 +323,17 @@ impl Default for Http {
 
 impl Http {
     pub fn new() -> Http {
+        Self::from_address(None)
+    }
+
+    /// A client whose connections come from `address` (any of 127.0.0.0/8 on loopback): the
+    /// gateway sees it as the caller's IP, as API Gateway reports the source IP.
+    pub fn from_address(address: Option<std::net::IpAddr>) -> Http {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_local_address(address);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(hyper_util::client::legacy::connect::HttpConnector::new());
+                .build(connector);
         Http { client }
     }
 

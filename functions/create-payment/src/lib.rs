@@ -23,7 +23,8 @@ use shared::http::{
 use shared::ids::{OutTradeNo, Subject};
 use shared::lifecycle::TradeNext;
 use shared::money::Amount;
-use shared::store::Created;
+use shared::risk::{self, Screening};
+use shared::store::{AuditEvent, Created, StoreError};
 
 /// The longest `time_expire` Alipay accepts is 15 days ahead.
 const MAX_EXPIRY_SECONDS: i64 = 15 * 86_400;
@@ -61,6 +62,8 @@ fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, Api
             "channel",
             "return_url",
             "time_expire",
+            "customer_ref",
+            "goods_type",
         ],
     )?;
     let out_trade_no = OutTradeNo::parse(body.required("out_trade_no")?)
@@ -90,6 +93,31 @@ fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, Api
         .string("time_expire")?
         .map(|text| ChinaDateTime::parse(text).map_err(|e| ApiError::invalid("time_expire", e)))
         .transpose()?;
+    let customer_ref = body
+        .string("customer_ref")?
+        .map(|text| {
+            let valid = (1..=64).contains(&text.len())
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b));
+            valid.then(|| text.to_owned()).ok_or_else(|| {
+                ApiError::invalid(
+                    "customer_ref",
+                    "must be 1 to 64 letters, digits or _ - . : @",
+                )
+            })
+        })
+        .transpose()?;
+    let virtual_goods = match body.string("goods_type")? {
+        None | Some("virtual") => true,
+        Some("physical") => false,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "goods_type",
+                "must be virtual or physical",
+            ));
+        }
+    };
     Ok(NewOrder {
         out_trade_no,
         amount,
@@ -97,6 +125,8 @@ fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, Api
         channel,
         return_url,
         time_expire,
+        customer_ref,
+        virtual_goods,
     })
 }
 
@@ -142,13 +172,33 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
-    let (status, order) = match gateway
-        .store
-        .create_order(&new, &time_expire, due_at_ms, &cause, now)
-        .await?
-    {
-        Created::New(order) => (StatusCode::CREATED, order),
-        Created::Existing(order) => (StatusCode::OK, order),
+    let screening = Screening {
+        customer_ref: new.customer_ref.as_deref(),
+        ip: source_ip(request),
+        amount: new.amount,
+        virtual_goods: new.virtual_goods,
+    };
+    let rules = &gateway.config.risk;
+    let created = match risk::screen(rules, &screening) {
+        Err(refusal) => Err(StoreError::RiskRefused {
+            rule: refusal.rule.to_owned(),
+            message: refusal.message,
+        }),
+        Ok(()) => {
+            let counters = risk::counters(rules, &screening, now);
+            gateway
+                .store
+                .create_order(&new, &time_expire, due_at_ms, &cause, now, &counters)
+                .await
+        }
+    };
+    let (status, order) = match created {
+        Ok(Created::New(order)) => (StatusCode::CREATED, order),
+        Ok(Created::Existing(order)) => (StatusCode::OK, order),
+        Err(StoreError::RiskRefused { rule, message }) => {
+            return Err(refused(gateway, &new, &cause, rule, message, now).await);
+        }
+        Err(error) => return Err(error.into()),
     };
     tracing::info!(out_trade_no = %order.out_trade_no, channel = order.channel.as_str(), new = status == StatusCode::CREATED, "payment created");
     let next_step = match payable_until(&order, now) {
@@ -159,6 +209,54 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
         status,
         &json!({ "payment": payment_view(&order, None), "next_step": next_step }),
     ))
+}
+
+/// A create the fraud checks refused: 422 naming the rule, an audit entry under the
+/// out_trade_no (no order is created), and the `RiskRefusals` metric (EMF, by rule).
+async fn refused(
+    gateway: &Gateway,
+    new: &NewOrder,
+    cause: &Cause,
+    rule: String,
+    message: String,
+    now: i64,
+) -> ApiError {
+    // A repeat of a create that succeeded is answered above; this one never made an order.
+    let event = AuditEvent::new("order.refused", cause, now)
+        .amount(new.amount)
+        .detail(format!("fraud check {rule}"));
+    if let Err(error) = gateway.store.record_event(&new.out_trade_no, &event).await {
+        tracing::warn!(%error, "the refusal could not be audited");
+    }
+    tracing::warn!(out_trade_no = %new.out_trade_no, rule = %rule, "payment refused by the fraud checks");
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+    println!(
+        "{}",
+        json!({
+            "_aws": {
+                "Timestamp": now,
+                "CloudWatchMetrics": [{
+                    "Namespace": "AlipayGateway",
+                    "Dimensions": [["Rule"], []],
+                    "Metrics": [{"Name": "RiskRefusals", "Unit": "Count"}],
+                }],
+            },
+            "Function": function,
+            "Rule": rule,
+            "RiskRefusals": 1,
+        })
+    );
+    ApiError::from(StoreError::RiskRefused { rule, message })
+}
+
+/// The client's IP as API Gateway saw it (`requestContext.http.sourceIp`).
+fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref()?.parse().ok(),
+        _ => None,
+    }
 }
 
 /// The configured default: `seconds` from now, in China time.

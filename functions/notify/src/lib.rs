@@ -111,10 +111,12 @@ async fn apply(gateway: &Gateway, notification: &TradeNotification) -> Result<()
         total_amount: notification.total_amount,
         paid_at: notification.gmt_payment.clone(),
         buyer_id_masked: notification.buyer_id_masked.clone(),
+        buyer_key: notification.buyer_key.clone(),
     };
     match apply_trade_report(
         &gateway.store,
         &config.lifecycle,
+        &config.risk,
         &order,
         &report,
         &cause,

@@ -120,6 +120,8 @@ pub struct TradeNotification {
     pub seller_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buyer_id_masked: Option<String>,
+    /// A digest of the buyer's id (`buyer_id`, or `buyer_open_id`), for the fraud checks.
+    pub buyer_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gmt_payment: Option<String>,
     /// Present on refund notifications: the trade's refunded total so far.
@@ -248,6 +250,9 @@ impl TradeNotification {
             receipt_amount: optional_amount("receipt_amount")?,
             seller_id: optional("seller_id"),
             buyer_id_masked: optional("buyer_id").map(|id| mask_buyer_id(&id)),
+            buyer_key: optional("buyer_id")
+                .or_else(|| optional("buyer_open_id"))
+                .map(|id| crate::risk::digest("buyer", &id)),
             gmt_payment: optional("gmt_payment"),
             refund_fee: optional_amount("refund_fee")?,
             out_biz_no: optional("out_biz_no"),

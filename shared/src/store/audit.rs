@@ -40,7 +40,7 @@ impl AuditEvent {
         self
     }
 
-    pub(super) fn amount(mut self, amount: Amount) -> Self {
+    pub fn amount(mut self, amount: Amount) -> Self {
         self.amount = Some(amount);
         self
     }

@@ -35,11 +35,12 @@ use sha2::{Digest as _, Sha256};
 use crate::aws::error_chain;
 use crate::china_time::ChinaDateTime;
 use crate::domain::{
-    CNY, Cause, Channel, NewOrder, NewRefund, Order, OrderStatus, Payment, Refund, RefundOutcome,
-    RefundStatus,
+    CNY, Cause, Channel, NewOrder, NewRefund, Order, OrderStatus, PaidRisk, Payment, Refund,
+    RefundOutcome, RefundStatus,
 };
 use crate::ids::{OutRequestNo, OutTradeNo, Subject};
 use crate::money::Amount;
+use crate::risk::Counter;
 
 /// Audit events are kept at least 180 days (the audit requirement); one more day of margin so
 /// that clock skew can never expire an event early.
@@ -61,6 +62,9 @@ use refunds::{parse_refund, pending_refund, refund_item};
 
 mod due;
 pub use due::{DUE_INDEX, DueItem};
+
+mod risk_items;
+use risk_items::counts_of;
 
 mod days;
 pub use days::{DAY_INDEX, DAY_SHARDS, DayEntry, bill_hash};
@@ -99,6 +103,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored item is unreadable: {0}")]
     Corrupt(String),
+    /// A fraud check refused the payment (`rule` names it).
+    #[error("refused by the fraud checks ({rule}): {message}")]
+    RiskRefused { rule: String, message: String },
 }
 
 /// The result of creating an order idempotently.

@@ -9,6 +9,9 @@ impl Store {
     ///
     /// `time_expire` is the one sent to Alipay (the merchant's, or the configured default);
     /// `due_at_ms` is when the sweeper ends the order if it is still unpaid.
+    ///
+    /// `counters`: the fraud checks' counters this payment adds to, each under its limits, in
+    /// the same transaction (a refused limit cancels the creation: [`StoreError::RiskRefused`]).
     pub async fn create_order(
         &self,
         new: &NewOrder,
@@ -16,6 +19,7 @@ impl Store {
         due_at_ms: i64,
         cause: &Cause,
         now_ms: i64,
+        counters: &[Counter],
     ) -> Result<Created, StoreError> {
         let order = Order {
             out_trade_no: new.out_trade_no.clone(),
@@ -39,6 +43,8 @@ impl Store {
             due_at_ms: Some(due_at_ms),
             sweeps: 0,
             paid_after_close: false,
+            customer_ref: new.customer_ref.clone(),
+            risk_rules: Vec::new(),
         };
         let put = Put::builder()
             .table_name(&self.table)
@@ -50,12 +56,36 @@ impl Store {
         let event = AuditEvent::new("order.created", cause, now_ms)
             .change("", OrderStatus::Created)
             .amount(order.amount);
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
             self.audit_put(&order.out_trade_no, &event)?,
         ];
+        for counter in counters {
+            items.push(self.counter_update(counter, new)?);
+        }
         match self.transact(items).await? {
             Ok(()) => Ok(Created::New(order)),
+            Err(reasons) if !failed_condition(&reasons, 0) => {
+                let refusal = counters
+                    .iter()
+                    .enumerate()
+                    .find(|(index, _)| failed_condition(&reasons, index + 2))
+                    .map(|(index, counter)| {
+                        let held = reasons
+                            .get(index + 2)
+                            .and_then(|r| r.item())
+                            .map(counts_of(counter))
+                            .unwrap_or_default();
+                        crate::risk::tripped(counter, &held, new.amount)
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Unavailable("order creation was cancelled".into())
+                    })?;
+                Err(StoreError::RiskRefused {
+                    rule: refusal.rule.to_owned(),
+                    message: refusal.message,
+                })
+            }
             Err(reasons) => {
                 let existing = match self
                     .old_item(&reasons, 0, &order.out_trade_no, ORDER_SK)
@@ -176,6 +206,11 @@ impl Store {
             set.push("buyer_id_masked = :buyer");
             update = update.expression_attribute_values(":buyer", s(buyer));
         }
+        let flagged = payment.risk.as_ref().filter(|r| !r.rules.is_empty());
+        if let Some(risk) = flagged {
+            set.push("risk_rules = :risk");
+            update = update.expression_attribute_values(":risk", risk_list(&risk.rules));
+        }
         let update = update
             .update_expression(format!(
                 "SET {} REMOVE due_shard, due_at_ms",
@@ -195,11 +230,21 @@ impl Store {
         )
         .change(OrderStatus::Created, target)
         .amount(payment.amount)
-        .detail(format!("trade_no {}", payment.trade_no));
-        let items = vec![
+        .detail(match flagged {
+            Some(risk) => format!(
+                "trade_no {}; flagged by the fraud checks: {}",
+                payment.trade_no,
+                risk.rules.join(", ")
+            ),
+            None => format!("trade_no {}", payment.trade_no),
+        });
+        let mut items = vec![
             TransactWriteItem::builder().update(update).build(),
             self.audit_put(out_trade_no, &event)?,
         ];
+        if let Some(risk) = &payment.risk {
+            items.extend(self.history_updates(risk, payment.amount, now_ms)?);
+        }
         match self.change_order(items, out_trade_no).await? {
             Ok(order) => Ok(Transition::Applied(order)),
             Err(current)
@@ -505,7 +550,15 @@ fn order_item_without_due(order: &Order) -> Item {
     if let Some(paid) = order.paid_amount {
         item.insert("paid_fen".to_owned(), n(paid.fen()));
     }
+    put_opt(&mut item, "customer_ref", order.customer_ref.as_deref());
+    if !order.risk_rules.is_empty() {
+        item.insert("risk_rules".to_owned(), risk_list(&order.risk_rules));
+    }
     item
+}
+
+fn risk_list(rules: &[String]) -> AttributeValue {
+    AttributeValue::L(rules.iter().map(|r| s(r.as_str())).collect())
 }
 
 pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
@@ -546,5 +599,11 @@ pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
             .and_then(|v| v.as_bool().ok())
             .copied()
             .unwrap_or(false),
+        customer_ref: get_opt_s(item, "customer_ref"),
+        risk_rules: item
+            .get("risk_rules")
+            .and_then(|v| v.as_l().ok())
+            .map(|list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+            .unwrap_or_default(),
     })
 }

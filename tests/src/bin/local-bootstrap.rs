@@ -72,7 +72,9 @@ async fn main() -> Result<(), String> {
     }
     println!(
         "{}",
-        serde_json::json!({ "table": args.table, "kms_key_id": alias, "bucket": args.bucket, "created_table": !exists, "created_key": !key_exists, "created_bucket": !bucket_exists })
+        serde_json::json!({ "table": args.table, "kms_key_id": alias, "bucket": args.bucket, "created_table": !exists, "created_key": !key_exists, "created_bucket": !bucket_exists,
+            // The fraud rules a deployment gets by default (template.yaml's RiskRules).
+            "risk_rules": template["Parameters"]["RiskRules"]["Default"].as_str() })
     );
     Ok(())
 }

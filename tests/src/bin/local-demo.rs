@@ -1,5 +1,6 @@
 //! `make demo`: the whole lifecycle against the gateway that `make run` started, step by step:
-//! create → pay at the simulator → notification → paid → partial refund → full refund.
+//! create → pay at the simulator → notification → paid → partial refund → full refund, with the
+//! events each step published.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,56 @@ fn show(answer: &Answer) {
     {
         println!("    {line}");
     }
+}
+
+/// The events `make run` has published for `order` (`.local/events.jsonl`).
+fn events_of(order: &str) -> Vec<Value> {
+    std::fs::read_to_string(".local/events.jsonl")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| {
+            let d = &e["detail"];
+            d["payment"]["out_trade_no"] == order || d["refund"]["out_trade_no"] == order
+        })
+        .collect()
+}
+
+/// Waits (up to 5 s) for the events `expected` about `order` after the first `seen`, and
+/// prints them as a merchant's rule receives them.
+async fn show_events(order: &str, seen: &mut usize, expected: &[&str]) -> Result<(), String> {
+    let arrived = eventually(5, || async {
+        let events = events_of(order);
+        let new: Vec<Value> = events.iter().skip(*seen).cloned().collect();
+        let types: Vec<&str> = new
+            .iter()
+            .filter_map(|e| e["detail-type"].as_str())
+            .collect();
+        expected.iter().all(|t| types.contains(t)).then_some(new)
+    })
+    .await
+    .ok_or_else(|| {
+        format!(
+            "demo failed: the events {expected:?} did not arrive within 5 s (see .local/events.log)"
+        )
+    })?;
+    for event in &arrived {
+        let detail = &event["detail"];
+        let resource = if detail["refund"].is_object() {
+            &detail["refund"]
+        } else {
+            &detail["payment"]
+        };
+        println!(
+            "    event {:<18} {} status={} amount={}",
+            event["detail-type"].as_str().unwrap_or(""),
+            detail["event_id"].as_str().unwrap_or(""),
+            resource["status"].as_str().unwrap_or(""),
+            resource["amount"].as_str().unwrap_or("")
+        );
+    }
+    *seen += arrived.len();
+    Ok(())
 }
 
 fn check(ok: bool, what: &str) -> Result<(), String> {
@@ -53,6 +104,8 @@ async fn main() -> Result<(), String> {
     let created = http.post_json(&format!("{api}/payments"), &body).await;
     show(&created);
     check(created.status == 201, "payment not created")?;
+    let mut seen = 0;
+    show_events(&order, &mut seen, &["payment.created"]).await?;
     let url = created.json()["next_step"]["url"]
         .as_str()
         .unwrap_or("")
@@ -122,6 +175,7 @@ async fn main() -> Result<(), String> {
     let payment = http.get(&format!("{api}/payments/{order}")).await;
     show(&payment);
     check(payment.json()["status"] == "PAID", "not paid")?;
+    show_events(&order, &mut seen, &["payment.paid"]).await?;
 
     step(6, "partial refund of 100.00");
     let partial = http
@@ -132,6 +186,7 @@ async fn main() -> Result<(), String> {
         .await;
     show(&partial);
     check(partial.status == 201, "partial refund failed")?;
+    show_events(&order, &mut seen, &["refund.created", "refund.succeeded"]).await?;
 
     step(
         7,
@@ -164,6 +219,12 @@ async fn main() -> Result<(), String> {
     let last = http.get(&format!("{api}/payments/{order}")).await;
     show(&last);
     check(last.json()["status"] == "REFUNDED", "not fully refunded")?;
+    show_events(
+        &order,
+        &mut seen,
+        &["refund.created", "refund.succeeded", "payment.refunded"],
+    )
+    .await?;
     println!("\nDone: {order} was paid 299.00 and refunded in full (100.00 + 199.00).");
     Ok(())
 }

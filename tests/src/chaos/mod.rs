@@ -211,6 +211,7 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     let stack = Stack::start_custom(StackOptions {
         alipay_timeout_ms: 600,
         aws_endpoint: Some(proxy.url.clone()),
+        risk_rules: None,
     })
     .await;
     let stack = Arc::new(stack);
