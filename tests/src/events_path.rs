@@ -292,22 +292,30 @@ impl EventsPath {
             if messages.is_empty() {
                 return Ok(events);
             }
-            for message in messages {
+            let mut received = Vec::new();
+            for (n, message) in messages.into_iter().enumerate() {
                 let body = message.body.unwrap_or_default();
                 events.push(
                     serde_json::from_str(&body)
                         .map_err(|e| format!("an event is not JSON ({e}): {body}"))?,
                 );
                 if let Some(handle) = message.receipt_handle {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .map_err(|e| format!("DeleteMessage: {}", shared::aws::error_chain(&e)))?;
+                    received.push(
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(n.to_string())
+                            .receipt_handle(handle)
+                            .build()
+                            .map_err(|e| e.to_string())?,
+                    );
                 }
             }
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(received))
+                .send()
+                .await
+                .map_err(|e| format!("DeleteMessageBatch: {}", shared::aws::error_chain(&e)))?;
         }
     }
 

@@ -214,6 +214,8 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         risk_rules: None,
     })
     .await;
+    // The events path reads the stand-in directly (the stream is Lambda's to read, not ours).
+    let mut path = stack.events_path().await;
     let stack = Arc::new(stack);
     let world = Arc::new(World {
         orders: Mutex::new(BTreeMap::new()),
@@ -260,7 +262,15 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         report.fault(&boundary, fault.name(), count);
     }
     let known = world.orders.lock().map(|o| o.clone()).unwrap_or_default();
+    let events = match path.events().await {
+        Ok(events) => events,
+        Err(error) => {
+            report.violations.push(format!("events: {error}"));
+            Vec::new()
+        }
+    };
     check_invariants(&stack, &known, &mut report).await;
+    check_events(&stack, &known, &events, &mut report).await;
     stack.env.drop_table().await;
     report
 }
@@ -606,6 +616,112 @@ fn fault_name(kind: &FaultKind) -> String {
 }
 
 /// Every invariant, against the simulator's own ledger.
+/// Exactly one event per change a merchant sees: per order, one `payment.created`; one paid event
+/// when it was paid; one `payment.refunded` when it is REFUNDED; per refund one
+/// `refund.created` and the one event of its final state; and no event id twice.
+async fn check_events(
+    stack: &Stack,
+    known: &BTreeMap<String, Known>,
+    events: &[Value],
+    report: &mut ChaosReport,
+) {
+    let violations = &mut report.violations;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut by_order: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
+    for event in events {
+        let detail = &event["detail"];
+        if !ids.insert(detail["event_id"].as_str().unwrap_or("").to_owned()) {
+            violations.push(format!("event {} published twice", detail["event_id"]));
+        }
+        let (order, refund) = if detail["refund"].is_object() {
+            (
+                &detail["refund"]["out_trade_no"],
+                detail["refund"]["out_request_no"]
+                    .as_str()
+                    .map(str::to_owned),
+            )
+        } else {
+            (&detail["payment"]["out_trade_no"], None)
+        };
+        by_order
+            .entry(order.as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push((
+                event["detail-type"].as_str().unwrap_or("").to_owned(),
+                refund,
+            ));
+    }
+    for out_trade_no in known.keys() {
+        let Ok(id) = OutTradeNo::parse(out_trade_no.as_str()) else {
+            continue;
+        };
+        let Ok(Some((order, refunds))) = stack.env.store.get_order_with_refunds(&id).await else {
+            continue;
+        };
+        let mine = by_order.remove(out_trade_no).unwrap_or_default();
+        let count = |kind: &str, refund: Option<&str>| {
+            mine.iter()
+                .filter(|(k, r)| k == kind && r.as_deref() == refund)
+                .count()
+        };
+        let paid = u8::from(order.status.is_paid());
+        let mut expected = vec![
+            ("payment.created", None, 1),
+            (
+                "payment.paid",
+                None,
+                usize::from(paid == 1 && !order.paid_after_close),
+            ),
+            (
+                "payment.paid_after_close",
+                None,
+                usize::from(order.paid_after_close),
+            ),
+            (
+                "payment.closed",
+                None,
+                usize::from(
+                    order.status == shared::domain::OrderStatus::Closed || order.paid_after_close,
+                ),
+            ),
+            (
+                "payment.refunded",
+                None,
+                usize::from(shared::gateway::payment_status(&order) == "REFUNDED"),
+            ),
+        ];
+        for refund in &refunds {
+            let no = refund.out_request_no.as_str();
+            use shared::domain::RefundStatus::*;
+            expected.push(("refund.created", Some(no), 1));
+            expected.push((
+                "refund.succeeded",
+                Some(no),
+                usize::from(refund.status == Succeeded),
+            ));
+            expected.push((
+                "refund.failed",
+                Some(no),
+                usize::from(refund.status == Failed),
+            ));
+        }
+        for (kind, refund, want) in expected {
+            let got = count(kind, refund);
+            if got != want {
+                violations.push(format!(
+                    "{out_trade_no}{}: {got} {kind} events, expected {want}",
+                    refund.map(|r| format!("/{r}")).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    for (out_trade_no, kinds) in by_order {
+        violations.push(format!(
+            "events for {out_trade_no}, which does not exist: {kinds:?}"
+        ));
+    }
+}
+
 async fn check_invariants(
     stack: &Stack,
     known: &BTreeMap<String, Known>,
