@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use gateway_tests::merchant::{
-    audit_kinds, create, create_and_pay, payment, payment_body, refund, wait_for_status,
+    audit_kinds, create, create_and_pay, paid_after_close, payment, payment_body, refund,
 };
 use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{APP_ID, REFUND_SPACING_MS, SELLER_ID, Stack, eventually, now_ms};
@@ -338,26 +338,9 @@ async fn closing_a_payment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_after_close_is_recorded_and_refunded() {
     let stack = Stack::start().await;
-    let created = create(&stack, "late_1", "66.00", "page").await;
-    let url = created.json()["next_step"]["url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
-    // Closed here while Alipay never knew the trade...
-    let closed = stack
-        .http
-        .send(
-            "POST",
-            &stack.api("/payments/late_1/close"),
-            "application/json",
-            "",
-        )
-        .await;
-    assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
-    // ...then the buyer opens the URL they still hold, and pays before its time_expire.
-    assert_eq!(stack.http.get(&url).await.status, 200);
-    stack.simulator.pay("late_1", false).expect("pay");
-    let recorded = wait_for_status(&stack, "late_1", "PAID").await;
+    // Closed here while Alipay never knew the trade; then the buyer opens the URL they still
+    // hold, and pays before its time_expire.
+    let recorded = paid_after_close(&stack, "late_1", "66.00").await;
     assert_eq!(recorded["paid_after_close"], true);
     assert_eq!(
         recorded["refundable_amount"], "0.00",

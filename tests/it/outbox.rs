@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_tests::merchant::{create, create_and_pay, payment, refund, wait_for_status};
+use gateway_tests::merchant::{
+    create, create_and_pay, paid_after_close, payment, refund, refused_refund,
+};
 use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{Stack, eventually};
 use serde_json::{Value, json};
@@ -84,42 +86,9 @@ async fn every_change_is_one_event_carrying_the_resource_as_the_api_shows_it() {
     );
     // A refund Alipay refuses.
     create_and_pay(&stack, "ev_2", "20.00").await;
-    stack.simulator.inject(Fault {
-        target: "alipay.trade.refund".into(),
-        kind: FaultKind::SellerBalanceNotEnough,
-        times: 1,
-    });
-    let failed = refund(
-        &stack,
-        "ev_2",
-        json!({"amount": "5.00", "out_request_no": "ev_2_r1"}),
-    )
-    .await;
-    assert_eq!(
-        failed.json()["refund"]["status"],
-        "FAILED",
-        "{}",
-        failed.text
-    );
+    refused_refund(&stack, "ev_2", "5.00", "ev_2_r1").await;
     // Closed unpaid; then paid by a buyer who still held the URL (paid after close).
-    let created = create(&stack, "ev_3", "9.00", "page").await;
-    let url = created.json()["next_step"]["url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
-    let closed = stack
-        .http
-        .send(
-            "POST",
-            &stack.api("/payments/ev_3/close"),
-            "application/json",
-            "",
-        )
-        .await;
-    assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
-    assert_eq!(stack.http.get(&url).await.status, 200);
-    stack.simulator.pay("ev_3", false).expect("pay");
-    wait_for_status(&stack, "ev_3", "PAID").await;
+    paid_after_close(&stack, "ev_3", "9.00").await;
 
     let events = path.events().await.expect("events");
     assert_eq!(

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use gateway_tests::merchant::{audit_kinds, create_and_pay, refund, wait_for_status};
+use gateway_tests::merchant::{
+    audit_kinds, create_and_pay, refund, refused_refund, wait_for_status,
+};
 use gateway_tests::simulator::{Fault, FaultKind, LedgerEdit};
 use gateway_tests::support::{Stack, now_ms};
 use serde_json::json;
@@ -127,23 +129,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
 
     // A refund FAILED here (a signed terminal refusal) that Alipay shows executed.
     create_and_pay(&stack, "rc_rstatus", "90.00").await;
-    sim.inject(Fault {
-        target: "alipay.trade.refund".into(),
-        kind: FaultKind::SellerBalanceNotEnough,
-        times: 1,
-    });
-    let failed = refund(
-        &stack,
-        "rc_rstatus",
-        json!({"amount": "9.00", "out_request_no": "rc_rstatus_r"}),
-    )
-    .await;
-    assert_eq!(
-        failed.json()["refund"]["status"],
-        "FAILED",
-        "{}",
-        failed.text
-    );
+    refused_refund(&stack, "rc_rstatus", "9.00", "rc_rstatus_r").await;
     sim.edit(LedgerEdit::AddRefund {
         out_trade_no: "rc_rstatus".into(),
         out_request_no: "rc_rstatus_r".into(),

@@ -75,3 +75,55 @@ pub async fn refund(stack: &Stack, out_trade_no: &str, body: Value) -> Answer {
         )
         .await
 }
+
+/// A refund Alipay refuses with a signed terminal answer (`ACQ.SELLER_BALANCE_NOT_ENOUGH`): it
+/// ends FAILED. Returns the refund as answered.
+pub async fn refused_refund(
+    stack: &Stack,
+    out_trade_no: &str,
+    amount: &str,
+    out_request_no: &str,
+) -> Value {
+    stack.simulator.inject(crate::simulator::Fault {
+        target: "alipay.trade.refund".into(),
+        kind: crate::simulator::FaultKind::SellerBalanceNotEnough,
+        times: 1,
+    });
+    let failed = refund(
+        stack,
+        out_trade_no,
+        json!({"amount": amount, "out_request_no": out_request_no}),
+    )
+    .await;
+    assert_eq!(
+        failed.json()["refund"]["status"],
+        "FAILED",
+        "{}",
+        failed.text
+    );
+    failed.json()["refund"].clone()
+}
+
+/// A page payment closed here while Alipay never knew the trade, then paid by a buyer who
+/// still held its URL (before its `time_expire`): a payment after close. Returns the payment
+/// once recorded PAID.
+pub async fn paid_after_close(stack: &Stack, out_trade_no: &str, amount: &str) -> Value {
+    let created = create(stack, out_trade_no, amount, "page").await;
+    let url = created.json()["next_step"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let closed = stack
+        .http
+        .send(
+            "POST",
+            &stack.api(&format!("/payments/{out_trade_no}/close")),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
+    assert_eq!(stack.http.get(&url).await.status, 200);
+    stack.simulator.pay(out_trade_no, false).expect("pay");
+    wait_for_status(stack, out_trade_no, "PAID").await
+}
