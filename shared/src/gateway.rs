@@ -342,7 +342,9 @@ async fn paid_risk(
     let Some(customer) = order.customer_ref.as_deref().filter(|_| checked) else {
         return Ok(None);
     };
-    if order.status.is_paid() {
+    // A repeat (already paid) is not judged again; a payment after close is refunded in full
+    // by default and recorded without the checks.
+    if order.status != OrderStatus::Created {
         return Ok(None);
     }
     let customer = crate::risk::digest("customer", customer);
