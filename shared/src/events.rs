@@ -370,5 +370,17 @@ mod tests {
             Some("reconciliation.matched")
         );
         assert_eq!(kind(None, Some(&summary("bill_not_ready", 12))), None);
+        // Other items under a day's key, and the fraud checks' items, are no events.
+        for (pk, sk) in [
+            ("RECON#2026-11-26", "ROW#1"),
+            ("RISK#C#0a1b", "DAY#2026-11-26"),
+            ("RISK#C#0a1b", "HISTORY"),
+            ("RISK#B#0a1b", "CUSTOMERS"),
+        ] {
+            let mut item = Image::new();
+            item.insert("pk".into(), AttributeValue::S(pk.into()));
+            item.insert("sk".into(), AttributeValue::S(sk.into()));
+            assert_eq!(kind(None, Some(&item)), None, "{pk} {sk}");
+        }
     }
 }

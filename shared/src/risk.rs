@@ -548,6 +548,71 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive_and_messages_name_them() {
+        let rules = rules();
+        // The ceiling itself is allowed.
+        assert_eq!(
+            screen(&rules, &screening(None, "203.0.113.1", "200.00")),
+            Ok(())
+        );
+        let now = 1_795_800_600_000;
+        let list = counters(&rules, &screening(Some("c1"), "203.0.113.1", "10.00"), now);
+        let day = ChinaDate::of_unix(now / 1000);
+        assert_eq!(list[0].expires_at, day.start_unix() + 2 * 86_400);
+        // Exactly at the hourly amount (90.00 held + 10.00 = 100.00): that limit is not what
+        // refused (the item changed since; the day count is named).
+        let at_limit = Counts {
+            hour_fen: 9_000,
+            ..Counts::default()
+        };
+        assert_eq!(
+            tripped(&list[0], &at_limit, amount("10.00")).rule,
+            "customer_daily_count"
+        );
+        // A customer the IP already paid for is never "one too many".
+        let known = Counts {
+            customers: 2,
+            has_customer: true,
+            ..Counts::default()
+        };
+        assert_eq!(
+            tripped(&list[1], &known, amount("1.00")).rule,
+            "ip_daily_count"
+        );
+        let message = |rule: &str, limits: &Limits| limit_message(rule, limits);
+        assert_eq!(
+            message("customer_hourly_count", &rules.customer),
+            "the customer limit of 2 payments an hour is reached"
+        );
+        assert_eq!(
+            message("customer_hourly_amount", &rules.customer),
+            "the customer limit of 100.00 an hour is reached"
+        );
+        assert_eq!(
+            message("customer_daily_count", &rules.customer),
+            "the customer limit of 5 payments a day is reached"
+        );
+        assert_eq!(
+            message("ip_daily_amount", &rules.ip),
+            "the client IP limit of 500.00 a day is reached"
+        );
+        assert_eq!(
+            message("ip_many_customers", &rules.ip),
+            "too many customers from one client IP today"
+        );
+    }
+
+    #[test]
+    fn digests_are_short_stable_and_kept_apart_by_kind() {
+        let a = digest("customer", "42");
+        assert_eq!(a.len(), 20);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, digest("customer", "42"));
+        assert_ne!(a, digest("ip", "42"));
+        assert_ne!(a, digest("customer", "43"));
+    }
+
+    #[test]
     fn after_payment_flags_many_customers_and_amounts_far_above_history() {
         let rules = rules();
         let history = History {
