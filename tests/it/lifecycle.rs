@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use gateway_tests::merchant::{
-    audit_kinds, create, create_and_pay, paid_after_close, payment, payment_body, refund,
+    audit_kinds, close, create, create_and_pay, paid_after_close, payment, payment_body, refund,
 };
 use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{APP_ID, REFUND_SPACING_MS, SELLER_ID, Stack, eventually, now_ms};
@@ -282,20 +282,7 @@ async fn every_payment_expires_and_the_sweeper_ends_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_payment() {
     let stack = Stack::start_with_timeout_ms(700).await;
-    let close = |out_trade_no: &'static str| {
-        let stack = &stack;
-        async move {
-            stack
-                .http
-                .send(
-                    "POST",
-                    &stack.api(&format!("/payments/{out_trade_no}/close")),
-                    "application/json",
-                    "",
-                )
-                .await
-        }
-    };
+    let close = |out_trade_no: &'static str| close(&stack, out_trade_no);
     // Known to Alipay (the buyer scanned): closed there, then here.
     assert_eq!(create(&stack, "close_qr", "2.00", "qr").await.status, 201);
     let closed = close("close_qr").await;
@@ -385,15 +372,7 @@ async fn a_payment_after_close_is_recorded_and_refunded() {
         .as_str()
         .expect("url")
         .to_owned();
-    let closed = stack
-        .http
-        .send(
-            "POST",
-            &stack.api("/payments/late_2/close"),
-            "application/json",
-            "",
-        )
-        .await;
+    let closed = close(&stack, "late_2").await;
     assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
     assert_eq!(stack.http.get(&url).await.status, 200);
     stack

@@ -97,6 +97,23 @@ fn actions_of(template: &Value, role: &str) -> BTreeSet<String> {
     actions
 }
 
+/// The key attributes of a global secondary index of the orders table.
+fn index_keys(template: &Value, name: &str) -> Vec<String> {
+    props(template, "OrdersTable")
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .expect("indexes")
+        .iter()
+        .find(|i| i.get("IndexName").map(text).as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no index {name}"))
+        .get("KeySchema")
+        .and_then(Value::as_sequence)
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k.get("AttributeName").map(text))
+        .collect()
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -336,22 +353,7 @@ fn reconciliation_runs_daily_at_10_30_china_time_and_keeps_reports_private_and_1
             .as_deref(),
         Some("Retain")
     );
-    let indexes = props(&template, "OrdersTable")
-        .get("GlobalSecondaryIndexes")
-        .and_then(Value::as_sequence)
-        .expect("indexes");
-    let day = indexes
-        .iter()
-        .find(|i| i.get("IndexName").map(text).as_deref() == Some("DayIndex"))
-        .expect("DayIndex");
-    let keys: Vec<String> = day
-        .get("KeySchema")
-        .and_then(Value::as_sequence)
-        .expect("keys")
-        .iter()
-        .filter_map(|k| k.get("AttributeName").map(text))
-        .collect();
-    assert_eq!(keys, ["day_key", "day_sk"]);
+    assert_eq!(index_keys(&template, "DayIndex"), ["day_key", "day_sk"]);
     // Only the reconcile role reads the day index; it writes reports under one prefix only.
     let statements = iam_statements(&template);
     for (role, statement) in &statements {
@@ -375,23 +377,10 @@ fn reconciliation_runs_daily_at_10_30_china_time_and_keeps_reports_private_and_1
 #[test]
 fn the_sweeper_runs_on_a_schedule_over_a_sparse_due_index() {
     let template = template();
-    let table = props(&template, "OrdersTable");
-    let indexes = table
-        .get("GlobalSecondaryIndexes")
-        .and_then(Value::as_sequence)
-        .expect("indexes");
-    let due = indexes
-        .iter()
-        .find(|i| i.get("IndexName").map(text).as_deref() == Some("DueIndex"))
-        .expect("DueIndex");
-    let keys: Vec<String> = due
-        .get("KeySchema")
-        .and_then(Value::as_sequence)
-        .expect("keys")
-        .iter()
-        .filter_map(|k| k.get("AttributeName").map(text))
-        .collect();
-    assert_eq!(keys, ["due_shard", "due_at_ms"]);
+    assert_eq!(
+        index_keys(&template, "DueIndex"),
+        ["due_shard", "due_at_ms"]
+    );
     let sweeper = props(&template, "SweeperFunction");
     let schedule = sweeper
         .get("Events")

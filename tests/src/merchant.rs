@@ -76,6 +76,19 @@ pub async fn refund(stack: &Stack, out_trade_no: &str, body: Value) -> Answer {
         .await
 }
 
+/// `POST /payments/{out_trade_no}/close`.
+pub async fn close(stack: &Stack, out_trade_no: &str) -> Answer {
+    stack
+        .http
+        .send(
+            "POST",
+            &stack.api(&format!("/payments/{out_trade_no}/close")),
+            "application/json",
+            "",
+        )
+        .await
+}
+
 /// A refund Alipay refuses with a signed terminal answer (`ACQ.SELLER_BALANCE_NOT_ENOUGH`): it
 /// ends FAILED. Returns the refund as answered.
 pub async fn refused_refund(
@@ -113,15 +126,7 @@ pub async fn paid_after_close(stack: &Stack, out_trade_no: &str, amount: &str) -
         .as_str()
         .expect("url")
         .to_owned();
-    let closed = stack
-        .http
-        .send(
-            "POST",
-            &stack.api(&format!("/payments/{out_trade_no}/close")),
-            "application/json",
-            "",
-        )
-        .await;
+    let closed = close(stack, out_trade_no).await;
     assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
     assert_eq!(stack.http.get(&url).await.status, 200);
     stack.simulator.pay(out_trade_no, false).expect("pay");

@@ -104,11 +104,11 @@ fn record_of(record: EventRecord) -> Record {
 /// destination, never skipped silently).
 pub async fn publish(publisher: &Publisher, records: &[Record]) -> Outcome {
     let mut outcome = Outcome::default();
-    let mut events: Vec<(&str, Event)> = Vec::new();
+    let mut events: Vec<Pending<'_>> = Vec::new();
     let mut unreadable = None;
     for record in records {
         match event_of(record.old.as_ref(), record.new.as_ref()) {
-            Ok(Some(event)) => events.push((&record.sequence, event)),
+            Ok(Some(event)) => events.push(Pending::new(&publisher.bus, &record.sequence, event)),
             Ok(None) => outcome.skipped += 1,
             Err(error) => {
                 // The keys only: the item may carry a buyer's data.
@@ -126,9 +126,9 @@ pub async fn publish(publisher: &Publisher, records: &[Record]) -> Outcome {
             Ok(()) => outcome.published += chunk.len(),
             Err((accepted, error)) => {
                 outcome.published += accepted;
-                let (sequence, event) = &chunk[accepted];
-                tracing::warn!(%sequence, event_id = %event.id, error, "events not published; the batch is retried from here");
-                outcome.retry_from = Some((*sequence).to_owned());
+                let failed = &chunk[accepted];
+                tracing::warn!(sequence = %failed.sequence, event_id = %failed.id, error, "events not published; the batch is retried from here");
+                outcome.retry_from = Some(failed.sequence.to_owned());
                 return outcome;
             }
         }
@@ -138,12 +138,39 @@ pub async fn publish(publisher: &Publisher, records: &[Record]) -> Outcome {
     outcome
 }
 
+/// An event ready for `PutEvents`, with the record it came from.
+struct Pending<'a> {
+    sequence: &'a str,
+    id: String,
+    /// What the entry counts against the call's size limit.
+    bytes: usize,
+    entry: PutEventsRequestEntry,
+}
+
+impl<'a> Pending<'a> {
+    fn new(bus: &str, sequence: &'a str, event: Event) -> Pending<'a> {
+        let detail = event.detail.to_string();
+        Pending {
+            sequence,
+            bytes: detail.len() + event.detail_type.len() + SOURCE.len(),
+            entry: PutEventsRequestEntry::builder()
+                .event_bus_name(bus)
+                .source(SOURCE)
+                .detail_type(event.detail_type)
+                .detail(detail)
+                .time(DateTime::from_millis(event.occurred_at_ms))
+                .build(),
+            id: event.id,
+        }
+    }
+}
+
 /// How many of `events` go in the next call: at most ten, and within the size limit.
-fn batch_len(events: &[(&str, Event)]) -> usize {
+fn batch_len(events: &[Pending<'_>]) -> usize {
     let mut bytes = 0;
     let mut count = 0;
-    for (_, event) in events.iter().take(ENTRIES_PER_CALL) {
-        bytes += event.detail.to_string().len() + event.detail_type.len() + SOURCE.len();
+    for event in events.iter().take(ENTRIES_PER_CALL) {
+        bytes += event.bytes;
         if count > 0 && bytes > BYTES_PER_CALL {
             break;
         }
@@ -155,19 +182,8 @@ fn batch_len(events: &[(&str, Event)]) -> usize {
 /// One `PutEvents`; on failure, how many leading entries were accepted, and why the next was
 /// not. EventBridge may accept entries after a failed one: they are published again on the
 /// retry (at least once).
-async fn put(publisher: &Publisher, chunk: &[(&str, Event)]) -> Result<(), (usize, String)> {
-    let entries = chunk
-        .iter()
-        .map(|(_, event)| {
-            PutEventsRequestEntry::builder()
-                .event_bus_name(&publisher.bus)
-                .source(SOURCE)
-                .detail_type(event.detail_type)
-                .detail(event.detail.to_string())
-                .time(DateTime::from_millis(event.occurred_at_ms))
-                .build()
-        })
-        .collect();
+async fn put(publisher: &Publisher, chunk: &[Pending<'_>]) -> Result<(), (usize, String)> {
+    let entries = chunk.iter().map(|event| event.entry.clone()).collect();
     let answer = publisher
         .client
         .put_events()

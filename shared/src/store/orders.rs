@@ -61,7 +61,7 @@ impl Store {
             self.audit_put(&order.out_trade_no, &event)?,
         ];
         for counter in counters {
-            items.push(self.counter_update(counter, new)?);
+            items.push(self.counter_update(counter, new.amount)?);
         }
         match self.transact(items).await? {
             Ok(()) => Ok(Created::New(order)),

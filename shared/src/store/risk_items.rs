@@ -22,9 +22,9 @@ impl Store {
     pub(super) fn counter_update(
         &self,
         counter: &Counter,
-        new: &NewOrder,
+        amount: Amount,
     ) -> Result<TransactWriteItem, StoreError> {
-        let fen = new.amount.fen();
+        let fen = amount.fen();
         let mut conditions = Vec::new();
         let mut update = Update::builder()
             .table_name(&self.table)
