@@ -32,6 +32,12 @@ pub enum CallError {
     Untrusted(ResponseError),
     #[error(transparent)]
     Sign(SignError),
+    /// Not called: the channel's circuit is open (Alipay, or our path to it, is failing).
+    #[error("Alipay channel {channel} is failing; calls are refused for now")]
+    Open {
+        channel: String,
+        retry_after_ms: i64,
+    },
 }
 
 /// A configured Alipay client; build once per process and share.
@@ -71,6 +77,11 @@ impl AlipayClient {
 
     pub fn gateway_url(&self) -> &str {
         &self.gateway_url
+    }
+
+    /// The longest wait for one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn app(&self) -> &AppParams {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::alipay::keys::PublicKey;
+use crate::channels::{ChannelConfig, ChannelId};
 use crate::ids::{AppId, SellerId};
 
 /// Alipay's production gateway; the sandbox is `https://openapi-sandbox.dl.alipaydev.com/gateway.do`.
@@ -14,17 +15,12 @@ pub const PRODUCTION_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
 pub struct Config {
     /// `ORDERS_TABLE`
     pub orders_table: String,
-    /// `KMS_KEY_ID`: key id, ARN or alias of the app signing key; only the functions that call
-    /// Alipay have (and need) one.
-    pub kms_key_id: Option<String>,
-    /// `ALIPAY_APP_ID`
-    pub app_id: AppId,
-    /// `ALIPAY_PUBLIC_KEY`: Alipay's public key (支付宝公钥), PEM or bare Base64.
-    pub alipay_public_key: PublicKey,
-    /// `ALIPAY_SELLER_ID` (required): notifications for another seller are refused.
-    pub seller_id: SellerId,
-    /// `ALIPAY_GATEWAY_URL` (default: production).
-    pub gateway_url: String,
+    /// The Alipay applications payments go through: the primary (`ALIPAY_*`, `KMS_KEY_ID`),
+    /// then the secondary when `SECONDARY_ALIPAY_APP_ID` is set (`SECONDARY_*`). New payments go
+    /// to the first whose circuit is closed; everything else uses the order's own.
+    pub channels: Vec<ChannelConfig>,
+    /// `BREAKER_*`: when a channel's circuit opens and closes again.
+    pub breaker: crate::breaker::Settings,
     /// `ALIPAY_NOTIFY_URL`: where Alipay posts notifications (the notify function's URL).
     pub notify_url: Option<String>,
     /// `RETURN_URL_PREFIXES`: comma-separated; a payment's `return_url` must start with one.
@@ -100,24 +96,13 @@ impl Config {
             }
         };
         let orders_table = required("ORDERS_TABLE");
-        let kms_key_id = get("KMS_KEY_ID").map(str::to_owned);
-        let app_id_text = required("ALIPAY_APP_ID");
-        let alipay_key_text = required("ALIPAY_PUBLIC_KEY");
-        let seller_id_text = required("ALIPAY_SELLER_ID");
-
-        let app_id = AppId::parse(app_id_text.as_str()).map_err(|e| format!("ALIPAY_APP_ID {e}"));
-        let alipay_public_key =
-            PublicKey::parse(&alipay_key_text).map_err(|e| format!("ALIPAY_PUBLIC_KEY: {e}"));
-        let seller_id =
-            SellerId::parse(seller_id_text.as_str()).map_err(|e| format!("ALIPAY_SELLER_ID {e}"));
-        let gateway_url = get("ALIPAY_GATEWAY_URL")
-            .unwrap_or(PRODUCTION_GATEWAY)
-            .to_owned();
-        if !secure_or_loopback(&gateway_url) {
-            problems.push(format!(
-                "ALIPAY_GATEWAY_URL must be https (or http on loopback): {gateway_url}"
-            ));
-        }
+        let primary = channel(vars, ChannelId::Primary, PRODUCTION_GATEWAY, &mut problems);
+        let secondary = get("SECONDARY_ALIPAY_APP_ID").is_some().then(|| {
+            let gateway = primary
+                .as_ref()
+                .map_or(PRODUCTION_GATEWAY, |p| p.gateway_url.as_str());
+            channel(vars, ChannelId::Secondary, gateway, &mut problems)
+        });
         let notify_url = get("ALIPAY_NOTIFY_URL").map(str::to_owned);
         if let Some(url) = &notify_url
             && !secure_or_loopback(url)
@@ -206,22 +191,23 @@ impl Config {
                 crate::risk::Rules::default()
             }),
         };
-        let (app_id, alipay_public_key, seller_id) = match (app_id, alipay_public_key, seller_id) {
-            (Ok(a), Ok(k), Ok(s)) if problems.is_empty() => (a, k, s),
-            (a, k, s) => {
-                problems.extend([a.err(), k.err(), s.err()].into_iter().flatten());
-                // Required fields that were missing are already reported once.
-                problems.retain(|p| !p.ends_with(" is empty") && !p.contains(": the key is empty"));
-                return Err(ConfigError(problems));
-            }
-        };
+        let breaker = breaker_settings(vars, alipay_timeout, &mut problems);
+        let channels: Vec<ChannelConfig> = [primary, secondary.flatten()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if let [first, second] = channels.as_slice()
+            && first.app_id == second.app_id
+        {
+            problems.push("SECONDARY_ALIPAY_APP_ID must differ from ALIPAY_APP_ID".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
         Ok(Config {
             orders_table,
-            kms_key_id,
-            app_id,
-            alipay_public_key,
-            seller_id,
-            gateway_url,
+            channels,
+            breaker,
             notify_url,
             return_url_prefixes,
             alipay_timeout,
@@ -230,11 +216,145 @@ impl Config {
         })
     }
 
+    /// The channel an order names (an order from before channels is the primary's).
+    pub fn channel(&self, id: ChannelId) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.id == id)
+    }
+
+    /// The primary channel (always configured).
+    pub fn primary(&self) -> &ChannelConfig {
+        // `from_map` refuses a configuration without one.
+        &self.channels[0]
+    }
+
     /// Whether a buyer may be sent back to `url` after paying (no open redirect).
     pub fn return_url_allowed(&self, url: &str) -> bool {
         self.return_url_prefixes
             .iter()
             .any(|prefix| url.starts_with(prefix.as_str()))
+    }
+}
+
+/// One channel's settings: `ALIPAY_APP_ID`, `ALIPAY_PUBLIC_KEY`, `ALIPAY_SELLER_ID`,
+/// `ALIPAY_GATEWAY_URL`, `KMS_KEY_ID`, each with the `SECONDARY_` prefix for the secondary.
+fn channel(
+    vars: &HashMap<String, String>,
+    id: ChannelId,
+    default_gateway: &str,
+    problems: &mut Vec<String>,
+) -> Option<ChannelConfig> {
+    let prefix = match id {
+        ChannelId::Primary => "",
+        ChannelId::Secondary => "SECONDARY_",
+    };
+    let get = |name: &str| {
+        vars.get(&format!("{prefix}{name}"))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let mut required = |name: &str| {
+        let value = get(name);
+        if value.is_none() {
+            problems.push(format!("{prefix}{name} is not set"));
+        }
+        value
+    };
+    let app_id = required("ALIPAY_APP_ID");
+    let alipay_key = required("ALIPAY_PUBLIC_KEY");
+    let seller_id = required("ALIPAY_SELLER_ID");
+    let gateway_url = get("ALIPAY_GATEWAY_URL")
+        .unwrap_or(default_gateway)
+        .to_owned();
+    if !secure_or_loopback(&gateway_url) {
+        problems.push(format!(
+            "{prefix}ALIPAY_GATEWAY_URL must be https (or http on loopback): {gateway_url}"
+        ));
+    }
+    let app_id =
+        app_id.map(|text| AppId::parse(text).map_err(|e| format!("{prefix}ALIPAY_APP_ID {e}")));
+    let alipay_public_key = alipay_key
+        .map(|text| PublicKey::parse(text).map_err(|e| format!("{prefix}ALIPAY_PUBLIC_KEY: {e}")));
+    let seller_id = seller_id
+        .map(|text| SellerId::parse(text).map_err(|e| format!("{prefix}ALIPAY_SELLER_ID {e}")));
+    match (app_id, alipay_public_key, seller_id) {
+        (Some(Ok(app_id)), Some(Ok(alipay_public_key)), Some(Ok(seller_id))) => {
+            Some(ChannelConfig {
+                id,
+                app_id,
+                alipay_public_key,
+                seller_id,
+                gateway_url,
+                kms_key_id: get("KMS_KEY_ID").map(str::to_owned),
+            })
+        }
+        (a, k, s) => {
+            problems.extend(
+                [
+                    a.and_then(Result::err),
+                    k.and_then(Result::err),
+                    s.and_then(Result::err),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+            None
+        }
+    }
+}
+
+/// `BREAKER_*`, each within a sensible range.
+fn breaker_settings(
+    vars: &HashMap<String, String>,
+    alipay_timeout: Duration,
+    problems: &mut Vec<String>,
+) -> crate::breaker::Settings {
+    let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let defaults = crate::breaker::Settings::default();
+    let mut number =
+        |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match get(name)
+            .map(str::parse::<i64>)
+        {
+            None => default,
+            Some(Ok(value)) if range.contains(&value) => value,
+            Some(_) => {
+                problems.push(format!(
+                    "{name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ));
+                default
+            }
+        };
+    let count = |value: i64| u64::try_from(value).unwrap_or(1);
+    crate::breaker::Settings {
+        window_ms: number(
+            "BREAKER_WINDOW_SECONDS",
+            defaults.window_ms / 1000,
+            1..=3_600,
+        ) * 1000,
+        min_calls: count(number(
+            "BREAKER_MIN_CALLS",
+            i64::try_from(defaults.min_calls).unwrap_or(10),
+            1..=10_000,
+        )),
+        failure_percent: count(number(
+            "BREAKER_FAILURE_PERCENT",
+            i64::try_from(defaults.failure_percent).unwrap_or(50),
+            1..=100,
+        )),
+        cool_down_ms: number(
+            "BREAKER_COOL_DOWN_MS",
+            defaults.cool_down_ms,
+            100..=3_600_000,
+        ),
+        trial_calls: count(number(
+            "BREAKER_TRIAL_CALLS",
+            i64::try_from(defaults.trial_calls).unwrap_or(3),
+            1..=100,
+        )),
+        sync_ms: number("BREAKER_SYNC_MS", defaults.sync_ms, 0..=60_000),
+        // One call (signing and exchange) and the writes around it.
+        trial_lease_ms: i64::try_from(alipay_timeout.as_millis()).unwrap_or(6_000) + 2_000,
     }
 }
 
@@ -284,7 +404,8 @@ mod tests {
     #[test]
     fn a_valid_environment_reads() {
         let config = Config::from_map(&vars(&valid())).expect("valid");
-        assert_eq!(config.gateway_url, PRODUCTION_GATEWAY);
+        assert_eq!(config.primary().gateway_url, PRODUCTION_GATEWAY);
+        assert_eq!(config.channels.len(), 1);
         assert_eq!(config.return_url_prefixes.len(), 2);
         assert!(config.return_url_allowed("https://shop.example.com/orders/1"));
         assert!(!config.return_url_allowed("https://shop.example.com.evil.io/"));

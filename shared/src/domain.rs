@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::channels::ChannelId;
 use crate::china_time::ChinaDateTime;
 use crate::ids::{OutRequestNo, OutTradeNo, Subject};
 use crate::money::Amount;
@@ -125,6 +126,8 @@ pub struct NewOrder {
     pub customer_ref: Option<String>,
     /// Virtual goods (the default) are held to the virtual-goods ceiling.
     pub virtual_goods: bool,
+    /// The Alipay channel the gateway picked (not part of the request or its fingerprint).
+    pub alipay_channel: ChannelId,
 }
 
 impl NewOrder {
@@ -191,6 +194,8 @@ pub struct Order {
     pub customer_ref: Option<String>,
     /// The after-payment fraud rules this payment tripped (empty: not flagged).
     pub risk_rules: Vec<String>,
+    /// The Alipay channel (application) that created it: every later call uses it.
+    pub alipay_channel: ChannelId,
 }
 
 impl Order {
@@ -211,6 +216,8 @@ pub struct Payment {
     pub finished: bool,
     /// The after-payment fraud checks' verdict, recorded with the payment.
     pub risk: Option<PaidRisk>,
+    /// The channel it was paid through (the order's): its bill lists it.
+    pub alipay_channel: ChannelId,
 }
 
 /// What the after-payment fraud checks found, and the history the payment adds to.
@@ -258,6 +265,8 @@ pub struct NewRefund {
     pub out_request_no: OutRequestNo,
     pub amount: Amount,
     pub reason: Option<String>,
+    /// The order's Alipay channel (see `Gateway::channel_of`).
+    pub alipay_channel: ChannelId,
 }
 
 /// A refund as stored.
@@ -280,6 +289,8 @@ pub struct Refund {
     pub due_at_ms: Option<i64>,
     /// How many times the sweeper looked at it without finishing (for its backoff).
     pub sweeps: u32,
+    /// The order's Alipay channel.
+    pub alipay_channel: ChannelId,
 }
 
 /// How a pending refund ended.
@@ -351,6 +362,7 @@ mod tests {
             time_expire: None,
             customer_ref: None,
             virtual_goods: true,
+            alipay_channel: ChannelId::Primary,
         };
         assert_eq!(
             order("ab", None).fingerprint(),

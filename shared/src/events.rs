@@ -21,6 +21,8 @@
 //! | `refund.succeeded` | Alipay confirmed the refund |
 //! | `refund.failed` | Alipay refused it; the amount is refundable again |
 //! | `reconciliation.matched` / `reconciliation.discrepancies` | a day was reconciled |
+//! | `channel.opened` | an Alipay channel's circuit opened: new payments go to the next channel |
+//! | `channel.closed` | trial calls succeeded: the channel takes payments again |
 
 use std::collections::HashMap;
 
@@ -30,7 +32,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::domain::RefundStatus;
 use crate::gateway::{payment_status, payment_view, refund_view};
-use crate::store::{StoreError, parse_order_item, parse_refund_item};
+use crate::store::{
+    BREAKER_STATE_SK, StoreError, parse_order_item, parse_phase, parse_refund_item,
+};
 
 /// The `source` of every event the gateway publishes.
 pub const SOURCE: &str = "alipay-gateway";
@@ -65,6 +69,8 @@ pub fn event_of(old: Option<&Image>, new: Option<&Image>) -> Result<Option<Event
         refund_event(old, new, pk, sk)
     } else if pk.starts_with("RECON#") && sk == "SUMMARY" {
         reconciliation_event(old, new, pk, sk)
+    } else if pk.starts_with("BREAKER#") && sk == BREAKER_STATE_SK {
+        channel_event(old, new, pk, sk)
     } else {
         Ok(None)
     }
@@ -165,6 +171,40 @@ fn reconciliation_event(
         at,
         ("reconciliation", summary),
     )))
+}
+
+/// A channel's circuit opening or closing (a trial, a re-opening after a failed trial: no
+/// event; the channel stayed open).
+fn channel_event(
+    old: Option<&Image>,
+    new: &Image,
+    pk: &str,
+    sk: &str,
+) -> Result<Option<Event>, StoreError> {
+    let phase = parse_phase(new)?;
+    let was_open = old.map(parse_phase).transpose()?.is_some_and(|p| p.open);
+    let channel = pk.trim_start_matches("BREAKER#");
+    let number = |name: &str| {
+        new.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let (detail_type, at) = match (was_open, phase.open) {
+        (false, true) => ("channel.opened", phase.opened_at_ms),
+        (true, false) => ("channel.closed", number("closed_at_ms")),
+        _ => return Ok(None),
+    };
+    let view = json!({
+        "channel": channel,
+        "state": if phase.open { "open" } else { "closed" },
+        "opened_at_ms": phase.opened_at_ms,
+        "trials_from_ms": phase.open.then_some(phase.until_ms),
+        "window_calls": number("calls"),
+        "window_failures": number("failures"),
+        "reason": text(new, "reason"),
+    });
+    Ok(Some(event(pk, sk, detail_type, at, ("channel", view))))
 }
 
 /// The event id: a digest of the item's key, the kind of change and when it was made, so that a
@@ -382,5 +422,61 @@ mod tests {
             item.insert("sk".into(), AttributeValue::S(sk.into()));
             assert_eq!(kind(None, Some(&item)), None, "{pk} {sk}");
         }
+    }
+
+    #[test]
+    fn a_channel_opening_and_closing_are_events_and_its_window_is_not() {
+        let state = |open: bool, generation: i64, trials: i64| {
+            let mut item = Image::new();
+            item.insert("pk".into(), AttributeValue::S("BREAKER#primary".into()));
+            item.insert("sk".into(), AttributeValue::S("STATE".into()));
+            item.insert("open".into(), AttributeValue::Bool(open));
+            item.insert(
+                "reason".into(),
+                AttributeValue::S("alipay.trade.precreate: time-out".into()),
+            );
+            for (name, value) in [
+                ("generation", generation),
+                ("opened_at_ms", 1_000),
+                ("until_ms", 31_000),
+                ("closed_at_ms", 40_000),
+                ("trial_successes", trials),
+                ("calls", 12),
+                ("failures", 9),
+            ] {
+                item.insert(name.into(), AttributeValue::N(value.to_string()));
+            }
+            item
+        };
+        let opened = event_of(None, Some(&state(true, 1, 0)))
+            .expect("ok")
+            .expect("event");
+        assert_eq!(opened.detail_type, "channel.opened");
+        assert_eq!(opened.detail["channel"]["channel"], "primary");
+        assert_eq!(opened.detail["channel"]["window_failures"], 9);
+        assert_eq!(opened.occurred_at_ms, 1_000);
+        // A trial, a failed trial's re-opening: still open, no event.
+        assert_eq!(
+            kind(Some(&state(true, 1, 0)), Some(&state(true, 1, 1))),
+            None
+        );
+        assert_eq!(
+            kind(Some(&state(true, 1, 1)), Some(&state(true, 2, 0))),
+            None
+        );
+        let closed = event_of(Some(&state(true, 2, 2)), Some(&state(false, 2, 0)))
+            .expect("ok")
+            .expect("event");
+        assert_eq!(closed.detail_type, "channel.closed");
+        assert_eq!(closed.occurred_at_ms, 40_000);
+        // Opened again later: a new event with a new id.
+        let again = event_of(Some(&state(false, 2, 0)), Some(&state(true, 3, 0)))
+            .expect("ok")
+            .expect("event");
+        assert_eq!(again.detail_type, "channel.opened");
+        let mut window = Image::new();
+        window.insert("pk".into(), AttributeValue::S("BREAKER#primary".into()));
+        window.insert("sk".into(), AttributeValue::S("WINDOW".into()));
+        assert_eq!(kind(None, Some(&window)), None);
     }
 }

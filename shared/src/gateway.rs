@@ -9,13 +9,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::alipay::notify::TradeStatus;
-use crate::alipay::request::{AlipayRequest, AppParams};
+use crate::alipay::request::{AlipayRequest, AppParams, SignedRequest};
 use crate::alipay::response::VerifiedResponse;
 use crate::alipay::signer::Signer;
 use crate::alipay_client::AlipayClient;
 use crate::alipay_client::CallError;
 use crate::aws::KmsSigner;
+use crate::breaker::{Health, health_of};
 use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
+use crate::channels::{ChannelConfig, ChannelId};
+use crate::circuit::Breaker;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Config, Lifecycle};
@@ -25,10 +28,13 @@ use crate::money::Amount;
 use crate::risk::Rules;
 use crate::store::{AuditEvent, Store, StoreError, Transition};
 
-/// The Alipay side of a function that calls Alipay.
+/// One channel's Alipay side, in a function that calls Alipay: the client, the channel's KMS
+/// signer, and its circuit breaker. Every call and every signature goes through the breaker.
 pub struct Alipay {
+    pub channel: ChannelId,
     pub client: AlipayClient,
     pub signer: Arc<dyn Signer>,
+    pub breaker: Breaker,
 }
 
 impl Alipay {
@@ -44,26 +50,74 @@ impl Alipay {
             tracing::warn!(method = request.method(), "no time left for an Alipay call");
             return Err(CallError::Timeout(std::time::Duration::ZERO));
         };
+        self.call_within(request, limit).await
+    }
+
+    /// One call bounded by `limit` (and the configured time-out), through the breaker.
+    pub async fn call_within(
+        &self,
+        request: &AlipayRequest,
+        limit: std::time::Duration,
+    ) -> Result<VerifiedResponse, CallError> {
+        let permit = self.breaker.admit(now_ms()).await?;
         let answer = self
             .client
             .call_within(request, self.signer.as_ref(), now_ms(), limit)
             .await;
+        let health = health_of(&answer.as_ref().map(VerifiedResponse::disposition));
+        let what = match &answer {
+            Ok(answer) => format!("{} answered {}", request.method(), answer.status.code),
+            Err(error) => format!("{}: {}", request.method(), error_kind(error)),
+        };
+        self.breaker.record(permit, health, &what, now_ms()).await;
         match &answer {
             Err(error @ CallError::Untrusted(_)) => {
-                tracing::warn!(security = true, error = %error, "Alipay answer refused");
+                tracing::warn!(security = true, channel = %self.channel, error = %error, "Alipay answer refused");
             }
-            Err(error) => tracing::warn!(error = %error, "Alipay call failed"),
+            Err(error) => {
+                tracing::warn!(channel = %self.channel, error = %error, "Alipay call failed")
+            }
             Ok(_) => {}
         }
         answer
+    }
+
+    /// Signs a request the buyer's device takes to Alipay (page, wap, app): a KMS call, through
+    /// the breaker.
+    pub async fn sign(&self, request: &AlipayRequest) -> Result<SignedRequest, CallError> {
+        let permit = self.breaker.admit(now_ms()).await?;
+        let signed = self
+            .client
+            .sign(request, self.signer.as_ref(), now_ms())
+            .await
+            .map_err(CallError::Sign);
+        let health = match &signed {
+            Ok(_) => Health::Healthy,
+            Err(_) => Health::Failing,
+        };
+        let what = format!("{}: signing", request.method());
+        self.breaker.record(permit, health, &what, now_ms()).await;
+        signed
+    }
+}
+
+/// A failure's kind, without its text (which may quote an answer).
+fn error_kind(error: &CallError) -> &'static str {
+    match error {
+        CallError::Timeout(_) => "time-out",
+        CallError::Unavailable(_) => "unavailable",
+        CallError::Untrusted(_) => "untrusted answer",
+        CallError::Sign(_) => "signing failed",
+        CallError::Open { .. } => "circuit open",
     }
 }
 
 pub struct Gateway {
     pub config: Config,
     pub store: Store,
-    /// `None` in the notify function, which never calls Alipay and holds no KMS permission.
-    pub alipay: Option<Alipay>,
+    /// The configured channels' Alipay sides, primary first; empty in the notify function,
+    /// which never calls Alipay and holds no KMS permission.
+    pub channels: Vec<Alipay>,
 }
 
 /// Whether the function calls Alipay (and so signs through KMS).
@@ -75,7 +129,7 @@ pub enum Role {
 
 impl Gateway {
     /// Reads the environment, builds the AWS clients, and opens the DynamoDB and KMS
-    /// connections (fetching the public key also proves the key is usable), so that the first
+    /// connections (fetching the public keys also proves the keys are usable), so that the first
     /// request pays for none of it.
     pub async fn init(role: Role) -> Result<Gateway, String> {
         let config = Config::from_env().map_err(|e| e.to_string())?;
@@ -91,59 +145,125 @@ impl Gateway {
     ) -> Result<Gateway, String> {
         let sdk = sdk.clone();
         let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config.orders_table);
-        let signer = match (role, &config.kms_key_id) {
-            (Role::CallsAlipay, Some(key_id)) => {
-                Some(KmsSigner::new(aws_sdk_kms::Client::new(&sdk), key_id))
+        let kms = aws_sdk_kms::Client::new(&sdk);
+        let mut signers = Vec::new();
+        if role == Role::CallsAlipay {
+            for channel in &config.channels {
+                let Some(key_id) = &channel.kms_key_id else {
+                    let prefix = match channel.id {
+                        ChannelId::Primary => "",
+                        ChannelId::Secondary => "SECONDARY_",
+                    };
+                    return Err(format!("{prefix}KMS_KEY_ID is not set"));
+                };
+                signers.push((channel, KmsSigner::new(kms.clone(), key_id)));
             }
-            (Role::CallsAlipay, None) => return Err("KMS_KEY_ID is not set".into()),
-            (Role::NotifyOnly, _) => None,
-        };
-        let (warm_store, warm_key) = tokio::join!(store.warm_up(), async {
-            match &signer {
-                Some(signer) => signer.public_key().await.map(|key| Some(key.clone())),
-                None => Ok(None),
-            }
-        });
-        warm_store.map_err(|e| format!("DynamoDB table {}: {e}", config.orders_table))?;
-        let key_id = config.kms_key_id.as_deref().unwrap_or("");
-        let app_public_key = warm_key.map_err(|e| format!("KMS key {key_id}: {e}"))?;
-        if app_public_key.as_ref() == Some(&config.alipay_public_key) {
-            return Err(crate::alipay::keys::KeyError::AppKeyConfiguredAsAlipayKey.to_string());
         }
-        let alipay = match signer {
-            Some(signer) => Some(Alipay {
-                client: Self::alipay_client(&config)?,
-                signer: Arc::new(signer),
-            }),
-            None => None,
+        let warm_keys = async {
+            let mut keys = Vec::new();
+            for (_, signer) in &signers {
+                keys.push(signer.public_key().await.cloned());
+            }
+            keys
         };
+        let (warm_store, keys) = tokio::join!(store.warm_up(), warm_keys);
+        warm_store.map_err(|e| format!("DynamoDB table {}: {e}", config.orders_table))?;
+        let mut channels = Vec::new();
+        for ((channel, signer), key) in signers.into_iter().zip(keys) {
+            let key_id = channel.kms_key_id.as_deref().unwrap_or("");
+            let app_public_key = key.map_err(|e| format!("KMS key {key_id}: {e}"))?;
+            if app_public_key == channel.alipay_public_key {
+                return Err(crate::alipay::keys::KeyError::AppKeyConfiguredAsAlipayKey.to_string());
+            }
+            channels.push(Alipay {
+                channel: channel.id,
+                client: Self::alipay_client(&config, channel)?,
+                signer: Arc::new(signer),
+                breaker: Breaker::new(channel.id, config.breaker.clone(), store.clone()),
+            });
+        }
         Ok(Gateway {
             config,
             store,
-            alipay,
+            channels,
         })
     }
 
-    /// The Alipay side, for the functions that have one.
-    pub fn alipay(&self) -> Result<&Alipay, crate::http::ApiError> {
-        self.alipay.as_ref().ok_or_else(|| {
-            crate::http::ApiError::unavailable(
+    /// The Alipay side of a channel (an order's, a refund's): never another channel's.
+    pub fn alipay_for(&self, channel: ChannelId) -> Result<&Alipay, crate::http::ApiError> {
+        self.channels
+            .iter()
+            .find(|alipay| alipay.channel == channel)
+            .ok_or_else(|| {
+                crate::http::ApiError::unavailable(
+                    "misconfigured",
+                    format!("channel {channel} is not configured in this function"),
+                    60,
+                )
+            })
+    }
+
+    /// The channel for a new payment: the first, in configured order, whose circuit is not
+    /// open. All open: `503 circuit_open` with the soonest `Retry-After`, and no call.
+    pub async fn pick_channel(&self) -> Result<&Alipay, crate::http::ApiError> {
+        let mut soonest: Option<CallError> = None;
+        for alipay in &self.channels {
+            match alipay.breaker.check(now_ms()).await {
+                Ok(()) => return Ok(alipay),
+                Err(error) => {
+                    let sooner = match (&soonest, &error) {
+                        (
+                            Some(CallError::Open {
+                                retry_after_ms: best,
+                                ..
+                            }),
+                            CallError::Open { retry_after_ms, .. },
+                        ) => retry_after_ms < best,
+                        _ => true,
+                    };
+                    if sooner {
+                        soonest = Some(error);
+                    }
+                }
+            }
+        }
+        Err(match soonest {
+            Some(CallError::Open { retry_after_ms, .. }) => crate::http::ApiError::unavailable(
+                "circuit_open",
+                "every Alipay channel is failing; new payments are refused for now, without calling Alipay",
+                crate::http::retry_after_seconds(retry_after_ms),
+            ),
+            _ => crate::http::ApiError::unavailable(
                 "misconfigured",
                 "this function cannot call Alipay",
                 60,
-            )
+            ),
         })
     }
 
-    /// The Alipay client for a configuration.
-    pub fn alipay_client(config: &Config) -> Result<AlipayClient, String> {
+    /// The channel of an existing order: read only when more than one is configured.
+    pub async fn channel_of(
+        &self,
+        out_trade_no: &crate::ids::OutTradeNo,
+    ) -> Result<ChannelId, crate::http::ApiError> {
+        if self.config.channels.len() < 2 {
+            return Ok(ChannelId::Primary);
+        }
+        let order = self.store.get_order(out_trade_no).await?.ok_or_else(|| {
+            crate::http::ApiError::not_found(format!("no payment with out_trade_no {out_trade_no}"))
+        })?;
+        Ok(order.alipay_channel)
+    }
+
+    /// The Alipay client for one channel of a configuration.
+    pub fn alipay_client(config: &Config, channel: &ChannelConfig) -> Result<AlipayClient, String> {
         AlipayClient::new(
-            config.gateway_url.clone(),
+            channel.gateway_url.clone(),
             AppParams {
-                app_id: config.app_id.clone(),
+                app_id: channel.app_id.clone(),
                 notify_url: config.notify_url.clone(),
             },
-            config.alipay_public_key.clone(),
+            channel.alipay_public_key.clone(),
             config.alipay_timeout,
         )
     }
@@ -176,6 +296,7 @@ pub fn payment_view(order: &Order, refunds: Option<&[Refund]>) -> Value {
         "currency": order.currency,
         "subject": order.subject,
         "channel": order.channel,
+        "alipay_channel": order.alipay_channel.as_str(),
         "status": payment_status(order),
         "trade_no": order.trade_no,
         "paid_amount": order.paid_amount,
@@ -285,6 +406,7 @@ pub async fn apply_trade_report(
                 buyer_id_masked: report.buyer_id_masked.clone(),
                 finished: status == TradeStatus::TradeFinished,
                 risk: paid_risk(store, rules, order, report).await?,
+                alipay_channel: order.alipay_channel,
             };
             let marked = if order.status == OrderStatus::Closed {
                 Err(StoreError::IllegalTransition {
@@ -384,7 +506,7 @@ async fn paid_after_close(
     }
     let refund = lifecycle
         .auto_refund_paid_after_close
-        .then(|| auto_refund(payment))
+        .then(|| auto_refund(payment, current.alipay_channel))
         .flatten();
     tracing::warn!(
         security = true,
@@ -407,7 +529,7 @@ async fn paid_after_close(
 
 /// The automatic refund of a payment after close: its number is derived from Alipay's trade
 /// number, so every retry of the notification names the same refund.
-pub fn auto_refund(payment: &Payment) -> Option<NewRefund> {
+pub fn auto_refund(payment: &Payment, channel: ChannelId) -> Option<NewRefund> {
     let digest = Sha256::digest(payment.trade_no.as_bytes());
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     let out_request_no = OutRequestNo::parse(format!("pac_{hex}")).ok()?;
@@ -415,6 +537,7 @@ pub fn auto_refund(payment: &Payment) -> Option<NewRefund> {
         out_request_no,
         amount: payment.amount,
         reason: Some("paid after the order was closed".into()),
+        alipay_channel: channel,
     })
 }
 

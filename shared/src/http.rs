@@ -169,6 +169,11 @@ impl From<CallError> for ApiError {
                 tracing::warn!(error = %error, "Alipay call failed");
                 ApiError::unavailable("alipay_unavailable", error.to_string(), 5)
             }
+            CallError::Open { retry_after_ms, .. } => ApiError::unavailable(
+                "circuit_open",
+                format!("{error}: retry after the Retry-After seconds"),
+                retry_after_seconds(retry_after_ms),
+            ),
             CallError::Untrusted(_) => {
                 tracing::warn!(security = true, error = %error, "Alipay answer refused");
                 let mut error = ApiError::new(
@@ -181,6 +186,12 @@ impl From<CallError> for ApiError {
             }
         }
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up, at least 1.
+pub fn retry_after_seconds(ms: i64) -> u32 {
+    let ms = ms.max(1_000);
+    u32::try_from(ms.div_euclid(1_000) + i64::from(ms.rem_euclid(1_000) > 0)).unwrap_or(u32::MAX)
 }
 
 impl ApiError {

@@ -595,6 +595,7 @@ mod tests {
             paid_after_close: false,
             customer_ref: None,
             risk_rules: Vec::new(),
+            alipay_channel: crate::channels::ChannelId::Primary,
         }
     }
 
@@ -612,6 +613,7 @@ mod tests {
             sends: 1,
             due_at_ms: None,
             sweeps: 0,
+            alipay_channel: crate::channels::ChannelId::Primary,
         }
     }
 

@@ -6,9 +6,11 @@
 
 use crate::alipay::request::{AlipayRequest, TradeRef};
 use crate::alipay::response::{RefundQueryResult, RefundResult};
+use crate::alipay_client::CallError;
 use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
 use crate::domain::{Cause, Refund, RefundOutcome, RefundStatus};
 use crate::gateway::{Alipay, Gateway, now_ms};
+use crate::http::retry_after_seconds;
 use crate::lifecycle::{
     RefundNext, RefundQueryAnswer, Reply, after_refund_query, after_refund_send,
 };
@@ -33,6 +35,9 @@ pub struct Driven {
     pub pending: Option<Pending>,
 }
 
+/// The pending reason while the refund's channel is open (the API answers it with 503).
+pub const CIRCUIT_OPEN: &str = "circuit_open";
+
 fn pending(code: &'static str, message: impl Into<String>, retry_after: u32) -> Option<Pending> {
     Some(Pending {
         code,
@@ -51,6 +56,20 @@ pub async fn drive_refund(
     deadline: &Deadline,
 ) -> Driven {
     let timing = &gateway.config.lifecycle;
+    // The refund's channel is failing: neither sent nor asked about; it stays reserved as
+    // PENDING and the sweeper finishes it once the channel is closed again.
+    if refund.status == RefundStatus::Pending
+        && let Err(open) = alipay.breaker.check(now_ms()).await
+    {
+        let retry_after = match &open {
+            CallError::Open { retry_after_ms, .. } => retry_after_seconds(*retry_after_ms),
+            _ => 5,
+        };
+        return Driven {
+            refund,
+            pending: pending(CIRCUIT_OPEN, open.to_string(), retry_after),
+        };
+    }
     let mut refund = refund;
     let mut next = start;
     let mut calls = 0;

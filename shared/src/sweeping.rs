@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::budget::{Deadline, MIN_CALL, STORE_STEP};
 use crate::closing::{Ended, end_unpaid_order, order_expiry_ms, recheck_closed_order};
 use crate::domain::{Cause, OrderStatus, RefundStatus};
-use crate::gateway::{Alipay, Gateway, now_ms};
+use crate::gateway::{Gateway, now_ms};
 use crate::lifecycle::{TradeNext, backoff_ms, resume_refund};
 use crate::refunding::drive_refund;
 use crate::store::{DUE_SHARDS, DueItem};
@@ -40,7 +40,7 @@ pub struct SweepReport {
 }
 
 /// One run over every shard, at most the configured batch per shard.
-pub async fn sweep(gateway: &Gateway, alipay: &Alipay, deadline: &Deadline) -> SweepReport {
+pub async fn sweep(gateway: &Gateway, deadline: &Deadline) -> SweepReport {
     let mut report = SweepReport::default();
     let batch = gateway.config.lifecycle.sweep_batch;
     'shards: for shard in 0..DUE_SHARDS {
@@ -58,7 +58,7 @@ pub async fn sweep(gateway: &Gateway, alipay: &Alipay, deadline: &Deadline) -> S
                 break 'shards;
             }
             report.due += 1;
-            sweep_one(gateway, alipay, item, deadline, &mut report).await;
+            sweep_one(gateway, item, deadline, &mut report).await;
         }
     }
     let now = now_ms();
@@ -78,7 +78,6 @@ pub async fn sweep(gateway: &Gateway, alipay: &Alipay, deadline: &Deadline) -> S
 
 async fn sweep_one(
     gateway: &Gateway,
-    alipay: &Alipay,
     item: DueItem,
     deadline: &Deadline,
     report: &mut SweepReport,
@@ -103,6 +102,19 @@ async fn sweep_one(
         }
         Err(error) => {
             tracing::error!(error = %error, out_trade_no = %item.out_trade_no(), "due item could not be claimed");
+            report.errors += 1;
+            return;
+        }
+    };
+    // Each item through its order's channel; an open channel leaves it for a later run.
+    let channel = match &claimed {
+        DueItem::Order(order) => order.alipay_channel,
+        DueItem::Refund(refund) => refund.alipay_channel,
+    };
+    let alipay = match gateway.alipay_for(channel) {
+        Ok(alipay) => alipay,
+        Err(error) => {
+            tracing::error!(error = %error.message, channel = %channel, "due item's channel is not configured");
             report.errors += 1;
             return;
         }

@@ -86,6 +86,7 @@ fn day_records(
             paid_after_close: false,
             customer_ref: None,
             risk_rules: Vec::new(),
+            alipay_channel: shared::channels::ChannelId::Primary,
         };
         let refunds = refund
             .into_iter()
@@ -102,6 +103,7 @@ fn day_records(
                 sends: 1,
                 due_at_ms: None,
                 sweeps: 0,
+                alipay_channel: shared::channels::ChannelId::Primary,
             })
             .collect();
         records.push((order, refunds));

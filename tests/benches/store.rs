@@ -70,6 +70,7 @@ async fn main() {
             time_expire: None,
             customer_ref: None,
             virtual_goods: true,
+            alipay_channel: shared::channels::ChannelId::Primary,
         };
         let expiry = shared::china_time::ChinaDateTime::parse(
             &shared::china_time::china_timestamp(now_ms() / 1000 + 3_600),
@@ -111,6 +112,7 @@ async fn main() {
             buyer_id_masked: None,
             finished: false,
             risk: None,
+            alipay_channel: shared::channels::ChannelId::Primary,
         };
         let t = Instant::now();
         env.store
@@ -123,6 +125,7 @@ async fn main() {
             out_request_no: OutRequestNo::parse("r_1").expect("id"),
             amount: Amount::parse("1.00").expect("amount"),
             reason: None,
+            alipay_channel: shared::channels::ChannelId::Primary,
         };
         let t = Instant::now();
         // An SDK retry after a lost answer finds the refund already reserved: same refund.

@@ -114,7 +114,8 @@ fn the_env_vars_file_configures_every_function() {
         let config =
             shared::config::Config::from_map(vars).unwrap_or_else(|e| panic!("{function}: {e}"));
         assert_eq!(
-            config.alipay_public_key, test_alipay_key,
+            config.primary().alipay_public_key,
+            test_alipay_key,
             "{function}: notify.json is signed by the test key"
         );
     }

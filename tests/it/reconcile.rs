@@ -3,6 +3,7 @@
 //! and nothing else is; a lost notification is repaired once; the report lands in S3 and the
 //! table. The bill is the simulator's, written from its own ledger in Alipay's format.
 
+use shared::channels::ChannelId;
 use std::collections::BTreeSet;
 
 use gateway_tests::merchant::{
@@ -216,13 +217,13 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     let (status, summary) = stack
         .env
         .store
-        .reconciliation_summary(day)
+        .reconciliation_summary(ChannelId::Primary, day)
         .await
         .expect("summary")
         .expect("a summary item");
     assert_eq!(status, "discrepancies");
     assert_eq!(summary["counts"]["status_differs"], 1);
-    let [json_key, csv_key] = reconcile::Reports::keys(day);
+    let [json_key, csv_key] = reconcile::Reports::keys(day, ChannelId::Primary);
     let object = |key: String| {
         let s3 = s3.clone();
         let bucket = bucket.clone();
@@ -330,7 +331,12 @@ async fn the_bill_url_is_signed_works_once_and_only_for_a_finished_day_with_rows
     use shared::alipay::response::BillUrlResult;
     let day = today_clear_of_midnight().await;
     let stack = Stack::start().await;
-    let alipay = stack.gateway.functions.reconcile.alipay().expect("alipay");
+    let alipay = stack
+        .gateway
+        .functions
+        .reconcile
+        .alipay_for(ChannelId::Primary)
+        .expect("alipay");
     let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(30));
     let ask = |day: ChinaDate| {
         let request = AlipayRequest::BillDownloadUrl { bill_date: day };

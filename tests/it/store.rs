@@ -34,6 +34,7 @@ fn new_order(out_trade_no: &str, amount: &str) -> NewOrder {
         time_expire: None,
         customer_ref: None,
         virtual_goods: true,
+        alipay_channel: shared::channels::ChannelId::Primary,
     }
 }
 
@@ -57,6 +58,7 @@ fn payment(amount: &str, finished: bool) -> Payment {
         buyer_id_masked: Some("2088********8455".into()),
         finished,
         risk: None,
+        alipay_channel: shared::channels::ChannelId::Primary,
     }
 }
 
@@ -65,6 +67,7 @@ fn refund(no: &str, amount: &str) -> NewRefund {
         out_request_no: OutRequestNo::parse(no).expect("out_request_no"),
         amount: Amount::parse(amount).expect("amount"),
         reason: Some("退货".into()),
+        alipay_channel: shared::channels::ChannelId::Primary,
     }
 }
 
@@ -817,6 +820,7 @@ async fn a_payment_after_close_is_conditional_on_the_version_read() {
         out_request_no: OutRequestNo::parse("pac_1").expect("no"),
         amount: Amount::parse("8.00").expect("amount"),
         reason: None,
+        alipay_channel: shared::channels::ChannelId::Primary,
     };
     let refused = env
         .store

@@ -244,9 +244,22 @@ impl Stack {
         settings: &reconcile::Settings,
         day: shared::china_time::ChinaDate,
     ) -> Result<reconcile::Report, reconcile::ReconcileError> {
+        self.reconcile_channel(shared::channels::ChannelId::Primary, reports, settings, day)
+            .await
+    }
+
+    /// One reconciliation of one channel's bill of `day`.
+    pub async fn reconcile_channel(
+        &self,
+        channel: shared::channels::ChannelId,
+        reports: &reconcile::Reports,
+        settings: &reconcile::Settings,
+        day: shared::china_time::ChinaDate,
+    ) -> Result<reconcile::Report, reconcile::ReconcileError> {
         let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(60));
         reconcile::run(
             &self.gateway.functions.reconcile,
+            channel,
             reports,
             settings,
             day,

@@ -13,6 +13,7 @@ use shared::alipay::request::{AlipayRequest, PaymentOrder};
 use shared::alipay::response::{Disposition, PrecreateResult};
 use shared::alipay_client::CallError;
 use shared::budget::Deadline;
+use shared::channels::ChannelId;
 use shared::china_time::{ChinaDateTime, china_timestamp};
 use shared::closing::{Ended, apply_paid, end_unpaid_order, query_trade};
 use shared::domain::{Cause, Channel, NewOrder, Order, OrderStatus};
@@ -127,6 +128,8 @@ fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, Api
         time_expire,
         customer_ref,
         virtual_goods,
+        // Picked once the request is known to be valid.
+        alipay_channel: ChannelId::Primary,
     })
 }
 
@@ -147,8 +150,7 @@ fn expiry_problem(time_expire: &ChinaDateTime, now_ms: i64) -> Option<ApiError> 
 
 async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, ApiError> {
     let now = now_ms();
-    let new = parse_new_order(gateway, request)?;
-    let alipay = gateway.alipay()?;
+    let mut new = parse_new_order(gateway, request)?;
     let lifecycle = &gateway.config.lifecycle;
     if let Some(problem) = new
         .time_expire
@@ -169,6 +171,8 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
         None => default_expiry(now, lifecycle.default_expiry_seconds)?,
     };
     let due_at_ms = time_expire.unix_seconds() * 1000 + lifecycle.expiry_grace_ms;
+    // The first channel whose circuit is closed; none: 503 at once, nothing written.
+    new.alipay_channel = gateway.pick_channel().await?.channel;
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
@@ -200,9 +204,11 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
         }
         Err(error) => return Err(error.into()),
     };
-    tracing::info!(out_trade_no = %order.out_trade_no, channel = order.channel.as_str(), new = status == StatusCode::CREATED, "payment created");
+    tracing::info!(out_trade_no = %order.out_trade_no, channel = order.channel.as_str(), alipay_channel = %order.alipay_channel, new = status == StatusCode::CREATED, "payment created");
+    // A repeat keeps the channel that created the order, open or not.
+    let alipay = gateway.alipay_for(order.alipay_channel)?;
     let next_step = match payable_until(&order, now) {
-        Some(time_expire) => Some(next_step(alipay, &order, time_expire, now).await?),
+        Some(time_expire) => Some(next_step(alipay, &order, time_expire).await?),
         None => None,
     };
     Ok(json_response(
@@ -286,7 +292,6 @@ async fn next_step(
     alipay: &Alipay,
     stored: &Order,
     time_expire: ChinaDateTime,
-    now: i64,
 ) -> Result<Value, ApiError> {
     let order = PaymentOrder {
         out_trade_no: stored.out_trade_no.clone(),
@@ -305,13 +310,9 @@ async fn next_step(
             quit_url: None,
         },
         Channel::App => AlipayRequest::AppPay { order },
-        Channel::Qr => return precreate(alipay, AlipayRequest::Precreate { order }, now).await,
+        Channel::Qr => return precreate(alipay, AlipayRequest::Precreate { order }).await,
     };
-    let signed = alipay
-        .client
-        .sign(&request, alipay.signer.as_ref(), now)
-        .await
-        .map_err(ApiError::from)?;
+    let signed = alipay.sign(&request).await.map_err(ApiError::from)?;
     Ok(match stored.channel {
         Channel::App => json!({ "type": "app", "order_string": signed.order_string() }),
         _ => json!({ "type": "redirect", "url": signed.gateway_url(alipay.client.gateway_url()) }),
@@ -342,9 +343,16 @@ async fn close(
             let cause = Cause::Api {
                 route: "POST /payments/{out_trade_no}/close".into(),
             };
+            let alipay = gateway.alipay_for(order.alipay_channel)?;
+            // The order's channel is failing: say so at once, the order unchanged.
+            if let Err(open) = alipay.breaker.check(now_ms()).await {
+                return Ok(
+                    ApiError::from(open).into_response_with("payment", payment_view(&order, None))
+                );
+            }
             end_unpaid_order(
                 gateway,
-                gateway.alipay()?,
+                alipay,
                 order,
                 TradeNext::CloseAtAlipay,
                 &cause,
@@ -370,11 +378,10 @@ async fn close(
     })
 }
 
-async fn precreate(alipay: &Alipay, request: AlipayRequest, now: i64) -> Result<Value, ApiError> {
+async fn precreate(alipay: &Alipay, request: AlipayRequest) -> Result<Value, ApiError> {
     let method = request.method();
     let answer = alipay
-        .client
-        .call(&request, alipay.signer.as_ref(), now)
+        .call_within(&request, alipay.client.timeout())
         .await
         .map_err(ApiError::from)?;
     if answer.disposition() != Disposition::Success {
@@ -417,7 +424,13 @@ async fn sync_with_alipay(
     order: Order,
     deadline: &Deadline,
 ) -> Result<Order, ApiError> {
-    let queried = query_trade(gateway.alipay()?, &order, deadline).await;
+    let alipay = gateway.alipay_for(order.alipay_channel)?;
+    alipay
+        .breaker
+        .check(now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    let queried = query_trade(alipay, &order, deadline).await;
     match (queried.next, queried.report) {
         (TradeNext::ApplyPaid, Some(report)) => match apply_paid(gateway, order, &report).await? {
             Ended::Paid(order) | Ended::Closed(order) => Ok(order),

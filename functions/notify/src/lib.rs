@@ -8,6 +8,7 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use shared::alipay::notify::{NotifyError, TradeNotification, verify_notification};
+use shared::channels::ChannelId;
 use shared::domain::{Cause, RefundOutcome, RefundStatus};
 use shared::gateway::{ApplyError, Gateway, TradeReport, apply_trade_report, now_ms};
 use shared::http::{body_bytes, text_response};
@@ -22,25 +23,24 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
     if request.method() != Method::POST {
         return text_response(StatusCode::METHOD_NOT_ALLOWED, FAIL);
     }
-    let notification =
-        match verify_notification(body_bytes(&request), &gateway.config.alipay_public_key) {
-            Ok(notification) => notification,
-            Err(error) => {
-                // Never log the body (it carries buyer data), nor the error's text: before the
-                // signature is checked, every string in it is the sender's choice.
-                tracing::warn!(
-                    security = true,
-                    reason = error.kind(),
-                    "notification refused"
-                );
-                let status = if error == NotifyError::TooLarge {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return text_response(status, FAIL);
-            }
-        };
+    let (notification, signed_by) = match verify_any(gateway, body_bytes(&request)) {
+        Ok(verified) => verified,
+        Err(error) => {
+            // Never log the body (it carries buyer data), nor the error's text: before the
+            // signature is checked, every string in it is the sender's choice.
+            tracing::warn!(
+                security = true,
+                reason = error.kind(),
+                "notification refused"
+            );
+            let status = if error == NotifyError::TooLarge {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return text_response(status, FAIL);
+        }
+    };
     let span = tracing::info_span!(
         "notification",
         out_trade_no = %notification.out_trade_no,
@@ -48,7 +48,7 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
         trade_status = notification.trade_status.as_str()
     );
     let _entered = span.enter();
-    match apply(gateway, &notification).await {
+    match apply(gateway, &notification, signed_by).await {
         Ok(()) => text_response(StatusCode::OK, SUCCESS),
         Err(Refusal::Rejected(reason)) => {
             tracing::warn!(security = true, reason = %reason, "notification not applied");
@@ -74,7 +74,33 @@ impl From<StoreError> for Refusal {
     }
 }
 
-async fn apply(gateway: &Gateway, notification: &TradeNotification) -> Result<(), Refusal> {
+/// Verifies a notification with each configured channel's Alipay key: the notification and the
+/// channel whose key verified it (or the primary's error when none did).
+fn verify_any(
+    gateway: &Gateway,
+    body: &[u8],
+) -> Result<(TradeNotification, ChannelId), NotifyError> {
+    let primary = gateway.config.primary();
+    let first_error = match verify_notification(body, &primary.alipay_public_key) {
+        Ok(notification) => return Ok((notification, primary.id)),
+        Err(error) => error,
+    };
+    // Only a signature that fails is worth a second key.
+    if matches!(first_error, NotifyError::BadSignature(_)) {
+        for channel in gateway.config.channels.iter().skip(1) {
+            if let Ok(notification) = verify_notification(body, &channel.alipay_public_key) {
+                return Ok((notification, channel.id));
+            }
+        }
+    }
+    Err(first_error)
+}
+
+async fn apply(
+    gateway: &Gateway,
+    notification: &TradeNotification,
+    signed_by: ChannelId,
+) -> Result<(), Refusal> {
     let now = now_ms();
     let cause = Cause::Notify {
         notify_id: notification.notify_id.clone(),
@@ -88,16 +114,34 @@ async fn apply(gateway: &Gateway, notification: &TradeNotification) -> Result<()
         .ok_or_else(|| Refusal::Rejected("no such order".into()))?;
 
     let config = &gateway.config;
-    let mismatch = if notification.app_id != config.app_id.as_str() {
-        Some(format!("app_id {} is not ours", notification.app_id))
-    } else {
-        match &notification.seller_id {
-            Some(theirs) if theirs != config.seller_id.as_str() => {
-                Some(format!("seller_id {theirs} is not ours"))
+    // Checked against the order's own channel: a notification signed for another channel,
+    // or naming another application or seller, is not about this order.
+    let channel = config.channel(order.alipay_channel);
+    let mismatch = if let Some(channel) = channel.filter(|c| {
+        c.id == signed_by
+            || config
+                .channel(signed_by)
+                .is_some_and(|s| s.alipay_public_key == c.alipay_public_key)
+    }) {
+        if notification.app_id != channel.app_id.as_str() {
+            Some(format!(
+                "app_id {} is not the order's channel's ({})",
+                notification.app_id, channel.id
+            ))
+        } else {
+            match &notification.seller_id {
+                Some(theirs) if theirs != channel.seller_id.as_str() => {
+                    Some(format!("seller_id {theirs} is not ours"))
+                }
+                Some(_) => None,
+                None => Some("seller_id is missing".to_owned()),
             }
-            Some(_) => None,
-            None => Some("seller_id is missing".to_owned()),
         }
+    } else {
+        Some(format!(
+            "signed with channel {signed_by}'s key; the order is channel {}'s",
+            order.alipay_channel
+        ))
     };
     if let Some(detail) = mismatch {
         let event = AuditEvent::new("notify.rejected", &cause, now).detail(detail.clone());

@@ -24,6 +24,7 @@ use shared::alipay::request::AlipayRequest;
 use shared::alipay::response::BillUrlResult;
 use shared::bill::{BillArchive, BillError, BillRow, Footer, SummaryTotals};
 use shared::budget::Deadline;
+use shared::channels::ChannelId;
 use shared::china_time::ChinaDate;
 use shared::closing::{Ended, apply_paid_because, query_trade};
 use shared::domain::Cause;
@@ -123,11 +124,15 @@ impl Reports {
         Reports { s3: None }
     }
 
-    /// The object keys of a day's report.
-    pub fn keys(day: ChinaDate) -> [String; 2] {
+    /// The object keys of a day's report (another channel's under its name).
+    pub fn keys(day: ChinaDate, channel: ChannelId) -> [String; 2] {
+        let folder = match channel {
+            ChannelId::Primary => format!("reconciliation/{day}"),
+            other => format!("reconciliation/{day}/{other}"),
+        };
         [
-            format!("reconciliation/{day}/report.json"),
-            format!("reconciliation/{day}/report.csv"),
+            format!("{folder}/report.json"),
+            format!("{folder}/report.csv"),
         ]
     }
 
@@ -135,7 +140,7 @@ impl Reports {
         let Some((client, bucket)) = &self.s3 else {
             return Ok(Vec::new());
         };
-        let [json_key, csv_key] = Reports::keys(day);
+        let [json_key, csv_key] = Reports::keys(day, report.channel);
         let json =
             serde_json::to_vec_pretty(report).map_err(|e| ReconcileError::Report(e.to_string()))?;
         let csv = report.csv()?;
@@ -167,6 +172,17 @@ impl Reports {
 
 /// The day an invocation is about: `{"date": "yyyy-MM-dd"}`, or (a scheduled event) the
 /// previous China-time day. A day not yet begun is refused.
+/// The channel an event names (`{"channel": "secondary"}`); none: the primary. Each channel
+/// has its own bill and its own schedule.
+pub fn channel_of_event(payload: &Value) -> Result<ChannelId, String> {
+    match payload.get("channel") {
+        None | Some(Value::Null) => Ok(ChannelId::Primary),
+        Some(Value::String(name)) => ChannelId::parse(name)
+            .ok_or_else(|| format!("channel: {name} is not primary or secondary")),
+        Some(_) => Err("channel: must be \"primary\" or \"secondary\"".into()),
+    }
+}
+
 pub fn day_of_event(payload: &Value, now_ms: i64) -> Result<ChinaDate, String> {
     let today = ChinaDate::of_unix(now_ms.div_euclid(1000));
     match payload.get("date") {
@@ -236,6 +252,8 @@ pub struct Stats {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub date: String,
+    /// The channel whose bill this is (each Alipay application has its own).
+    pub channel: ChannelId,
     pub status: Status,
     pub generated_at_ms: i64,
     pub bill: BillCheck,
@@ -248,9 +266,10 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(day: ChinaDate) -> Report {
+    fn new(day: ChinaDate, channel: ChannelId) -> Report {
         Report {
             date: day.to_string(),
+            channel,
             status: Status::Matched,
             generated_at_ms: now_ms(),
             bill: BillCheck::default(),
@@ -267,6 +286,7 @@ impl Report {
     pub fn summary(&self) -> Value {
         json!({
             "date": self.date,
+            "channel": self.channel,
             "status": self.status,
             "generated_at_ms": self.generated_at_ms,
             "bill": self.bill,
@@ -379,20 +399,20 @@ impl Drop for TempFile {
 #[tracing::instrument(skip_all, fields(date = %day))]
 pub async fn run(
     gateway: &Gateway,
+    channel: ChannelId,
     reports: &Reports,
     settings: &Settings,
     day: ChinaDate,
     deadline: &Deadline,
 ) -> Result<Report, ReconcileError> {
     let alipay = gateway
-        .alipay()
+        .alipay_for(channel)
         .map_err(|e| ReconcileError::Config(e.message.clone()))?;
-    let mut report = Report::new(day);
-    let file = TempFile(
-        settings
-            .work_dir
-            .join(format!("alipay-bill-{day}-{}.zip", uuid::Uuid::new_v4())),
-    );
+    let mut report = Report::new(day, channel);
+    let file = TempFile(settings.work_dir.join(format!(
+        "alipay-bill-{day}-{channel}-{}.zip",
+        uuid::Uuid::new_v4()
+    )));
     match download(alipay, day, &file.0, deadline).await? {
         Some(bytes) => {
             report.bill.available = true;
@@ -406,7 +426,16 @@ pub async fn run(
     report.stats.passes = passes;
     for pass in 0..passes {
         let mut ledger = Ledger::default();
-        load_pass(gateway, day, pass, passes, &mut ledger, &mut report).await?;
+        load_pass(
+            gateway,
+            channel,
+            day,
+            pass,
+            passes,
+            &mut ledger,
+            &mut report,
+        )
+        .await?;
         report.stats.peak_records = report.stats.peak_records.max(ledger.len() as u64);
         let unrecorded = match_pass(&file.0, pass, passes, &mut ledger, &mut report)?;
         for row in unrecorded {
@@ -533,6 +562,7 @@ fn check_bill(path: &std::path::Path, report: &mut Report) -> Result<(), Reconci
 /// (a batch job; at most 16 pages of 1 MB in flight would only shorten a minutes-long run).
 async fn load_pass(
     gateway: &Gateway,
+    channel: ChannelId,
     day: ChinaDate,
     pass: u32,
     passes: u32,
@@ -541,7 +571,10 @@ async fn load_pass(
 ) -> Result<(), ReconcileError> {
     let (low, high) = pass_range(pass, passes);
     for shard in 0..DAY_SHARDS {
-        let (entries, pages) = gateway.store.day_entries(day, shard, low, high).await?;
+        let (entries, pages) = gateway
+            .store
+            .day_entries(channel, day, shard, low, high)
+            .await?;
         report.stats.index_queries += 1;
         report.stats.index_pages += pages;
         for entry in entries {
@@ -617,6 +650,15 @@ async fn look_up(
         repaired: false,
         bill_line: Some(row.line),
     };
+    // Another application's order in this bill: told, never repaired through the wrong one.
+    if order.alipay_channel != alipay.channel {
+        discrepancy.detail = format!(
+            "{status} here, created through channel {}; this is channel {}'s bill",
+            order.alipay_channel, alipay.channel
+        );
+        report.push(discrepancy);
+        return Ok(());
+    }
     // Believe the bill only as far as a signed trade query confirms it.
     let queried = query_trade(alipay, &order, deadline).await;
     discrepancy.detail = match queried.report {
@@ -653,7 +695,7 @@ async fn not_ready(
     day: ChinaDate,
 ) -> Result<Report, ReconcileError> {
     let mut ledger = Ledger::default();
-    load_pass(gateway, day, 0, 1, &mut ledger, &mut report).await?;
+    load_pass(gateway, report.channel, day, 0, 1, &mut ledger, &mut report).await?;
     report.status = if ledger.is_empty() {
         Status::Matched
     } else {
@@ -675,7 +717,13 @@ async fn finish(
     report.objects = reports.put(day, &report).await?;
     gateway
         .store
-        .put_reconciliation_summary(day, &report.summary(), report.status.as_str(), now_ms())
+        .put_reconciliation_summary(
+            report.channel,
+            day,
+            &report.summary(),
+            report.status.as_str(),
+            now_ms(),
+        )
         .await?;
     if report.discrepancies.is_empty() {
         tracing::info!(
@@ -714,5 +762,11 @@ mod tests {
         assert!(day_of_event(&json!({"date": "2026-11-28"}), now_ms).is_err());
         assert!(day_of_event(&json!({"date": "26/11/2026"}), now_ms).is_err());
         assert!(day_of_event(&json!({"date": 20261126}), now_ms).is_err());
+        assert_eq!(channel_of_event(&json!({})), Ok(ChannelId::Primary));
+        assert_eq!(
+            channel_of_event(&json!({"channel": "secondary"})),
+            Ok(ChannelId::Secondary)
+        );
+        assert!(channel_of_event(&json!({"channel": "tertiary"})).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Lambda entry point: build everything once; each invocation reconciles one day. An
 //! EventBridge Scheduler event (no `date`) means the previous China-time day; `{"date":
-//! "2026-11-26"}` reconciles that day (a re-run replaces its report).
+//! "2026-11-26"}` reconciles that day (a re-run replaces its report). `"channel": "secondary"`
+//! reconciles the secondary channel's bill (its own schedule sends it); none: the primary's.
 
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use shared::budget::Deadline;
@@ -28,7 +29,9 @@ async fn main() -> Result<(), lambda_http::Error> {
             );
             let day = reconcile::day_of_event(&event.payload, shared::gateway::now_ms())
                 .map_err(lambda_http::Error::from)?;
-            let report = reconcile::run(gateway, reports, settings, day, &deadline)
+            let channel =
+                reconcile::channel_of_event(&event.payload).map_err(lambda_http::Error::from)?;
+            let report = reconcile::run(gateway, channel, reports, settings, day, &deadline)
                 .await
                 .map_err(|e| lambda_http::Error::from(e.to_string()))?;
             let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();

@@ -12,6 +12,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::budget::Deadline;
+use shared::channels::ChannelId;
 use shared::domain::{Cause, NewRefund, Refund, RefundStatus};
 use shared::gateway::{Gateway, now_ms, refund_view};
 use shared::http::{
@@ -20,7 +21,7 @@ use shared::http::{
 use shared::ids::{OutRequestNo, OutTradeNo};
 use shared::lifecycle::{RefundNext, resume_refund};
 use shared::money::Amount;
-use shared::refunding::{Driven, Pending, drive_refund};
+use shared::refunding::{CIRCUIT_OPEN, Driven, Pending, drive_refund};
 use shared::store::Reserved;
 
 /// Refund reasons are shown to the buyer; Alipay limits them to 256 characters.
@@ -71,6 +72,8 @@ fn parse_refund(request: &Request) -> Result<NewRefund, ApiError> {
         out_request_no,
         amount,
         reason,
+        // The order's, looked up once the request is known to be valid.
+        alipay_channel: ChannelId::Primary,
     })
 }
 
@@ -81,8 +84,8 @@ async fn create(
     deadline: &Deadline,
 ) -> Result<Response<Body>, ApiError> {
     let out_trade_no = parse_out_trade_no(out_trade_no)?;
-    let new = parse_refund(request)?;
-    let alipay = gateway.alipay()?;
+    let mut new = parse_refund(request)?;
+    new.alipay_channel = gateway.channel_of(&out_trade_no).await?;
     let cause = Cause::Api {
         route: "POST /payments/{out_trade_no}/refunds".into(),
     };
@@ -96,6 +99,8 @@ async fn create(
         Reserved::New(refund) => (refund, true),
         Reserved::Existing(refund) => (refund, false),
     };
+    // Never another channel than the order's, even when it is failing.
+    let alipay = gateway.alipay_for(refund.alipay_channel)?;
     let span = tracing::info_span!("refund", out_trade_no = %out_trade_no, out_request_no = %refund.out_request_no);
     let _entered = span.enter();
     // From here on every answer carries the refund, errors included.
@@ -145,11 +150,25 @@ fn refund_body(driven: &Driven) -> Value {
 }
 
 /// The HTTP answer for a refund's state: `201`/`200` succeeded, `202` pending (with why, and
-/// `Retry-After`), `422` failed. Every one carries the refund.
+/// `Retry-After`), `503` pending because the order's channel is failing (reserved, not sent),
+/// `422` failed. Every one carries the refund.
 fn answer(driven: &Driven, fresh: bool) -> Response<Body> {
     let refund = &driven.refund;
     let mut body = refund_body(driven);
     let (status, retry_after) = match refund.status {
+        RefundStatus::Pending if driven.pending.as_ref().map(|p| p.code) == Some(CIRCUIT_OPEN) => {
+            let (message, retry_after) = driven
+                .pending
+                .as_ref()
+                .map_or((String::new(), 5), |p| (p.message.clone(), p.retry_after));
+            if let Some(object) = body.as_object_mut() {
+                object.insert(
+                    "error".into(),
+                    json!({ "code": CIRCUIT_OPEN, "message": format!("{message}; the refund is kept and sent once the channel recovers") }),
+                );
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, Some(retry_after))
+        }
         RefundStatus::Succeeded if fresh => (StatusCode::CREATED, None),
         RefundStatus::Succeeded => (StatusCode::OK, None),
         RefundStatus::Pending => (
@@ -204,7 +223,8 @@ async fn get(
     if query_flag(request, "sync") && refund.status == RefundStatus::Pending {
         // The same path the sweeper takes: ask, then settle, re-send or wait.
         let start = resume_refund(&refund);
-        let driven = drive_refund(gateway, gateway.alipay()?, refund, start, deadline).await;
+        let alipay = gateway.alipay_for(refund.alipay_channel)?;
+        let driven = drive_refund(gateway, alipay, refund, start, deadline).await;
         return Ok(json_response(StatusCode::OK, &refund_body(&driven)));
     }
     Ok(json_response(

@@ -4,18 +4,20 @@
 //!
 //! | attribute | value |
 //! |-----------|-------|
-//! | `day_key` | `DAY#<yyyy-MM-dd>#<shard>`: 16 partitions a day, so a busy day's writes never make one hot partition |
+//! | `day_key` | `DAY#<yyyy-MM-dd>#<shard>`: 16 partitions a day, so a busy day's writes never make one hot partition; `DAY#<yyyy-MM-dd>#<shard>#<channel>` for a channel other than the primary (each channel has its own bill) |
 //! | `day_sk`  | `<hash>#O` for the order, `<hash>#R#<out_request_no>` for a refund; `<hash>` is 16 hex digits of SHA-256 of `out_trade_no` |
 //!
 //! The hash leads the sort key so that a reconciliation can read one range of hashes at a time
 //! (a pass), keeping memory bounded however large the day.
 //!
-//! The summary of a day's reconciliation is one item: `pk = RECON#<yyyy-MM-dd>`, `sk = SUMMARY`.
+//! The summary of a day's reconciliation is one item: `pk = RECON#<yyyy-MM-dd>` (the primary
+//! channel's; `RECON#<yyyy-MM-dd>#<channel>` another's), `sk = SUMMARY`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use sha2::{Digest as _, Sha256};
 
 use super::{Item, Store, StoreError, get_n, get_opt_s, get_s, n, s, sdk_error};
+use crate::channels::ChannelId;
 use crate::china_time::ChinaDate;
 use crate::domain::{Order, Refund};
 use crate::ids::OutTradeNo;
@@ -41,14 +43,31 @@ pub(super) fn day_keys(
     out_trade_no: &OutTradeNo,
     day: ChinaDate,
     refund: Option<&str>,
+    channel: ChannelId,
 ) -> (String, String) {
     let (hash, shard) = placement(out_trade_no.as_str());
-    let key = format!("DAY#{day}#{shard}");
+    let key = day_partition(day, shard, channel);
     let sort = match refund {
         None => format!("{hash:016x}#O"),
         Some(out_request_no) => format!("{hash:016x}#R#{out_request_no}"),
     };
     (key, sort)
+}
+
+/// One shard of a channel's day in the index.
+fn day_partition(day: ChinaDate, shard: u8, channel: ChannelId) -> String {
+    match channel {
+        ChannelId::Primary => format!("DAY#{day}#{shard}"),
+        other => format!("DAY#{day}#{shard}#{other}"),
+    }
+}
+
+/// A channel's reconciliation summary item.
+fn summary_pk(day: ChinaDate, channel: ChannelId) -> String {
+    match channel {
+        ChannelId::Primary => format!("RECON#{day}"),
+        other => format!("RECON#{day}#{other}"),
+    }
 }
 
 /// The day a payment counts on: Alipay's payment time when it gave one, else when we recorded it.
@@ -80,6 +99,7 @@ impl Store {
     /// The day's records in one shard whose hash lies in `[low, high]`, all pages.
     pub async fn day_entries(
         &self,
+        channel: ChannelId,
         day: ChinaDate,
         shard: u8,
         low: u64,
@@ -95,7 +115,7 @@ impl Store {
                 .table_name(&self.table)
                 .index_name(DAY_INDEX)
                 .key_condition_expression("day_key = :key AND day_sk BETWEEN :low AND :high")
-                .expression_attribute_values(":key", s(format!("DAY#{day}#{shard}")))
+                .expression_attribute_values(":key", s(day_partition(day, shard, channel)))
                 .expression_attribute_values(":low", s(format!("{low:016x}")))
                 // `~` sorts after `#`: every suffix of the highest hash is inside.
                 .expression_attribute_values(":high", s(format!("{high:016x}~")))
@@ -126,7 +146,7 @@ impl Store {
         let mut items = Vec::new();
         for (order, refunds) in records {
             let mut item = super::orders::order_item(order);
-            let (key, sort) = day_keys(&order.out_trade_no, day, None);
+            let (key, sort) = day_keys(&order.out_trade_no, day, None, order.alipay_channel);
             item.insert("day_key".into(), s(key));
             item.insert("day_sk".into(), s(sort));
             items.push(item);
@@ -136,6 +156,7 @@ impl Store {
                     &refund.out_trade_no,
                     day,
                     Some(refund.out_request_no.as_str()),
+                    refund.alipay_channel,
                 );
                 item.insert("day_key".into(), s(key));
                 item.insert("day_sk".into(), s(sort));
@@ -171,6 +192,7 @@ impl Store {
     /// Stores the summary of a day's reconciliation, replacing an earlier run's.
     pub async fn put_reconciliation_summary(
         &self,
+        channel: ChannelId,
         day: ChinaDate,
         summary: &serde_json::Value,
         status: &str,
@@ -179,7 +201,8 @@ impl Store {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("RECON#{day}")))
+            .item("pk", s(summary_pk(day, channel)))
+            .item("channel", s(channel.as_str()))
             .item("sk", s("SUMMARY"))
             .item("kind", s("reconciliation"))
             .item("status", s(status))
@@ -194,13 +217,14 @@ impl Store {
     /// The stored summary of a day's reconciliation: its status and the summary JSON.
     pub async fn reconciliation_summary(
         &self,
+        channel: ChannelId,
         day: ChinaDate,
     ) -> Result<Option<(String, serde_json::Value)>, StoreError> {
         let answer = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("RECON#{day}")))
+            .key("pk", s(summary_pk(day, channel)))
             .key("sk", s("SUMMARY"))
             .consistent_read(true)
             .send()
@@ -250,10 +274,19 @@ mod tests {
     fn keys_place_an_order_and_its_refunds_together() {
         let no = OutTradeNo::parse("o_1").expect("id");
         let day = ChinaDate::parse("2026-11-26").expect("day");
-        let (key, order) = day_keys(&no, day, None);
-        let (refund_key, refund) = day_keys(&no, day, Some("r_1"));
+        let (key, order) = day_keys(&no, day, None, ChannelId::Primary);
+        let (refund_key, refund) = day_keys(&no, day, Some("r_1"), ChannelId::Primary);
         assert!(key.starts_with("DAY#2026-11-26#"));
         assert_eq!(key, refund_key);
+        // Another channel's day is a partition of its own (its own bill), same sort keys.
+        let (secondary, secondary_sk) = day_keys(&no, day, None, ChannelId::Secondary);
+        assert_eq!(secondary, format!("{key}#secondary"));
+        assert_eq!(secondary_sk, order);
+        assert_eq!(
+            summary_pk(day, ChannelId::Secondary),
+            "RECON#2026-11-26#secondary"
+        );
+        assert_eq!(summary_pk(day, ChannelId::Primary), "RECON#2026-11-26");
         let hash = format!("{:016x}", bill_hash("o_1"));
         assert_eq!(order, format!("{hash}#O"));
         assert_eq!(refund, format!("{hash}#R#r_1"));

@@ -66,6 +66,10 @@ pub use due::{DUE_INDEX, DueItem};
 mod risk_items;
 use risk_items::counts_of;
 
+mod breaker;
+pub use breaker::Opening;
+pub(crate) use breaker::{BREAKER_STATE_SK, parse_phase};
+
 mod days;
 pub use days::{DAY_INDEX, DAY_SHARDS, DayEntry, bill_hash};
 use days::{day_keys, day_of, day_values};
@@ -427,6 +431,15 @@ pub(super) fn get_n<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError
         .and_then(|v| v.as_n().ok())
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("missing number attribute {name}")))
+}
+
+/// An item's Alipay channel; items from before channels are the primary's.
+pub(super) fn parse_channel(item: &Item) -> Result<crate::channels::ChannelId, StoreError> {
+    match get_opt_s(item, "alipay_channel") {
+        None => Ok(crate::channels::ChannelId::Primary),
+        Some(name) => crate::channels::ChannelId::parse(&name)
+            .ok_or_else(|| StoreError::Corrupt(format!("alipay_channel {name}"))),
+    }
 }
 
 /// A counter that older items may lack.

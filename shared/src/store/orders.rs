@@ -45,6 +45,7 @@ impl Store {
             paid_after_close: false,
             customer_ref: new.customer_ref.clone(),
             risk_rules: Vec::new(),
+            alipay_channel: new.alipay_channel,
         };
         let put = Put::builder()
             .table_name(&self.table)
@@ -55,7 +56,8 @@ impl Store {
             .map_err(build_error)?;
         let event = AuditEvent::new("order.created", cause, now_ms)
             .change("", OrderStatus::Created)
-            .amount(order.amount);
+            .amount(order.amount)
+            .detail(format!("alipay channel {}", order.alipay_channel));
         let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
             self.audit_put(&order.out_trade_no, &event)?,
@@ -194,6 +196,7 @@ impl Store {
             out_trade_no,
             day_of(payment.paid_at.as_deref(), now_ms),
             None,
+            payment.alipay_channel,
         );
         for (name, value) in day_values(keys) {
             update = update.expression_attribute_values(name, value);
@@ -350,6 +353,7 @@ impl Store {
             &order.out_trade_no,
             day_of(payment.paid_at.as_deref(), now_ms),
             None,
+            order.alipay_channel,
         ));
         let mut update = Update::builder()
             .table_name(&self.table)
@@ -534,6 +538,10 @@ fn order_item_without_due(order: &Order) -> Item {
         ("version".to_owned(), n(order.version)),
         ("fingerprint".to_owned(), s(&order.fingerprint)),
         ("sweeps".to_owned(), n(order.sweeps)),
+        (
+            "alipay_channel".to_owned(),
+            s(order.alipay_channel.as_str()),
+        ),
     ]);
     if order.paid_after_close {
         item.insert("paid_after_close".to_owned(), AttributeValue::Bool(true));
@@ -605,5 +613,6 @@ pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
             .and_then(|v| v.as_l().ok())
             .map(|list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
             .unwrap_or_default(),
+        alipay_channel: parse_channel(item)?,
     })
 }

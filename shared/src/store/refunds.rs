@@ -223,7 +223,12 @@ impl Store {
             // A refund enters the day index on the day Alipay paid it (the bill's day).
             RefundOutcome::Succeeded => {
                 let day = day_of(refunded_at, now_ms);
-                let keys = day_keys(&refund.out_trade_no, day, Some(refund.out_request_no.as_str()));
+                let keys = day_keys(
+                    &refund.out_trade_no,
+                    day,
+                    Some(refund.out_request_no.as_str()),
+                    refund.alipay_channel,
+                );
                 let mut update = refund_update.update_expression(
                     "SET #status = :to, updated_at_ms = :now, day_key = :day_key, day_sk = :day_sk, refund_day = :day \
                      REMOVE due_shard, due_at_ms",
@@ -327,6 +332,10 @@ pub(super) fn refund_item(refund: &Refund) -> Item {
         ("updated_at_ms".to_owned(), n(refund.updated_at_ms)),
         ("sends".to_owned(), n(refund.sends)),
         ("sweeps".to_owned(), n(refund.sweeps)),
+        (
+            "alipay_channel".to_owned(),
+            s(refund.alipay_channel.as_str()),
+        ),
     ]);
     if let Some(due_at_ms) = refund.due_at_ms {
         item.insert("due_shard".to_owned(), s(due_shard(&refund.out_trade_no)));
@@ -363,6 +372,7 @@ pub(super) fn parse_refund(item: &Item) -> Result<Refund, StoreError> {
             .map(|_| get_n(item, "due_at_ms"))
             .transpose()?,
         sweeps: get_n_or_zero(item, "sweeps")?,
+        alipay_channel: parse_channel(item)?,
     })
 }
 
@@ -386,5 +396,6 @@ pub(super) fn pending_refund(
         sends: 0,
         due_at_ms: Some(due_at_ms),
         sweeps: 0,
+        alipay_channel: refund.alipay_channel,
     }
 }

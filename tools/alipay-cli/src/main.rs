@@ -77,6 +77,9 @@ enum Command {
         /// The day, yyyy-MM-dd (China time); default yesterday.
         #[arg(long, value_name = "DATE")]
         date: Option<String>,
+        /// The channel whose bill: primary (default) or secondary.
+        #[arg(long, value_name = "CHANNEL")]
+        channel: Option<String>,
     },
 }
 
@@ -145,12 +148,12 @@ fn run(command: Command) -> Result<String, Failure> {
                 .map_err(|e| Failure::NotGenuine(e.to_string()))?;
             serde_json::to_string(&notification).map_err(|e| Failure::Usage(e.to_string()))
         }
-        Command::Reconcile { date } => {
+        Command::Reconcile { date, channel } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
-            runtime.block_on(reconcile_day(date))
+            runtime.block_on(reconcile_day(date, channel))
         }
         Command::PublicKey { kms_key_id } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -205,11 +208,12 @@ fn read_stdin() -> Result<Vec<u8>, Failure> {
     Ok(input)
 }
 
-async fn reconcile_day(date: Option<String>) -> Result<String, Failure> {
+async fn reconcile_day(date: Option<String>, channel: Option<String>) -> Result<String, Failure> {
     use shared::gateway::{Gateway, Role};
-    let payload = json!({ "date": date });
+    let payload = json!({ "date": date, "channel": channel });
     let day =
         reconcile::day_of_event(&payload, shared::gateway::now_ms()).map_err(Failure::Usage)?;
+    let channel = reconcile::channel_of_event(&payload).map_err(Failure::Usage)?;
     let sdk = shared::aws::load_batch_config().await;
     let config = shared::config::Config::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
     let gateway = Gateway::with_config(config, &sdk, Role::CallsAlipay)
@@ -218,7 +222,7 @@ async fn reconcile_day(date: Option<String>) -> Result<String, Failure> {
     let reports = reconcile::Reports::from_env(&sdk).map_err(Failure::Usage)?;
     let settings = reconcile::Settings::from_env().map_err(Failure::Usage)?;
     let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(900));
-    let report = reconcile::run(&gateway, &reports, &settings, day, &deadline)
+    let report = reconcile::run(&gateway, channel, &reports, &settings, day, &deadline)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     for d in &report.discrepancies {

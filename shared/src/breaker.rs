@@ -1,0 +1,397 @@
+//! The circuit breaker of one Alipay channel, as decisions (no I/O): what a call's outcome
+//! counts as, when the failure rate opens the channel, what a caller may do while it is open,
+//! and when trial calls close it again. `store::breaker` keeps the state in the table, shared by
+//! every instance; `channels::Breaker` drives these decisions with it.
+//!
+//! The window is a sliding-window counter over two fixed buckets of `window_ms`: the current
+//! bucket's counts plus the previous bucket's, weighted by how much of it is still inside the
+//! window. Two numbers per bucket, kept in one item, added to with `ADD` (no read first).
+
+use crate::alipay::response::Disposition;
+use crate::alipay_client::CallError;
+
+/// The breaker's settings (`BREAKER_*` in the environment; see `config`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `BREAKER_WINDOW_SECONDS` (default 60): the sliding window the failure rate is taken over.
+    pub window_ms: i64,
+    /// `BREAKER_MIN_CALLS` (default 10): no opening on fewer calls than this in the window.
+    pub min_calls: u64,
+    /// `BREAKER_FAILURE_PERCENT` (default 50): the failure rate, in percent, that opens it.
+    pub failure_percent: u64,
+    /// `BREAKER_COOL_DOWN_SECONDS` (default 30): how long an open channel refuses every call
+    /// before a trial call is let through.
+    pub cool_down_ms: i64,
+    /// `BREAKER_TRIAL_CALLS` (default 3): trial calls that must succeed, one after the other,
+    /// to close it again; one failure re-opens it for another cool-down.
+    pub trial_calls: u64,
+    /// `BREAKER_SYNC_MS` (default 1000): how old an instance's copy of the shared state may get
+    /// before a call reads it again (and adds the instance's counts to the shared window).
+    pub sync_ms: i64,
+    /// How long one trial call may hold the trial lease (the Alipay time-out and a margin); a
+    /// trial whose instance died frees it after this.
+    pub trial_lease_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            window_ms: 60_000,
+            min_calls: 10,
+            failure_percent: 50,
+            cool_down_ms: 30_000,
+            trial_calls: 3,
+            sync_ms: 1_000,
+            trial_lease_ms: 10_000,
+        }
+    }
+}
+
+/// What one call said about the channel's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Alipay answered (a business refusal, a closed trade, a buyer's balance: all healthy).
+    Healthy,
+    /// No usable answer: time-out, connection error, HTTP 5xx, `20000`, `ACQ.SYSTEM_ERROR`, an
+    /// answer whose signature fails, or KMS could not sign.
+    Failing,
+    /// Says nothing about the channel (the call was never made: no time left, or refused by the
+    /// breaker itself).
+    Neutral,
+}
+
+/// The health of a channel that a call's result shows.
+pub fn health_of(result: &Result<Disposition, &CallError>) -> Health {
+    match result {
+        Ok(Disposition::RetrySame) => Health::Failing,
+        Ok(_) => Health::Healthy,
+        Err(CallError::Open { .. }) => Health::Neutral,
+        Err(CallError::Timeout(limit)) if limit.is_zero() => Health::Neutral,
+        Err(CallError::Timeout(_) | CallError::Unavailable(_)) => Health::Failing,
+        Err(CallError::Untrusted(_) | CallError::Sign(_)) => Health::Failing,
+    }
+}
+
+/// The shared window's counts: the bucket (`now / window_ms`) they belong to, and the bucket
+/// before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub bucket: i64,
+    pub calls: u64,
+    pub failures: u64,
+    pub prev_calls: u64,
+    pub prev_failures: u64,
+}
+
+impl Window {
+    /// Calls and failures inside the sliding window ending at `now_ms`: the current bucket's,
+    /// and the previous bucket's share still inside the window. Rounded up, so that a burst of
+    /// failures at the end of a bucket still counts whole at the start of the next.
+    pub fn counts(&self, now_ms: i64, window_ms: i64) -> (u64, u64) {
+        let window_ms = window_ms.max(1);
+        let bucket = now_ms.div_euclid(window_ms);
+        let into = u64::try_from(now_ms.rem_euclid(window_ms)).unwrap_or(0);
+        let span = u64::try_from(window_ms).unwrap_or(1);
+        let share = |count: u64| (count * (span - into)).div_ceil(span);
+        match bucket.saturating_sub(self.bucket) {
+            0 => (
+                self.calls + share(self.prev_calls),
+                self.failures + share(self.prev_failures),
+            ),
+            1 => (share(self.calls), share(self.failures)),
+            _ => (0, 0),
+        }
+    }
+
+    /// The window after a bucket roll-over to `bucket` (the counts before `delta` is added).
+    pub fn rolled_to(&self, bucket: i64) -> Window {
+        match bucket.saturating_sub(self.bucket) {
+            0 => *self,
+            1 => Window {
+                bucket,
+                calls: 0,
+                failures: 0,
+                prev_calls: self.calls,
+                prev_failures: self.failures,
+            },
+            _ => Window {
+                bucket,
+                ..Window::default()
+            },
+        }
+    }
+}
+
+/// Whether the window's failure rate opens the channel.
+pub fn trips(settings: &Settings, window: &Window, now_ms: i64) -> bool {
+    let (calls, failures) = window.counts(now_ms, settings.window_ms);
+    calls >= settings.min_calls.max(1) && failures * 100 >= settings.failure_percent * calls
+}
+
+/// The shared phase of a channel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Phase {
+    pub open: bool,
+    /// Changes at every opening and re-opening: the trial writes are conditional on it.
+    pub generation: u64,
+    pub opened_at_ms: i64,
+    /// No call before this (the cool-down); trial calls after.
+    pub until_ms: i64,
+    /// A trial call is under way until this.
+    pub trial_lease_until_ms: i64,
+    /// Trial calls that succeeded since the last (re-)opening.
+    pub trial_successes: u64,
+}
+
+/// What a caller may do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Call.
+    Call,
+    /// The cool-down is over: call as a trial, once the lease is won.
+    Trial { generation: u64 },
+    /// Do not call; ask again after this long.
+    Refuse { retry_after_ms: i64 },
+}
+
+/// Shortest `Retry-After` of a refusal: a second.
+pub const MIN_RETRY_AFTER_MS: i64 = 1_000;
+
+/// The admission of a call at `now_ms`, given the phase as last read.
+pub fn admit(phase: &Phase, now_ms: i64) -> Admission {
+    if !phase.open {
+        return Admission::Call;
+    }
+    if now_ms < phase.until_ms {
+        return Admission::Refuse {
+            retry_after_ms: (phase.until_ms - now_ms).max(MIN_RETRY_AFTER_MS),
+        };
+    }
+    if now_ms < phase.trial_lease_until_ms {
+        return Admission::Refuse {
+            retry_after_ms: (phase.trial_lease_until_ms - now_ms).max(MIN_RETRY_AFTER_MS),
+        };
+    }
+    Admission::Trial {
+        generation: phase.generation,
+    }
+}
+
+/// What a finished trial call does to the phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterTrial {
+    /// Count it and free the lease for the next trial.
+    Count,
+    /// The last trial needed: close the channel.
+    Close,
+    /// A failure: open again for another cool-down.
+    Reopen { until_ms: i64 },
+    /// Neither (the call was not made): free the lease.
+    Release,
+}
+
+pub fn after_trial(settings: &Settings, phase: &Phase, health: Health, now_ms: i64) -> AfterTrial {
+    match health {
+        Health::Healthy if phase.trial_successes + 1 >= settings.trial_calls.max(1) => {
+            AfterTrial::Close
+        }
+        Health::Healthy => AfterTrial::Count,
+        Health::Failing => AfterTrial::Reopen {
+            until_ms: now_ms + settings.cool_down_ms,
+        },
+        Health::Neutral => AfterTrial::Release,
+    }
+}
+
+/// A channel's state as a number, for the per-channel metric: 0 closed, 1 open (cooling
+/// down), 0.5 open with trial calls allowed.
+pub fn state_value(phase: &Phase, now_ms: i64) -> f64 {
+    match (phase.open, now_ms < phase.until_ms) {
+        (false, _) => 0.0,
+        (true, true) => 1.0,
+        (true, false) => 0.5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> Settings {
+        Settings {
+            window_ms: 10_000,
+            min_calls: 4,
+            failure_percent: 50,
+            cool_down_ms: 5_000,
+            trial_calls: 2,
+            sync_ms: 1_000,
+            trial_lease_ms: 3_000,
+        }
+    }
+
+    #[test]
+    fn outages_fail_and_business_answers_do_not() {
+        assert_eq!(health_of(&Ok(Disposition::Success)), Health::Healthy);
+        assert_eq!(
+            health_of(&Ok(Disposition::BusinessFailure)),
+            Health::Healthy
+        );
+        assert_eq!(health_of(&Ok(Disposition::Rejected)), Health::Healthy);
+        assert_eq!(health_of(&Ok(Disposition::QueryFirst)), Health::Healthy);
+        assert_eq!(health_of(&Ok(Disposition::RetrySame)), Health::Failing);
+        let timeout = CallError::Timeout(Duration::from_secs(6));
+        assert_eq!(health_of(&Err(&timeout)), Health::Failing);
+        let http = CallError::Unavailable("HTTP 502".into());
+        assert_eq!(health_of(&Err(&http)), Health::Failing);
+        let no_time = CallError::Timeout(Duration::ZERO);
+        assert_eq!(health_of(&Err(&no_time)), Health::Neutral);
+        let open = CallError::Open {
+            channel: "primary".into(),
+            retry_after_ms: 1_000,
+        };
+        assert_eq!(health_of(&Err(&open)), Health::Neutral);
+    }
+
+    #[test]
+    fn the_window_slides_over_two_buckets() {
+        let window = Window {
+            bucket: 3,
+            calls: 10,
+            failures: 6,
+            prev_calls: 20,
+            prev_failures: 2,
+        };
+        // At the start of bucket 3 the previous bucket counts whole; halfway, half of it.
+        assert_eq!(window.counts(30_000, 10_000), (30, 8));
+        assert_eq!(window.counts(35_000, 10_000), (20, 7));
+        // In bucket 4, bucket 3 is the previous one; in bucket 5, it has left the window.
+        assert_eq!(window.counts(40_000, 10_000), (10, 6));
+        assert_eq!(window.counts(47_500, 10_000), (3, 2));
+        assert_eq!(window.counts(50_000, 10_000), (0, 0));
+        assert_eq!(window.rolled_to(4).prev_calls, 10);
+        assert_eq!(window.rolled_to(4).calls, 0);
+        assert_eq!(
+            window.rolled_to(5),
+            Window {
+                bucket: 5,
+                ..Window::default()
+            }
+        );
+        assert_eq!(window.rolled_to(3), window);
+        // A window never written (its bucket the lowest there is) rolls over without overflow.
+        let never = Window {
+            bucket: i64::MIN,
+            ..Window::default()
+        };
+        assert_eq!(
+            never.rolled_to(4),
+            Window {
+                bucket: 4,
+                ..Window::default()
+            }
+        );
+        assert_eq!(never.counts(40_000, 10_000), (0, 0));
+    }
+
+    #[test]
+    fn it_trips_on_the_rate_with_enough_calls_only() {
+        let s = settings();
+        let at = |calls, failures| Window {
+            bucket: 1,
+            calls,
+            failures,
+            ..Window::default()
+        };
+        assert!(!trips(&s, &at(3, 3), 10_000), "fewer calls than min_calls");
+        assert!(trips(&s, &at(4, 2), 10_000), "50% of 4");
+        assert!(!trips(&s, &at(5, 2), 10_000), "40%");
+        assert!(trips(&s, &at(4, 4), 10_000));
+        let high = Settings {
+            failure_percent: 100,
+            ..settings()
+        };
+        assert!(!trips(&high, &at(4, 3), 10_000));
+        assert!(trips(&high, &at(4, 4), 10_000));
+    }
+
+    #[test]
+    fn an_open_channel_refuses_then_lets_one_trial_through() {
+        let closed = Phase::default();
+        assert_eq!(admit(&closed, 0), Admission::Call);
+        let open = Phase {
+            open: true,
+            generation: 7,
+            opened_at_ms: 1_000,
+            until_ms: 6_000,
+            trial_lease_until_ms: 0,
+            trial_successes: 0,
+        };
+        assert_eq!(
+            admit(&open, 2_000),
+            Admission::Refuse {
+                retry_after_ms: 4_000
+            }
+        );
+        assert_eq!(
+            admit(&open, 5_900),
+            Admission::Refuse {
+                retry_after_ms: MIN_RETRY_AFTER_MS
+            }
+        );
+        assert_eq!(admit(&open, 6_000), Admission::Trial { generation: 7 });
+        let leased = Phase {
+            trial_lease_until_ms: 9_000,
+            ..open.clone()
+        };
+        assert_eq!(
+            admit(&leased, 6_500),
+            Admission::Refuse {
+                retry_after_ms: 2_500
+            }
+        );
+        assert_eq!(admit(&leased, 9_000), Admission::Trial { generation: 7 });
+    }
+
+    #[test]
+    fn trials_close_it_after_enough_successes_and_a_failure_reopens() {
+        let s = settings();
+        let open = Phase {
+            open: true,
+            until_ms: 6_000,
+            ..Phase::default()
+        };
+        assert_eq!(
+            after_trial(&s, &open, Health::Healthy, 7_000),
+            AfterTrial::Count
+        );
+        let one_done = Phase {
+            trial_successes: 1,
+            ..open.clone()
+        };
+        assert_eq!(
+            after_trial(&s, &one_done, Health::Healthy, 7_000),
+            AfterTrial::Close
+        );
+        assert_eq!(
+            after_trial(&s, &one_done, Health::Failing, 7_000),
+            AfterTrial::Reopen { until_ms: 12_000 }
+        );
+        assert_eq!(
+            after_trial(&s, &open, Health::Neutral, 7_000),
+            AfterTrial::Release
+        );
+    }
+
+    #[test]
+    fn the_state_metric_reads_closed_open_and_trial() {
+        let open = Phase {
+            open: true,
+            until_ms: 6_000,
+            ..Phase::default()
+        };
+        assert_eq!(state_value(&Phase::default(), 0), 0.0);
+        assert_eq!(state_value(&open, 5_000), 1.0);
+        assert_eq!(state_value(&open, 6_000), 0.5);
+    }
+}

@@ -1,0 +1,318 @@
+//! One instance's view of a channel's circuit breaker: the decisions of `crate::breaker`,
+//! driven with the shared state in the table (`store::breaker`).
+//!
+//! Per request, in the closed state, nothing: outcomes are counted in memory. At most once per
+//! `sync_ms`, a call first re-reads the shared state (one Query) and adds the instance's counts
+//! to the shared window (one `ADD`, only when there are counts), both at once. A failure is
+//! added at once, so that an outage is seen across instances within a few failed calls. The
+//! state item is written only when it changes: an opening, a trial, a closing.
+
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use crate::alipay_client::CallError;
+use crate::breaker::{Admission, Health, Phase, Settings, Window, admit, after_trial, trips};
+use crate::channels::ChannelId;
+use crate::store::{Opening, Store};
+
+/// What a call was admitted as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permit {
+    Call,
+    /// A trial call: its outcome closes the channel or opens it again.
+    Trial {
+        generation: u64,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Local {
+    phase: Phase,
+    window: Window,
+    /// When the shared state was last read (`None`: never).
+    seen_at_ms: Option<i64>,
+    pending_calls: u64,
+    pending_failures: u64,
+    last_failure: String,
+}
+
+pub struct Breaker {
+    channel: ChannelId,
+    settings: Settings,
+    store: Store,
+    local: Mutex<Local>,
+}
+
+impl Breaker {
+    pub fn new(channel: ChannelId, settings: Settings, store: Store) -> Breaker {
+        Breaker {
+            channel,
+            settings,
+            store,
+            local: Mutex::new(Local::default()),
+        }
+    }
+
+    pub fn channel(&self) -> ChannelId {
+        self.channel
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a call would be refused now (re-reading the shared state when this instance's
+    /// copy is older than `sync_ms`), without taking a trial lease: how a new payment picks its
+    /// channel, and how a refund decides to wait before it is sent.
+    pub async fn check(&self, now_ms: i64) -> Result<(), CallError> {
+        self.sync_if_stale(now_ms).await;
+        match admit(&self.local().phase, now_ms) {
+            Admission::Refuse { retry_after_ms } => Err(self.open_error(retry_after_ms)),
+            Admission::Call | Admission::Trial { .. } => Ok(()),
+        }
+    }
+
+    /// Admits one call: `Err(CallError::Open)` while the channel is open; once its cool-down
+    /// is over, the one instance that takes the trial lease makes a trial call.
+    pub async fn admit(&self, now_ms: i64) -> Result<Permit, CallError> {
+        self.sync_if_stale(now_ms).await;
+        let phase = self.local().phase.clone();
+        match admit(&phase, now_ms) {
+            Admission::Call => Ok(Permit::Call),
+            Admission::Refuse { retry_after_ms } => Err(self.open_error(retry_after_ms)),
+            Admission::Trial { generation } => {
+                let lease = now_ms + self.settings.trial_lease_ms;
+                match self
+                    .store
+                    .breaker_claim_trial(self.channel, generation, lease, now_ms)
+                    .await
+                {
+                    Ok(Some(phase)) => {
+                        tracing::info!(channel = %self.channel, generation, "trial call");
+                        self.local().phase = phase;
+                        Ok(Permit::Trial { generation })
+                    }
+                    // Another instance has the trial, or the state moved: read it again next time.
+                    Ok(None) => {
+                        self.local().seen_at_ms = None;
+                        Err(self.open_error(crate::breaker::MIN_RETRY_AFTER_MS))
+                    }
+                    Err(error) => {
+                        tracing::warn!(channel = %self.channel, error = %error, "the trial lease could not be taken");
+                        Err(self.open_error(crate::breaker::MIN_RETRY_AFTER_MS))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a call's outcome. `what`: the method and error kind, for the state item when
+    /// this failure opens the channel (never a request's content).
+    pub async fn record(&self, permit: Permit, health: Health, what: &str, now_ms: i64) {
+        match permit {
+            Permit::Call => {
+                let flush = {
+                    let mut local = self.local();
+                    match health {
+                        Health::Neutral => false,
+                        Health::Healthy => {
+                            local.pending_calls += 1;
+                            false
+                        }
+                        Health::Failing => {
+                            local.pending_calls += 1;
+                            local.pending_failures += 1;
+                            what.clone_into(&mut local.last_failure);
+                            true
+                        }
+                    }
+                };
+                if health == Health::Failing {
+                    emit_failure(self.channel, now_ms);
+                }
+                if flush {
+                    self.sync(now_ms).await;
+                }
+            }
+            Permit::Trial { generation } => {
+                let phase = self.local().phase.clone();
+                let after = after_trial(&self.settings, &phase, health, now_ms);
+                let bucket = now_ms.div_euclid(self.settings.window_ms.max(1));
+                match self
+                    .store
+                    .breaker_after_trial(self.channel, generation, after, now_ms, bucket)
+                    .await
+                {
+                    Ok(Some(phase)) => {
+                        match after {
+                            crate::breaker::AfterTrial::Close => {
+                                tracing::warn!(channel = %self.channel, "channel closed: trial calls succeeded");
+                                self.local().window = Window {
+                                    bucket,
+                                    ..Window::default()
+                                };
+                            }
+                            crate::breaker::AfterTrial::Reopen { .. } => {
+                                tracing::warn!(channel = %self.channel, failure = what, "trial call failed: channel open again");
+                            }
+                            _ => {}
+                        }
+                        let mut local = self.local();
+                        local.phase = phase;
+                        local.seen_at_ms = Some(now_ms);
+                    }
+                    Ok(None) => self.local().seen_at_ms = None,
+                    Err(error) => {
+                        tracing::warn!(channel = %self.channel, error = %error, "a trial's outcome could not be recorded");
+                        self.local().seen_at_ms = None;
+                    }
+                }
+                if health == Health::Failing {
+                    emit_failure(self.channel, now_ms);
+                }
+            }
+        }
+    }
+
+    fn open_error(&self, retry_after_ms: i64) -> CallError {
+        CallError::Open {
+            channel: self.channel.as_str().to_owned(),
+            retry_after_ms,
+        }
+    }
+
+    async fn sync_if_stale(&self, now_ms: i64) {
+        let stale = self
+            .local()
+            .seen_at_ms
+            .is_none_or(|at| now_ms - at >= self.settings.sync_ms);
+        if stale {
+            self.sync(now_ms).await;
+        }
+    }
+
+    /// Reads the shared state and adds this instance's counts to the shared window (at once);
+    /// opens the channel when the window says so. A failed read leaves the copy as it was
+    /// (calls go on as before), and the counts are kept for the next try.
+    async fn sync(&self, now_ms: i64) {
+        let (calls, failures, reason) = {
+            let mut local = self.local();
+            local.seen_at_ms = Some(now_ms);
+            (
+                std::mem::take(&mut local.pending_calls),
+                std::mem::take(&mut local.pending_failures),
+                local.last_failure.clone(),
+            )
+        };
+        let bucket = now_ms.div_euclid(self.settings.window_ms.max(1));
+        let add = async {
+            if calls == 0 {
+                return Ok(None);
+            }
+            self.store
+                .breaker_add(self.channel, bucket, calls, failures)
+                .await
+                .map(Some)
+        };
+        let (read, added) = tokio::join!(self.store.breaker_state(self.channel), add);
+        if let Err(error) = &added {
+            tracing::warn!(channel = %self.channel, error = %error, "the breaker's counts could not be shared");
+            let mut local = self.local();
+            local.pending_calls += calls;
+            local.pending_failures += failures;
+        }
+        let (phase, read_window) = match read {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(channel = %self.channel, error = %error, "the breaker's state could not be read");
+                return;
+            }
+        };
+        let window = match added {
+            Ok(Some(window)) => window,
+            _ => read_window,
+        };
+        let opening = !phase.open && trips(&self.settings, &window, now_ms);
+        {
+            let mut local = self.local();
+            local.phase = phase.clone();
+            local.window = window;
+        }
+        emit_state(self.channel, &phase, now_ms);
+        if opening {
+            self.open(&phase, &window, reason, now_ms).await;
+        }
+    }
+
+    async fn open(&self, seen: &Phase, window: &Window, reason: String, now_ms: i64) {
+        let (calls, failures) = window.counts(now_ms, self.settings.window_ms);
+        let opening = Opening {
+            calls,
+            failures,
+            reason,
+        };
+        let until = now_ms + self.settings.cool_down_ms;
+        match self
+            .store
+            .breaker_open(self.channel, seen, &opening, until, now_ms)
+            .await
+        {
+            Ok(Some(phase)) => {
+                tracing::warn!(
+                    channel = %self.channel,
+                    calls,
+                    failures,
+                    reason = %opening.reason,
+                    cool_down_ms = self.settings.cool_down_ms,
+                    "channel opened: calls fail fast until the cool-down is over"
+                );
+                emit_opened(self.channel, now_ms);
+                let mut local = self.local();
+                local.phase = phase;
+            }
+            // Another instance opened it first (or it changed): read it again next time.
+            Ok(None) => self.local().seen_at_ms = None,
+            Err(error) => {
+                tracing::warn!(channel = %self.channel, error = %error, "the channel could not be opened");
+            }
+        }
+    }
+}
+
+/// The per-channel metrics, in the Embedded Metric Format (from the log, no API call).
+fn emf(channel: ChannelId, now_ms: i64, metric: &str, unit: &str, value: f64) {
+    println!(
+        "{}",
+        json!({
+            "_aws": {
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": "AlipayGateway",
+                    "Dimensions": [["Channel"]],
+                    "Metrics": [{"Name": metric, "Unit": unit}],
+                }],
+            },
+            "Channel": channel.as_str(),
+            metric: value,
+        })
+    );
+}
+
+/// `ChannelState`: 0 closed, 1 open, 0.5 trial calls allowed (at each sync).
+fn emit_state(channel: ChannelId, phase: &Phase, now_ms: i64) {
+    let value = crate::breaker::state_value(phase, now_ms);
+    emf(channel, now_ms, "ChannelState", "None", value);
+}
+
+/// `ChannelFailures`: one per failed call.
+fn emit_failure(channel: ChannelId, now_ms: i64) {
+    emf(channel, now_ms, "ChannelFailures", "Count", 1.0);
+}
+
+/// `ChannelOpened`: once per opening, by the instance that opened it (the alarm's metric).
+fn emit_opened(channel: ChannelId, now_ms: i64) {
+    emf(channel, now_ms, "ChannelOpened", "Count", 1.0);
+}
