@@ -343,10 +343,10 @@ fn breaker_settings(
             1..=100,
         )),
         cool_down_ms: number(
-            "BREAKER_COOL_DOWN_MS",
-            defaults.cool_down_ms,
-            100..=3_600_000,
-        ),
+            "BREAKER_COOL_DOWN_SECONDS",
+            defaults.cool_down_ms / 1000,
+            1..=3_600,
+        ) * 1000,
         trial_calls: count(number(
             "BREAKER_TRIAL_CALLS",
             i64::try_from(defaults.trial_calls).unwrap_or(3),
@@ -463,5 +463,92 @@ mod tests {
         ));
         let error = Config::from_map(&vars(&bad)).expect_err("invalid");
         assert!(error.to_string().contains("Alipay's public key"), "{error}");
+    }
+
+    #[test]
+    fn a_second_channel_is_read_whole_or_refused() {
+        let mut two = valid();
+        two.extend([
+            (
+                "ALIPAY_GATEWAY_URL",
+                "https://openapi-sandbox.dl.alipaydev.com/gateway.do",
+            ),
+            ("SECONDARY_ALIPAY_APP_ID", "2021000123456790"),
+            ("SECONDARY_KMS_KEY_ID", "alias/app2"),
+            ("SECONDARY_ALIPAY_PUBLIC_KEY", ALIPAY_KEY),
+            ("SECONDARY_ALIPAY_SELLER_ID", "2088000000000002"),
+        ]);
+        let config = Config::from_map(&vars(&two)).expect("valid");
+        let ids: Vec<ChannelId> = config.channels.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [ChannelId::Primary, ChannelId::Secondary]);
+        let secondary = config.channel(ChannelId::Secondary).expect("secondary");
+        assert_eq!(secondary.app_id.as_str(), "2021000123456790");
+        assert_eq!(secondary.kms_key_id.as_deref(), Some("alias/app2"));
+        // The secondary's gateway defaults to the primary's.
+        assert_eq!(secondary.gateway_url, config.primary().gateway_url);
+
+        let mut partial = valid();
+        partial.extend([
+            ("SECONDARY_ALIPAY_APP_ID", "2021000123456789"),
+            ("SECONDARY_ALIPAY_SELLER_ID", "2088000000000002"),
+        ]);
+        let error = Config::from_map(&vars(&partial))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            error.contains("SECONDARY_ALIPAY_PUBLIC_KEY is not set"),
+            "{error}"
+        );
+        let mut same = valid();
+        same.extend([
+            ("SECONDARY_ALIPAY_APP_ID", "2021000123456789"),
+            ("SECONDARY_ALIPAY_PUBLIC_KEY", ALIPAY_KEY),
+            ("SECONDARY_ALIPAY_SELLER_ID", "2088000000000002"),
+        ]);
+        let error = Config::from_map(&vars(&same))
+            .expect_err("invalid")
+            .to_string();
+        assert!(error.contains("must differ from ALIPAY_APP_ID"), "{error}");
+    }
+
+    #[test]
+    fn breaker_settings_read_with_their_ranges() {
+        let config = Config::from_map(&vars(&valid())).expect("valid");
+        assert_eq!(config.breaker.min_calls, 10);
+        assert_eq!(config.breaker.failure_percent, 50);
+        assert_eq!(config.breaker.window_ms, 60_000);
+        assert_eq!(config.breaker.cool_down_ms, 30_000);
+        // The trial lease outlasts one call (the Alipay time-out).
+        assert_eq!(config.breaker.trial_lease_ms, 8_000);
+        let mut set = valid();
+        set.extend([
+            ("BREAKER_MIN_CALLS", "4"),
+            ("BREAKER_FAILURE_PERCENT", "75"),
+            ("BREAKER_WINDOW_SECONDS", "10"),
+            ("BREAKER_COOL_DOWN_SECONDS", "5"),
+            ("BREAKER_TRIAL_CALLS", "2"),
+            ("BREAKER_SYNC_MS", "250"),
+        ]);
+        let breaker = Config::from_map(&vars(&set)).expect("valid").breaker;
+        assert_eq!(
+            (
+                breaker.min_calls,
+                breaker.failure_percent,
+                breaker.window_ms,
+                breaker.cool_down_ms,
+                breaker.trial_calls,
+                breaker.sync_ms
+            ),
+            (4, 75, 10_000, 5_000, 2, 250)
+        );
+        let mut bad = valid();
+        bad.push(("BREAKER_FAILURE_PERCENT", "0"));
+        let error = Config::from_map(&vars(&bad))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            error.contains("BREAKER_FAILURE_PERCENT must be a whole number from 1 to 100"),
+            "{error}"
+        );
     }
 }

@@ -42,6 +42,7 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
                 "after_payment": {"buyer_max_customers": 5}}"#
                 .into(),
         ),
+        ..StackOptions::default()
     })
     .await;
     let create = json!({"out_trade_no": "logged_1", "amount": "50.00", "subject": "log check", "channel": "qr",

@@ -23,6 +23,7 @@ async fn stack(rules: &str) -> Stack {
         alipay_timeout_ms: 1_500,
         aws_endpoint: None,
         risk_rules: Some(rules.to_owned()),
+        ..StackOptions::default()
     })
     .await
 }

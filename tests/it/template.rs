@@ -213,6 +213,7 @@ fn events_come_from_the_table_stream_and_the_webhook_is_authenticated() {
         [
             SortKeyFilter::Exactly("ORDER".into()),
             SortKeyFilter::Exactly("SUMMARY".into()),
+            SortKeyFilter::Exactly("STATE".into()),
             SortKeyFilter::Prefix("REFUND#".into())
         ]
     );
@@ -439,7 +440,10 @@ fn no_wildcards_and_no_broad_policy_templates() {
                     "!Sub ${OrdersTable.Arn}/index/DayIndex",
                 ],
                 Some("s3") => &["!Sub ${ReconcileReportsBucket.Arn}/reconciliation/*"],
-                Some("kms") => &["!GetAtt AppSigningKey.Arn"],
+                Some("kms") => &[
+                    "!GetAtt AppSigningKey.Arn",
+                    "!GetAtt SecondaryAppSigningKey.Arn",
+                ],
                 Some("events") => &[
                     "!GetAtt GatewayEventBus.Arn",
                     "!GetAtt WebhookDestination.Arn",
@@ -481,7 +485,13 @@ fn no_wildcards_and_no_broad_policy_templates() {
 #[test]
 fn only_the_payment_functions_may_sign_and_only_with_rsa2() {
     let template = template();
-    let key = props(&template, "AppSigningKey");
+    for key in ["AppSigningKey", "SecondaryAppSigningKey"] {
+        only_the_payment_functions_may_sign_with(&template, key);
+    }
+}
+
+fn only_the_payment_functions_may_sign_with(template: &Value, key: &str) {
+    let key = props(template, key);
     assert_eq!(key.get("KeySpec").map(text).as_deref(), Some("RSA_2048"));
     assert_eq!(
         key.get("KeyUsage").map(text).as_deref(),
@@ -744,6 +754,7 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
             "EventsUndeliveredAlarm",
             "ForgedNotificationsAlarm",
             "NotifyErrorsAlarm",
+            "PrimaryChannelOpenAlarm",
             "PublisherErrorsAlarm",
             "ReconcileErrorsAlarm",
             "ReconciliationDiscrepanciesAlarm",
@@ -751,10 +762,111 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
             "RefundErrorsAlarm",
             "RefundProblemsAlarm",
             "RiskRefusalsAlarm",
+            "SecondaryChannelOpenAlarm",
             "SweeperErrorsAlarm",
             "SweeperSecurityAlarm",
             "ThrottlesAlarm",
             "WebhookUndeliveredAlarm"
         ]
     );
+}
+
+#[test]
+fn a_second_channel_and_its_key_exist_only_when_configured() {
+    let template = template();
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("resources");
+    let raw = |value: &Value| serde_yaml_ng::to_string(value).expect("yaml");
+    // Everything that names the second key exists only with a second channel.
+    let mut conditional = BTreeSet::new();
+    for (id, resource) in resources {
+        let id = text(id);
+        let condition = resource.get("Condition").map(text);
+        if id.starts_with("Secondary") {
+            assert_eq!(condition.as_deref(), Some("HasSecondary"), "{id}");
+            conditional.insert(id.clone());
+        }
+        let environment = resource
+            .get("Properties")
+            .and_then(|p| p.get("Environment"))
+            .map(raw)
+            .unwrap_or_default();
+        if environment.contains("SecondaryAppSigningKey") {
+            assert!(
+                environment.contains("!If") && environment.contains("HasSecondary"),
+                "{id}: {environment}"
+            );
+        }
+    }
+    assert_eq!(
+        conditional,
+        set(&[
+            "SecondaryAppSigningKey",
+            "SecondaryAppSigningKeyAlias",
+            "SecondaryChannelOpenAlarm",
+            "SecondaryReconcileSchedule",
+            "SecondaryReconcileScheduleRole",
+            "SecondarySigningPolicy",
+        ])
+    );
+    // Every function that signs knows the second key when there is one.
+    for function in [
+        "CreatePaymentFunction",
+        "RefundFunction",
+        "SweeperFunction",
+        "ReconcileFunction",
+    ] {
+        let variables = props(&template, function)
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .expect("variables");
+        assert!(
+            variables.get("SECONDARY_KMS_KEY_ID").is_some(),
+            "{function}"
+        );
+    }
+    // The second channel's reconciliation runs on its own schedule with its channel named.
+    let schedule = props(&template, "SecondaryReconcileSchedule");
+    let input = schedule
+        .get("Target")
+        .and_then(|t| t.get("Input"))
+        .map(text)
+        .expect("input");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&input).expect("json"),
+        serde_json::json!({"channel": "secondary"})
+    );
+    // The breaker's settings and the second channel reach every function.
+    let globals = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("Environment"))
+        .and_then(|e| e.get("Variables"))
+        .expect("globals");
+    for variable in [
+        "SECONDARY_ALIPAY_APP_ID",
+        "SECONDARY_ALIPAY_PUBLIC_KEY",
+        "SECONDARY_ALIPAY_SELLER_ID",
+        "BREAKER_FAILURE_PERCENT",
+        "BREAKER_MIN_CALLS",
+        "BREAKER_WINDOW_SECONDS",
+        "BREAKER_COOL_DOWN_SECONDS",
+        "BREAKER_TRIAL_CALLS",
+    ] {
+        assert!(globals.get(variable).is_some(), "{variable}");
+    }
+    // An opening alarms, per channel.
+    for (alarm, channel) in [
+        ("PrimaryChannelOpenAlarm", "primary"),
+        ("SecondaryChannelOpenAlarm", "secondary"),
+    ] {
+        let p = props(&template, alarm);
+        assert_eq!(
+            p.get("MetricName").map(text).as_deref(),
+            Some("ChannelOpened")
+        );
+        assert!(raw(p.get("Dimensions").expect("dimensions")).contains(channel));
+    }
 }

@@ -9,7 +9,9 @@
 //! `POST /cashier/pay`; `GET /qr/{out_trade_no}`; and for tests and scripts `POST /sim/pay`,
 //! `POST /sim/app-pay`, `POST /sim/faults`, `GET /sim/trades/{out_trade_no}`,
 //! `GET /sim/notifications`, `POST /sim/ledger` (edit the ledger: discrepancies on purpose),
-//! `POST /sim/bills/close-day` (issue a day's bill before the day is over). The daily bill:
+//! `POST /sim/bills/close-day` (issue a day's bill before the day is over), `POST /sim/outage`
+//! (`{"kind": "timeout" | "http500" | "system_error" | "service_unavailable", "seconds": 30}`:
+//! every server call fails that way for a period; `"seconds": 0` ends it). The daily bill:
 //! `alipay.data.dataservice.bill.downloadurl.query` and `GET /downloadBillFile.resource`.
 
 pub mod bill;
@@ -185,6 +187,17 @@ struct State_ {
     closed_days: std::collections::HashSet<String>,
     /// Issued bill URLs: token → (zip name, zip, valid until Unix ms); each used once.
     bill_links: HashMap<String, (String, Vec<u8>, i64)>,
+    /// An outage: every server call fails this way until then.
+    outage: Option<(FaultKind, std::time::Instant)>,
+}
+
+/// An outage for a period (`POST /sim/outage`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Outage {
+    /// `timeout`, `http500`, `system_error` or `service_unavailable`.
+    pub kind: FaultKind,
+    /// How long from now; 0 ends an outage.
+    pub seconds: f64,
 }
 
 struct Inner {
@@ -236,6 +249,7 @@ impl Simulator {
             .route("/sim/pay", post(sim_pay))
             .route("/sim/app-pay", post(sim_app_pay))
             .route("/sim/faults", post(sim_fault))
+            .route("/sim/outage", post(sim_outage))
             .route("/sim/trades/{out_trade_no}", get(sim_trade))
             .route("/sim/notifications", get(sim_notifications))
             .route("/sim/ledger", post(sim_ledger))
@@ -272,6 +286,11 @@ impl Simulator {
     /// Every trade Alipay knows: the ledger invariants are checked against.
     pub fn trades(&self) -> Vec<Trade> {
         lock(&self.inner.state).trades.values().cloned().collect()
+    }
+
+    /// Every server call fails as `kind` for `period` (zero: the outage ends now).
+    pub fn outage(&self, kind: FaultKind, period: Duration) -> Result<(), String> {
+        set_outage(&self.inner, kind, period)
     }
 
     /// Forgets faults not yet taken.
@@ -579,7 +598,7 @@ async fn gateway(
         | "alipay.trade.close"
         | "alipay.trade.refund"
         | "alipay.trade.fastpay.refund.query" => {
-            let fault = take_fault(&inner, &api);
+            let fault = take_fault(&inner, &api).or_else(|| outage_fault(&inner));
             match fault {
                 Some(FaultKind::Timeout) => {
                     lock(&inner.state)
@@ -1207,6 +1226,46 @@ async fn sim_fault(State(inner): State<Arc<Inner>>, _headers: HeaderMap, body: B
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn sim_outage(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    let outage = match serde_json::from_slice::<Outage>(&body) {
+        Ok(outage) if outage.seconds.is_finite() && outage.seconds >= 0.0 => outage,
+        Ok(_) => return (StatusCode::BAD_REQUEST, "seconds must be 0 or more").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    match set_outage(&inner, outage.kind, Duration::from_secs_f64(outage.seconds)) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+fn set_outage(inner: &Inner, kind: FaultKind, period: Duration) -> Result<(), String> {
+    if !matches!(
+        kind,
+        FaultKind::Timeout
+            | FaultKind::Http500
+            | FaultKind::SystemError
+            | FaultKind::ServiceUnavailable
+    ) {
+        return Err("an outage is timeout, http500, system_error or service_unavailable".into());
+    }
+    lock(&inner.state).outage =
+        (!period.is_zero()).then(|| (kind, std::time::Instant::now() + period));
+    Ok(())
+}
+
+/// The outage's failure, while one lasts.
+fn outage_fault(inner: &Inner) -> Option<FaultKind> {
+    let mut state = lock(&inner.state);
+    match &state.outage {
+        Some((kind, until)) if std::time::Instant::now() < *until => Some(kind.clone()),
+        Some(_) => {
+            state.outage = None;
+            None
+        }
+        None => None,
     }
 }
 

@@ -82,6 +82,9 @@ pub fn fixtures() -> PathBuf {
 /// The test application's identifiers (what the simulator and the gateway agree on).
 pub const APP_ID: &str = "2021000000000001";
 pub const SELLER_ID: &str = "2088000000000001";
+/// The second channel's application (a second simulated Alipay application, own keys).
+pub const APP_ID_2: &str = "2021000000000002";
+pub const SELLER_ID_2: &str = "2088000000000002";
 /// Where test payments may return the buyer to.
 pub const RETURN_PREFIX: &str = "https://shop.example.com/";
 
@@ -90,6 +93,8 @@ pub const RETURN_PREFIX: &str = "https://shop.example.com/";
 pub struct Stack {
     pub env: TestEnv,
     pub simulator: crate::simulator::Simulator,
+    /// The second channel's Alipay application, when the stack has one.
+    pub secondary: Option<crate::simulator::Simulator>,
     pub gateway: crate::host::LocalGateway,
     pub http: Http,
 }
@@ -103,8 +108,7 @@ impl Stack {
     pub async fn start_with_timeout_ms(alipay_timeout_ms: u64) -> Stack {
         Self::start_custom(StackOptions {
             alipay_timeout_ms,
-            aws_endpoint: None,
-            risk_rules: None,
+            ..StackOptions::default()
         })
         .await
     }
@@ -117,6 +121,8 @@ impl Stack {
             alipay_timeout_ms,
             aws_endpoint,
             risk_rules,
+            secondary,
+            env: extra_env,
         } = options;
         let env = TestEnv::new().await;
         let functions_sdk = match &aws_endpoint {
@@ -135,21 +141,30 @@ impl Stack {
             .await
             .expect("KMS public key")
             .clone();
-        let alipay_key_text =
-            std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key");
-        let alipay_key = shared::AppPrivateKey::parse(&alipay_key_text).expect("simulator key");
-        let simulator = crate::simulator::Simulator::start(
-            crate::simulator::SimulatorConfig {
-                app_public_key,
-                alipay_signer: shared::LocalKeySigner::new(&alipay_key),
-                app_id: APP_ID.into(),
-                seller_id: SELLER_ID.into(),
-                time_scale: 0.0005,
-            },
-            0,
-        )
-        .await
-        .expect("simulator");
+        let simulator = simulate(app_public_key, "alipay_private_key.pem", APP_ID, SELLER_ID).await;
+        // The second channel: a second application key in KMS, a second Alipay application.
+        let second = match secondary {
+            false => None,
+            true => {
+                let template = read_template(&template_path()).expect("template");
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let alias = create_signing_key(
+                    &env.kms,
+                    &template,
+                    "SecondaryAppSigningKey",
+                    &format!("test2-{id}"),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+                let public = KmsSigner::new(env.kms.clone(), &alias)
+                    .public_key()
+                    .await
+                    .expect("KMS public key")
+                    .clone();
+                let sim = simulate(public, "alipay2_private_key.pem", APP_ID_2, SELLER_ID_2).await;
+                Some((alias, sim))
+            }
+        };
         let listeners = crate::host::LocalGateway::bind().await.expect("listeners");
         let notify_url = format!("http://{}/", listeners.1.local_addr().expect("address"));
         let alipay_public =
@@ -173,6 +188,21 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .chain(risk_rules.map(|rules| ("RISK_RULES".to_owned(), rules)))
+        .chain(second.iter().flat_map(|(alias, sim)| {
+            let key = std::fs::read_to_string(fixtures().join("keys/alipay2_public_key.pem"))
+                .expect("key");
+            [
+                ("SECONDARY_ALIPAY_APP_ID".to_owned(), APP_ID_2.to_owned()),
+                ("SECONDARY_KMS_KEY_ID".to_owned(), alias.clone()),
+                ("SECONDARY_ALIPAY_PUBLIC_KEY".to_owned(), key),
+                (
+                    "SECONDARY_ALIPAY_SELLER_ID".to_owned(),
+                    SELLER_ID_2.to_owned(),
+                ),
+                ("SECONDARY_ALIPAY_GATEWAY_URL".to_owned(), sim.gateway_url()),
+            ]
+        }))
+        .chain(extra_env)
         .collect();
         let config = shared::config::Config::from_map(&vars).expect("config");
         let gateway = |role| Gateway::with_config(config.clone(), &functions_sdk, role);
@@ -191,6 +221,7 @@ impl Stack {
         Stack {
             env,
             simulator,
+            secondary: second.map(|(_, sim)| sim),
             gateway,
             http: Http::new(),
         }
@@ -299,6 +330,46 @@ pub struct StackOptions {
     pub aws_endpoint: Option<String>,
     /// `RISK_RULES` for the functions (none: no fraud checks).
     pub risk_rules: Option<String>,
+    /// A second channel (a second KMS key and a second simulated Alipay application).
+    pub secondary: bool,
+    /// More environment for the functions (`BREAKER_*`, say).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            alipay_timeout_ms: 1_500,
+            aws_endpoint: None,
+            risk_rules: None,
+            secondary: false,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A simulated Alipay application on a free port: its own key pair (`keys/<private_key>`),
+/// verifying requests with `app_public_key`.
+async fn simulate(
+    app_public_key: shared::PublicKey,
+    private_key: &str,
+    app_id: &str,
+    seller_id: &str,
+) -> crate::simulator::Simulator {
+    let text = std::fs::read_to_string(fixtures().join("keys").join(private_key)).expect("key");
+    let alipay_key = shared::AppPrivateKey::parse(&text).expect("simulator key");
+    crate::simulator::Simulator::start(
+        crate::simulator::SimulatorConfig {
+            app_public_key,
+            alipay_signer: shared::LocalKeySigner::new(&alipay_key),
+            app_id: app_id.into(),
+            seller_id: seller_id.into(),
+            time_scale: 0.0005,
+        },
+        0,
+    )
+    .await
+    .expect("simulator")
 }
 
 /// The stack's scaled delays (production: 10 s and 3 s).

@@ -212,6 +212,7 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         alipay_timeout_ms: 600,
         aws_endpoint: Some(proxy.url.clone()),
         risk_rules: None,
+        ..StackOptions::default()
     })
     .await;
     // The events path reads the stand-in directly (the stream is Lambda's to read, not ours).
