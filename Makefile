@@ -4,13 +4,14 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit template bench fmt moto run demo sweep reconcile chaos
+.PHONY: help test lint unit template bench fmt moto run demo sweep reconcile chaos outage
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops)"
 	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full"
 	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
-	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd for another)"
+	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary)"
+	@echo "make outage - with make run going: an Alipay outage on the primary channel, timed: detection, fail-fast, switching, recovery, breaker cost"
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
 	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, CLI, template checks"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
@@ -61,12 +62,17 @@ chaos:
 sweep:
 	@test -f .local/sweeper.env || { echo "start make run first" >&2; exit 1; }
 	set -a; . .local/sweeper.env; set +a; \
-	  ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay_public_key.pem)" target/debug/local-sweeper --once
+	  ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay_public_key.pem)" \
+	  SECONDARY_ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay2_public_key.pem)" target/debug/local-sweeper --once
 
 ## With `make run` going: reconcile a day (DATE, default today in China time) through the
 ## reconcile function, as its daily schedule does for yesterday.
 reconcile:
 	@.venv/bin/python scripts/reconcile-local.py
+
+## With `make run` going: an outage of the primary channel's Alipay application, measured.
+outage:
+	$(CARGO) run --quiet -p gateway-tests --bin local-outage
 
 ## With `make run` going in another terminal: the whole lifecycle, step by step.
 demo:

@@ -2,7 +2,8 @@
 """`make reconcile`: with `make run` going, reconcile one day (DATE, default today in China
 time) through the real reconcile function under cargo lambda watch, as its schedule or an
 operator invokes it. For today, the simulator is first told to issue today's bill early (Alipay
-issues a day's bill only after it ends). Prints the summary and the report's CSV."""
+issues a day's bill only after it ends). Prints the summary and the report's CSV.
+CHANNEL=secondary reconciles the second channel's bill (its own application, its own bill)."""
 import json
 import os
 import sys
@@ -24,6 +25,10 @@ with open(os.path.join(root, ".local", "sweeper.env")) as f:
 
 today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
 date = os.environ.get("DATE") or today
+channel = os.environ.get("CHANNEL") or "primary"
+if channel not in ("primary", "secondary"):
+    sys.exit("CHANNEL is primary or secondary")
+simulator = endpoints["simulator_url" if channel == "primary" else "secondary_simulator_url"]
 
 
 def post(url, body):
@@ -34,18 +39,19 @@ def post(url, body):
 
 
 if date == today:
-    post(endpoints["simulator_url"] + "/sim/bills/close-day", {"date": date})
-    print(f"==> the simulator issues today's bill ({date}) early")
-print(f"==> invoking the reconcile function for {date}")
+    post(simulator + "/sim/bills/close-day", {"date": date})
+    print(f"==> the {channel} channel's simulator issues today's bill ({date}) early")
+print(f"==> invoking the reconcile function for {date}, {channel} channel")
 try:
-    raw = post(endpoints["functions_url"] + "/2015-03-31/functions/reconcile/invocations", {"date": date})
+    raw = post(endpoints["functions_url"] + "/2015-03-31/functions/reconcile/invocations",
+               {"date": date, "channel": channel})
 except urllib.error.HTTPError as error:
     sys.exit(f"reconcile failed: HTTP {error.code} {error.read().decode(errors='replace')}")
 summary = json.loads(raw)
 if "errorMessage" in summary:
     sys.exit(f"reconcile failed: {summary['errorMessage']}")
 print(json.dumps(summary, ensure_ascii=False, indent=2))
-key = f"reconciliation/{date}/report.csv"
+key = f"reconciliation/{date}/report.csv" if channel == "primary" else f"reconciliation/{date}/{channel}/report.csv"
 if summary.get("objects"):
     import boto3  # moto's own dependency, in .venv
 

@@ -161,12 +161,12 @@ impl From<SignError> for ApiError {
 }
 
 impl From<CallError> for ApiError {
-    /// Alipay could not be asked, or its answer could not be trusted.
+    /// Alipay could not be asked, or its answer could not be trusted. Not logged here: the
+    /// call (`gateway::Alipay`) logged it once.
     fn from(error: CallError) -> Self {
         match error {
             CallError::Sign(error) => error.into(),
             CallError::Timeout(_) | CallError::Unavailable(_) => {
-                tracing::warn!(error = %error, "Alipay call failed");
                 ApiError::unavailable("alipay_unavailable", error.to_string(), 5)
             }
             CallError::Open { retry_after_ms, .. } => ApiError::unavailable(
@@ -175,7 +175,6 @@ impl From<CallError> for ApiError {
                 retry_after_seconds(retry_after_ms),
             ),
             CallError::Untrusted(_) => {
-                tracing::warn!(security = true, error = %error, "Alipay answer refused");
                 let mut error = ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "alipay_untrusted",

@@ -387,9 +387,10 @@ async fn precreate(alipay: &Alipay, request: AlipayRequest) -> Result<Value, Api
     if answer.disposition() != Disposition::Success {
         return Err(ApiError::alipay_refused(&answer.status));
     }
-    let result: PrecreateResult = answer
-        .parse(method)
-        .map_err(|e| ApiError::from(CallError::Untrusted(e)))?;
+    let result: PrecreateResult = answer.parse(method).map_err(|e| {
+        tracing::warn!(security = true, error = %e, "Alipay answer unreadable");
+        ApiError::from(CallError::Untrusted(e))
+    })?;
     Ok(json!({ "type": "qr", "qr_code": result.qr_code }))
 }
 

@@ -18,6 +18,9 @@ struct Args {
     table: String,
     #[arg(long, default_value = "alias/alipay-gateway-local")]
     key_alias: String,
+    /// The second channel's signing key (SecondaryAppSigningKey).
+    #[arg(long, default_value = "alias/alipay-gateway-local-secondary")]
+    secondary_key_alias: String,
     /// The reconciliation reports bucket (ReconcileReportsBucket).
     #[arg(long, default_value = "alipay-gateway-local-reports")]
     bucket: String,
@@ -51,6 +54,19 @@ async fn main() -> Result<(), String> {
     if !key_exists {
         create_signing_key(&kms, &template, "AppSigningKey", &alias).await?;
     }
+    let secondary_alias = format!(
+        "alias/{}",
+        args.secondary_key_alias.trim_start_matches("alias/")
+    );
+    if kms
+        .describe_key()
+        .key_id(&secondary_alias)
+        .send()
+        .await
+        .is_err()
+    {
+        create_signing_key(&kms, &template, "SecondaryAppSigningKey", &secondary_alias).await?;
+    }
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)
@@ -72,7 +88,7 @@ async fn main() -> Result<(), String> {
     }
     println!(
         "{}",
-        serde_json::json!({ "table": args.table, "kms_key_id": alias, "bucket": args.bucket, "created_table": !exists, "created_key": !key_exists, "created_bucket": !bucket_exists,
+        serde_json::json!({ "table": args.table, "kms_key_id": alias, "secondary_kms_key_id": secondary_alias, "bucket": args.bucket, "created_table": !exists, "created_key": !key_exists, "created_bucket": !bucket_exists,
             // The fraud rules a deployment gets by default (template.yaml's RiskRules).
             "risk_rules": template["Parameters"]["RiskRules"]["Default"].as_str() })
     );
