@@ -349,7 +349,7 @@ async fn main() -> Result<(), String> {
                 .as_u64()
                 .is_some_and(|at| u128::from(at) >= outage_ms)
         })
-        .last();
+        .next_back();
     if let Some(event) = opened {
         let channel = &event["detail"]["channel"];
         println!(
