@@ -343,13 +343,12 @@ async fn main() -> Result<(), String> {
         .unwrap_or_default()
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|e| e["detail-type"] == "channel.opened")
-        .filter(|e| {
-            e["detail"]["occurred_at_ms"]
-                .as_u64()
-                .is_some_and(|at| u128::from(at) >= outage_ms)
-        })
-        .next_back();
+        .rfind(|e| {
+            e["detail-type"] == "channel.opened"
+                && e["detail"]["occurred_at_ms"]
+                    .as_u64()
+                    .is_some_and(|at| u128::from(at) >= outage_ms)
+        });
     if let Some(event) = opened {
         let channel = &event["detail"]["channel"];
         println!(
