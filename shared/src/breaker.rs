@@ -128,6 +128,35 @@ pub fn trips(settings: &Settings, window: &Window, now_ms: i64) -> bool {
     calls >= settings.min_calls.max(1) && failures * 100 >= settings.failure_percent * calls
 }
 
+/// What an instance does with the counts it holds, at a sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// Add them to the shared window (it has failures, or the instance has).
+    All,
+    /// Keep them: with no failure anywhere, successes change nothing.
+    Keep,
+    /// Drop them: successes older than the window would dilute failures they never saw.
+    Drop,
+}
+
+/// Whether an instance shares its counts now: `pending_failures` of its own, the window as it
+/// last read it, and when its oldest pending call was made.
+pub fn share(
+    settings: &Settings,
+    pending_failures: u64,
+    window: &Window,
+    pending_since_ms: Option<i64>,
+    now_ms: i64,
+) -> Share {
+    if pending_failures > 0 || window.counts(now_ms, settings.window_ms).1 > 0 {
+        Share::All
+    } else if pending_since_ms.is_some_and(|since| now_ms - since >= settings.window_ms) {
+        Share::Drop
+    } else {
+        Share::Keep
+    }
+}
+
 /// The shared phase of a channel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Phase {
@@ -381,6 +410,27 @@ mod tests {
             after_trial(&s, &open, Health::Neutral, 7_000),
             AfterTrial::Release
         );
+    }
+
+    #[test]
+    fn successes_are_shared_only_beside_failures_and_never_stale() {
+        let s = settings();
+        let quiet = Window {
+            bucket: 1,
+            calls: 40,
+            ..Window::default()
+        };
+        let failing = Window {
+            failures: 1,
+            ..quiet
+        };
+        assert_eq!(share(&s, 0, &quiet, Some(10_000), 12_000), Share::Keep);
+        assert_eq!(share(&s, 1, &quiet, Some(10_000), 12_000), Share::All);
+        assert_eq!(share(&s, 0, &failing, Some(10_000), 12_000), Share::All);
+        // A failure from the previous bucket still counts while it is inside the window.
+        assert_eq!(share(&s, 0, &failing, Some(10_000), 25_000), Share::All);
+        assert_eq!(share(&s, 0, &quiet, Some(10_000), 20_000), Share::Drop);
+        assert_eq!(share(&s, 0, &quiet, None, 20_000), Share::Keep);
     }
 
     #[test]

@@ -2,17 +2,23 @@
 //! driven with the shared state in the table (`store::breaker`).
 //!
 //! Per request, in the closed state, nothing: outcomes are counted in memory. At most once per
-//! `sync_ms`, a call first re-reads the shared state (one Query) and adds the instance's counts
-//! to the shared window (one `ADD`, only when there are counts), both at once. A failure is
-//! added at once, so that an outage is seen across instances within a few failed calls. The
-//! state item is written only when it changes: an opening, a trial, a closing.
+//! `sync_ms`, a call first re-reads the shared state (one Query). A failure is added to the
+//! shared window at once (one `ADD`, carrying the instance's successes with it), so that an
+//! outage is seen across instances within a few failed calls. Successes alone are only worth
+//! sharing while the window holds failures (they are what keeps a few failures from opening the
+//! channel): an instance adds them at its next sync once it has seen failures there, and
+//! otherwise drops those older than the window. A healthy channel costs one read per instance
+//! per `sync_ms` and no write. The state item is written only when it changes: an opening, a
+//! trial, a closing.
 
 use std::sync::Mutex;
 
 use serde_json::json;
 
 use crate::alipay_client::CallError;
-use crate::breaker::{Admission, Health, Phase, Settings, Window, admit, after_trial, trips};
+use crate::breaker::{
+    Admission, Health, Phase, Settings, Share, Window, admit, after_trial, share, trips,
+};
 use crate::channels::ChannelId;
 use crate::store::{Opening, Store};
 
@@ -34,6 +40,8 @@ struct Local {
     seen_at_ms: Option<i64>,
     pending_calls: u64,
     pending_failures: u64,
+    /// When the oldest pending call was made.
+    pending_since_ms: Option<i64>,
     last_failure: String,
 }
 
@@ -116,6 +124,9 @@ impl Breaker {
             Permit::Call => {
                 let flush = {
                     let mut local = self.local();
+                    if health != Health::Neutral && local.pending_since_ms.is_none() {
+                        local.pending_since_ms = Some(now_ms);
+                    }
                     match health {
                         Health::Neutral => false,
                         Health::Healthy => {
@@ -201,11 +212,28 @@ impl Breaker {
         let (calls, failures, reason) = {
             let mut local = self.local();
             local.seen_at_ms = Some(now_ms);
-            (
-                std::mem::take(&mut local.pending_calls),
-                std::mem::take(&mut local.pending_failures),
-                local.last_failure.clone(),
-            )
+            match share(
+                &self.settings,
+                local.pending_failures,
+                &local.window,
+                local.pending_since_ms,
+                now_ms,
+            ) {
+                Share::All => {
+                    local.pending_since_ms = None;
+                    (
+                        std::mem::take(&mut local.pending_calls),
+                        std::mem::take(&mut local.pending_failures),
+                        local.last_failure.clone(),
+                    )
+                }
+                Share::Drop => {
+                    local.pending_calls = 0;
+                    local.pending_since_ms = None;
+                    (0, 0, String::new())
+                }
+                Share::Keep => (0, 0, String::new()),
+            }
         };
         let bucket = now_ms.div_euclid(self.settings.window_ms.max(1));
         let add = async {
@@ -241,7 +269,7 @@ impl Breaker {
             local.phase = phase.clone();
             local.window = window;
         }
-        emit_state(self.channel, &phase, now_ms);
+        emit_state(self.channel, &phase, calls, now_ms);
         if opening {
             self.open(&phase, &window, reason, now_ms).await;
         }
@@ -301,10 +329,26 @@ fn emf(channel: ChannelId, now_ms: i64, metric: &str, unit: &str, value: f64) {
     );
 }
 
-/// `ChannelState`: 0 closed, 1 open, 0.5 trial calls allowed (at each sync).
-fn emit_state(channel: ChannelId, phase: &Phase, now_ms: i64) {
+/// `ChannelState`: 0 closed, 1 open, 0.5 trial calls allowed (at each sync; `shared_calls`,
+/// not a metric, is what this sync added to the shared window: 0 when it wrote nothing).
+fn emit_state(channel: ChannelId, phase: &Phase, shared_calls: u64, now_ms: i64) {
     let value = crate::breaker::state_value(phase, now_ms);
-    emf(channel, now_ms, "ChannelState", "None", value);
+    println!(
+        "{}",
+        json!({
+            "_aws": {
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": "AlipayGateway",
+                    "Dimensions": [["Channel"]],
+                    "Metrics": [{"Name": "ChannelState", "Unit": "None"}],
+                }],
+            },
+            "Channel": channel.as_str(),
+            "ChannelState": value,
+            "shared_calls": shared_calls,
+        })
+    );
 }
 
 /// `ChannelFailures`: one per failed call.

@@ -425,6 +425,14 @@ async fn business_refusals_never_open_the_channel() {
     }
     after_sync().await;
     assert!(!state(&stack, ChannelId::Primary).await.open);
+    // A healthy channel costs no write: with no failure anywhere, nobody shares successes.
+    let (_, window) = stack
+        .env
+        .store
+        .breaker_state(ChannelId::Primary)
+        .await
+        .expect("breaker state");
+    assert_eq!(window, shared::breaker::Window::default(), "never written");
     let after = create(&stack, "bf_2", "10.00", "qr").await;
     assert_eq!(after.status, 201, "{}", after.text);
     assert_eq!(after.json()["payment"]["alipay_channel"], "primary");

@@ -90,13 +90,22 @@ fn code_of(answer: &Answer) -> String {
         .unwrap_or_default()
 }
 
-/// Breaker syncs (`ChannelState` lines) in the functions' log after `from` bytes.
+/// Breaker syncs (`ChannelState` lines: one Query each) in the functions' log after `from`
+/// bytes, and how many of them also wrote counts to the shared window (one `ADD` each).
 fn syncs_since(from: u64) -> (u64, u64) {
     let log = std::fs::read(".local/functions.log").unwrap_or_default();
     let start = usize::try_from(from).unwrap_or(0).min(log.len());
     let text = String::from_utf8_lossy(&log[start..]);
-    let syncs = text.matches("\"ChannelState\"").count() / 2;
-    (u64::try_from(syncs).unwrap_or(0), log.len() as u64)
+    let (mut syncs, mut writes) = (0, 0);
+    for line in text.lines().filter(|l| l.contains("\"ChannelState\"")) {
+        syncs += 1;
+        let shared = serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|v| v["shared_calls"].as_u64())
+            .unwrap_or(0);
+        writes += u64::from(shared > 0);
+    }
+    (syncs, writes)
 }
 
 fn log_len() -> u64 {
@@ -337,8 +346,10 @@ async fn main() -> Result<(), String> {
     if !finished {
         println!("    the refunds kept PENDING are still pending (see .local/sweeper.log)");
     }
-    let (all_syncs, _) = syncs_since(mark);
-    println!("    breaker syncs over the run so far: {all_syncs}");
+    let (all_syncs, all_writes) = syncs_since(mark);
+    println!(
+        "    over the outage: {all_syncs} breaker syncs (Query), {all_writes} of them with counts to share (ADD)"
+    );
     let opened = std::fs::read_to_string(".local/events.jsonl")
         .unwrap_or_default()
         .lines()
@@ -394,9 +405,9 @@ async fn main() -> Result<(), String> {
         }
     }
     let elapsed = started.elapsed();
-    let (syncs, _) = syncs_since(mark);
+    let (syncs, writes) = syncs_since(mark);
     println!(
-        "    {syncs} breaker syncs for 100 payments in {:.1} s: {:.3} per payment (one Query + at most one ADD each, 0 writes per successful payment); p50 {:.1} ms",
+        "    100 payments in {:.1} s: {syncs} breaker reads ({:.3} per payment), {writes} breaker writes; p50 {:.1} ms",
         elapsed.as_secs_f64(),
         syncs as f64 / 100.0,
         median(latencies)
