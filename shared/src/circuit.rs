@@ -310,53 +310,37 @@ impl Breaker {
     }
 }
 
-/// The per-channel metrics, in the Embedded Metric Format (from the log, no API call).
-fn emf(channel: ChannelId, now_ms: i64, metric: &str, unit: &str, value: f64) {
-    println!(
-        "{}",
-        json!({
-            "_aws": {
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": "AlipayGateway",
-                    "Dimensions": [["Channel"]],
-                    "Metrics": [{"Name": metric, "Unit": unit}],
-                }],
-            },
-            "Channel": channel.as_str(),
-            metric: value,
-        })
-    );
+/// One per-channel metric, in the Embedded Metric Format (from the log, no API call).
+fn emf(channel: ChannelId, now_ms: i64, metric: &str, unit: &str, value: f64) -> serde_json::Value {
+    json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "AlipayGateway",
+                "Dimensions": [["Channel"]],
+                "Metrics": [{"Name": metric, "Unit": unit}],
+            }],
+        },
+        "Channel": channel.as_str(),
+        metric: value,
+    })
 }
 
 /// `ChannelState`: 0 closed, 1 open, 0.5 trial calls allowed (at each sync; `shared_calls`,
 /// not a metric, is what this sync added to the shared window: 0 when it wrote nothing).
 fn emit_state(channel: ChannelId, phase: &Phase, shared_calls: u64, now_ms: i64) {
     let value = crate::breaker::state_value(phase, now_ms);
-    println!(
-        "{}",
-        json!({
-            "_aws": {
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": "AlipayGateway",
-                    "Dimensions": [["Channel"]],
-                    "Metrics": [{"Name": "ChannelState", "Unit": "None"}],
-                }],
-            },
-            "Channel": channel.as_str(),
-            "ChannelState": value,
-            "shared_calls": shared_calls,
-        })
-    );
+    let mut line = emf(channel, now_ms, "ChannelState", "None", value);
+    line["shared_calls"] = json!(shared_calls);
+    println!("{line}");
 }
 
 /// `ChannelFailures`: one per failed call.
 fn emit_failure(channel: ChannelId, now_ms: i64) {
-    emf(channel, now_ms, "ChannelFailures", "Count", 1.0);
+    println!("{}", emf(channel, now_ms, "ChannelFailures", "Count", 1.0));
 }
 
 /// `ChannelOpened`: once per opening, by the instance that opened it (the alarm's metric).
 fn emit_opened(channel: ChannelId, now_ms: i64) {
-    emf(channel, now_ms, "ChannelOpened", "Count", 1.0);
+    println!("{}", emf(channel, now_ms, "ChannelOpened", "Count", 1.0));
 }

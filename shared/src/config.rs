@@ -143,21 +143,9 @@ impl Config {
             }
         };
         let defaults = Lifecycle::default();
-        let mut number =
-            |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match get(name)
-                .map(str::parse::<i64>)
-            {
-                None => default,
-                Some(Ok(value)) if range.contains(&value) => value,
-                Some(_) => {
-                    problems.push(format!(
-                        "{name} must be a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ));
-                    default
-                }
-            };
+        let mut number = |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| {
+            whole_number(get(name), name, default, range, &mut problems)
+        };
         let lifecycle = Lifecycle {
             default_expiry_seconds: number(
                 "PAYMENT_EXPIRY_SECONDS",
@@ -302,6 +290,28 @@ fn channel(
     }
 }
 
+/// A whole-number setting within `range` (absent: `default`); anything else is a problem.
+fn whole_number(
+    text: Option<&str>,
+    name: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    problems: &mut Vec<String>,
+) -> i64 {
+    match text.map(str::parse::<i64>) {
+        None => default,
+        Some(Ok(value)) if range.contains(&value) => value,
+        Some(_) => {
+            problems.push(format!(
+                "{name} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ));
+            default
+        }
+    }
+}
+
 /// `BREAKER_*`, each within a sensible range.
 fn breaker_settings(
     vars: &HashMap<String, String>,
@@ -310,21 +320,9 @@ fn breaker_settings(
 ) -> crate::breaker::Settings {
     let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let defaults = crate::breaker::Settings::default();
-    let mut number =
-        |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match get(name)
-            .map(str::parse::<i64>)
-        {
-            None => default,
-            Some(Ok(value)) if range.contains(&value) => value,
-            Some(_) => {
-                problems.push(format!(
-                    "{name} must be a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                ));
-                default
-            }
-        };
+    let mut number = |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| {
+        whole_number(get(name), name, default, range, problems)
+    };
     let count = |value: i64| u64::try_from(value).unwrap_or(1);
     crate::breaker::Settings {
         window_ms: number(

@@ -150,11 +150,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<Phase>, StoreError> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(breaker_pk(channel)))
-            .key("sk", s(BREAKER_STATE_SK))
+            .state_update(channel)
             .update_expression(
                 "SET #open = :true, generation = :next, opened_at_ms = :now, until_ms = :until, \
                  trial_lease_until_ms = :zero, trial_successes = :zero, calls = :calls, \
@@ -163,8 +159,6 @@ impl Store {
             .condition_expression(
                 "attribute_not_exists(pk) OR (#open = :false AND generation = :seen)",
             )
-            .expression_attribute_names("#open", "open")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":seen", n(seen.generation))
             .expression_attribute_values(":next", n(seen.generation + 1))
@@ -188,17 +182,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<Phase>, StoreError> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(breaker_pk(channel)))
-            .key("sk", s(BREAKER_STATE_SK))
+            .state_update(channel)
             .update_expression("SET trial_lease_until_ms = :lease")
             .condition_expression(
                 "#open = :true AND generation = :g AND until_ms <= :now AND trial_lease_until_ms <= :now",
             )
-            .expression_attribute_names("#open", "open")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":g", n(generation))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":lease", n(lease_until_ms));
@@ -267,6 +255,20 @@ impl Store {
             Ok(()) => Ok(Some(self.breaker_state(channel).await?.0)),
             Err(_) => Ok(None),
         }
+    }
+
+    /// An update of a channel's state item, `#open` and `:true` defined.
+    fn state_update(
+        &self,
+        channel: ChannelId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(breaker_pk(channel)))
+            .key("sk", s(BREAKER_STATE_SK))
+            .expression_attribute_names("#open", "open")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
     }
 
     /// A conditional change of a state item: the phase as written, or `None` when the
