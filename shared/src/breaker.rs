@@ -273,6 +273,15 @@ mod tests {
         assert_eq!(health_of(&Err(&timeout)), Health::Failing);
         let http = CallError::Unavailable("HTTP 502".into());
         assert_eq!(health_of(&Err(&http)), Health::Failing);
+        // KMS is part of the channel: a signature that cannot be made fails it.
+        let kms = CallError::Sign(crate::alipay::signer::SignError::Unavailable(
+            "throttled".into(),
+        ));
+        assert_eq!(health_of(&Err(&kms)), Health::Failing);
+        let forged = CallError::Untrusted(crate::alipay::response::ResponseError::NotJson(
+            "<html>".into(),
+        ));
+        assert_eq!(health_of(&Err(&forged)), Health::Failing);
         let no_time = CallError::Timeout(Duration::ZERO);
         assert_eq!(health_of(&Err(&no_time)), Health::Neutral);
         let open = CallError::Open {
