@@ -20,7 +20,25 @@ use crate::breaker::{
     Admission, Health, Phase, Settings, Share, Window, admit, after_trial, share, trips,
 };
 use crate::channels::ChannelId;
-use crate::store::{Opening, Store};
+use crate::store::{Opening, Store, StoreError};
+
+/// The longest wait for the shared state: about one DynamoDB attempt. Beyond it the breaker
+/// goes on with what it last knew rather than hold the call.
+const STATE_IO_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `io`, or a store error once [`STATE_IO_LIMIT`] has passed.
+async fn bounded<T>(
+    io: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    // On the heap: the store's futures are large, and every Alipay call awaits these.
+    tokio::time::timeout(STATE_IO_LIMIT, Box::pin(io))
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the breaker's state did not answer in time".into(),
+            ))
+        })
+}
 
 /// What a call was admitted as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,10 +111,13 @@ impl Breaker {
             Admission::Refuse { retry_after_ms } => Err(self.open_error(retry_after_ms)),
             Admission::Trial { generation } => {
                 let lease = now_ms + self.settings.trial_lease_ms;
-                match self
-                    .store
-                    .breaker_claim_trial(self.channel, generation, lease, now_ms)
-                    .await
+                match bounded(self.store.breaker_claim_trial(
+                    self.channel,
+                    generation,
+                    lease,
+                    now_ms,
+                ))
+                .await
                 {
                     Ok(Some(phase)) => {
                         tracing::info!(channel = %self.channel, generation, "trial call");
@@ -152,10 +173,14 @@ impl Breaker {
                 let phase = self.local().phase.clone();
                 let after = after_trial(&self.settings, &phase, health, now_ms);
                 let bucket = now_ms.div_euclid(self.settings.window_ms.max(1));
-                match self
-                    .store
-                    .breaker_after_trial(self.channel, generation, after, now_ms, bucket)
-                    .await
+                match bounded(self.store.breaker_after_trial(
+                    self.channel,
+                    generation,
+                    after,
+                    now_ms,
+                    bucket,
+                ))
+                .await
                 {
                     Ok(Some(phase)) => {
                         match after {
@@ -245,7 +270,10 @@ impl Breaker {
                 .await
                 .map(Some)
         };
-        let (read, added) = tokio::join!(self.store.breaker_state(self.channel), add);
+        let (read, added) = tokio::join!(
+            bounded(self.store.breaker_state(self.channel)),
+            bounded(add)
+        );
         if let Err(error) = &added {
             tracing::warn!(channel = %self.channel, error = %error, "the breaker's counts could not be shared");
             let mut local = self.local();
@@ -283,10 +311,11 @@ impl Breaker {
             reason,
         };
         let until = now_ms + self.settings.cool_down_ms;
-        match self
-            .store
-            .breaker_open(self.channel, seen, &opening, until, now_ms)
-            .await
+        match bounded(
+            self.store
+                .breaker_open(self.channel, seen, &opening, until, now_ms),
+        )
+        .await
         {
             Ok(Some(phase)) => {
                 tracing::warn!(

@@ -18,7 +18,7 @@ use crate::aws::KmsSigner;
 use crate::breaker::{Health, health_of};
 use crate::budget::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP};
 use crate::channels::{ChannelConfig, ChannelId};
-use crate::circuit::Breaker;
+use crate::circuit::{Breaker, Permit};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Config, Lifecycle};
@@ -46,11 +46,17 @@ impl Alipay {
         request: &AlipayRequest,
         deadline: &Deadline,
     ) -> Result<VerifiedResponse, CallError> {
+        // Admission first: the time it takes (a read of the shared state, at most once a
+        // second) comes out of the deadline before the call's share is measured.
+        let permit = self.breaker.admit(now_ms()).await?;
         let Some(limit) = deadline.for_step(STORE_STEP + ANSWER_RESERVE, MIN_CALL) else {
             tracing::warn!(method = request.method(), "no time left for an Alipay call");
+            self.breaker
+                .record(permit, Health::Neutral, "", now_ms())
+                .await;
             return Err(CallError::Timeout(std::time::Duration::ZERO));
         };
-        self.call_within(request, limit).await
+        self.exchange(permit, request, limit).await
     }
 
     /// One call bounded by `limit` (and the configured time-out), through the breaker.
@@ -60,6 +66,16 @@ impl Alipay {
         limit: std::time::Duration,
     ) -> Result<VerifiedResponse, CallError> {
         let permit = self.breaker.admit(now_ms()).await?;
+        self.exchange(permit, request, limit).await
+    }
+
+    /// The admitted call, its outcome counted and its failure logged.
+    async fn exchange(
+        &self,
+        permit: Permit,
+        request: &AlipayRequest,
+        limit: std::time::Duration,
+    ) -> Result<VerifiedResponse, CallError> {
         let answer = self
             .client
             .call_within(request, self.signer.as_ref(), now_ms(), limit)
