@@ -269,9 +269,36 @@ pub fn method_not_allowed(method: &Method) -> ApiError {
 /// A JSON object body, read with field-by-field errors.
 pub struct JsonBody(Map<String, Value>);
 
+/// Whether the request says its body is JSON (`application/json`, or `application/*+json`,
+/// with any parameters such as `charset=utf-8`).
+fn is_json(request: &Request) -> bool {
+    let Some(value) = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
 impl JsonBody {
-    /// Parses the body: at most [`MAX_JSON_BODY_BYTES`], a JSON object, no fields but `allowed`.
+    /// Parses the body: sent as JSON (`415` otherwise), at most [`MAX_JSON_BODY_BYTES`], a JSON
+    /// object, no fields but `allowed`.
     pub fn parse(request: &Request, allowed: &[&str]) -> Result<JsonBody, ApiError> {
+        if !is_json(request) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be sent as JSON: content-type: application/json",
+            ));
+        }
         let bytes = body_bytes(request);
         if bytes.len() > MAX_JSON_BODY_BYTES {
             return Err(ApiError::new(
@@ -383,9 +410,48 @@ mod tests {
     use super::*;
 
     fn request(body: &str) -> Request {
+        typed(body, Some("application/json"))
+    }
+
+    fn typed(body: &str, content_type: Option<&str>) -> Request {
         let mut request = Request::new(Body::Text(body.to_owned()));
         *request.method_mut() = Method::POST;
+        if let Some(value) = content_type.and_then(|v| v.parse().ok()) {
+            request.headers_mut().insert(CONTENT_TYPE, value);
+        }
         request
+    }
+
+    #[test]
+    fn only_a_body_sent_as_json_is_read() {
+        let body = r#"{"amount":"1.00"}"#;
+        for accepted in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(
+                JsonBody::parse(&typed(body, Some(accepted)), &["amount"]).is_ok(),
+                "{accepted}"
+            );
+        }
+        for refused in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonp"),
+            None,
+        ] {
+            let error = JsonBody::parse(&typed(body, refused), &["amount"])
+                .err()
+                .expect("refused");
+            assert_eq!(
+                (error.status, error.code.as_str()),
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -176,6 +176,21 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing() {
         assert_eq!(error["field"].as_str(), field, "{body}: {}", answer.text);
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    // A valid body not sent as JSON: 415, nothing created (checked below for o_1).
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let answer = stack
+            .http
+            .send(
+                "POST",
+                &stack.api("/payments"),
+                content_type,
+                json!({"out_trade_no": "o_1", "amount": "1.00", "subject": "s", "channel": "qr"})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(answer.status, 415, "{content_type}: {}", answer.text);
+        assert_eq!(answer.json()["error"]["code"], "unsupported_media_type");
+    }
     let not_json = stack
         .http
         .send(
