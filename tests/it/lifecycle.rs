@@ -454,6 +454,10 @@ async fn a_refund_answers_within_its_deadline() {
     ));
     *request.method_mut() = lambda_http::http::Method::POST;
     *request.uri_mut() = "/payments/budget_1/refunds".parse().expect("uri");
+    request.headers_mut().insert(
+        lambda_http::http::header::CONTENT_TYPE,
+        "application/json".parse().expect("header"),
+    );
     let mut context = lambda_http::Context::default();
     let deadline_ms = u64::try_from(now_ms()).unwrap_or(0) + 2_000;
     context.deadline = deadline_ms;
