@@ -33,6 +33,13 @@ pub struct Settings {
     pub trial_lease_ms: i64,
 }
 
+impl Settings {
+    /// The window bucket `now_ms` falls in.
+    pub fn bucket(&self, now_ms: i64) -> i64 {
+        now_ms.div_euclid(self.window_ms.max(1))
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {

@@ -24,6 +24,14 @@ impl ChannelId {
         }
     }
 
+    /// The prefix of its environment variables (`SECONDARY_ALIPAY_APP_ID`, ...).
+    pub fn env_prefix(self) -> &'static str {
+        match self {
+            ChannelId::Primary => "",
+            ChannelId::Secondary => "SECONDARY_",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<ChannelId> {
         ChannelId::ALL.into_iter().find(|c| c.as_str() == text)
     }

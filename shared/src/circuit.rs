@@ -80,10 +80,6 @@ impl Breaker {
         }
     }
 
-    pub fn channel(&self) -> ChannelId {
-        self.channel
-    }
-
     fn local(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local
             .lock()
@@ -141,6 +137,9 @@ impl Breaker {
     /// Counts a call's outcome. `what`: the method and error kind, for the state item when
     /// this failure opens the channel (never a request's content).
     pub async fn record(&self, permit: Permit, health: Health, what: &str, now_ms: i64) {
+        if health == Health::Failing {
+            emit_failure(self.channel, now_ms);
+        }
         match permit {
             Permit::Call => {
                 let flush = {
@@ -162,9 +161,6 @@ impl Breaker {
                         }
                     }
                 };
-                if health == Health::Failing {
-                    emit_failure(self.channel, now_ms);
-                }
                 if flush {
                     self.sync(now_ms).await;
                 }
@@ -172,7 +168,7 @@ impl Breaker {
             Permit::Trial { generation } => {
                 let phase = self.local().phase.clone();
                 let after = after_trial(&self.settings, &phase, health, now_ms);
-                let bucket = now_ms.div_euclid(self.settings.window_ms.max(1));
+                let bucket = self.settings.bucket(now_ms);
                 match bounded(self.store.breaker_after_trial(
                     self.channel,
                     generation,
@@ -205,9 +201,6 @@ impl Breaker {
                         tracing::warn!(channel = %self.channel, error = %error, "a trial's outcome could not be recorded");
                         self.local().seen_at_ms = None;
                     }
-                }
-                if health == Health::Failing {
-                    emit_failure(self.channel, now_ms);
                 }
             }
         }
@@ -260,7 +253,7 @@ impl Breaker {
                 Share::Keep => (0, 0, String::new()),
             }
         };
-        let bucket = now_ms.div_euclid(self.settings.window_ms.max(1));
+        let bucket = self.settings.bucket(now_ms);
         let add = async {
             if calls == 0 {
                 return Ok(None);

@@ -231,10 +231,7 @@ fn channel(
     default_gateway: &str,
     problems: &mut Vec<String>,
 ) -> Option<ChannelConfig> {
-    let prefix = match id {
-        ChannelId::Primary => "",
-        ChannelId::Secondary => "SECONDARY_",
-    };
+    let prefix = id.env_prefix();
     let get = |name: &str| {
         vars.get(&format!("{prefix}{name}"))
             .map(|v| v.trim())

@@ -166,11 +166,7 @@ impl Gateway {
         if role == Role::CallsAlipay {
             for channel in &config.channels {
                 let Some(key_id) = &channel.kms_key_id else {
-                    let prefix = match channel.id {
-                        ChannelId::Primary => "",
-                        ChannelId::Secondary => "SECONDARY_",
-                    };
-                    return Err(format!("{prefix}KMS_KEY_ID is not set"));
+                    return Err(format!("{}KMS_KEY_ID is not set", channel.id.env_prefix()));
                 };
                 signers.push((channel, KmsSigner::new(kms.clone(), key_id)));
             }
@@ -222,34 +218,23 @@ impl Gateway {
     /// The channel for a new payment: the first, in configured order, whose circuit is not
     /// open. All open: `503 circuit_open` with the soonest `Retry-After`, and no call.
     pub async fn pick_channel(&self) -> Result<&Alipay, crate::http::ApiError> {
-        let mut soonest: Option<CallError> = None;
+        let mut soonest: Option<i64> = None;
         for alipay in &self.channels {
             match alipay.breaker.check(now_ms()).await {
                 Ok(()) => return Ok(alipay),
-                Err(error) => {
-                    let sooner = match (&soonest, &error) {
-                        (
-                            Some(CallError::Open {
-                                retry_after_ms: best,
-                                ..
-                            }),
-                            CallError::Open { retry_after_ms, .. },
-                        ) => retry_after_ms < best,
-                        _ => true,
-                    };
-                    if sooner {
-                        soonest = Some(error);
-                    }
+                Err(CallError::Open { retry_after_ms, .. }) => {
+                    soonest = Some(soonest.map_or(retry_after_ms, |s| s.min(retry_after_ms)));
                 }
+                Err(_) => {}
             }
         }
         Err(match soonest {
-            Some(CallError::Open { retry_after_ms, .. }) => crate::http::ApiError::unavailable(
+            Some(retry_after_ms) => crate::http::ApiError::unavailable(
                 "circuit_open",
                 "every Alipay channel is failing; new payments are refused for now, without calling Alipay",
                 crate::http::retry_after_seconds(retry_after_ms),
             ),
-            _ => crate::http::ApiError::unavailable(
+            None => crate::http::ApiError::unavailable(
                 "misconfigured",
                 "this function cannot call Alipay",
                 60,

@@ -50,16 +50,33 @@ fn stamp() -> u128 {
         .unwrap_or(0)
 }
 
+/// A QR payment from a fresh buyer address, and how long the answer took.
+async fn create_payment(api: String, no: String) -> (Answer, Duration) {
+    let started = Instant::now();
+    let answer = buyer()
+        .post_json(
+            &format!("{api}/payments"),
+            &json!({"out_trade_no": no, "amount": "9.90", "subject": "outage demo", "channel": "qr"}),
+        )
+        .await;
+    (answer, started.elapsed())
+}
+
+/// A fail-fast answer: `503 circuit_open`.
+fn expect_open(answer: &Answer) -> Result<(), String> {
+    if answer.status == 503 && code_of(answer) == "circuit_open" {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected 503 circuit_open: {} {}",
+            answer.status, answer.text
+        ))
+    }
+}
+
 impl Local {
     async fn create(&self, no: &str) -> (Answer, Duration) {
-        let started = Instant::now();
-        let answer = buyer()
-            .post_json(
-                &format!("{}/payments", self.api),
-                &json!({"out_trade_no": no, "amount": "9.90", "subject": "outage demo", "channel": "qr"}),
-            )
-            .await;
-        (answer, started.elapsed())
+        create_payment(self.api.clone(), no.to_owned()).await
     }
 
     async fn outage(&self, seconds: u64) -> Result<(), String> {
@@ -184,19 +201,10 @@ async fn main() -> Result<(), String> {
         wave += 1;
         let tasks: Vec<_> = (0..local.min_calls)
             .map(|i| {
-                let no = format!("outage_{run}_w{wave}_{i}");
-                let http = buyer();
-                let api = local.api.clone();
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let answer = http
-                        .post_json(
-                            &format!("{api}/payments"),
-                            &json!({"out_trade_no": no, "amount": "9.90", "subject": "outage demo", "channel": "qr"}),
-                        )
-                        .await;
-                    (answer, started.elapsed())
-                })
+                tokio::spawn(create_payment(
+                    local.api.clone(),
+                    format!("outage_{run}_w{wave}_{i}"),
+                ))
             })
             .collect();
         for task in tasks {
@@ -245,12 +253,7 @@ async fn main() -> Result<(), String> {
             )
             .await;
         fast.push(millis(started.elapsed()));
-        if answer.status != 503 || code_of(&answer) != "circuit_open" {
-            return Err(format!(
-                "expected 503 circuit_open: {} {}",
-                answer.status, answer.text
-            ));
-        }
+        expect_open(&answer)?;
         retry_after = answer
             .headers
             .get("retry-after")
@@ -267,12 +270,7 @@ async fn main() -> Result<(), String> {
             .get(&format!("{}/payments/{unpaid}?sync=true", local.api))
             .await;
         fast.push(millis(started.elapsed()));
-        if answer.status != 503 || code_of(&answer) != "circuit_open" {
-            return Err(format!(
-                "expected 503 circuit_open: {} {}",
-                answer.status, answer.text
-            ));
-        }
+        expect_open(&answer)?;
     }
     let mut moved = Vec::new();
     for i in 0..10 {
@@ -382,24 +380,16 @@ async fn main() -> Result<(), String> {
     for round in 0..25 {
         let tasks: Vec<_> = (0..4)
             .map(|i| {
-                let api = local.api.clone();
-                let no = format!("outage_{run}_cost_{round}_{i}");
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let answer = buyer()
-                        .post_json(
-                            &format!("{api}/payments"),
-                            &json!({"out_trade_no": no, "amount": "9.90", "subject": "outage demo", "channel": "qr"}),
-                        )
-                        .await;
-                    (answer.status, started.elapsed())
-                })
+                tokio::spawn(create_payment(
+                    local.api.clone(),
+                    format!("outage_{run}_cost_{round}_{i}"),
+                ))
             })
             .collect();
         for task in tasks {
-            let (status, took) = task.await.map_err(|e| e.to_string())?;
-            if status != 201 {
-                return Err(format!("a healthy payment failed: HTTP {status}"));
+            let (answer, took) = task.await.map_err(|e| e.to_string())?;
+            if answer.status != 201 {
+                return Err(format!("a healthy payment failed: HTTP {}", answer.status));
             }
             latencies.push(millis(took));
         }
