@@ -39,7 +39,10 @@ impl<'a> Client<'a> {
         let address: IpAddr = ip.parse().expect("ip");
         Client {
             stack,
-            http: Http::from_address(Some(address)),
+            http: Http::from_address(Some(address)).for_api(
+                &stack.gateway.api_base_url,
+                gateway_tests::api_auth::Credentials::local(),
+            ),
         }
     }
 

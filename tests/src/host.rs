@@ -163,6 +163,24 @@ async fn dispatch(
         Ok(bytes) => bytes,
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
+    // API Gateway's IAM authorization: a SigV4 signature, or 403 before any function runs.
+    if host.only.is_none()
+        && let Err(denied) = crate::api_auth::verify(
+            parts.method.as_str(),
+            &parts.uri,
+            &parts.headers,
+            &bytes,
+            &crate::api_auth::Credentials::local(),
+            std::time::SystemTime::now(),
+        )
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/json")],
+            denied.body(),
+        )
+            .into_response();
+    }
     let body = match String::from_utf8(bytes.to_vec()) {
         Ok(text) if text.is_empty() => lambda_http::Body::Empty,
         Ok(text) => lambda_http::Body::Text(text),

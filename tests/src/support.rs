@@ -219,11 +219,11 @@ impl Stack {
             crate::host::LocalGateway::serve(listeners, std::sync::Arc::new(functions), routes)
                 .expect("serve");
         Stack {
+            http: Http::new().for_api(&gateway.api_base_url, crate::api_auth::Credentials::local()),
             env,
             simulator,
             secondary: second.map(|(_, sim)| sim),
             gateway,
-            http: Http::new(),
         }
     }
 
@@ -377,12 +377,24 @@ pub const REFUND_QUERY_DELAY_MS: u64 = 200;
 pub const REFUND_SPACING_MS: u64 = 300;
 
 /// A small HTTP client for tests: JSON in, status and JSON out.
+///
+/// Requests to the merchant API (see [`Http::for_api`]) are SigV4-signed as a merchant's backend
+/// signs them, and every answer is checked against `openapi.yaml`: an answer outside the
+/// contract fails the test.
 #[derive(Clone)]
 pub struct Http {
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<bytes::Bytes>,
     >,
+    api: Option<std::sync::Arc<ApiCaller>>,
+}
+
+/// The merchant API's base URL and the credentials its requests are signed with.
+#[derive(Debug)]
+struct ApiCaller {
+    base_url: String,
+    credentials: crate::api_auth::Credentials,
 }
 
 /// An answer: status, headers and body.
@@ -418,7 +430,32 @@ impl Http {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(connector);
-        Http { client }
+        Http { client, api: None }
+    }
+
+    /// This client, signing its requests to the merchant API at `base_url` with `credentials`
+    /// and checking every answer from it against `openapi.yaml`.
+    pub fn for_api(mut self, base_url: &str, credentials: crate::api_auth::Credentials) -> Http {
+        self.api = Some(std::sync::Arc::new(ApiCaller {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            credentials,
+        }));
+        self
+    }
+
+    /// Sends without signing, even to the merchant API (what an unauthenticated caller does).
+    pub async fn send_unsigned(
+        &self,
+        method: &str,
+        url: &str,
+        content_type: &str,
+        body: impl Into<String>,
+    ) -> Answer {
+        let unsigned = Http {
+            client: self.client.clone(),
+            api: None,
+        };
+        unsigned.send(method, url, content_type, body).await
     }
 
     pub async fn send(
@@ -429,12 +466,31 @@ impl Http {
         body: impl Into<String>,
     ) -> Answer {
         use http_body_util::BodyExt as _;
-        let request = hyper::Request::builder()
+        let body = bytes::Bytes::from(body.into());
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(url)
             .header("content-type", content_type)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body.into())))
+            .body(http_body_util::Full::new(body.clone()))
             .expect("request");
+        let api = self
+            .api
+            .as_deref()
+            .filter(|api| url.starts_with(&api.base_url));
+        if let Some(api) = api {
+            if let Some(authority) = request.uri().authority().cloned() {
+                let host = axum::http::HeaderValue::from_str(authority.as_str()).expect("host");
+                request.headers_mut().insert("host", host);
+            }
+            crate::api_auth::sign_request(
+                &mut request,
+                &body,
+                &api.credentials,
+                std::time::SystemTime::now(),
+            )
+            .expect("sign");
+        }
+        let path = request.uri().path().to_owned();
         let response = self
             .client
             .request(request)
@@ -448,11 +504,23 @@ impl Http {
             .await
             .expect("body")
             .to_bytes();
-        Answer {
+        let answer = Answer {
             status,
             headers,
             text: String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        if api.is_some()
+            && let Err(problem) = crate::contract::check_answer(
+                method,
+                &path,
+                answer.status,
+                &answer.headers,
+                &answer.text,
+            )
+        {
+            panic!("outside the contract (openapi.yaml): {problem}");
         }
+        answer
     }
 
     pub async fn get(&self, url: &str) -> Answer {
