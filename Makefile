@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit template bench fmt moto run demo sweep reconcile chaos outage
+.PHONY: help test lint unit template stack bench fmt moto run demo sweep reconcile chaos outage
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops)"
@@ -13,13 +13,18 @@ help:
 	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary)"
 	@echo "make outage - with make run going: an Alipay outage on the primary channel, timed: detection, fail-fast, switching, recovery, breaker cost"
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
-	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, CLI, template checks"
+	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, contract, CLI, template checks, and on make run's stack: schemathesis, a browser, start/stop"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
 	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto; reconciling a generated day of payments"
 
 ## The README's test command. CI runs exactly this.
-test: lint unit template
+test: lint unit template stack
 	@scripts/test-summary.sh .local/test-output.log
+
+# On make run's own stack (own ports, .local/stack-test): schemathesis from openapi.yaml, a buyer
+# in Chromium (page, wap, QR), and make run's stops (Ctrl-C, kill -9, a failed start).
+stack:
+	scripts/stack-tests.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -34,6 +39,8 @@ unit:
 # cfn-lint, sam validate --lint and sam build (offline; see scripts/template-checks.sh).
 template:
 	scripts/template-checks.sh
+	scripts/venv.sh .venv scripts/python/moto-requirements.txt
+	.venv/bin/openapi-spec-validator openapi.yaml
 
 fmt:
 	$(CARGO) fmt --all

@@ -4,10 +4,10 @@
 #   scripts/moto.sh start   install if needed, start, wait until healthy; prints the endpoint
 #   scripts/moto.sh stop    stop the server this checkout started
 #   scripts/moto.sh url     print the endpoint of the running server
-# State lives in .local/ (git-ignored): moto.pid, moto.port, moto.log.
+# State lives in .local/ (git-ignored; MOTO_STATE overrides): moto.pid, moto.port, moto.log.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-state="$root/.local"
+state="${MOTO_STATE:-$root/.local}"
 venv="$root/.venv"
 mkdir -p "$state"
 

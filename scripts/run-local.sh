@@ -5,15 +5,77 @@
 #     and a second one for the second channel (a second application, key and KMS key)
 #   - the three HTTP functions and the reconcile function under `cargo lambda watch`, and the
 #     sweeper every 2 s (`make reconcile` reconciles today's simulated day)
-#   - the merchant API under one base URL, routed exactly as template.yaml routes it
-# Ctrl-C stops everything. Ports: API_PORT (3000), SIMULATOR_PORT (9100), SIMULATOR2_PORT (9101),
-# FUNCTIONS_PORT (9000).
+#   - the merchant API under one base URL, routed exactly as template.yaml routes it, checking
+#     SigV4 as API Gateway's IAM authorization does; and a demo shop's return page
+# Ctrl-C stops everything. Ports: API_PORT (3000), SHOP_PORT (3001), SIMULATOR_PORT (9100),
+# SIMULATOR2_PORT (9101), FUNCTIONS_PORT (9000). LOCAL_STATE (.local) holds logs and pids.
+#
+# Every process it starts runs in its own process group, recorded in $LOCAL_STATE/run-local.pids,
+# and is stopped by group: on Ctrl-C, on a failed start, when a component dies, and (through a
+# watcher that outlives this script) when this script is killed outright.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-state="$root/.local"
+state=${LOCAL_STATE:-$root/.local}
 mkdir -p "$state"
+state=$(cd "$state" && pwd)
+pidfile="$state/run-local.pids"
+
+say() { printf '\033[1m==> %s\033[0m (%ds)\n' "$*" "$SECONDS"; }
+
+# A process's descendants (cargo lambda starts each function in a process group of its own).
+descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+# Stops every recorded process group and everything under it: TERM, up to 5 s, then KILL.
+stop_recorded() {
+  [[ -f "$pidfile" ]] || return 0
+  local pid name all=()
+  while read -r pid name; do
+    [[ -n "$pid" ]] || continue
+    local tree=("$pid" $(descendants "$pid"))
+    all+=("${tree[@]}")
+    # cargo lambda watch logs an ERROR for each function it sees stopped under it; it and its
+    # functions hold no state, so they are killed outright, cargo lambda first.
+    if [[ $name == *"cargo lambda"* ]]; then
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      kill -KILL "${tree[@]}" 2>/dev/null || true
+    else
+      kill -TERM -- "-$pid" 2>/dev/null || true
+      kill -TERM "${tree[@]}" 2>/dev/null || true
+    fi
+  done < "$pidfile"
+  for _ in $(seq 1 50); do
+    local alive=no p
+    for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=yes; done
+    [[ $alive == yes ]] || break
+    sleep 0.1
+  done
+  kill -KILL "${all[@]}" 2>/dev/null || true
+  rm -f "$pidfile" "$state/endpoints.json"
+}
+
+# The watcher: waits for the make run script to end, however it ends, then stops what it
+# started. (`kill -9` runs no trap; this process is in a session of its own and outlives it.)
+if [[ "${1:-}" == "--reap" ]]; then
+  while kill -0 "$2" 2>/dev/null; do sleep 0.5; done
+  stop_recorded
+  exit 0
+fi
+
+# A previous run that was killed together with its watcher: stop what it left.
+if [[ -s "$pidfile" ]]; then
+  say "stopping what an earlier make run left running"
+  stop_recorded
+fi
+
 API_PORT=${API_PORT:-3000}
+SHOP_PORT=${SHOP_PORT:-3001}
 SIMULATOR_PORT=${SIMULATOR_PORT:-9100}
 FUNCTIONS_PORT=${FUNCTIONS_PORT:-9000}
 SIMULATOR2_PORT=${SIMULATOR2_PORT:-9101}
@@ -22,31 +84,66 @@ SELLER_ID=2088000000000001
 APP_ID_2=2021000000000002
 SELLER_ID_2=2088000000000002
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$API_PORT" "$SIMULATOR_PORT" "$SIMULATOR2_PORT" "$FUNCTIONS_PORT"; do
-  port_free "$port" || { echo "port $port is in use (is make run already running?); set API_PORT/SIMULATOR_PORT/SIMULATOR2_PORT/FUNCTIONS_PORT" >&2; exit 1; }
+for port in "$API_PORT" "$SHOP_PORT" "$SIMULATOR_PORT" "$SIMULATOR2_PORT" "$FUNCTIONS_PORT"; do
+  port_free "$port" || { echo "port $port is in use (is make run already running?); set API_PORT/SHOP_PORT/SIMULATOR_PORT/SIMULATOR2_PORT/FUNCTIONS_PORT" >&2; exit 1; }
 done
 
-pids=()
-cleanup() {
-  trap - EXIT INT TERM HUP
-  say "stopping"
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  pkill -f "target/debug/(create-payment|notify|refund|reconcile)$" 2>/dev/null || true
-  "$root/scripts/moto.sh" stop
-  rm -f "$state/endpoints.json"
+# start NAME LOG COMMAND...: in its own process group, recorded.
+start() {
+  local name=$1 log=$2
+  shift 2
+  setsid "$@" > "$log" 2>&1 < /dev/null &
+  echo "$! $name" >> "$pidfile"
 }
-trap cleanup EXIT INT TERM HUP
 
-say "installing what the local stack needs (first run only)"
+# The component that is no longer running, if any.
+dead_component() {
+  local pid name
+  while read -r pid name; do
+    kill -0 "$pid" 2>/dev/null || { echo "$name"; return 0; }
+  done < "$pidfile"
+  return 1
+}
+
+stopping=no
+cleanup() {
+  local code=$?
+  trap - EXIT INT TERM HUP
+  [[ $stopping == yes ]] && code=0
+  echo
+  say "stopping the gateway"
+  stop_recorded
+  kill "$reaper" 2>/dev/null || true
+  if [[ $code == 0 ]]; then
+    say "stopped; nothing make run started is running"
+  else
+    echo "make run did not start or a component stopped; nothing it started is running (logs: $state/*.log)" >&2
+  fi
+  exit "$code"
+}
+on_signal() { stopping=yes; exit 0; }
+: > "$pidfile"
+setsid "$0" --reap $$ < /dev/null > /dev/null 2>&1 &
+reaper=$!
+trap cleanup EXIT
+trap on_signal INT TERM HUP
+
 "$root/scripts/venv.sh" "$root/.venv" "$root/scripts/python/moto-requirements.txt"
 "$root/scripts/venv.sh" "$root/.venv-tools" "$root/scripts/python/tools-requirements.txt"
-say "building the local tools and the functions"
-cargo build --quiet -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile
+if [[ ! -x "$root/target/debug/local-api" ]]; then
+  say "building the gateway (first run: several minutes on 2 cores; later runs take seconds)"
+else
+  say "building the gateway"
+fi
+cargo build -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile 2>&1 \
+  | grep --line-buffered -E '^\s*(Compiling|Finished|error|warning: unused)|^error' || true
+[[ ${PIPESTATUS[0]} == 0 ]] || { echo "the build failed" >&2; exit 1; }
 
 say "starting the AWS stand-in (moto)"
+export MOTO_STATE="$state"
 AWS_ENDPOINT_URL=$("$root/scripts/moto.sh" start)
+echo "$(cat "$state/moto.pid") moto" >> "$pidfile"
 export AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
@@ -62,15 +159,15 @@ RISK_RULES=${RISK_RULES:-$(python3 -c 'import json,sys; print(json.loads(sys.arg
 "$root/target/debug/alipay-cli" public-key --kms-key-id "$key2" > "$state/app2_public_key.txt"
 
 say "starting the Alipay simulator on :$SIMULATOR_PORT"
-"$root/target/debug/alipay-simulator" --port "$SIMULATOR_PORT" --app-id "$APP_ID" --seller-id "$SELLER_ID" \
+start "the Alipay simulator" "$state/simulator.log" \
+  "$root/target/debug/alipay-simulator" --port "$SIMULATOR_PORT" --app-id "$APP_ID" --seller-id "$SELLER_ID" \
   --app-public-key "$state/app_public_key.txt" \
-  --alipay-private-key "$root/tests/fixtures/keys/alipay_private_key.pem" > "$state/simulator.log" 2>&1 &
-pids+=($!)
+  --alipay-private-key "$root/tests/fixtures/keys/alipay_private_key.pem"
 say "starting the second channel's Alipay application (simulated) on :$SIMULATOR2_PORT"
-"$root/target/debug/alipay-simulator" --port "$SIMULATOR2_PORT" --app-id "$APP_ID_2" --seller-id "$SELLER_ID_2" \
+start "the second Alipay simulator" "$state/simulator2.log" \
+  "$root/target/debug/alipay-simulator" --port "$SIMULATOR2_PORT" --app-id "$APP_ID_2" --seller-id "$SELLER_ID_2" \
   --app-public-key "$state/app2_public_key.txt" \
-  --alipay-private-key "$root/tests/fixtures/keys/alipay2_private_key.pem" > "$state/simulator2.log" 2>&1 &
-pids+=($!)
+  --alipay-private-key "$root/tests/fixtures/keys/alipay2_private_key.pem"
 
 say "starting the functions with cargo lambda watch on :$FUNCTIONS_PORT"
 export ORDERS_TABLE="$table" KMS_KEY_ID="$key" ALIPAY_APP_ID="$APP_ID" ALIPAY_SELLER_ID="$SELLER_ID"
@@ -85,7 +182,8 @@ export SECONDARY_ALIPAY_GATEWAY_URL="http://127.0.0.1:$SIMULATOR2_PORT/gateway.d
 # The breaker scaled down too: 5 calls, 10 s of cool-down (production: 10 calls, 30 s).
 export BREAKER_MIN_CALLS=${BREAKER_MIN_CALLS:-5} BREAKER_COOL_DOWN_SECONDS=${BREAKER_COOL_DOWN_SECONDS:-10}
 export ALIPAY_NOTIFY_URL="http://127.0.0.1:$FUNCTIONS_PORT/lambda-url/notify/"
-export RETURN_URL_PREFIXES="http://127.0.0.1:$API_PORT/,http://localhost:$API_PORT/"
+export RETURN_URL_PREFIXES="http://127.0.0.1:$SHOP_PORT/,http://localhost:$SHOP_PORT/"
+# The functions log at info; cargo lambda itself only when something goes wrong.
 export RUST_LOG=${RUST_LOG:-info}
 # Alipay's delays scaled down, so stuck work is finished within seconds (production: 10 s
 # before a refund query, 60 s of grace after time_expire, up to 1 h between sweeps).
@@ -95,26 +193,35 @@ export RISK_RULES
 # For `make sweep`: the same environment (Alipay's public key is read from its file there).
 env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|BREAKER_[A-Z_]+)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
-"$root/.venv-tools/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$FUNCTIONS_PORT" \
-  > "$state/functions.log" 2>&1 &
-pids+=($!)
+# cargo lambda sets AWS_LAMBDA_MAX_CONCURRENCY=1, and the runtime warns at every start that it
+# runs one invocation at a time (as it should here): that one line is left out of the log.
+start "the functions (cargo lambda watch)" "$state/functions.log" bash -c \
+  'RUST_LOG=error "$0" lambda watch --quiet --invoke-address 127.0.0.1 --invoke-port "$1" 2>&1 \
+     | grep --line-buffered -v "AWS_LAMBDA_MAX_CONCURRENCY is set to .1., but"' \
+  "$root/.venv-tools/bin/cargo-lambda" "$FUNCTIONS_PORT"
 
 say "starting the sweeper (every 2 s; the Lambda runs on an EventBridge schedule)"
-"$root/target/debug/local-sweeper" --every-ms 2000 > "$state/sweeper.log" 2>&1 &
-pids+=($!)
+start "the sweeper" "$state/sweeper.log" "$root/target/debug/local-sweeper" --every-ms 2000
 
 say "publishing the table's changes as events (stream -> publisher -> EventBridge bus on the stand-in)"
 rm -f "$state/events.jsonl"
-"$root/target/debug/local-events" --log "$state/events.jsonl" 2> "$state/events.log" &
-pids+=($!)
+# Its standard output (one line per event) shows below; its diagnostics go to events.log.
+setsid "$root/target/debug/local-events" --log "$state/events.jsonl" 2> "$state/events.log" < /dev/null &
+echo "$! the event publisher" >> "$pidfile"
 
-say "serving the merchant API on :$API_PORT (routes from template.yaml)"
-"$root/target/debug/local-api" --port "$API_PORT" --functions "http://127.0.0.1:$FUNCTIONS_PORT" > "$state/api.log" 2>&1 &
-pids+=($!)
+say "serving the merchant API on :$API_PORT (routes from template.yaml, SigV4 checked) and the demo shop on :$SHOP_PORT"
+start "the local API" "$state/api.log" \
+  "$root/target/debug/local-api" --port "$API_PORT" --shop-port "$SHOP_PORT" --functions "http://127.0.0.1:$FUNCTIONS_PORT"
 
-say "waiting for the functions to start (the first start compiles them)"
+say "waiting for the functions to start (cargo lambda watch builds them the first time)"
 for function in create-payment refund notify; do
-  for _ in $(seq 1 600); do
+  failures=0
+  started=no
+  for _ in $(seq 1 900); do
+    if component=$(dead_component); then
+      echo "$component stopped while starting; its log is in $state" >&2
+      exit 1
+    fi
     code=$(python3 - "$FUNCTIONS_PORT" "$function" <<'PY' 2>/dev/null || true
 import sys, urllib.request, urllib.error
 try:
@@ -124,20 +231,33 @@ except urllib.error.HTTPError as e:
     print(e.code)
 PY
 )
-    [[ "$code" =~ ^[1-4][0-9][0-9]$ ]] && break
+    if [[ "$code" =~ ^[1-4][0-9][0-9]$ ]]; then started=yes; break; fi
+    # Built, started and failed (a configuration error, say): three times is not a fluke.
+    if [[ "$code" =~ ^5[0-9][0-9]$ ]]; then
+      failures=$((failures + 1))
+      if (( failures >= 3 )); then
+        echo "$function fails to start (HTTP $code three times); the end of $state/functions.log:" >&2
+        grep -v '^\s*$' "$state/functions.log" | tail -n 8 | cut -c1-400 >&2
+        exit 1
+      fi
+    fi
     sleep 1
   done
-  [[ "$code" =~ ^[1-4][0-9][0-9]$ ]] || { echo "$function did not start; see $state/functions.log" >&2; tail -n 30 "$state/functions.log" >&2; exit 1; }
+  [[ $started == yes ]] || { echo "$function did not start in 15 minutes; see $state/functions.log" >&2; exit 1; }
 done
 
 cat > "$state/endpoints.json" <<JSON
 {
   "api_base_url": "http://127.0.0.1:$API_PORT",
+  "shop_url": "http://127.0.0.1:$SHOP_PORT",
   "notify_url": "$ALIPAY_NOTIFY_URL",
   "simulator_url": "http://127.0.0.1:$SIMULATOR_PORT",
   "secondary_simulator_url": "http://127.0.0.1:$SIMULATOR2_PORT",
   "functions_url": "http://127.0.0.1:$FUNCTIONS_PORT",
   "reports_bucket": "$bucket",
+  "aws_access_key_id": "$AWS_ACCESS_KEY_ID",
+  "aws_secret_access_key": "$AWS_SECRET_ACCESS_KEY",
+  "region": "$AWS_REGION",
   "app_public_key_file": "$state/app_public_key.txt",
   "alipay_private_key_file": "$root/tests/fixtures/keys/alipay_private_key.pem"
 }
@@ -146,20 +266,25 @@ JSON
 cat <<TEXT
 
 The gateway is running locally.
-  Merchant API   http://127.0.0.1:$API_PORT      (routes of template.yaml; no SigV4 locally)
+  Merchant API   http://127.0.0.1:$API_PORT      (routes of template.yaml; SigV4 as in AWS: key test,
+                                             secret test, region us-east-1, service execute-api)
+  Demo shop      http://127.0.0.1:$SHOP_PORT      (the return_url page buyers come back to)
   Notify URL     $ALIPAY_NOTIFY_URL
   Alipay (sim.)  http://127.0.0.1:$SIMULATOR_PORT   (primary channel, app $APP_ID)
                  http://127.0.0.1:$SIMULATOR2_PORT   (secondary channel, app $APP_ID_2)
-  Endpoints for scripts: .local/endpoints.json; logs: .local/*.log
+  Endpoints and credentials for scripts: $state/endpoints.json; logs: $state/*.log
 
-Create a payment:
-  curl -s -X POST http://127.0.0.1:$API_PORT/payments -H 'content-type: application/json' \\
-    -d '{"out_trade_no":"order_$(date +%s)","amount":"299.00","subject":"Demo order","channel":"page","return_url":"http://127.0.0.1:$API_PORT/payments/"}'
-Then open the "url" of its next_step in a browser: that is the simulator's cashier; press Pay.
-  curl -s http://127.0.0.1:$API_PORT/payments/ORDER            # the payment, with its refunds
-  curl -s -X POST http://127.0.0.1:$API_PORT/payments/ORDER/refunds -H 'content-type: application/json' -d '{"amount":"100.00","out_request_no":"ORDER_r1"}'
-  curl -s -X POST http://127.0.0.1:$API_PORT/payments/ORDER/close    # close an unpaid payment
-The sweeper finishes pending refunds and ends expired payments every 2 s (.local/sweeper.log);
+Create a payment (curl signs it: --aws-sigv4, as production's IAM authorization requires):
+  SIGN=(--aws-sigv4 aws:amz:us-east-1:execute-api --user test:test)
+  curl -s "\${SIGN[@]}" -X POST http://127.0.0.1:$API_PORT/payments -H 'content-type: application/json' \\
+    -d '{"out_trade_no":"order_1","amount":"299.00","subject":"Demo order","channel":"page","return_url":"http://127.0.0.1:$SHOP_PORT/orders/order_1"}'
+Then open the "url" of its next_step in a browser: that is the simulator's cashier; press Pay,
+and Alipay sends you back to the demo shop's page for the order.
+  curl -s "\${SIGN[@]}" http://127.0.0.1:$API_PORT/payments/order_1            # the payment, with its refunds
+  curl -s "\${SIGN[@]}" -X POST http://127.0.0.1:$API_PORT/payments/order_1/refunds -H 'content-type: application/json' -d '{"amount":"100.00","out_request_no":"order_1_r1"}'
+  curl -s "\${SIGN[@]}" -X POST http://127.0.0.1:$API_PORT/payments/order_1/close    # close an unpaid payment
+Unsigned, or signed with another secret: 403, as API Gateway answers.
+The sweeper finishes pending refunds and ends expired payments every 2 s ($state/sweeper.log);
 make sweep runs it once. make reconcile reconciles today's simulated day with the simulator's
 bill (the reconcile function's scheduled run does yesterday's at 10:30 China time).
 Or run the whole lifecycle in another terminal: make demo
@@ -171,9 +296,14 @@ the secondary channel (payment.alipay_channel), refunds of primary payments answ
 Or all of it in one go: make outage
 
 Every change is published as an event (payment.created, payment.paid, refund.succeeded, ...):
-one line each below, in full in .local/events.jsonl.
+one line each below, in full in $state/events.jsonl.
 
 Press Ctrl-C to stop.
 TEXT
-wait -n "${pids[@]}" || true
-echo "a component stopped; see .local/*.log" >&2
+# Until Ctrl-C, or until a component stops on its own (then everything stops, and says which).
+while sleep 1; do
+  if component=$(dead_component); then
+    echo "$component stopped unexpectedly; its log is in $state" >&2
+    exit 1
+  fi
+done

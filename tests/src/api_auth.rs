@@ -36,6 +36,22 @@ impl Credentials {
             region: "us-east-1".into(),
         }
     }
+
+    /// The credentials `make run` wrote to `.local/endpoints.json` (`aws_access_key_id`,
+    /// `aws_secret_access_key`, `region`).
+    pub fn from_endpoints(endpoints: &serde_json::Value) -> Result<Credentials, String> {
+        let text = |key: &str| {
+            endpoints[key]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!(".local/endpoints.json has no {key}; restart make run"))
+        };
+        Ok(Credentials {
+            access_key_id: text("aws_access_key_id")?,
+            secret_access_key: text("aws_secret_access_key")?,
+            region: text("region")?,
+        })
+    }
 }
 
 /// Why API Gateway refuses a request: the `403` body it answers with.

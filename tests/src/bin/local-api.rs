@@ -2,7 +2,14 @@
 //! function that template.yaml routes it to, running under `cargo lambda watch`, as the event
 //! API Gateway (HTTP API, payload 2.0) sends, with the client's address as its source IP.
 //!
-//! Usage: local-api --port 3000 --functions http://127.0.0.1:9000
+//! As API Gateway's IAM authorization does, every request must be SigV4-signed (service
+//! `execute-api`) with the stand-in's credentials; a missing or wrong signature is answered
+//! `403` before any function runs.
+//!
+//! With `--shop-port`, it also serves a stand-in for the merchant's shop: the page Alipay sends
+//! the buyer back to (`return_url`), which reads the payment from the API and shows it.
+//!
+//! Usage: local-api --port 3000 --functions http://127.0.0.1:9000 [--shop-port 3001]
 
 use std::sync::Arc;
 
@@ -13,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use clap::Parser;
+use gateway_tests::api_auth::{self, Credentials};
 use gateway_tests::local_stack::{read_template, template_path};
 use gateway_tests::routes::Routes;
 use http_body_util::BodyExt as _;
@@ -28,10 +36,14 @@ struct Args {
     /// Where `cargo lambda watch` listens.
     #[arg(long, default_value = "http://127.0.0.1:9000")]
     functions: String,
+    /// Serve the demo shop's return page on this port.
+    #[arg(long)]
+    shop_port: Option<u16>,
 }
 
 struct Proxy {
     routes: Routes,
+    credentials: Credentials,
     functions: String,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
@@ -63,31 +75,110 @@ async fn forward(
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let event = api_gateway_event(&parts, &body, peer.ip());
-    let target = format!(
-        "{}/2015-03-31/functions/{function}/invocations",
-        proxy.functions
-    );
-    let invoke = axum::http::Request::post(target)
-        .header("content-type", "application/json")
-        .body(Body::from(event.to_string()));
-    let Ok(invoke) = invoke else {
+    if let Err(denied) = api_auth::verify(
+        parts.method.as_str(),
+        &parts.uri,
+        &parts.headers,
+        &body,
+        &proxy.credentials,
+        std::time::SystemTime::now(),
+    ) {
+        return (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/json")],
+            denied.body(),
+        )
+            .into_response();
+    }
+    proxy.invoke(function, &parts, &body, peer.ip()).await
+}
+
+impl Proxy {
+    /// Invokes `function` with the event API Gateway would send for this request, and turns
+    /// its answer back into HTTP.
+    async fn invoke(
+        &self,
+        function: &str,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+        source_ip: std::net::IpAddr,
+    ) -> Response {
+        let event = api_gateway_event(parts, body, source_ip);
+        let target = format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            self.functions
+        );
+        let invoke = axum::http::Request::post(target)
+            .header("content-type", "application/json")
+            .body(Body::from(event.to_string()));
+        let Ok(invoke) = invoke else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        let answer = match self.client.request(invoke).await {
+            Ok(response) => response.into_body().collect().await.map(|b| b.to_bytes()),
+            Err(e) => {
+                return (
+                    StatusCode::BAD_GATEWAY,
+                    format!("cargo lambda watch is not answering: {e}"),
+                )
+                    .into_response();
+            }
+        };
+        match answer {
+            Ok(bytes) => http_answer(&bytes),
+            Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        }
+    }
+}
+
+/// The demo shop's return page, `GET /orders/{out_trade_no}`: where Alipay sends the buyer
+/// back. Like a real shop, it does not trust the query string: it reads the payment from the
+/// gateway and shows its status.
+async fn shop_return(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some(out_trade_no) = path
+        .strip_prefix("/orders/")
+        .filter(|no| !no.is_empty() && no.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    else {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    };
+    let Ok(read) = axum::http::Request::get(format!("/payments/{out_trade_no}?sync=true"))
+        .header("host", "local-shop")
+        .body(())
+    else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let answer = match proxy.client.request(invoke).await {
-        Ok(response) => response.into_body().collect().await.map(|b| b.to_bytes()),
-        Err(e) => {
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("cargo lambda watch is not answering: {e}"),
-            )
-                .into_response();
-        }
+    let (parts, ()) = read.into_parts();
+    let local = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let answer = proxy.invoke("create-payment", &parts, b"", local).await;
+    let Ok(bytes) = answer.into_body().collect().await.map(|b| b.to_bytes()) else {
+        return StatusCode::BAD_GATEWAY.into_response();
     };
-    match answer {
-        Ok(bytes) => http_answer(&bytes),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    }
+    let payment: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let text = |key: &str| html_escape(payment[key].as_str().unwrap_or("?"));
+    let page = format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>Order {no}</title></head>\
+         <body style=\"font-family:sans-serif;margin:3em\"><h1>Thank you</h1>\
+         <p>Order <b id=\"order\">{no}</b>: <b id=\"status\">{status}</b>, <span id=\"amount\">¥{amount}</span> ({subject})</p>\
+         <p>(the demo shop's return page; it asked the gateway, not the query string)</p></body></html>",
+        no = html_escape(out_trade_no),
+        status = text("status"),
+        amount = text("amount"),
+        subject = text("subject"),
+    );
+    (
+        StatusCode::OK,
+        [("content-type", "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The event API Gateway sends for this request (HTTP API, payload format 2.0).
@@ -199,8 +290,13 @@ async fn main() -> Result<(), String> {
     let routes = Routes::from_template(&read_template(&template_path())?)?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut credentials = Credentials::local();
+    if let Ok(region) = std::env::var("AWS_REGION") {
+        credentials.region = region;
+    }
     let proxy = Arc::new(Proxy {
         routes,
+        credentials,
         functions: args.functions.trim_end_matches('/').to_owned(),
         client,
     });
@@ -213,6 +309,19 @@ async fn main() -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .map_err(|e| format!("port {}: {e}", args.port))?;
+    if let Some(port) = args.shop_port {
+        let shop = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("port {port}: {e}"))?;
+        let app = Router::new()
+            .fallback(shop_return)
+            .with_state(Arc::clone(&proxy));
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(shop, app).await {
+                eprintln!("the shop stopped: {error}");
+            }
+        });
+    }
     let app = Router::new().fallback(forward).with_state(proxy);
     axum::serve(
         listener,

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use gateway_tests::api_auth::Credentials;
 use gateway_tests::support::{Answer, Http, eventually};
 use serde_json::{Value, json};
 
@@ -91,7 +92,10 @@ async fn main() -> Result<(), String> {
     let endpoints: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let api = field(&endpoints, "api_base_url").to_owned();
     let simulator = field(&endpoints, "simulator_url").to_owned();
-    let http = Http::new();
+    // Signed with SigV4 as a merchant's backend signs its calls (the local API checks it).
+    let credentials = Credentials::from_endpoints(&endpoints)?;
+    let http = Http::new().for_api(&api, credentials);
+    let shop = field(&endpoints, "shop_url").to_owned();
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -100,7 +104,7 @@ async fn main() -> Result<(), String> {
 
     step(1, &format!("create a payment: POST {api}/payments"));
     let body = json!({"out_trade_no": order, "amount": "299.00", "subject": "Demo: 会员 Pro 年费", "channel": "page",
-                      "return_url": format!("{api}/payments/{order}")});
+                      "return_url": format!("{shop}/orders/{order}")});
     let created = http.post_json(&format!("{api}/payments"), &body).await;
     show(&created);
     check(created.status == 201, "payment not created")?;

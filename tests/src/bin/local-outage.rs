@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use gateway_tests::api_auth::Credentials;
 use gateway_tests::support::{Answer, Http};
 use serde_json::{Value, json};
 
@@ -24,11 +25,20 @@ struct Local {
 
 /// A client from its own loopback address (127.1.x.y): each payment comes from another
 /// "buyer", so the fraud checks' per-IP limits are not what this run measures.
-fn buyer() -> Http {
+fn buyer(api: &str) -> Http {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let address = std::net::Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8);
-    Http::from_address(Some(std::net::IpAddr::V4(address)))
+    Http::from_address(Some(std::net::IpAddr::V4(address))).for_api(api, credentials())
+}
+
+/// The credentials make run signs the merchant API with (`.local/endpoints.json`).
+fn credentials() -> Credentials {
+    std::fs::read_to_string(".local/endpoints.json")
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|endpoints| Credentials::from_endpoints(&endpoints).ok())
+        .unwrap_or_else(Credentials::local)
 }
 
 fn millis(d: Duration) -> f64 {
@@ -53,7 +63,7 @@ fn stamp() -> u128 {
 /// A QR payment from a fresh buyer address, and how long the answer took.
 async fn create_payment(api: String, no: String) -> (Answer, Duration) {
     let started = Instant::now();
-    let answer = buyer()
+    let answer = buyer(&api)
         .post_json(
             &format!("{api}/payments"),
             &json!({"out_trade_no": no, "amount": "9.90", "subject": "outage demo", "channel": "qr"}),
@@ -157,7 +167,7 @@ async fn main() -> Result<(), String> {
         api: text("api_base_url"),
         simulator: text("simulator_url"),
         min_calls,
-        http: Http::new(),
+        http: Http::new().for_api(&text("api_base_url"), credentials()),
     };
     let run = stamp();
 
