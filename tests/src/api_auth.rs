@@ -90,6 +90,17 @@ impl Denied {
     pub fn body(&self) -> String {
         serde_json::json!({ "message": self.message() }).to_string()
     }
+
+    /// That answer as HTTP.
+    pub fn into_response(self) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        (
+            axum::http::StatusCode::FORBIDDEN,
+            [("content-type", "application/json")],
+            self.body(),
+        )
+            .into_response()
+    }
 }
 
 /// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
@@ -144,17 +155,18 @@ fn parse_amz_date(text: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
 }
 
-/// The signature of a request over `headers` (name, value; lower-case names) at `time`, as
-/// AWS's signer computes it. Returns the hex signature and the signed header names.
-fn signature(
+/// Signs with AWS's signer: the instructions (headers to add) and the hex signature.
+#[allow(clippy::too_many_arguments)]
+fn aws_sign(
     credentials: &Credentials,
     service: &str,
+    settings: SigningSettings,
     method: &str,
     uri: &str,
     headers: &[(String, String)],
     body: &[u8],
     time: SystemTime,
-) -> Result<(String, String), String> {
+) -> Result<(aws_sigv4::http_request::SigningInstructions, String), String> {
     let identity = AwsCredentials::new(
         &credentials.access_key_id,
         &credentials.secret_access_key,
@@ -163,9 +175,6 @@ fn signature(
         "local",
     )
     .into();
-    let mut settings = SigningSettings::default();
-    // Sign exactly the headers given (the checker passes only those the caller signed).
-    settings.excluded_headers = Some(Vec::new());
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&credentials.region)
@@ -182,9 +191,35 @@ fn signature(
         SignableBody::Bytes(body),
     )
     .map_err(|e| e.to_string())?;
-    let (instructions, signature) = sign(request, &params)
+    Ok(sign(request, &params)
         .map_err(|e| e.to_string())?
-        .into_parts();
+        .into_parts())
+}
+
+/// The signature of a request over exactly `headers` (lower-case names) at `time`: the hex
+/// signature and the signed header names.
+fn signature(
+    credentials: &Credentials,
+    service: &str,
+    method: &str,
+    uri: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    time: SystemTime,
+) -> Result<(String, String), String> {
+    let mut settings = SigningSettings::default();
+    // Sign exactly the headers given (the checker passes only those the caller signed).
+    settings.excluded_headers = Some(Vec::new());
+    let (instructions, signature) = aws_sign(
+        credentials,
+        service,
+        settings,
+        method,
+        uri,
+        headers,
+        body,
+        time,
+    )?;
     let signed = instructions
         .headers()
         .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
@@ -203,39 +238,22 @@ pub fn sign_request<B>(
     credentials: &Credentials,
     time: SystemTime,
 ) -> Result<(), String> {
-    let identity = AwsCredentials::new(
-        &credentials.access_key_id,
-        &credentials.secret_access_key,
-        None,
-        None,
-        "local",
-    )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&credentials.region)
-        .name(SERVICE)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
     let uri = request.uri().to_string();
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let signable = SignableRequest::new(
+    let (instructions, _) = aws_sign(
+        credentials,
+        SERVICE,
+        SigningSettings::default(),
         request.method().as_str(),
         &uri,
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
+        &headers,
+        body,
+        time,
+    )?;
     instructions.apply_to_request_http1x(request);
     Ok(())
 }

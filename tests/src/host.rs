@@ -174,12 +174,7 @@ async fn dispatch(
             std::time::SystemTime::now(),
         )
     {
-        return (
-            StatusCode::FORBIDDEN,
-            [("content-type", "application/json")],
-            denied.body(),
-        )
-            .into_response();
+        return denied.into_response();
     }
     let body = match String::from_utf8(bytes.to_vec()) {
         Ok(text) if text.is_empty() => lambda_http::Body::Empty,

@@ -83,12 +83,7 @@ async fn forward(
         &proxy.credentials,
         std::time::SystemTime::now(),
     ) {
-        return (
-            StatusCode::FORBIDDEN,
-            [("content-type", "application/json")],
-            denied.body(),
-        )
-            .into_response();
+        return denied.into_response();
     }
     proxy.invoke(function, &parts, &body, peer.ip()).await
 }
