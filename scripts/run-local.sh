@@ -263,6 +263,7 @@ cat > "$state/endpoints.json" <<JSON
 }
 JSON
 
+say "ready"
 cat <<TEXT
 
 The gateway is running locally.
