@@ -95,6 +95,20 @@ start() {
   shift 2
   setsid "$@" > "$log" 2>&1 < /dev/null &
   echo "$! $name" >> "$pidfile"
+  logs[$!]=$log
+  # Stopped by this script on purpose: no "Killed" notice from bash.
+  disown "$!"
+}
+declare -A logs=()
+
+# Why a component stopped: the end of its log.
+its_log() {
+  local pid
+  pid=$(grep -F " $1" "$pidfile" | head -n 1 | cut -d' ' -f1)
+  if [[ -n "$pid" && -n "${logs[$pid]:-}" ]]; then
+    echo "the end of ${logs[$pid]}:" >&2
+    grep -v '^\s*$' "${logs[$pid]}" | tail -n 5 | cut -c1-300 >&2
+  fi
 }
 
 # The component that is no longer running, if any.
@@ -208,6 +222,7 @@ rm -f "$state/events.jsonl"
 # Its standard output (one line per event) shows below; its diagnostics go to events.log.
 setsid "$root/target/debug/local-events" --log "$state/events.jsonl" 2> "$state/events.log" < /dev/null &
 echo "$! the event publisher" >> "$pidfile"
+disown "$!"
 
 say "serving the merchant API on :$API_PORT (routes from template.yaml, SigV4 checked) and the demo shop on :$SHOP_PORT"
 start "the local API" "$state/api.log" \
@@ -219,7 +234,8 @@ for function in create-payment refund notify; do
   started=no
   for _ in $(seq 1 900); do
     if component=$(dead_component); then
-      echo "$component stopped while starting; its log is in $state" >&2
+      echo "$component stopped while starting" >&2
+      its_log "$component"
       exit 1
     fi
     code=$(python3 - "$FUNCTIONS_PORT" "$function" <<'PY' 2>/dev/null || true
@@ -304,7 +320,8 @@ TEXT
 # Until Ctrl-C, or until a component stops on its own (then everything stops, and says which).
 while sleep 1; do
   if component=$(dead_component); then
-    echo "$component stopped unexpectedly; its log is in $state" >&2
+    echo "$component stopped unexpectedly" >&2
+    its_log "$component"
     exit 1
   fi
 done

@@ -22,6 +22,9 @@ ports=("$API_PORT" "$SHOP_PORT" "$SIMULATOR_PORT" "$SIMULATOR2_PORT" "$FUNCTIONS
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 fail() { echo "stack tests: $*" >&2; exit 1; }
 
+# cargo lambda watch restarts the functions when a file it watches changes (any file git does not
+# ignore): the Python tests must not write their bytecode caches or hypothesis's data into the tree.
+export PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY="$state/hypothesis"
 scripts/browser-deps.sh
 scripts/venv.sh "$root/.venv-stack" "$root/scripts/python/stack-requirements.txt"
 python="$root/.venv-stack/bin/python"
@@ -125,6 +128,7 @@ wait "$run_pid" && code=0 || code=$?
 run_pid=""
 [[ $code != 0 ]] || fail "make run exited 0 although a function cannot start"
 grep -E "fails to start|stopped while starting" "$state/run-3.out" >&2 || fail "no message names what failed"
+grep -q "RISK_RULES is not valid" "$state/run-3.out" || fail "the message does not say why"
 recorded=$(grep -E '^[0-9]+ ' "$state/run-3.out.pids" 2>/dev/null || true)
 nothing_left "failed start" "$recorded"
 say "stack tests passed"
