@@ -101,30 +101,24 @@ start() {
 }
 declare -A logs=()
 
-# Why a component stopped: the end of its log.
-its_log() {
-  local pid
-  pid=$(grep -F " $1" "$pidfile" | head -n 1 | cut -d' ' -f1)
-  if [[ -n "$pid" && -n "${logs[$pid]:-}" ]]; then
-    echo "the end of ${logs[$pid]}:" >&2
-    grep -v '^\s*$' "${logs[$pid]}" | tail -n 5 | cut -c1-300 >&2
-  fi
-}
-
-# The component that is no longer running, if any.
-dead_component() {
+# The component that is no longer running, if any: says so, with the end of its log.
+component_stopped() {
   local pid name
   while read -r pid name; do
-    kill -0 "$pid" 2>/dev/null || { echo "$name"; return 0; }
+    kill -0 "$pid" 2>/dev/null && continue
+    echo "$name stopped $1" >&2
+    if [[ -n "${logs[$pid]:-}" ]]; then
+      echo "the end of ${logs[$pid]}:" >&2
+      grep -v '^\s*$' "${logs[$pid]}" | tail -n 5 | cut -c1-300 >&2
+    fi
+    return 0
   done < "$pidfile"
   return 1
 }
 
-stopping=no
 cleanup() {
   local code=$?
   trap - EXIT INT TERM HUP
-  [[ $stopping == yes ]] && code=0
   echo
   say "stopping the gateway"
   stop_recorded
@@ -136,7 +130,7 @@ cleanup() {
   fi
   exit "$code"
 }
-on_signal() { stopping=yes; exit 0; }
+on_signal() { exit 0; }
 : > "$pidfile"
 setsid "$0" --reap $$ < /dev/null > /dev/null 2>&1 &
 reaper=$!
@@ -157,7 +151,9 @@ cargo build -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p
 say "starting the AWS stand-in (moto)"
 export MOTO_STATE="$state"
 AWS_ENDPOINT_URL=$("$root/scripts/moto.sh" start)
-echo "$(cat "$state/moto.pid") moto" >> "$pidfile"
+moto_pid=$(cat "$state/moto.pid")
+echo "$moto_pid moto" >> "$pidfile"
+logs[$moto_pid]="$state/moto.log"
 export AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
@@ -233,11 +229,7 @@ for function in create-payment refund notify; do
   failures=0
   started=no
   for _ in $(seq 1 900); do
-    if component=$(dead_component); then
-      echo "$component stopped while starting" >&2
-      its_log "$component"
-      exit 1
-    fi
+    component_stopped "while starting" && exit 1
     code=$(python3 - "$FUNCTIONS_PORT" "$function" <<'PY' 2>/dev/null || true
 import sys, urllib.request, urllib.error
 try:
@@ -319,9 +311,5 @@ Press Ctrl-C to stop.
 TEXT
 # Until Ctrl-C, or until a component stops on its own (then everything stops, and says which).
 while sleep 1; do
-  if component=$(dead_component); then
-    echo "$component stopped unexpectedly" >&2
-    its_log "$component"
-    exit 1
-  fi
+  component_stopped "unexpectedly" && exit 1
 done

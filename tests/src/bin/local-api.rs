@@ -145,7 +145,11 @@ async fn shop_return(State(proxy): State<Arc<Proxy>>, request: Request) -> Respo
     };
     let (parts, ()) = read.into_parts();
     let local = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    let answer = proxy.invoke("create-payment", &parts, b"", local).await;
+    // The function template.yaml routes the read to, as the API would.
+    let Some(function) = proxy.routes.function_for("GET", parts.uri.path()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let answer = proxy.invoke(function, &parts, b"", local).await;
     let Ok(bytes) = answer.into_body().collect().await.map(|b| b.to_bytes()) else {
         return StatusCode::BAD_GATEWAY.into_response();
     };

@@ -20,25 +20,17 @@ struct Local {
     api: String,
     simulator: String,
     min_calls: usize,
+    credentials: Credentials,
     http: Http,
 }
 
 /// A client from its own loopback address (127.1.x.y): each payment comes from another
 /// "buyer", so the fraud checks' per-IP limits are not what this run measures.
-fn buyer(api: &str) -> Http {
+fn buyer(api: &str, credentials: Credentials) -> Http {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let address = std::net::Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8);
-    Http::from_address(Some(std::net::IpAddr::V4(address))).for_api(api, credentials())
-}
-
-/// The credentials make run signs the merchant API with (`.local/endpoints.json`).
-fn credentials() -> Credentials {
-    std::fs::read_to_string(".local/endpoints.json")
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|endpoints| Credentials::from_endpoints(&endpoints).ok())
-        .unwrap_or_else(Credentials::local)
+    Http::from_address(Some(std::net::IpAddr::V4(address))).for_api(api, credentials)
 }
 
 fn millis(d: Duration) -> f64 {
@@ -61,9 +53,9 @@ fn stamp() -> u128 {
 }
 
 /// A QR payment from a fresh buyer address, and how long the answer took.
-async fn create_payment(api: String, no: String) -> (Answer, Duration) {
+async fn create_payment(api: String, credentials: Credentials, no: String) -> (Answer, Duration) {
     let started = Instant::now();
-    let answer = buyer(&api)
+    let answer = buyer(&api, credentials)
         .post_json(
             &format!("{api}/payments"),
             &json!({"out_trade_no": no, "amount": "9.90", "subject": "outage demo", "channel": "qr"}),
@@ -86,7 +78,7 @@ fn expect_open(answer: &Answer) -> Result<(), String> {
 
 impl Local {
     async fn create(&self, no: &str) -> (Answer, Duration) {
-        create_payment(self.api.clone(), no.to_owned()).await
+        create_payment(self.api.clone(), self.credentials.clone(), no.to_owned()).await
     }
 
     async fn outage(&self, seconds: u64) -> Result<(), String> {
@@ -163,11 +155,14 @@ async fn main() -> Result<(), String> {
         .find_map(|l| l.strip_prefix("BREAKER_MIN_CALLS="))
         .and_then(|v| v.trim_matches('\'').parse().ok())
         .unwrap_or(10);
+    // The credentials make run signs the merchant API with.
+    let credentials = Credentials::from_endpoints(&endpoints)?;
     let local = Local {
         api: text("api_base_url"),
         simulator: text("simulator_url"),
         min_calls,
-        http: Http::new().for_api(&text("api_base_url"), credentials()),
+        http: Http::new().for_api(&text("api_base_url"), credentials.clone()),
+        credentials,
     };
     let run = stamp();
 
@@ -213,6 +208,7 @@ async fn main() -> Result<(), String> {
             .map(|i| {
                 tokio::spawn(create_payment(
                     local.api.clone(),
+                    local.credentials.clone(),
                     format!("outage_{run}_w{wave}_{i}"),
                 ))
             })
@@ -392,6 +388,7 @@ async fn main() -> Result<(), String> {
             .map(|i| {
                 tokio::spawn(create_payment(
                     local.api.clone(),
+                    local.credentials.clone(),
                     format!("outage_{run}_cost_{round}_{i}"),
                 ))
             })
