@@ -200,6 +200,11 @@ impl PublicKey {
         let raw = BASE64
             .decode(sign_base64.trim())
             .map_err(|_| VerifyError::NotBase64)?;
+        self.verify_bytes(message, &raw)
+    }
+
+    /// As [`PublicKey::verify`], with the signature's raw bytes.
+    pub fn verify_bytes(&self, message: &[u8], raw: &[u8]) -> Result<(), VerifyError> {
         let want = self.0.size();
         if raw.len() != want {
             return Err(VerifyError::WrongLength {
@@ -207,7 +212,7 @@ impl PublicKey {
                 want,
             });
         }
-        let signature = Signature::try_from(raw.as_slice()).map_err(|_| VerifyError::Mismatch)?;
+        let signature = Signature::try_from(raw).map_err(|_| VerifyError::Mismatch)?;
         VerifyingKey::<Sha256>::new(self.0.clone())
             .verify(message, &signature)
             .map_err(|_| VerifyError::Mismatch)

@@ -2,6 +2,7 @@
 //! sockets, no clock, no AWS. Adapters at the edge send what these functions build.
 
 pub mod canonical;
+pub mod cert;
 pub mod keys;
 pub mod notify;
 pub mod request;
