@@ -188,10 +188,15 @@ impl PublicKey {
 
     /// Bare Base64 of the SPKI DER: the form Alipay's open platform asks for.
     pub fn to_spki_base64(&self) -> String {
+        BASE64.encode(self.to_spki_der())
+    }
+
+    /// The SPKI DER (what a certificate or a certificate request carries).
+    pub fn to_spki_der(&self) -> Vec<u8> {
         match self.0.to_public_key_der() {
-            Ok(doc) => BASE64.encode(doc.as_bytes()),
-            // Encoding a key we already hold cannot fail; an empty string would fail loudly upstream.
-            Err(_) => String::new(),
+            Ok(doc) => doc.as_bytes().to_vec(),
+            // Encoding a key we already hold cannot fail; an empty key would fail loudly upstream.
+            Err(_) => Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod canonical;
 pub mod cert;
+pub mod csr;
 pub mod keys;
 pub mod notify;
 pub mod request;

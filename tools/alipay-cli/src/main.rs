@@ -24,6 +24,9 @@ Examples:
     | alipay-cli sign --private-key app_private_key.pem
   alipay-cli verify-notify --alipay-public-key alipay_public_key.txt < notify_body.txt
   alipay-cli public-key --kms-key-id alias/my-stack-alipay-app-key
+  alipay-cli csr --kms-key-id alias/my-stack-alipay-app-key \\
+    --subject 'CN=2021000123456789,O=Example Ltd,C=CN' > app.csr
+  alipay-cli cert-sn --app-cert appCertPublicKey_2021000123456789.crt --root-cert alipayRootCert.crt
   curl -s ... | alipay-cli verify-response --alipay-public-key alipay_public_key.txt \\
     --method alipay.trade.refund";
 
@@ -57,6 +60,41 @@ enum Command {
         /// Key id, key ARN, alias (alias/NAME) or alias ARN.
         #[arg(long, value_name = "ID")]
         kms_key_id: String,
+    },
+    /// Print a PKCS#10 certificate request (PEM) for the application certificate (应用公钥证书),
+    /// signed by the KMS key (or a local private key): upload it to Alipay's open platform in
+    /// certificate mode; the private key never leaves KMS.
+    Csr {
+        /// The KMS signing key: key id, key ARN, alias (alias/NAME) or alias ARN.
+        #[arg(
+            long,
+            value_name = "ID",
+            conflicts_with = "private_key",
+            required_unless_present = "private_key"
+        )]
+        kms_key_id: Option<String>,
+        /// A local application private key instead (tests, keys not in KMS).
+        #[arg(long, value_name = "FILE")]
+        private_key: Option<PathBuf>,
+        /// The request's subject, most specific first, such as
+        /// 'CN=2021000123456789,O=Example Ltd,C=CN' (Alipay writes its own subject into the
+        /// certificate it issues).
+        #[arg(long, value_name = "DN")]
+        subject: String,
+    },
+    /// Print the SNs certificate mode sends: app_cert_sn of the application certificate,
+    /// alipay_root_cert_sn of Alipay's root bundle, and the SN of Alipay's certificate. Stdout:
+    /// JSON.
+    CertSn {
+        /// The application certificate (appCertPublicKey_<app_id>.crt).
+        #[arg(long, value_name = "FILE")]
+        app_cert: Option<PathBuf>,
+        /// Alipay's root bundle (alipayRootCert.crt).
+        #[arg(long, value_name = "FILE")]
+        root_cert: Option<PathBuf>,
+        /// Alipay's public certificate (alipayCertPublicKey_RSA2.crt).
+        #[arg(long, value_name = "FILE")]
+        alipay_cert: Option<PathBuf>,
     },
     /// Verify a synchronous response. Stdin: the raw response body. Stdout: the verified
     /// `*_response` object as JSON.
@@ -170,6 +208,79 @@ fn run(command: Command) -> Result<String, Failure> {
                     .map_err(|e| Failure::Usage(e.to_string()))?;
                 Ok(key.to_spki_base64())
             })
+        }
+        Command::Csr {
+            kms_key_id,
+            private_key,
+            subject,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(async {
+                use shared::alipay::csr::certificate_request;
+                let failed = |e: shared::alipay::csr::CsrError| Failure::Usage(e.to_string());
+                match (kms_key_id, private_key) {
+                    (Some(key_id), _) => {
+                        let config = shared::aws::load_config().await;
+                        let signer =
+                            shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), key_id);
+                        let key = signer
+                            .public_key()
+                            .await
+                            .map_err(|e| Failure::Usage(e.to_string()))?
+                            .clone();
+                        certificate_request(&subject, &key, &signer)
+                            .await
+                            .map_err(failed)
+                    }
+                    (None, Some(path)) => {
+                        let key = AppPrivateKey::parse(&read_file(&path)?)
+                            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+                        certificate_request(&subject, &key.public_key(), &LocalKeySigner::new(&key))
+                            .await
+                            .map_err(failed)
+                    }
+                    (None, None) => {
+                        Err(Failure::Usage("give --kms-key-id or --private-key".into()))
+                    }
+                }
+                .map(|pem| pem.trim_end().to_owned())
+            })
+        }
+        Command::CertSn {
+            app_cert,
+            root_cert,
+            alipay_cert,
+        } => {
+            use shared::alipay::cert::{app_cert_sn, leaves, parse_pem_bundle, root_cert_sn};
+            if app_cert.is_none() && root_cert.is_none() && alipay_cert.is_none() {
+                return Err(Failure::Usage(
+                    "give --app-cert, --root-cert or --alipay-cert".into(),
+                ));
+            }
+            let read = |path: &Path| {
+                parse_pem_bundle(&read_file(path)?)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
+            };
+            let mut out = serde_json::Map::new();
+            if let Some(path) = &app_cert {
+                let sn = app_cert_sn(&read(path)?)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+                out.insert("app_cert_sn".into(), json!(sn));
+            }
+            if let Some(path) = &root_cert {
+                let sn = root_cert_sn(&read(path)?)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+                out.insert("alipay_root_cert_sn".into(), json!(sn));
+            }
+            if let Some(path) = &alipay_cert {
+                let certs = read(path)?;
+                let sns: Vec<&str> = leaves(&certs).into_iter().map(|c| c.sn()).collect();
+                out.insert("alipay_cert_sn".into(), json!(sns.join(",")));
+            }
+            Ok(Value::Object(out).to_string())
         }
         Command::VerifyResponse {
             alipay_public_key,

@@ -263,3 +263,149 @@ async fn public_key_prints_what_alipay_asks_for_from_kms() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("NotFound"));
 }
+
+/// `openssl req -verify` on a PEM request: openssl's verdict and the public key it holds.
+fn openssl_verify_csr(pem: &str, name: &str) -> (bool, String) {
+    let path = temp_file(name, pem);
+    let path = path.to_str().expect("utf-8 path");
+    let verdict = Command::new("openssl")
+        .args(["req", "-verify", "-noout", "-in", path])
+        .output()
+        .expect("openssl (the machine's) runs");
+    let key = Command::new("openssl")
+        .args(["req", "-pubkey", "-noout", "-in", path])
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&verdict.stderr).into_owned()
+        + &String::from_utf8_lossy(&verdict.stdout);
+    (
+        verdict.status.success() && text.contains("verify OK"),
+        String::from_utf8_lossy(&key.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn csr_from_kms_verifies_with_openssl_and_carries_the_kms_key() {
+    let env = gateway_tests::support::TestEnv::new().await;
+    let public = env
+        .kms_signer()
+        .public_key()
+        .await
+        .expect("public key")
+        .clone();
+    let output = run(
+        &[
+            "csr",
+            "--kms-key-id",
+            &env.key_alias,
+            "--subject",
+            "CN=2021000123456789,OU=支付,O=Example Ltd,C=CN",
+        ],
+        b"",
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pem = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{pem}"
+    );
+    let (verified, key) = openssl_verify_csr(&pem, "kms.csr");
+    assert!(verified, "openssl req -verify refused the request:\n{pem}");
+    assert_eq!(
+        shared::PublicKey::parse(&key).expect("openssl's key"),
+        public,
+        "the request is for the KMS key"
+    );
+    // One changed byte in the signed part: openssl refuses it.
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine as _;
+    let mut der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("base64");
+    let at = der
+        .windows(11)
+        .position(|w| w == b"Example Ltd")
+        .expect("subject");
+    der[at] = b'e';
+    let forged = format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    );
+    assert!(!openssl_verify_csr(&forged, "forged.csr").0);
+
+    let output = run(
+        &["csr", "--kms-key-id", "alias/nope", "--subject", "CN=x"],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn csr_from_a_local_key_verifies_and_bad_subjects_are_usage_errors() {
+    let key = fixtures().join("keys/app_private_key.pem");
+    let key = key.to_str().expect("path");
+    let output = run(
+        &[
+            "csr",
+            "--private-key",
+            key,
+            "--subject",
+            "CN=2021000123456789,C=CN",
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let (verified, public) =
+        openssl_verify_csr(&String::from_utf8_lossy(&output.stdout), "local.csr");
+    assert!(verified);
+    let app_public =
+        std::fs::read_to_string(fixtures().join("keys/app_public_key.pem")).expect("key");
+    assert_eq!(
+        shared::PublicKey::parse(&public).expect("key"),
+        shared::PublicKey::parse(&app_public).expect("key")
+    );
+    let output = run(&["csr", "--private-key", key, "--subject", "nonsense"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("distinguished name"));
+    let output = run(&["csr", "--subject", "CN=x"], b"");
+    assert_eq!(output.status.code(), Some(2), "a key is required");
+}
+
+#[test]
+fn cert_sn_prints_the_published_sns() {
+    let certs = fixtures().join("certs");
+    let path = |name: &str| certs.join(name).to_str().expect("path").to_owned();
+    let output = run(
+        &[
+            "cert-sn",
+            "--app-cert",
+            &path("appCertPublicKey.crt"),
+            "--root-cert",
+            &path("alipayRootCert.crt"),
+            "--alipay-cert",
+            &path("alipayCertPublicKey_RSA2.crt"),
+        ],
+        b"",
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sns = stdout_json(&output);
+    assert_eq!(sns["app_cert_sn"], "4498aaa8ab0c8986c15c41b36186db7d");
+    assert_eq!(
+        sns["alipay_root_cert_sn"],
+        "687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6"
+    );
+    assert_eq!(sns["alipay_cert_sn"], "04afd423ea5bd6f5c5482854ed73278c");
+    let key = fixtures().join("keys/app_public_key.pem");
+    let output = run(&["cert-sn", "--app-cert", key.to_str().expect("path")], b"");
+    assert_eq!(output.status.code(), Some(2), "a key is not a certificate");
+}
