@@ -10,10 +10,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::alipay::keys::PublicKey;
+use std::sync::Arc;
+
 use crate::alipay::request::{AlipayRequest, AppParams, SignedRequest, UnsignedRequest};
-use crate::alipay::response::{ResponseError, VerifiedResponse, verify_response};
-use crate::alipay::signer::{SignError, Signer};
+use crate::alipay::response::{
+    CertDownloadResult, Disposition, ResponseError, VerifiedResponse, extract, verify_response_with,
+};
+use crate::alipay::signer::{BoxFuture, SignError, Signer};
+use crate::alipay::trust::AlipayTrust;
 use crate::aws::error_chain;
 
 /// Alipay's answers are small; anything larger is refused unread.
@@ -40,23 +44,36 @@ pub enum CallError {
     },
 }
 
+/// Where Alipay certificates learned at run time are kept, so that every function (the notify
+/// function, which never calls Alipay, among them) and every new process knows them.
+pub trait CertCache: Send + Sync {
+    /// The PEM text stored for `sn`, if any.
+    fn load<'a>(&'a self, sn: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Keeps a certificate that was checked; failures are logged, not fatal.
+    fn save<'a>(&'a self, sn: &'a str, pem: &'a str, not_after_unix: u64) -> BoxFuture<'a, ()>;
+}
+
 /// A configured Alipay client; build once per process and share.
 #[derive(Clone)]
 pub struct AlipayClient {
     http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     gateway_url: String,
     app: AppParams,
-    alipay_key: PublicKey,
+    trust: Arc<AlipayTrust>,
+    cert_cache: Option<Arc<dyn CertCache>>,
     timeout: Duration,
 }
 
 impl AlipayClient {
+    /// A client whose requests carry `app` (with the certificate SNs of `trust` in certificate
+    /// mode) and whose answers are verified with `trust`.
     pub fn new(
         gateway_url: String,
-        app: AppParams,
-        alipay_key: PublicKey,
+        mut app: AppParams,
+        trust: Arc<AlipayTrust>,
         timeout: Duration,
     ) -> Result<Self, String> {
+        app.cert_sns = trust.cert_sns().cloned();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| format!("loading the system's root certificates: {e}"))?
@@ -70,9 +87,26 @@ impl AlipayClient {
             http,
             gateway_url,
             app,
-            alipay_key,
+            trust,
+            cert_cache: None,
             timeout,
         })
+    }
+
+    /// Where learned Alipay certificates are looked up first and kept.
+    pub fn with_cert_cache(mut self, cache: Arc<dyn CertCache>) -> Self {
+        self.cert_cache = Some(cache);
+        self
+    }
+
+    /// Certificate mode: the SNs this client's requests carry (a standby key has its own
+    /// application certificate).
+    pub fn set_cert_sns(&mut self, sns: Option<crate::alipay::trust::CertSns>) {
+        self.app.cert_sns = sns;
+    }
+
+    pub fn trust(&self) -> &Arc<AlipayTrust> {
+        &self.trust
     }
 
     pub fn gateway_url(&self) -> &str {
@@ -128,13 +162,18 @@ impl AlipayClient {
                 .await
                 .map_err(CallError::Sign)?;
             let body = self.post(&signed).await?;
-            Ok::<_, CallError>((signed, body))
+            match verify_response_with(&body, signed.method(), &self.trust) {
+                Err(ResponseError::UnknownCert(sn)) => {
+                    self.fetch_cert(&sn, signer, now_ms).await?;
+                    verify_response_with(&body, signed.method(), &self.trust)
+                        .map_err(CallError::Untrusted)
+                }
+                verified => verified.map_err(CallError::Untrusted),
+            }
         };
-        let (signed, body) = tokio::time::timeout(limit, exchange)
+        let verified = tokio::time::timeout(limit, exchange)
             .await
             .map_err(|_| CallError::Timeout(limit))??;
-        let verified = verify_response(&body, signed.method(), &self.alipay_key)
-            .map_err(CallError::Untrusted)?;
         tracing::info!(
             code = %verified.status.code,
             sub_code = verified.status.sub_code.as_deref().unwrap_or(""),
@@ -142,6 +181,78 @@ impl AlipayClient {
             "alipay answered"
         );
         Ok(verified)
+    }
+
+    /// Learns Alipay's certificate `sn`: from the cache when another process stored it, else
+    /// downloaded with `alipay.open.app.alipaycert.download`. Either way it must chain to the
+    /// configured root bundle; the download's own answer must then verify with it.
+    async fn fetch_cert(
+        &self,
+        sn: &str,
+        signer: &dyn Signer,
+        now_ms: i64,
+    ) -> Result<(), CallError> {
+        let now_unix = u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0);
+        let untrusted = |e: crate::alipay::cert::CertError| {
+            CallError::Untrusted(ResponseError::Unexpected {
+                method: "alipay.open.app.alipaycert.download".into(),
+                problem: format!("certificate {sn}: {e}"),
+            })
+        };
+        if let Some(cache) = &self.cert_cache
+            && let Some(pem) = cache.load(sn).await
+        {
+            match self.trust.learn(&pem, sn, now_unix) {
+                Ok(_) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(security = true, sn, error = %error, "stored Alipay certificate refused")
+                }
+            }
+        }
+        let request = AlipayRequest::CertDownload {
+            alipay_cert_sn: sn.to_owned(),
+        };
+        let signed = self
+            .sign(&request, signer, now_ms)
+            .await
+            .map_err(CallError::Sign)?;
+        let body = self.post(&signed).await?;
+        let raw = extract(&body, signed.method()).map_err(CallError::Untrusted)?;
+        let result: CertDownloadResult = serde_json::from_str(raw.content).map_err(|e| {
+            CallError::Untrusted(ResponseError::Unexpected {
+                method: signed.method().into(),
+                problem: format!("no alipay_cert_content: {e}"),
+            })
+        })?;
+        use base64::Engine as _;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(result.alipay_cert_content.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| untrusted(crate::alipay::cert::CertError::NotPem { index: 0 }))?;
+        self.trust.learn(&pem, sn, now_unix).map_err(untrusted)?;
+        // The download answer itself must verify, now that its certificate is known.
+        let answer = verify_response_with(&body, signed.method(), &self.trust)
+            .map_err(CallError::Untrusted)?;
+        if answer.disposition() != Disposition::Success {
+            return Err(CallError::Unavailable(format!(
+                "{} answered {}",
+                signed.method(),
+                answer.status.code
+            )));
+        }
+        tracing::warn!(
+            sn,
+            "learned a new Alipay certificate (Alipay rotated its certificate)"
+        );
+        if let Some(cache) = &self.cert_cache {
+            let not_after = crate::alipay::cert::parse_pem_bundle(&pem)
+                .ok()
+                .and_then(|certs| certs.iter().find(|c| c.sn() == sn).map(|c| c.validity().1))
+                .unwrap_or(now_unix);
+            cache.save(sn, &pem, not_after).await;
+        }
+        Ok(())
     }
 
     /// Downloads `url` (the bill's, from a verified answer) into `file` as it arrives, at most

@@ -49,9 +49,8 @@ pub struct ChannelConfig {
     pub id: ChannelId,
     /// `ALIPAY_APP_ID`
     pub app_id: AppId,
-    /// `ALIPAY_PUBLIC_KEY`: Alipay's public key (支付宝公钥) for this application, PEM or bare
-    /// Base64.
-    pub alipay_public_key: PublicKey,
+    /// How Alipay's signatures are verified: its public key(s) (key mode) or certificates.
+    pub alipay_keys: AlipayKeys,
     /// `ALIPAY_SELLER_ID` (required): notifications for another seller are refused.
     pub seller_id: SellerId,
     /// `ALIPAY_GATEWAY_URL` (default: production; the secondary's: the primary's).
@@ -59,6 +58,61 @@ pub struct ChannelConfig {
     /// `KMS_KEY_ID`: key id, ARN or alias of the application's signing key; only the functions
     /// that call Alipay have (and need) one.
     pub kms_key_id: Option<String>,
+    /// `STANDBY_KMS_KEY_ID`: a second signing key, used when Alipay refuses the first's
+    /// signature (`isv.invalid-signature`): the application key is being rotated.
+    pub standby_kms_key_id: Option<String>,
+    /// `STANDBY_ALIPAY_APP_CERT` (certificate mode): the standby key's application certificate.
+    pub standby_app_cert: Option<TextSource>,
+}
+
+/// Alipay's side of the trust, as configured.
+#[derive(Clone, Debug)]
+pub enum AlipayKeys {
+    /// `ALIPAY_PUBLIC_KEY`: Alipay's public key (支付宝公钥), PEM or bare Base64; several,
+    /// comma-separated, during a rotation (any of them verifies).
+    Keys(Vec<PublicKey>),
+    /// Certificate mode: `ALIPAY_APP_CERT`, `ALIPAY_CERT`, `ALIPAY_ROOT_CERT`, each PEM text or
+    /// an `s3://bucket/key` read at start.
+    Certificates {
+        app_cert: TextSource,
+        alipay_cert: TextSource,
+        root_cert: TextSource,
+    },
+}
+
+/// A configuration text given inline or as an S3 object (certificates exceed Lambda's 4 KB of
+/// environment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TextSource {
+    Inline(String),
+    S3 { bucket: String, key: String },
+}
+
+impl TextSource {
+    /// `s3://bucket/key`, or the text itself.
+    pub fn parse(value: &str) -> Result<TextSource, String> {
+        match value.strip_prefix("s3://") {
+            None => Ok(TextSource::Inline(value.to_owned())),
+            Some(rest) => match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+                    Ok(TextSource::S3 {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    })
+                }
+                _ => Err(format!("{value} is not s3://bucket/key")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for TextSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TextSource::Inline(_) => f.write_str("(inline)"),
+            TextSource::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::alipay::keys::PublicKey;
-use crate::channels::{ChannelConfig, ChannelId};
+use crate::channels::{AlipayKeys, ChannelConfig, ChannelId, TextSource};
 use crate::ids::{AppId, SellerId};
 
 /// Alipay's production gateway; the sandbox is `https://openapi-sandbox.dl.alipaydev.com/gateway.do`.
@@ -245,7 +245,6 @@ fn channel(
         value
     };
     let app_id = required("ALIPAY_APP_ID");
-    let alipay_key = required("ALIPAY_PUBLIC_KEY");
     let seller_id = required("ALIPAY_SELLER_ID");
     let gateway_url = get("ALIPAY_GATEWAY_URL")
         .unwrap_or(default_gateway)
@@ -257,33 +256,89 @@ fn channel(
     }
     let app_id =
         app_id.map(|text| AppId::parse(text).map_err(|e| format!("{prefix}ALIPAY_APP_ID {e}")));
-    let alipay_public_key = alipay_key
-        .map(|text| PublicKey::parse(text).map_err(|e| format!("{prefix}ALIPAY_PUBLIC_KEY: {e}")));
+    let alipay_keys = alipay_keys(prefix, &get);
     let seller_id = seller_id
         .map(|text| SellerId::parse(text).map_err(|e| format!("{prefix}ALIPAY_SELLER_ID {e}")));
-    match (app_id, alipay_public_key, seller_id) {
-        (Some(Ok(app_id)), Some(Ok(alipay_public_key)), Some(Ok(seller_id))) => {
-            Some(ChannelConfig {
-                id,
-                app_id,
-                alipay_public_key,
-                seller_id,
-                gateway_url,
-                kms_key_id: get("KMS_KEY_ID").map(str::to_owned),
-            })
+    let source = |name: &str| {
+        get(name).map(|value| TextSource::parse(value).map_err(|e| format!("{prefix}{name}: {e}")))
+    };
+    let standby_app_cert = match source("STANDBY_ALIPAY_APP_CERT").transpose() {
+        Ok(found) => found,
+        Err(problem) => {
+            problems.push(problem);
+            None
         }
+    };
+    let standby_kms_key_id = get("STANDBY_KMS_KEY_ID").map(str::to_owned);
+    if let Ok(AlipayKeys::Certificates { .. }) = &alipay_keys
+        && standby_kms_key_id.is_some()
+        && standby_app_cert.is_none()
+    {
+        problems.push(format!(
+            "{prefix}STANDBY_ALIPAY_APP_CERT is not set: in certificate mode the standby key needs its application certificate (alipay-cli csr --kms-key-id <standby key>)"
+        ));
+    }
+    match (app_id, alipay_keys, seller_id) {
+        (Some(Ok(app_id)), Ok(alipay_keys), Some(Ok(seller_id))) => Some(ChannelConfig {
+            id,
+            app_id,
+            alipay_keys,
+            seller_id,
+            gateway_url,
+            kms_key_id: get("KMS_KEY_ID").map(str::to_owned),
+            standby_kms_key_id,
+            standby_app_cert,
+        }),
         (a, k, s) => {
             problems.extend(
-                [
-                    a.and_then(Result::err),
-                    k.and_then(Result::err),
-                    s.and_then(Result::err),
-                ]
-                .into_iter()
-                .flatten(),
+                [a.and_then(Result::err), k.err(), s.and_then(Result::err)]
+                    .into_iter()
+                    .flatten(),
             );
             None
         }
+    }
+}
+
+/// Key mode (`ALIPAY_PUBLIC_KEY`, one key or several comma-separated) or certificate mode
+/// (`ALIPAY_APP_CERT`, `ALIPAY_CERT`, `ALIPAY_ROOT_CERT`): exactly one of them.
+fn alipay_keys<'a>(
+    prefix: &str,
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<AlipayKeys, String> {
+    let certs = ["ALIPAY_APP_CERT", "ALIPAY_CERT", "ALIPAY_ROOT_CERT"].map(get);
+    match (get("ALIPAY_PUBLIC_KEY"), certs) {
+        (Some(_), [None, None, None]) | (None, [None, None, None]) => {
+            let text = get("ALIPAY_PUBLIC_KEY")
+                .ok_or_else(|| format!("{prefix}ALIPAY_PUBLIC_KEY is not set (or, in certificate mode, {prefix}ALIPAY_APP_CERT, {prefix}ALIPAY_CERT and {prefix}ALIPAY_ROOT_CERT)"))?;
+            let keys = text
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(PublicKey::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{prefix}ALIPAY_PUBLIC_KEY: {e}"))?;
+            if keys.is_empty() {
+                return Err(format!("{prefix}ALIPAY_PUBLIC_KEY is not set"));
+            }
+            Ok(AlipayKeys::Keys(keys))
+        }
+        (None, [Some(app), Some(alipay), Some(root)]) => {
+            let parse = |name: &str, value: &str| {
+                TextSource::parse(value).map_err(|e| format!("{prefix}{name}: {e}"))
+            };
+            Ok(AlipayKeys::Certificates {
+                app_cert: parse("ALIPAY_APP_CERT", app)?,
+                alipay_cert: parse("ALIPAY_CERT", alipay)?,
+                root_cert: parse("ALIPAY_ROOT_CERT", root)?,
+            })
+        }
+        (Some(_), _) => Err(format!(
+            "{prefix}ALIPAY_PUBLIC_KEY and certificates are both set: choose key mode (ALIPAY_PUBLIC_KEY) or certificate mode (ALIPAY_APP_CERT, ALIPAY_CERT, ALIPAY_ROOT_CERT), as the application is configured on Alipay's open platform"
+        )),
+        (None, _) => Err(format!(
+            "certificate mode needs all three of {prefix}ALIPAY_APP_CERT, {prefix}ALIPAY_CERT and {prefix}ALIPAY_ROOT_CERT"
+        )),
     }
 }
 

@@ -4,6 +4,7 @@
 //! reported, which both the notify function and `GET ?sync=true` do.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use crate::alipay::notify::TradeStatus;
 use crate::alipay::request::{AlipayRequest, AppParams, SignedRequest};
 use crate::alipay::response::VerifiedResponse;
 use crate::alipay::signer::Signer;
+use crate::alipay::trust::AlipayTrust;
 use crate::alipay_client::AlipayClient;
 use crate::alipay_client::CallError;
 use crate::aws::KmsSigner;
@@ -35,9 +37,52 @@ pub struct Alipay {
     pub client: AlipayClient,
     pub signer: Arc<dyn Signer>,
     pub breaker: Breaker,
+    /// `STANDBY_KMS_KEY_ID`: the application key being rotated to (or from), with its client
+    /// (in certificate mode its `app_cert_sn` differs).
+    pub standby: Option<Standby>,
+    /// Set once Alipay refused the main key's signature and accepted the standby's: this
+    /// process then signs with the standby first.
+    standby_first: AtomicBool,
+}
+
+/// The second signing key of a rotation.
+pub struct Standby {
+    pub client: AlipayClient,
+    pub signer: Arc<dyn Signer>,
 }
 
 impl Alipay {
+    pub fn new(
+        channel: ChannelId,
+        client: AlipayClient,
+        signer: Arc<dyn Signer>,
+        breaker: Breaker,
+        standby: Option<Standby>,
+    ) -> Alipay {
+        Alipay {
+            channel,
+            client,
+            signer,
+            breaker,
+            standby,
+            standby_first: AtomicBool::new(false),
+        }
+    }
+
+    /// The client and signer to use first, then the other one (if a standby is configured).
+    fn keys_in_order(&self) -> [Option<(&AlipayClient, &dyn Signer)>; 2] {
+        let main = Some((&self.client, self.signer.as_ref()));
+        let standby = self
+            .standby
+            .as_ref()
+            .map(|s| (&s.client, s.signer.as_ref()));
+        if self.standby_first.load(Ordering::Relaxed) && standby.is_some() {
+            [standby, main]
+        } else {
+            [main, standby]
+        }
+    }
+
     /// One call within what `deadline` leaves after the store write that may follow it and the
     /// answer; not started with less than [`MIN_CALL`]. Failures are logged here, once:
     /// an untrusted answer as a security warning.
@@ -76,10 +121,27 @@ impl Alipay {
         request: &AlipayRequest,
         limit: std::time::Duration,
     ) -> Result<VerifiedResponse, CallError> {
-        let answer = self
-            .client
-            .call_within(request, self.signer.as_ref(), now_ms(), limit)
-            .await;
+        let started = std::time::Instant::now();
+        let [first, second] = self.keys_in_order();
+        let mut answer = match first {
+            Some((client, signer)) => client.call_within(request, signer, now_ms(), limit).await,
+            None => Err(CallError::Timeout(std::time::Duration::ZERO)),
+        };
+        if let Some((client, signer)) = second
+            && credentials_refused(&answer)
+            && let Some(left) = limit.checked_sub(started.elapsed())
+        {
+            let retry = client.call_within(request, signer, now_ms(), left).await;
+            if !credentials_refused(&retry) && retry.is_ok() {
+                let standby_now = !self.standby_first.fetch_xor(true, Ordering::Relaxed);
+                tracing::warn!(
+                    channel = %self.channel,
+                    signing_with = if standby_now { "STANDBY_KMS_KEY_ID" } else { "KMS_KEY_ID" },
+                    "Alipay refused one application key and accepted the other: finish the key rotation (README, rotating the application key)"
+                );
+            }
+            answer = retry;
+        }
         let health = health_of(&answer.as_ref().map(VerifiedResponse::disposition));
         let what = match &answer {
             Ok(answer) => format!("{} answered {}", request.method(), answer.status.code),
@@ -102,11 +164,15 @@ impl Alipay {
     /// the breaker.
     pub async fn sign(&self, request: &AlipayRequest) -> Result<SignedRequest, CallError> {
         let permit = self.breaker.admit(now_ms()).await?;
-        let signed = self
-            .client
-            .sign(request, self.signer.as_ref(), now_ms())
-            .await
-            .map_err(CallError::Sign);
+        let signed = match self.keys_in_order()[0] {
+            Some((client, signer)) => client
+                .sign(request, signer, now_ms())
+                .await
+                .map_err(CallError::Sign),
+            None => Err(CallError::Sign(crate::alipay::signer::SignError::Refused(
+                "no signing key".into(),
+            ))),
+        };
         let health = match &signed {
             Ok(_) => Health::Healthy,
             Err(_) => Health::Failing,
@@ -114,6 +180,17 @@ impl Alipay {
         let what = format!("{}: signing", request.method());
         self.breaker.record(permit, health, &what, now_ms()).await;
         signed
+    }
+}
+
+/// Alipay refused our signature or certificate (an unsigned `isv.*` error about them): the
+/// application key was rotated on the open platform. Nothing was executed.
+fn credentials_refused(answer: &Result<VerifiedResponse, CallError>) -> bool {
+    match answer {
+        Ok(answer) if !answer.signed => answer.status.sub_code.as_deref().is_some_and(|code| {
+            code.starts_with("isv.") && (code.contains("signature") || code.contains("cert"))
+        }),
+        _ => false,
     }
 }
 
@@ -134,6 +211,8 @@ pub struct Gateway {
     /// The configured channels' Alipay sides, primary first; empty in the notify function,
     /// which never calls Alipay and holds no KMS permission.
     pub channels: Vec<Alipay>,
+    /// What each channel trusts Alipay's signatures with (every function, notify included).
+    pub trusts: Vec<(ChannelId, Arc<AlipayTrust>)>,
 }
 
 /// Whether the function calls Alipay (and so signs through KMS).
@@ -162,43 +241,95 @@ impl Gateway {
         let sdk = sdk.clone();
         let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config.orders_table);
         let kms = aws_sdk_kms::Client::new(&sdk);
+        let texts = crate::trust_config::Texts::new(&sdk);
         let mut signers = Vec::new();
         if role == Role::CallsAlipay {
             for channel in &config.channels {
                 let Some(key_id) = &channel.kms_key_id else {
                     return Err(format!("{}KMS_KEY_ID is not set", channel.id.env_prefix()));
                 };
-                signers.push((channel, KmsSigner::new(kms.clone(), key_id)));
+                let standby = channel
+                    .standby_kms_key_id
+                    .as_ref()
+                    .map(|id| KmsSigner::new(kms.clone(), id));
+                signers.push((channel, KmsSigner::new(kms.clone(), key_id), standby));
             }
         }
         let warm_keys = async {
             let mut keys = Vec::new();
-            for (_, signer) in &signers {
-                keys.push(signer.public_key().await.cloned());
+            for (_, signer, standby) in &signers {
+                let main = signer.public_key().await.cloned();
+                let standby = match standby {
+                    Some(standby) => Some(standby.public_key().await.cloned()),
+                    None => None,
+                };
+                keys.push((main, standby));
             }
             keys
         };
-        let (warm_store, keys) = tokio::join!(store.warm_up(), warm_keys);
+        let now_unix = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        let trusts = async {
+            let mut trusts = Vec::new();
+            for channel in &config.channels {
+                trusts.push((channel.id, Arc::new(texts.trust(channel, now_unix).await?)));
+            }
+            Ok::<_, String>(trusts)
+        };
+        let (warm_store, keys, trusts) = tokio::join!(store.warm_up(), warm_keys, trusts);
         warm_store.map_err(|e| format!("DynamoDB table {}: {e}", config.orders_table))?;
+        let trusts = trusts?;
         let mut channels = Vec::new();
-        for ((channel, signer), key) in signers.into_iter().zip(keys) {
+        for ((channel, signer, standby), (key, standby_key)) in signers.into_iter().zip(keys) {
             let key_id = channel.kms_key_id.as_deref().unwrap_or("");
             let app_public_key = key.map_err(|e| format!("KMS key {key_id}: {e}"))?;
-            if app_public_key == channel.alipay_public_key {
-                return Err(crate::alipay::keys::KeyError::AppKeyConfiguredAsAlipayKey.to_string());
-            }
-            channels.push(Alipay {
-                channel: channel.id,
-                client: Self::alipay_client(&config, channel)?,
-                signer: Arc::new(signer),
-                breaker: Breaker::new(channel.id, config.breaker.clone(), store.clone()),
-            });
+            let trust = trusts
+                .iter()
+                .find(|(id, _)| *id == channel.id)
+                .map(|(_, trust)| Arc::clone(trust))
+                .ok_or("no trust for the channel")?;
+            crate::trust_config::check_app_key(channel, &trust, &app_public_key)?;
+            let cache: Arc<dyn crate::alipay_client::CertCache> =
+                Arc::new(crate::store::StoreCertCache(store.clone()));
+            let client = Self::alipay_client(&config, channel, Arc::clone(&trust))?
+                .with_cert_cache(Arc::clone(&cache));
+            let standby = match (standby, standby_key) {
+                (Some(signer), Some(key)) => {
+                    let prefix = channel.id.env_prefix();
+                    let key = key.map_err(|e| {
+                        format!("{prefix}STANDBY_KMS_KEY_ID {}: {e}", signer.key_id())
+                    })?;
+                    let sns = texts.standby_sns(channel, &trust, &key, now_unix).await?;
+                    let mut client = client.clone();
+                    client.set_cert_sns(sns);
+                    Some(Standby {
+                        client,
+                        signer: Arc::new(signer),
+                    })
+                }
+                _ => None,
+            };
+            channels.push(Alipay::new(
+                channel.id,
+                client,
+                Arc::new(signer),
+                Breaker::new(channel.id, config.breaker.clone(), store.clone()),
+                standby,
+            ));
         }
         Ok(Gateway {
             config,
             store,
             channels,
+            trusts,
         })
+    }
+
+    /// What `channel` trusts Alipay's signatures with.
+    pub fn trust(&self, channel: ChannelId) -> Option<&Arc<AlipayTrust>> {
+        self.trusts
+            .iter()
+            .find(|(id, _)| *id == channel)
+            .map(|(_, trust)| trust)
     }
 
     /// The Alipay side of a channel (an order's, a refund's): never another channel's.
@@ -257,14 +388,19 @@ impl Gateway {
     }
 
     /// The Alipay client for one channel of a configuration.
-    pub fn alipay_client(config: &Config, channel: &ChannelConfig) -> Result<AlipayClient, String> {
+    pub fn alipay_client(
+        config: &Config,
+        channel: &ChannelConfig,
+        trust: Arc<AlipayTrust>,
+    ) -> Result<AlipayClient, String> {
         AlipayClient::new(
             channel.gateway_url.clone(),
             AppParams {
                 app_id: channel.app_id.clone(),
                 notify_url: config.notify_url.clone(),
+                cert_sns: None,
             },
-            channel.alipay_public_key.clone(),
+            trust,
             config.alipay_timeout,
         )
     }

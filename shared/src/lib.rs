@@ -23,6 +23,7 @@ pub mod refunding;
 pub mod risk;
 pub mod store;
 pub mod sweeping;
+pub mod trust_config;
 
 pub use alipay::keys::{AppPrivateKey, KeyError, PublicKey, VerifyError};
 pub use alipay::signer::{LocalKeySigner, SignError, Signer};

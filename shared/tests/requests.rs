@@ -21,6 +21,7 @@ fn app() -> AppParams {
     AppParams {
         app_id: AppId::parse("2021000123456789").expect("app id"),
         notify_url: Some("https://notify.example.com/alipay".into()),
+        cert_sns: None,
     }
 }
 
@@ -193,4 +194,35 @@ fn empty_optional_values_are_never_sent() {
     let unsigned = UnsignedRequest::new(&request, &app, NOW);
     assert!(!unsigned.params().contains_key("notify_url"));
     assert!(!unsigned.params().contains_key("return_url"));
+}
+
+#[test]
+fn certificate_mode_sends_and_signs_both_sns() {
+    let cert_app = AppParams {
+        cert_sns: Some(shared::alipay::trust::CertSns {
+            app_cert_sn: "4498aaa8ab0c8986c15c41b36186db7d".into(),
+            alipay_root_cert_sn:
+                "687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6".into(),
+        }),
+        ..app()
+    };
+    let request = AlipayRequest::Query {
+        trade: TradeRef::OutTradeNo(OutTradeNo::parse("o1").expect("no")),
+    };
+    let unsigned = UnsignedRequest::new(&request, &cert_app, NOW);
+    let signing = unsigned.signing_string();
+    // Sorted by name with the others: alipay_root_cert_sn, app_cert_sn, app_id, ...
+    assert!(
+        signing.starts_with(
+            "alipay_root_cert_sn=687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6&app_cert_sn=4498aaa8ab0c8986c15c41b36186db7d&app_id="
+        ),
+        "{signing}"
+    );
+    let form = unsigned.with_sign("x".into()).form_body();
+    assert!(form.contains("app_cert_sn=4498aaa8ab0c8986c15c41b36186db7d"));
+    assert!(
+        !UnsignedRequest::new(&request, &app(), NOW)
+            .signing_string()
+            .contains("cert_sn")
+    );
 }

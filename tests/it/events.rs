@@ -113,9 +113,12 @@ fn the_env_vars_file_configures_every_function() {
         }
         let config =
             shared::config::Config::from_map(vars).unwrap_or_else(|e| panic!("{function}: {e}"));
+        let shared::channels::AlipayKeys::Keys(keys) = &config.primary().alipay_keys else {
+            panic!("{function}: env.json configures key mode");
+        };
         assert_eq!(
-            config.primary().alipay_public_key,
-            test_alipay_key,
+            keys.as_slice(),
+            [test_alipay_key.clone()],
             "{function}: notify.json is signed by the test key"
         );
     }

@@ -21,6 +21,7 @@ async fn kms_signatures_verify_with_the_exported_public_key() {
     let app = AppParams {
         app_id: AppId::parse("2021000123456789").expect("app id"),
         notify_url: None,
+        cert_sns: None,
     };
     let unsigned = UnsignedRequest::new(&request, &app, 1_795_710_605);
     let content = unsigned.signing_string();

@@ -23,7 +23,7 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
     if request.method() != Method::POST {
         return text_response(StatusCode::METHOD_NOT_ALLOWED, FAIL);
     }
-    let (notification, signed_by) = match verify_any(gateway, body_bytes(&request)) {
+    let (notification, signed_by) = match verify_any(gateway, body_bytes(&request)).await {
         Ok(verified) => verified,
         Err(error) => {
             // Never log the body (it carries buyer data), nor the error's text: before the
@@ -74,32 +74,79 @@ impl From<StoreError> for Refusal {
     }
 }
 
-/// Verifies a notification with each configured channel's Alipay key: the notification and the
-/// channel whose key verified it (or the primary's error when none did).
-fn verify_any(
+/// Verifies a notification with every Alipay key or certificate the channels hold: the
+/// notification and the channels whose keys verify it (or the primary's error when none did).
+/// In certificate mode, a signature no held certificate verifies is tried again with the
+/// certificates other functions learned when Alipay rotated its certificate (one read).
+async fn verify_any(
     gateway: &Gateway,
     body: &[u8],
-) -> Result<(TradeNotification, ChannelId), NotifyError> {
-    let primary = gateway.config.primary();
-    let first_error = match verify_notification(body, &primary.alipay_public_key) {
-        Ok(notification) => return Ok((notification, primary.id)),
+) -> Result<(TradeNotification, Vec<ChannelId>), NotifyError> {
+    let first_error = match verify_held(gateway, body) {
+        Ok(verified) => return Ok(verified),
         Err(error) => error,
     };
-    // Only a signature that fails is worth a second key.
-    if matches!(first_error, NotifyError::BadSignature(_)) {
-        for channel in gateway.config.channels.iter().skip(1) {
-            if let Ok(notification) = verify_notification(body, &channel.alipay_public_key) {
-                return Ok((notification, channel.id));
+    let any_certificates = gateway.trusts.iter().any(|(_, t)| t.is_certificate_mode());
+    if !matches!(first_error, NotifyError::BadSignature(_)) || !any_certificates {
+        return Err(first_error);
+    }
+    match gateway.store.alipay_certs().await {
+        Ok(stored) => {
+            let now_unix = u64::try_from(now_ms() / 1000).unwrap_or(0);
+            for cert in &stored {
+                for (_, trust) in &gateway.trusts {
+                    if !trust.known_sns().contains(&cert.sn) {
+                        // Checked again: chained to this channel's roots, or not learned.
+                        let _ = trust.learn(&cert.pem, &cert.sn, now_unix);
+                    }
+                }
             }
         }
+        Err(error) => tracing::warn!(error = %error, "reading learned Alipay certificates"),
     }
-    Err(first_error)
+    verify_held(gateway, body).map_err(|_| first_error)
+}
+
+fn verify_held(
+    gateway: &Gateway,
+    body: &[u8],
+) -> Result<(TradeNotification, Vec<ChannelId>), NotifyError> {
+    let mut first_error = None;
+    let mut verified = None;
+    let mut signers = Vec::new();
+    for (channel, trust) in &gateway.trusts {
+        for key in trust.all_keys() {
+            match verify_notification(body, &key) {
+                Ok(notification) => {
+                    verified.get_or_insert(notification);
+                    signers.push(*channel);
+                    break;
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        // Only a signature that fails is worth another key.
+        if let Some(error) = &first_error
+            && verified.is_none()
+            && !matches!(error, NotifyError::BadSignature(_))
+        {
+            break;
+        }
+    }
+    match verified {
+        Some(notification) => Ok((notification, signers)),
+        None => {
+            Err(first_error.unwrap_or(NotifyError::BadSignature(shared::VerifyError::Mismatch)))
+        }
+    }
 }
 
 async fn apply(
     gateway: &Gateway,
     notification: &TradeNotification,
-    signed_by: ChannelId,
+    signed_by: Vec<ChannelId>,
 ) -> Result<(), Refusal> {
     let now = now_ms();
     let cause = Cause::Notify {
@@ -117,12 +164,7 @@ async fn apply(
     // Checked against the order's own channel: a notification signed for another channel,
     // or naming another application or seller, is not about this order.
     let channel = config.channel(order.alipay_channel);
-    let mismatch = if let Some(channel) = channel.filter(|c| {
-        c.id == signed_by
-            || config
-                .channel(signed_by)
-                .is_some_and(|s| s.alipay_public_key == c.alipay_public_key)
-    }) {
+    let mismatch = if let Some(channel) = channel.filter(|c| signed_by.contains(&c.id)) {
         if notification.app_id != channel.app_id.as_str() {
             Some(format!(
                 "app_id {} is not the order's channel's ({})",
@@ -138,8 +180,10 @@ async fn apply(
             }
         }
     } else {
+        let signers: Vec<&str> = signed_by.iter().map(|c| c.as_str()).collect();
         Some(format!(
-            "signed with channel {signed_by}'s key; the order is channel {}'s",
+            "signed with channel {}'s key; the order is channel {}'s",
+            signers.join("/"),
             order.alipay_channel
         ))
     };

@@ -9,3 +9,4 @@ pub mod notify;
 pub mod request;
 pub mod response;
 pub mod signer;
+pub mod trust;

@@ -19,6 +19,9 @@ pub struct AppParams {
     /// Where Alipay sends asynchronous notifications for payments; `None` leaves it to the
     /// application's setting on the open platform.
     pub notify_url: Option<String>,
+    /// Certificate mode: `app_cert_sn` and `alipay_root_cert_sn`, sent and signed with every
+    /// request.
+    pub cert_sns: Option<super::trust::CertSns>,
 }
 
 /// The order fields every cashier takes.
@@ -80,6 +83,11 @@ pub enum AlipayRequest {
     BillDownloadUrl {
         bill_date: crate::china_time::ChinaDate,
     },
+    /// `alipay.open.app.alipaycert.download`: Alipay's certificate with this SN (certificate
+    /// mode, after Alipay rotated its certificate).
+    CertDownload {
+        alipay_cert_sn: String,
+    },
 }
 
 impl AlipayRequest {
@@ -96,6 +104,7 @@ impl AlipayRequest {
             AlipayRequest::BillDownloadUrl { .. } => {
                 "alipay.data.dataservice.bill.downloadurl.query"
             }
+            AlipayRequest::CertDownload { .. } => "alipay.open.app.alipaycert.download",
         }
     }
 
@@ -163,6 +172,9 @@ impl AlipayRequest {
                 put("bill_type", Some("trade"));
                 put("bill_date", Some(&bill_date.to_string()));
             }
+            AlipayRequest::CertDownload { alipay_cert_sn } => {
+                put("alipay_cert_sn", Some(alipay_cert_sn));
+            }
         }
         Value::Object(biz)
     }
@@ -215,6 +227,10 @@ impl UnsignedRequest {
         }
         if let Some(url) = request.return_url() {
             params.insert("return_url", url.to_owned());
+        }
+        if let Some(sns) = &app.cert_sns {
+            params.insert("app_cert_sn", sns.app_cert_sn.clone());
+            params.insert("alipay_root_cert_sn", sns.alipay_root_cert_sn.clone());
         }
         // Serialized once: the signed string and the sent string are the same bytes.
         params.insert("biz_content", request.biz_content().to_string());

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::keys::{PublicKey, VerifyError};
+use super::trust::{AlipayTrust, Lookup};
 use crate::money::Amount;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +20,10 @@ pub enum ResponseError {
     MissingSignature,
     #[error("the response signature is invalid: {0}")]
     BadSignature(VerifyError),
+    /// Certificate mode: the answer names an Alipay certificate we do not hold (Alipay rotated
+    /// it); fetch it, check it, and verify again.
+    #[error("the response is signed with Alipay certificate {0}, which is not held yet")]
+    UnknownCert(String),
     #[error("the response content is not what {method} answers: {problem}")]
     Unexpected { method: String, problem: String },
 }
@@ -37,6 +42,8 @@ pub struct RawResponse<'a> {
     pub sign: Option<String>,
     /// True when Alipay answered `error_response` instead of the method's key.
     pub is_error_response: bool,
+    /// Certificate mode: the SN of the Alipay certificate that signed.
+    pub alipay_cert_sn: Option<String>,
 }
 
 /// Finds the method's response object (or `error_response`) and `sign` among the body's
@@ -71,10 +78,18 @@ pub fn extract<'a>(body: &'a str, method: &str) -> Result<RawResponse<'a>, Respo
         ),
         None => None,
     };
+    let alipay_cert_sn = match find("alipay_cert_sn")? {
+        Some(raw) => Some(
+            serde_json::from_str::<String>(raw)
+                .map_err(|_| ResponseError::NotJson("alipay_cert_sn is not a string".into()))?,
+        ),
+        None => None,
+    };
     Ok(RawResponse {
         content,
         sign,
         is_error_response,
+        alipay_cert_sn,
     })
 }
 
@@ -155,13 +170,40 @@ impl VerifiedResponse {
     }
 }
 
-/// Extracts, verifies and reads the status of a response body for `method`.
+/// Extracts, verifies and reads the status of a response body for `method` (key mode, one key).
 pub fn verify_response(
     body: &str,
     method: &str,
     alipay_key: &PublicKey,
 ) -> Result<VerifiedResponse, ResponseError> {
+    verify_extracted(
+        extract(body, method)?,
+        method,
+        std::slice::from_ref(alipay_key),
+    )
+}
+
+/// As [`verify_response`], with what the application trusts: any of its keys, or in certificate
+/// mode the certificate the answer names ([`ResponseError::UnknownCert`] when it is not held).
+pub fn verify_response_with(
+    body: &str,
+    method: &str,
+    trust: &AlipayTrust,
+) -> Result<VerifiedResponse, ResponseError> {
     let raw = extract(body, method)?;
+    match trust.lookup(raw.alipay_cert_sn.as_deref()) {
+        Lookup::Keys(keys) => verify_extracted(raw, method, &keys),
+        // An unsigned error answer needs no key.
+        Lookup::Unknown(_) if raw.sign.is_none() => verify_extracted(raw, method, &[]),
+        Lookup::Unknown(sn) => Err(ResponseError::UnknownCert(sn)),
+    }
+}
+
+fn verify_extracted(
+    raw: RawResponse<'_>,
+    method: &str,
+    keys: &[PublicKey],
+) -> Result<VerifiedResponse, ResponseError> {
     let status: Status =
         serde_json::from_str(raw.content).map_err(|e| ResponseError::Unexpected {
             method: method.to_owned(),
@@ -177,23 +219,41 @@ pub fn verify_response(
             signed: false,
         });
     };
-    let content = match alipay_key.verify(raw.content.as_bytes(), &sign) {
-        Ok(()) => raw.content.to_owned(),
-        // Alipay's Java SDK retries once with `\/` unescaped: some gateways signed that form.
-        Err(first) if raw.content.contains("\\/") => {
-            let unescaped = raw.content.replace("\\/", "/");
-            alipay_key
-                .verify(unescaped.as_bytes(), &sign)
-                .map_err(|_| ResponseError::BadSignature(first))?;
-            unescaped
+    let mut first_error = VerifyError::Mismatch;
+    for (index, key) in keys.iter().enumerate() {
+        match verify_content(raw.content, &sign, key) {
+            Ok(content) => {
+                return Ok(VerifiedResponse {
+                    content,
+                    status,
+                    signed: true,
+                });
+            }
+            Err(error) if index == 0 => first_error = error,
+            Err(_) => {}
         }
-        Err(error) => return Err(ResponseError::BadSignature(error)),
-    };
-    Ok(VerifiedResponse {
-        content,
-        status,
-        signed: true,
-    })
+    }
+    Err(ResponseError::BadSignature(first_error))
+}
+
+/// The content that verified with `key`: as received, or with `\/` unescaped.
+fn verify_content(content: &str, sign: &str, key: &PublicKey) -> Result<String, VerifyError> {
+    match key.verify(content.as_bytes(), sign) {
+        Ok(()) => Ok(content.to_owned()),
+        // Alipay's Java SDK retries once with `\/` unescaped: some gateways signed that form.
+        Err(first) if content.contains("\\/") => {
+            let unescaped = content.replace("\\/", "/");
+            key.verify(unescaped.as_bytes(), sign).map_err(|_| first)?;
+            Ok(unescaped)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// `alipay.open.app.alipaycert.download`: Alipay's certificate, Base64 of its PEM file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CertDownloadResult {
+    pub alipay_cert_content: String,
 }
 
 /// `alipay.trade.precreate`.

@@ -12,6 +12,7 @@
 //! | audit  | `ORDER#<out_trade_no>` | `AUDIT#<ms>#<nonce>`     |
 //!
 //! | reconciliation summary | `RECON#<yyyy-MM-dd>` | `SUMMARY` |
+//! | Alipay certificate (certificate mode, see `certs`) | `ALIPAY_CERTS` | `<sn>` |
 //!
 //! Two sparse indexes: `DueIndex` (work for the sweeper, see `due`) and `DayIndex` (a day's
 //! payments and refunds for reconciliation, see `days`).
@@ -69,6 +70,9 @@ use risk_items::counts_of;
 mod breaker;
 pub use breaker::Opening;
 pub(crate) use breaker::{BREAKER_STATE_SK, parse_phase};
+
+mod certs;
+pub use certs::{StoreCertCache, StoredCert};
 
 mod days;
 pub use days::{DAY_INDEX, DAY_SHARDS, DayEntry, bill_hash};

@@ -1,0 +1,114 @@
+//! Alipay certificates learned at run time (certificate mode): when Alipay rotates its
+//! certificate, the first function that meets the new SN downloads it, checks it, and keeps it
+//! here, so that the notify function (which never calls Alipay) and new processes know it.
+//!
+//! | item                | pk             | sk     |
+//! |---------------------|----------------|--------|
+//! | Alipay certificate  | `ALIPAY_CERTS` | `<sn>` |
+//!
+//! One Query reads them all (a handful over years); each expires 30 days after its `notAfter`.
+//! What is read back is checked again (chain to the configured roots) before it is trusted.
+
+use super::{Store, StoreError, get_opt_s, n, s, sdk_error};
+use crate::alipay::signer::BoxFuture;
+use crate::alipay_client::CertCache;
+
+const CERTS_PK: &str = "ALIPAY_CERTS";
+const KEEP_AFTER_EXPIRY_SECONDS: u64 = 30 * 86_400;
+
+/// One stored certificate: its SN and PEM text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCert {
+    pub sn: String,
+    pub pem: String,
+}
+
+impl Store {
+    /// Keeps a checked Alipay certificate (a rewrite of the same SN is harmless).
+    pub async fn put_alipay_cert(
+        &self,
+        sn: &str,
+        pem: &str,
+        not_after_unix: u64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(CERTS_PK))
+            .item("sk", s(sn))
+            .item("pem", s(pem))
+            .item("learned_at_ms", n(now_ms))
+            .item(
+                "expires_at",
+                n(not_after_unix.saturating_add(KEEP_AFTER_EXPIRY_SECONDS)),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error(&e))?;
+        Ok(())
+    }
+
+    /// The certificate stored for `sn`.
+    pub async fn alipay_cert(&self, sn: &str) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(CERTS_PK))
+            .key("sk", s(sn))
+            .send()
+            .await
+            .map_err(|e| sdk_error(&e))?;
+        Ok(output.item().and_then(|item| get_opt_s(item, "pem")))
+    }
+
+    /// Every stored certificate (one Query).
+    pub async fn alipay_certs(&self) -> Result<Vec<StoredCert>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(CERTS_PK))
+            .send()
+            .await
+            .map_err(|e| sdk_error(&e))?;
+        Ok(output
+            .items()
+            .iter()
+            .filter_map(|item| {
+                Some(StoredCert {
+                    sn: get_opt_s(item, "sk")?,
+                    pem: get_opt_s(item, "pem")?,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The store as the Alipay client's certificate cache.
+pub struct StoreCertCache(pub Store);
+
+impl CertCache for StoreCertCache {
+    fn load<'a>(&'a self, sn: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            match self.0.alipay_cert(sn).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(error = %error, "reading stored Alipay certificates");
+                    None
+                }
+            }
+        })
+    }
+
+    fn save<'a>(&'a self, sn: &'a str, pem: &'a str, not_after_unix: u64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let now = crate::gateway::now_ms();
+            if let Err(error) = self.0.put_alipay_cert(sn, pem, not_after_unix, now).await {
+                tracing::warn!(error = %error, "keeping a learned Alipay certificate");
+            }
+        })
+    }
+}
