@@ -118,7 +118,7 @@ fn the_env_vars_file_configures_every_function() {
         };
         assert_eq!(
             keys.as_slice(),
-            [test_alipay_key.clone()],
+            std::slice::from_ref(&test_alipay_key),
             "{function}: notify.json is signed by the test key"
         );
     }
