@@ -15,6 +15,7 @@
 //! `alipay.data.dataservice.bill.downloadurl.query` and `GET /downloadBillFile.resource`.
 
 pub mod bill;
+pub mod ca;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,11 +42,39 @@ pub struct SimulatorConfig {
     /// The merchant application's public key: what Alipay verifies requests with.
     pub app_public_key: PublicKey,
     /// The simulator's own Alipay key pair (a test key): signs answers and notifications.
-    pub alipay_signer: LocalKeySigner,
+    pub alipay_signer: Arc<LocalKeySigner>,
+    /// Certificate mode (公钥证书): requests must carry the SNs, answers carry `alipay_cert_sn`.
+    pub certificates: Option<Certificates>,
     pub app_id: String,
     pub seller_id: String,
     /// Multiplies the retry schedule: 0.001 turns 4 minutes into 240 ms.
     pub time_scale: f64,
+}
+
+/// The application's certificate-mode setup on the open platform: the CA that issued the
+/// application certificate and Alipay's certificate (whose key is `alipay_signer`'s).
+#[derive(Clone)]
+pub struct Certificates {
+    pub ca: Arc<ca::TestCa>,
+    /// The SN of the application certificate issued from the merchant's CSR (the one requests
+    /// must carry; it changes when the merchant rotates the application key).
+    pub app_cert_sn: String,
+    /// The application certificate issued from the merchant's CSR.
+    pub app_cert: ca::Issued,
+    /// Alipay's current public certificate (leaf and intermediate).
+    pub alipay_cert: ca::Issued,
+}
+
+/// What the open platform holds for the application now: the application's public key (it
+/// changes when the merchant rotates it) and Alipay's signing key and certificate (they change
+/// when Alipay rotates its certificate).
+struct Keys {
+    app_public_key: PublicKey,
+    alipay_signer: Arc<LocalKeySigner>,
+    certificates: Option<Certificates>,
+    /// Every Alipay certificate issued so far, by SN (what the download API serves).
+    issued: HashMap<String, String>,
+    next_serial: u64,
 }
 
 /// A fault to inject into the next calls of one method, or the next notifications.
@@ -202,6 +231,7 @@ pub struct Outage {
 
 struct Inner {
     config: SimulatorConfig,
+    keys: Mutex<Keys>,
     state: Mutex<State_>,
     base_url: String,
     counter: AtomicU64,
@@ -234,7 +264,19 @@ impl Simulator {
         let http =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        let mut issued = HashMap::new();
+        if let Some(certs) = &config.certificates {
+            issued.insert(certs.alipay_cert.sn.clone(), certs.alipay_cert.pem.clone());
+        }
+        let keys = Keys {
+            app_public_key: config.app_public_key.clone(),
+            alipay_signer: Arc::clone(&config.alipay_signer),
+            certificates: config.certificates.clone(),
+            issued,
+            next_serial: 1_000,
+        };
         let inner = Arc::new(Inner {
+            keys: Mutex::new(keys),
             config,
             state: Mutex::new(State_::default()),
             base_url: format!("http://{address}"),
@@ -345,13 +387,56 @@ impl Simulator {
         open_app_order(&self.inner, order_string)
     }
 
+    /// Alipay rotates its certificate: a new key (`alipay_rotated_private_key.pem`) and a new
+    /// certificate from the same CA sign everything from now on. `forged`: the new certificate
+    /// does not chain to the root bundle (what a gateway must refuse). The new SN.
+    pub fn rotate_alipay_cert(&self, forged: bool) -> Result<String, String> {
+        let key = shared::AppPrivateKey::parse(
+            &std::fs::read_to_string(
+                crate::support::fixtures().join("keys/alipay_rotated_private_key.pem"),
+            )
+            .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let signer = LocalKeySigner::new(&key);
+        let spki = signer.public_key().to_spki_der();
+        let mut keys = lock(&self.inner.keys);
+        keys.next_serial += 1;
+        let serial = keys.next_serial;
+        let certs = keys
+            .certificates
+            .as_mut()
+            .ok_or("the simulator is in key mode")?;
+        let subject = "CN=支付宝(中国)网络技术有限公司-2088000000000000,OU=Alipay,O=Local Alipay Simulator,C=CN";
+        let issued = if forged {
+            certs.ca.issue_forged(subject, serial, &spki)
+        } else {
+            certs.ca.issue_leaf(subject, serial, &spki, 365)
+        };
+        certs.alipay_cert = issued.clone();
+        keys.issued.insert(issued.sn.clone(), issued.pem);
+        keys.alipay_signer = Arc::new(signer);
+        Ok(issued.sn)
+    }
+
+    /// The merchant replaced the application's public key (or certificate) on the open
+    /// platform: requests must now be signed with the key `app_public_key`, and in certificate
+    /// mode carry `app_cert_sn`.
+    pub fn set_app_key(&self, app_public_key: PublicKey, app_cert_sn: Option<String>) {
+        let mut keys = lock(&self.inner.keys);
+        keys.app_public_key = app_public_key;
+        if let (Some(certs), Some(sn)) = (keys.certificates.as_mut(), app_cert_sn) {
+            certs.app_cert_sn = sn;
+        }
+    }
+
     /// Signs notification fields the way Alipay does (for tests that craft their own).
     pub fn sign_notification(&self, fields: &BTreeMap<String, String>) -> String {
         notification_body(&self.inner, fields, false)
     }
 }
 
-fn lock(state: &Mutex<State_>) -> MutexGuard<'_, State_> {
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -371,11 +456,8 @@ fn content_to_sign(params: &BTreeMap<String, String>, drop_sign_type: bool) -> S
 }
 
 fn sign(inner: &Inner, content: &str) -> String {
-    let raw = inner
-        .config
-        .alipay_signer
-        .sign_now(content.as_bytes())
-        .unwrap_or_default();
+    let signer = Arc::clone(&lock(&inner.keys).alipay_signer);
+    let raw = signer.sign_now(content.as_bytes()).unwrap_or_default();
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
@@ -458,7 +540,16 @@ fn answer(inner: &Inner, method: &str, content: &Value, corrupt: bool, signed: b
             let first = if sign.starts_with('A') { 'B' } else { 'A' };
             sign = format!("{first}{}", &sign[1..]);
         }
-        format!("{{\"{key}\":{text},\"sign\":\"{sign}\"}}")
+        match lock(&inner.keys)
+            .certificates
+            .as_ref()
+            .map(|c| c.alipay_cert.sn.clone())
+        {
+            Some(sn) => {
+                format!("{{\"{key}\":{text},\"alipay_cert_sn\":\"{sn}\",\"sign\":\"{sign}\"}}")
+            }
+            None => format!("{{\"{key}\":{text},\"sign\":\"{sign}\"}}"),
+        }
     } else {
         format!("{{\"{key}\":{text}}}")
     };
@@ -547,17 +638,36 @@ async fn gateway(
     }
     let content = content_to_sign(&params, false);
     let sign = params.get("sign").cloned().unwrap_or_default();
-    if inner
-        .config
-        .app_public_key
-        .verify(content.as_bytes(), &sign)
-        .is_err()
-    {
+    let (app_public_key, certificates) = {
+        let keys = lock(&inner.keys);
+        (keys.app_public_key.clone(), keys.certificates.clone())
+    };
+    if app_public_key.verify(content.as_bytes(), &sign).is_err() {
         return reply(
             "40002",
             "isv.invalid-signature",
             "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配",
         );
+    }
+    // Certificate mode (ALIPAY-OPS.md §3): both SNs are common parameters. The sub-codes are
+    // the simulator's own naming (the notes do not give Alipay's).
+    if let Some(certs) = &certificates {
+        if params.get("app_cert_sn") != Some(&certs.app_cert_sn) {
+            return reply(
+                "40002",
+                "isv.invalid-app-cert-sn",
+                "应用公钥证书序列号不正确",
+            );
+        }
+        if params.get("alipay_root_cert_sn") != Some(&certs.ca.root_cert_sn()) {
+            return reply(
+                "40002",
+                "isv.invalid-alipay-root-cert-sn",
+                "支付宝根证书序列号不正确",
+            );
+        }
+    } else if params.contains_key("app_cert_sn") {
+        return reply("40002", "isv.invalid-app-cert-sn", "应用未开启公钥证书模式");
     }
     // Inference from ALIPAY.md: the timestamp is China time; a UTC one is 8 hours off.
     let (_, now) = china_now();
@@ -665,6 +775,25 @@ async fn gateway(
                 fault == Some(FaultKind::BadSignature),
                 true,
             )
+        }
+        "alipay.open.app.alipaycert.download" if certificates.is_some() => {
+            let pem = lock(&inner.keys)
+                .issued
+                .get(&field("alipay_cert_sn"))
+                .cloned();
+            lock(&inner.state).calls.push((
+                api.clone(),
+                if pem.is_some() { "10000" } else { "40004" }.into(),
+            ));
+            let content = match pem {
+                Some(pem) => json!({
+                    "code": "10000",
+                    "msg": "Success",
+                    "alipay_cert_content": base64::engine::general_purpose::STANDARD.encode(pem),
+                }),
+                None => business_error("CERT_NOT_EXIST", "证书不存在"),
+            };
+            answer(&inner, &api, &content, false, true)
         }
         _ => reply("40002", "isv.invalid-method", "不存在的方法名"),
     }
@@ -944,9 +1073,8 @@ fn open_app_order(inner: &Inner, order_string: &str) -> Result<Trade, String> {
     if params.get("sign_type").map(String::as_str) != Some("RSA2") {
         return Err("sign_type must be RSA2".into());
     }
-    inner
-        .config
-        .app_public_key
+    let app_public_key = lock(&inner.keys).app_public_key.clone();
+    app_public_key
         .verify(content.as_bytes(), sign)
         .map_err(|e| format!("isv.invalid-signature: {e}"))?;
     if params.get("method").map(String::as_str) != Some("alipay.trade.app.pay") {

@@ -123,6 +123,7 @@ impl Stack {
             risk_rules,
             secondary,
             env: extra_env,
+            certificates,
         } = options;
         let env = TestEnv::new().await;
         let functions_sdk = match &aws_endpoint {
@@ -141,7 +142,28 @@ impl Stack {
             .await
             .expect("KMS public key")
             .clone();
-        let simulator = simulate(app_public_key, "alipay_private_key.pem", APP_ID, SELLER_ID).await;
+        let ca = certificates.then(|| std::sync::Arc::new(crate::simulator::ca::TestCa::new()));
+        let primary_certs = match &ca {
+            Some(ca) => Some(
+                open_platform_certificates(
+                    ca,
+                    &env.kms_signer(),
+                    APP_ID,
+                    "alipay_private_key.pem",
+                    100,
+                )
+                .await,
+            ),
+            None => None,
+        };
+        let simulator = simulate(
+            app_public_key,
+            "alipay_private_key.pem",
+            APP_ID,
+            SELLER_ID,
+            primary_certs.clone(),
+        )
+        .await;
         // The second channel: a second application key in KMS, a second Alipay application.
         let second = match secondary {
             false => None,
@@ -161,19 +183,54 @@ impl Stack {
                     .await
                     .expect("KMS public key")
                     .clone();
-                let sim = simulate(public, "alipay2_private_key.pem", APP_ID_2, SELLER_ID_2).await;
-                Some((alias, sim))
+                let certs = match &ca {
+                    Some(ca) => Some(
+                        open_platform_certificates(
+                            ca,
+                            &KmsSigner::new(env.kms.clone(), &alias),
+                            APP_ID_2,
+                            "alipay2_private_key.pem",
+                            200,
+                        )
+                        .await,
+                    ),
+                    None => None,
+                };
+                let sim = simulate(
+                    public,
+                    "alipay2_private_key.pem",
+                    APP_ID_2,
+                    SELLER_ID_2,
+                    certs.clone(),
+                )
+                .await;
+                Some((alias, sim, certs))
             }
         };
         let listeners = crate::host::LocalGateway::bind().await.expect("listeners");
         let notify_url = format!("http://{}/", listeners.1.local_addr().expect("address"));
-        let alipay_public =
-            std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key");
+        // Key mode: Alipay's public key. Certificate mode: the three files, the primary's from
+        // S3 (as deployed), the secondary's inline.
+        let primary_trust = match (&primary_certs, &ca) {
+            (Some(certs), Some(ca)) => certificate_vars(&env, "", certs, ca, true).await,
+            _ => vec![(
+                "ALIPAY_PUBLIC_KEY".to_owned(),
+                std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem"))
+                    .expect("key"),
+            )],
+        };
+        let secondary_trust = match (second.as_ref().and_then(|(_, _, c)| c.as_ref()), &ca) {
+            (Some(certs), Some(ca)) => certificate_vars(&env, "SECONDARY_", certs, ca, false).await,
+            _ => vec![(
+                "SECONDARY_ALIPAY_PUBLIC_KEY".to_owned(),
+                std::fs::read_to_string(fixtures().join("keys/alipay2_public_key.pem"))
+                    .expect("key"),
+            )],
+        };
         let vars: std::collections::HashMap<String, String> = [
             ("ORDERS_TABLE", env.table.clone()),
             ("KMS_KEY_ID", env.key_alias.clone()),
             ("ALIPAY_APP_ID", APP_ID.to_owned()),
-            ("ALIPAY_PUBLIC_KEY", alipay_public),
             ("ALIPAY_SELLER_ID", SELLER_ID.to_owned()),
             ("ALIPAY_GATEWAY_URL", simulator.gateway_url()),
             ("ALIPAY_NOTIFY_URL", notify_url),
@@ -188,13 +245,12 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .chain(risk_rules.map(|rules| ("RISK_RULES".to_owned(), rules)))
-        .chain(second.iter().flat_map(|(alias, sim)| {
-            let key = std::fs::read_to_string(fixtures().join("keys/alipay2_public_key.pem"))
-                .expect("key");
+        .chain(primary_trust)
+        .chain(second.iter().flat_map(|_| secondary_trust.clone()))
+        .chain(second.iter().flat_map(|(alias, sim, _)| {
             [
                 ("SECONDARY_ALIPAY_APP_ID".to_owned(), APP_ID_2.to_owned()),
                 ("SECONDARY_KMS_KEY_ID".to_owned(), alias.clone()),
-                ("SECONDARY_ALIPAY_PUBLIC_KEY".to_owned(), key),
                 (
                     "SECONDARY_ALIPAY_SELLER_ID".to_owned(),
                     SELLER_ID_2.to_owned(),
@@ -222,7 +278,7 @@ impl Stack {
             http: Http::new().for_api(&gateway.api_base_url, crate::api_auth::Credentials::local()),
             env,
             simulator,
-            secondary: second.map(|(_, sim)| sim),
+            secondary: second.map(|(_, sim, _)| sim),
             gateway,
         }
     }
@@ -334,6 +390,15 @@ pub struct StackOptions {
     pub secondary: bool,
     /// More environment for the functions (`BREAKER_*`, say).
     pub env: Vec<(String, String)>,
+    /// Certificate mode (公钥证书) instead of key mode: the default when
+    /// `GATEWAY_TEST_ALIPAY_MODE=certificate` (how `make test` runs the end-to-end suites a
+    /// second time).
+    pub certificates: bool,
+}
+
+/// Whether the suite runs in certificate mode (`GATEWAY_TEST_ALIPAY_MODE=certificate`).
+pub fn certificate_mode_from_env() -> bool {
+    std::env::var("GATEWAY_TEST_ALIPAY_MODE").is_ok_and(|mode| mode == "certificate")
 }
 
 impl Default for StackOptions {
@@ -344,6 +409,7 @@ impl Default for StackOptions {
             risk_rules: None,
             secondary: false,
             env: Vec::new(),
+            certificates: certificate_mode_from_env(),
         }
     }
 }
@@ -355,13 +421,15 @@ async fn simulate(
     private_key: &str,
     app_id: &str,
     seller_id: &str,
+    certificates: Option<crate::simulator::Certificates>,
 ) -> crate::simulator::Simulator {
     let text = std::fs::read_to_string(fixtures().join("keys").join(private_key)).expect("key");
     let alipay_key = shared::AppPrivateKey::parse(&text).expect("simulator key");
     crate::simulator::Simulator::start(
         crate::simulator::SimulatorConfig {
             app_public_key,
-            alipay_signer: shared::LocalKeySigner::new(&alipay_key),
+            alipay_signer: std::sync::Arc::new(shared::LocalKeySigner::new(&alipay_key)),
+            certificates,
             app_id: app_id.into(),
             seller_id: seller_id.into(),
             time_scale: 0.0005,
@@ -370,6 +438,103 @@ async fn simulate(
     )
     .await
     .expect("simulator")
+}
+
+/// What the open platform gives a certificate-mode application: the application certificate
+/// issued from a CSR our own code made with `signer` (KMS), and Alipay's certificate for the
+/// simulator's key `alipay_key` (a fixture).
+pub async fn open_platform_certificates(
+    ca: &std::sync::Arc<crate::simulator::ca::TestCa>,
+    signer: &KmsSigner,
+    app_id: &str,
+    alipay_key: &str,
+    serial: u64,
+) -> crate::simulator::Certificates {
+    let public = signer.public_key().await.expect("KMS public key").clone();
+    let csr = shared::alipay::csr::certificate_request(
+        &format!("CN={app_id},O=Local Merchant,C=CN"),
+        &public,
+        signer,
+    )
+    .await
+    .expect("CSR signed in KMS");
+    let app = ca
+        .issue_from_csr(&csr, app_id, serial)
+        .expect("the simulated open platform accepts our CSR");
+    let alipay_private =
+        std::fs::read_to_string(fixtures().join("keys").join(alipay_key)).expect("key");
+    let alipay_public = shared::AppPrivateKey::parse(&alipay_private)
+        .expect("key")
+        .public_key();
+    let alipay_cert = ca.issue_leaf(
+        "CN=支付宝(中国)网络技术有限公司-2088000000000000,OU=Alipay,O=Local Alipay Simulator,C=CN",
+        serial + 1,
+        &alipay_public.to_spki_der(),
+        365,
+    );
+    crate::simulator::Certificates {
+        ca: std::sync::Arc::clone(ca),
+        app_cert_sn: app.sn.clone(),
+        alipay_cert,
+        app_cert: app,
+    }
+}
+
+/// `ALIPAY_APP_CERT`, `ALIPAY_CERT`, `ALIPAY_ROOT_CERT` (with `prefix`): S3 objects on the
+/// stand-in (`in_s3`) or the PEM texts.
+pub async fn certificate_vars(
+    env: &TestEnv,
+    prefix: &str,
+    certs: &crate::simulator::Certificates,
+    ca: &crate::simulator::ca::TestCa,
+    in_s3: bool,
+) -> Vec<(String, String)> {
+    let files = [
+        (
+            "ALIPAY_APP_CERT",
+            "appCertPublicKey.crt",
+            certs.app_cert.pem.clone(),
+        ),
+        (
+            "ALIPAY_CERT",
+            "alipayCertPublicKey_RSA2.crt",
+            certs.alipay_cert.pem.clone(),
+        ),
+        ("ALIPAY_ROOT_CERT", "alipayRootCert.crt", ca.root_bundle()),
+    ];
+    let mut vars = Vec::new();
+    let bucket = format!("certs-{}", uuid::Uuid::new_v4().simple());
+    let s3 = if in_s3 {
+        let config = aws_sdk_s3::config::Builder::from(&env.sdk_config)
+            .force_path_style(true)
+            .build();
+        let s3 = aws_sdk_s3::Client::from_conf(config);
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateBucket: {}", shared::aws::error_chain(&e)));
+        Some(s3)
+    } else {
+        None
+    };
+    for (name, file, pem) in files {
+        let value = match &s3 {
+            Some(s3) => {
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(format!("alipay/{file}"))
+                    .body(pem.into_bytes().into())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("PutObject: {}", shared::aws::error_chain(&e)));
+                format!("s3://{bucket}/alipay/{file}")
+            }
+            None => pem,
+        };
+        vars.push((format!("{prefix}{name}"), value));
+    }
+    vars
 }
 
 /// The stack's scaled delays (production: 10 s and 3 s).

@@ -41,7 +41,8 @@ async fn main() -> Result<(), String> {
     let simulator = Simulator::start(
         SimulatorConfig {
             app_public_key,
-            alipay_signer: shared::LocalKeySigner::new(&alipay_key),
+            alipay_signer: std::sync::Arc::new(shared::LocalKeySigner::new(&alipay_key)),
+            certificates: None,
             app_id: args.app_id,
             seller_id: args.seller_id,
             time_scale: args.time_scale,
