@@ -222,7 +222,7 @@ async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
     // Key and certificates together: a configuration error naming both.
     let mut vars = certificate_vars(&stack.env, "", &certs, &ca, false).await;
     vars.push(("ALIPAY_PUBLIC_KEY".into(), "MIIB".into()));
-    let error = base(vars).err().expect("refused").to_string();
+    let error = base(vars).expect_err("refused").to_string();
     assert!(error.contains("choose key mode"), "{error}");
     other.drop_table().await;
 }
