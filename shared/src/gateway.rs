@@ -294,17 +294,30 @@ impl Gateway {
                 .with_cert_cache(Arc::clone(&cache));
             let standby = match (standby, standby_key) {
                 (Some(signer), Some(key)) => {
+                    // A standby that cannot be used (disabled, its certificate not uploaded
+                    // yet) is logged and left out: it must never stop the main key from working.
                     let prefix = channel.id.env_prefix();
-                    let key = key.map_err(|e| {
-                        format!("{prefix}STANDBY_KMS_KEY_ID {}: {e}", signer.key_id())
-                    })?;
-                    let sns = texts.standby_sns(channel, &trust, &key, now_unix).await?;
-                    let mut client = client.clone();
-                    client.set_cert_sns(sns);
-                    Some(Standby {
-                        client,
-                        signer: Arc::new(signer),
-                    })
+                    let usable = match key {
+                        Ok(key) => texts.standby_sns(channel, &trust, &key, now_unix).await,
+                        Err(e) => Err(format!(
+                            "{prefix}STANDBY_KMS_KEY_ID {}: {e}",
+                            signer.key_id()
+                        )),
+                    };
+                    match usable {
+                        Ok(sns) => {
+                            let mut client = client.clone();
+                            client.set_cert_sns(sns);
+                            Some(Standby {
+                                client,
+                                signer: Arc::new(signer),
+                            })
+                        }
+                        Err(problem) => {
+                            tracing::warn!(channel = %channel.id, problem = %problem, "the standby signing key is not used");
+                            None
+                        }
+                    }
                 }
                 _ => None,
             };

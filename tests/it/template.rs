@@ -128,14 +128,16 @@ fn each_function_has_exactly_the_actions_it_uses() {
     ];
     let logs = ["logs:CreateLogStream", "logs:PutLogEvents"];
     let signing = ["kms:Sign", "kms:GetPublicKey"];
-    let mut create: Vec<&str> = [&table[..], &logs[..], &signing[..]].concat();
+    // Certificate mode: the open platform's files, read at start.
+    let certificates = ["s3:GetObject"];
+    let mut create: Vec<&str> = [&table[..], &logs[..], &signing[..], &certificates[..]].concat();
     create.push("dynamodb:Query");
     assert_eq!(actions_of(&template, "CreatePaymentRole"), set(&create));
     assert_eq!(
         actions_of(&template, "RefundRole"),
-        set(&[&table[..], &logs[..], &signing[..]].concat())
+        set(&[&table[..], &logs[..], &signing[..], &certificates[..]].concat())
     );
-    let mut notify: Vec<&str> = [&table[..], &logs[..]].concat();
+    let mut notify: Vec<&str> = [&table[..], &logs[..], &certificates[..]].concat();
     notify.push("dynamodb:Query");
     assert_eq!(
         actions_of(&template, "NotifyRole"),
@@ -362,6 +364,11 @@ fn reconciliation_runs_daily_at_10_30_china_time_and_keeps_reports_private_and_1
         if resources.iter().any(|r| r.contains("/index/DayIndex")) {
             assert_eq!(role, "ReconcileRole");
         }
+        if role == "CertificatesPolicy" {
+            // Certificate mode: reading the open platform's files, nothing else.
+            assert_eq!(list(statement.get("Action")), ["s3:GetObject"]);
+            continue;
+        }
         if list(statement.get("Action"))
             .iter()
             .any(|a| a.starts_with("s3:"))
@@ -439,9 +446,13 @@ fn no_wildcards_and_no_broad_policy_templates() {
                     "!Sub ${OrdersTable.Arn}/index/DueIndex",
                     "!Sub ${OrdersTable.Arn}/index/DayIndex",
                 ],
-                Some("s3") => &["!Sub ${ReconcileReportsBucket.Arn}/reconciliation/*"],
+                Some("s3") => &[
+                    "!Sub ${ReconcileReportsBucket.Arn}/reconciliation/*",
+                    "!Sub arn:${AWS::Partition}:s3:::${AlipayCertBucket}/alipay/*",
+                ],
                 Some("kms") => &[
                     "!GetAtt AppSigningKey.Arn",
+                    "!GetAtt AppSigningKeyB.Arn",
                     "!GetAtt SecondaryAppSigningKey.Arn",
                 ],
                 Some("events") => &[
@@ -485,7 +496,7 @@ fn no_wildcards_and_no_broad_policy_templates() {
 #[test]
 fn only_the_payment_functions_may_sign_and_only_with_rsa2() {
     let template = template();
-    for key in ["AppSigningKey", "SecondaryAppSigningKey"] {
+    for key in ["AppSigningKey", "AppSigningKeyB", "SecondaryAppSigningKey"] {
         only_the_payment_functions_may_sign_with(&template, key);
     }
 }
@@ -769,6 +780,91 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
             "WebhookUndeliveredAlarm"
         ]
     );
+}
+
+#[test]
+fn key_or_certificate_mode_and_the_rotation_key_are_parameters() {
+    let template = template();
+    let raw = |value: &Value| serde_yaml_ng::to_string(value).expect("yaml");
+    let globals = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("Environment"))
+        .and_then(|e| e.get("Variables"))
+        .expect("globals");
+    // Each mode's variables are set only in that mode (the configuration refuses both).
+    for (variable, object) in [
+        ("ALIPAY_APP_CERT", "alipay/primary/appCertPublicKey.crt"),
+        ("ALIPAY_CERT", "alipay/primary/alipayCertPublicKey_RSA2.crt"),
+        ("ALIPAY_ROOT_CERT", "alipay/primary/alipayRootCert.crt"),
+        (
+            "STANDBY_ALIPAY_APP_CERT",
+            "alipay/primary/standbyAppCertPublicKey.crt",
+        ),
+        (
+            "SECONDARY_ALIPAY_APP_CERT",
+            "alipay/secondary/appCertPublicKey.crt",
+        ),
+    ] {
+        let value = raw(globals.get(variable).expect(variable));
+        assert!(
+            value.contains("CertificateMode") && value.contains(object),
+            "{variable}: {value}"
+        );
+    }
+    for variable in ["ALIPAY_PUBLIC_KEY", "SECONDARY_ALIPAY_PUBLIC_KEY"] {
+        let value = raw(globals.get(variable).expect(variable));
+        assert!(
+            value.contains("CertificateMode") && value.contains("AWS::NoValue"),
+            "{variable}: {value}"
+        );
+    }
+    // Key B exists only for a rotation; the signing functions know both keys then, one as the
+    // standby.
+    for id in ["AppSigningKeyB", "AppSigningKeyBAlias", "SigningPolicyB"] {
+        assert_eq!(
+            resource(&template, id)
+                .get("Condition")
+                .map(text)
+                .as_deref(),
+            Some("HasKeyB"),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        resource(&template, "CertificatesPolicy")
+            .get("Condition")
+            .map(text)
+            .as_deref(),
+        Some("CertificateMode")
+    );
+    for function in [
+        "CreatePaymentFunction",
+        "RefundFunction",
+        "SweeperFunction",
+        "ReconcileFunction",
+    ] {
+        let variables = props(&template, function)
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .expect("variables");
+        let main = raw(variables.get("KMS_KEY_ID").expect("KMS_KEY_ID"));
+        let standby = raw(variables.get("STANDBY_KMS_KEY_ID").expect("standby"));
+        assert!(
+            main.contains("SignWithB") && main.contains("AppSigningKeyB"),
+            "{main}"
+        );
+        assert!(standby.contains("HasKeyB"), "{standby}");
+    }
+    for function in ["NotifyFunction", "PublisherFunction"] {
+        let variables = props(&template, function)
+            .get("Environment")
+            .and_then(|e| e.get("Variables"));
+        assert!(
+            variables.is_none_or(|v| v.get("STANDBY_KMS_KEY_ID").is_none()),
+            "{function} never signs"
+        );
+    }
 }
 
 #[test]

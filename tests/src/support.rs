@@ -35,9 +35,22 @@ impl TestEnv {
         let table = format!("orders-{id}");
         let definition =
             table_definition(&template, "OrdersTable").unwrap_or_else(|e| panic!("{e}"));
-        create_table(&dynamodb, &table, &definition)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        // Set-up, not the code under test: a stand-in that is slow to answer while every test
+        // binary starts at once (a time-out, seen on CI machines) gets two more tries; a table
+        // the lost answer had created is as good as a new one.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match create_table(&dynamodb, &table, &definition).await {
+                Ok(()) => break,
+                Err(e) if attempt > 1 && e.contains("ResourceInUse") => break,
+                Err(e) if attempt < 3 => {
+                    eprintln!("creating the test table (attempt {attempt}): {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
         let key_alias = create_signing_key(&kms, &template, "AppSigningKey", &format!("test-{id}"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
