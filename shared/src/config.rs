@@ -601,4 +601,82 @@ mod tests {
             "{error}"
         );
     }
+
+    #[test]
+    fn key_mode_takes_several_keys_and_certificate_mode_all_three_files() {
+        use crate::channels::{AlipayKeys, TextSource};
+        let mut two = valid();
+        let both = format!("{ALIPAY_KEY}, {ALIPAY_KEY}");
+        two.retain(|(k, _)| *k != "ALIPAY_PUBLIC_KEY");
+        two.push(("ALIPAY_PUBLIC_KEY", &both));
+        let config = Config::from_map(&vars(&two)).expect("valid");
+        assert!(matches!(&config.primary().alipay_keys, AlipayKeys::Keys(keys) if keys.len() == 2));
+
+        let mut certs = valid();
+        certs.retain(|(k, _)| *k != "ALIPAY_PUBLIC_KEY");
+        certs.extend([
+            (
+                "ALIPAY_APP_CERT",
+                "s3://bucket/alipay/primary/appCertPublicKey.crt",
+            ),
+            ("ALIPAY_CERT", "-----BEGIN CERTIFICATE-----"),
+            (
+                "ALIPAY_ROOT_CERT",
+                "s3://bucket/alipay/primary/alipayRootCert.crt",
+            ),
+        ]);
+        let config = Config::from_map(&vars(&certs)).expect("valid");
+        match &config.primary().alipay_keys {
+            AlipayKeys::Certificates {
+                app_cert,
+                alipay_cert,
+                ..
+            } => {
+                assert_eq!(
+                    app_cert,
+                    &TextSource::S3 {
+                        bucket: "bucket".into(),
+                        key: "alipay/primary/appCertPublicKey.crt".into()
+                    }
+                );
+                assert!(matches!(alipay_cert, TextSource::Inline(_)));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let mut partial = certs.clone();
+        partial.retain(|(k, _)| *k != "ALIPAY_ROOT_CERT");
+        let error = Config::from_map(&vars(&partial))
+            .expect_err("invalid")
+            .to_string();
+        assert!(error.contains("needs all three"), "{error}");
+        let mut mixed = certs.clone();
+        mixed.push(("ALIPAY_PUBLIC_KEY", ALIPAY_KEY));
+        let error = Config::from_map(&vars(&mixed))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            error.contains("not both") || error.contains("choose key mode"),
+            "{error}"
+        );
+        let mut bad_uri = certs.clone();
+        bad_uri.retain(|(k, _)| *k != "ALIPAY_CERT");
+        bad_uri.push(("ALIPAY_CERT", "s3://bucket-only"));
+        let error = Config::from_map(&vars(&bad_uri))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            error.contains("ALIPAY_CERT: s3://bucket-only is not s3://bucket/key"),
+            "{error}"
+        );
+        let mut standby = certs;
+        standby.push(("STANDBY_KMS_KEY_ID", "alias/b"));
+        let error = Config::from_map(&vars(&standby))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            error.contains("STANDBY_ALIPAY_APP_CERT is not set"),
+            "{error}"
+        );
+    }
 }

@@ -252,3 +252,61 @@ fn signed_but_unusable_fields_are_reported() {
         })
     ));
 }
+
+/// Certificate mode: a notification may carry `alipay_cert_sn` (unconfirmed), signed like any
+/// field or not signed at all. Both verify; a changed SN on the signed one does not, and nothing
+/// else may be left out.
+#[test]
+fn an_alipay_cert_sn_verifies_signed_or_unsigned() {
+    use base64::Engine as _;
+    let sn = ("alipay_cert_sn", "04afd423ea5bd6f5c5482854ed73278c");
+    // The signing string written out here (sorted k=v, sign and sign_type left out), not the
+    // gateway's canonicalization.
+    let sign_over = |fields: &[(&str, &str)]| {
+        let mut pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .copied()
+            .filter(|(k, v)| *k != "sign" && *k != "sign_type" && !v.is_empty())
+            .collect();
+        pairs.sort();
+        let text = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        base64::engine::general_purpose::STANDARD.encode(
+            test_alipay_signer()
+                .sign_now(text.as_bytes())
+                .expect("sign"),
+        )
+    };
+    let form = |fields: &[(&str, &str)], sign: &str| {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in fields {
+            form.append_pair(k, v);
+        }
+        form.append_pair("sign", sign);
+        form.finish()
+    };
+    let with_sn: Vec<(&str, &str)> = FIELDS.iter().copied().chain([sn]).collect();
+    // Signed with the SN.
+    let signed = form(&with_sn, &sign_over(&with_sn));
+    assert!(verify(&signed).is_ok());
+    assert!(matches!(
+        verify(&replace_field(
+            &signed,
+            "alipay_cert_sn",
+            "ffffffffffffffffffffffffffffffff"
+        )),
+        Err(NotifyError::BadSignature(_))
+    ));
+    // Sent, but signed without it.
+    let unsigned_sn = form(&with_sn, &sign_over(FIELDS));
+    assert!(verify(&unsigned_sn).is_ok());
+    // Leaving out another field is not allowed: only the SN may be unsigned.
+    let with_extra: Vec<(&str, &str)> = with_sn.iter().copied().chain([("extra", "x")]).collect();
+    assert!(matches!(
+        verify(&form(&with_extra, &sign_over(&with_sn))),
+        Err(NotifyError::BadSignature(_))
+    ));
+}

@@ -13,6 +13,13 @@
 //! (`{"kind": "timeout" | "http500" | "system_error" | "service_unavailable", "seconds": 30}`:
 //! every server call fails that way for a period; `"seconds": 0` ends it). The daily bill:
 //! `alipay.data.dataservice.bill.downloadurl.query` and `GET /downloadBillFile.resource`.
+//!
+//! Certificate mode (ALIPAY-OPS.md §3; `SimulatorConfig::certificates`): requests must carry the
+//! application's `app_cert_sn` and the bundle's `alipay_root_cert_sn` (refused otherwise, with
+//! sub-codes of the simulator's own naming: the notes do not give Alipay's), answers and
+//! notifications carry `alipay_cert_sn`, `alipay.open.app.alipaycert.download` serves every
+//! certificate issued so far, and `rotate_alipay_cert` switches to a new key and certificate
+//! (a forged one on request). Its CA (`ca`) computes SNs itself.
 
 pub mod bill;
 pub mod ca;
@@ -1146,6 +1153,11 @@ fn notify(inner: &Arc<Inner>, trade: &Trade, trade_status: &str, extra: &[(&str,
     .collect();
     for (key, value) in extra {
         fields.insert((*key).to_owned(), value.clone());
+    }
+    // Certificate mode: the simulator names its certificate in notifications too, signed like
+    // every field (one of the two answers ALIPAY-OPS.md leaves open; the gateway takes both).
+    if let Some(certs) = &lock(&inner.keys).certificates {
+        fields.insert("alipay_cert_sn".into(), certs.alipay_cert.sn.clone());
     }
     let index = {
         let mut state = lock(&inner.state);

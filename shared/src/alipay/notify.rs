@@ -208,9 +208,25 @@ pub fn verify_fields(
         fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         Omit::SignAndSignType,
     );
-    alipay_key
-        .verify(content.as_bytes(), sign)
-        .map_err(NotifyError::BadSignature)
+    match alipay_key.verify(content.as_bytes(), sign) {
+        Ok(()) => Ok(()),
+        // Certificate mode: whether a notification carries `alipay_cert_sn`, and whether it is
+        // signed, is not confirmed (ALIPAY-OPS.md §3). Signed like any field is tried first (as
+        // Java's rsaCertCheckV1 does); then without it. It only names a certificate.
+        Err(first) if fields.contains_key("alipay_cert_sn") => {
+            let without = signing_string(
+                fields
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "alipay_cert_sn")
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+                Omit::SignAndSignType,
+            );
+            alipay_key
+                .verify(without.as_bytes(), sign)
+                .map_err(|_| NotifyError::BadSignature(first))
+        }
+        Err(error) => Err(NotifyError::BadSignature(error)),
+    }
 }
 
 impl TradeNotification {

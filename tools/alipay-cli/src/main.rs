@@ -50,8 +50,17 @@ enum Command {
     /// POSTed it. Stdout: the verified notification as JSON (the buyer id masked).
     VerifyNotify {
         /// Alipay's public key (支付宝公钥), not the application's own.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "alipay_cert",
+            conflicts_with = "alipay_cert"
+        )]
+        alipay_public_key: Option<PathBuf>,
+        /// Certificate mode: Alipay's public certificate (alipayCertPublicKey_RSA2.crt; several
+        /// concatenated are all tried).
         #[arg(long, value_name = "FILE")]
-        alipay_public_key: PathBuf,
+        alipay_cert: Option<PathBuf>,
     },
     /// Print the public half of the KMS signing key as bare Base64 SPKI: the text to paste into
     /// Alipay's open platform as the application public key (应用公钥). Uses the usual AWS
@@ -100,8 +109,17 @@ enum Command {
     /// `*_response` object as JSON.
     VerifyResponse {
         /// Alipay's public key (支付宝公钥), not the application's own.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "alipay_cert",
+            conflicts_with = "alipay_cert"
+        )]
+        alipay_public_key: Option<PathBuf>,
+        /// Certificate mode: Alipay's public certificate; the answer's alipay_cert_sn must be
+        /// one of the file's.
         #[arg(long, value_name = "FILE")]
-        alipay_public_key: PathBuf,
+        alipay_cert: Option<PathBuf>,
         /// The method that was called, such as alipay.trade.refund.
         #[arg(long, value_name = "METHOD")]
         method: String,
@@ -180,11 +198,27 @@ fn run(command: Command) -> Result<String, Failure> {
             let sign = base64::engine::general_purpose::STANDARD.encode(raw);
             Ok(json!({ "signing_string": content, "sign": sign }).to_string())
         }
-        Command::VerifyNotify { alipay_public_key } => {
-            let key = read_public_key(&alipay_public_key)?;
-            let notification = verify_notification(&read_stdin()?, &key)
-                .map_err(|e| Failure::NotGenuine(e.to_string()))?;
-            serde_json::to_string(&notification).map_err(|e| Failure::Usage(e.to_string()))
+        Command::VerifyNotify {
+            alipay_public_key,
+            alipay_cert,
+        } => {
+            let keys = alipay_keys(alipay_public_key.as_deref(), alipay_cert.as_deref())?;
+            let body = read_stdin()?;
+            let mut first_error = None;
+            for (_, key) in &keys {
+                match verify_notification(&body, key) {
+                    Ok(notification) => {
+                        return serde_json::to_string(&notification)
+                            .map_err(|e| Failure::Usage(e.to_string()));
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            Err(Failure::NotGenuine(
+                first_error.map_or_else(|| "no key".into(), |e| e.to_string()),
+            ))
         }
         Command::Reconcile { date, channel } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -284,12 +318,33 @@ fn run(command: Command) -> Result<String, Failure> {
         }
         Command::VerifyResponse {
             alipay_public_key,
+            alipay_cert,
             method,
         } => {
-            let key = read_public_key(&alipay_public_key)?;
+            let keys = alipay_keys(alipay_public_key.as_deref(), alipay_cert.as_deref())?;
             let body = String::from_utf8(read_stdin()?)
                 .map_err(|_| Failure::NotGenuine("the response is not UTF-8".into()))?;
-            let verified = verify_response(&body, &method, &key)
+            let named = shared::alipay::response::extract(&body, &method)
+                .map_err(|e| Failure::NotGenuine(e.to_string()))?
+                .alipay_cert_sn;
+            let candidates: Vec<&shared::PublicKey> = keys
+                .iter()
+                .filter(|(sn, _)| match (&named, sn) {
+                    (Some(named), Some(sn)) => named == sn,
+                    _ => true,
+                })
+                .map(|(_, key)| key)
+                .collect();
+            let Some(first) = candidates.first() else {
+                return Err(Failure::NotGenuine(format!(
+                    "signed with Alipay certificate {}, which the file does not hold (download it with alipay.open.app.alipaycert.download)",
+                    named.unwrap_or_default()
+                )));
+            };
+            let verified = candidates
+                .iter()
+                .find_map(|key| verify_response(&body, &method, key).ok())
+                .map_or_else(|| verify_response(&body, &method, first), Ok)
                 .map_err(|e| Failure::NotGenuine(e.to_string()))?;
             if !verified.signed {
                 eprintln!(
@@ -298,6 +353,36 @@ fn run(command: Command) -> Result<String, Failure> {
             }
             Ok(verified.content)
         }
+    }
+}
+
+/// Alipay's key from a key file, or the keys of the leaf certificates of a certificate file (with
+/// their SNs).
+fn alipay_keys(
+    key: Option<&Path>,
+    cert: Option<&Path>,
+) -> Result<Vec<(Option<String>, PublicKey)>, Failure> {
+    match (key, cert) {
+        (Some(path), _) => Ok(vec![(None, read_public_key(path)?)]),
+        (None, Some(path)) => {
+            let failed = |e: shared::alipay::cert::CertError| {
+                Failure::Usage(format!("{}: {e}", path.display()))
+            };
+            let certs =
+                shared::alipay::cert::parse_pem_bundle(&read_file(path)?).map_err(failed)?;
+            shared::alipay::cert::leaves(&certs)
+                .into_iter()
+                .map(|leaf| {
+                    Ok((
+                        Some(leaf.sn().to_owned()),
+                        leaf.public_key().map_err(failed)?,
+                    ))
+                })
+                .collect()
+        }
+        (None, None) => Err(Failure::Usage(
+            "give --alipay-public-key or --alipay-cert".into(),
+        )),
     }
 }
 

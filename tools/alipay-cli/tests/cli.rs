@@ -409,3 +409,103 @@ fn cert_sn_prints_the_published_sns() {
     let output = run(&["cert-sn", "--app-cert", key.to_str().expect("path")], b"");
     assert_eq!(output.status.code(), Some(2), "a key is not a certificate");
 }
+
+#[test]
+fn verify_response_and_notify_take_alipays_certificate() {
+    use base64::Engine as _;
+    let ca = gateway_tests::simulator::ca::TestCa::new();
+    let alipay_key = shared::AppPrivateKey::parse(
+        &std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key"),
+    )
+    .expect("key");
+    let issued = ca.issue_leaf(
+        "CN=Alipay,C=CN",
+        77,
+        &alipay_key.public_key().to_spki_der(),
+        30,
+    );
+    let cert = temp_file("alipayCertPublicKey_RSA2.crt", &issued.pem);
+    let cert = cert.to_str().expect("path");
+    let signer = shared::LocalKeySigner::new(&alipay_key);
+    let sign = |text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(signer.sign_now(text.as_bytes()).expect("sign"))
+    };
+    let content = r#"{"code":"10000","msg":"Success","trade_no":"2026","out_trade_no":"o1","trade_status":"TRADE_SUCCESS","total_amount":"1.00"}"#;
+    let body = |sn: &str| {
+        format!(
+            r#"{{"alipay_trade_query_response":{content},"alipay_cert_sn":"{sn}","sign":"{}"}}"#,
+            sign(content)
+        )
+    };
+    let args = [
+        "verify-response",
+        "--alipay-cert",
+        cert,
+        "--method",
+        "alipay.trade.query",
+    ];
+    let output = run(&args, body(&issued.sn).as_bytes());
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout_json(&output)["trade_status"], "TRADE_SUCCESS");
+    // An answer naming another certificate: not genuine, and the reason says what to do.
+    let output = run(&args, body("00000000000000000000000000000000").as_bytes());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not hold"));
+
+    // A notification signed with the certificate's key (signing string written out here).
+    let fields = [
+        ("app_id", "2021000000000001"),
+        ("notify_id", "n1"),
+        ("notify_time", "2026-11-28 10:00:00"),
+        ("notify_type", "trade_status_sync"),
+        ("out_trade_no", "o1"),
+        ("total_amount", "1.00"),
+        ("trade_no", "2026"),
+        ("trade_status", "TRADE_SUCCESS"),
+    ];
+    let text = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut form = form_urlencoded_pairs(&fields);
+    form.push_str(&format!("&sign_type=RSA2&sign={}", urlencode(&sign(&text))));
+    let output = run(&["verify-notify", "--alipay-cert", cert], form.as_bytes());
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = run(
+        &["verify-notify", "--alipay-cert", cert],
+        form.replace("o1", "o2").as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+fn form_urlencoded_pairs(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encoding of everything but unreserved characters.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
