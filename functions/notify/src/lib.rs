@@ -87,7 +87,12 @@ async fn verify_any(
         Err(error) => error,
     };
     let any_certificates = gateway.trusts.iter().any(|(_, t)| t.is_certificate_mode());
-    if !matches!(first_error, NotifyError::BadSignature(_)) || !any_certificates {
+    // At most one read per 5 s per process: a stream of forged notifications costs no reads.
+    let lookup_due = gateway
+        .trusts
+        .first()
+        .is_some_and(|(_, trust)| trust.lookup_due(now_ms(), 5_000));
+    if !matches!(first_error, NotifyError::BadSignature(_)) || !any_certificates || !lookup_due {
         return Err(first_error);
     }
     match gateway.store.alipay_certs().await {

@@ -3,6 +3,7 @@
 //! configured root bundle, with the SNs every request carries.
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::cert::{
     Cert, CertError, app_cert_sn, leaves, parse_pem_bundle, root_cert_sn, verify_chain,
@@ -43,6 +44,8 @@ pub struct AlipayTrust {
     mode: Mode,
     /// (SN, key): the SN is empty in key mode.
     keys: RwLock<Vec<(String, PublicKey)>>,
+    /// When certificates kept by other functions were last looked for (Unix ms).
+    last_lookup_ms: AtomicI64,
 }
 
 impl AlipayTrust {
@@ -51,6 +54,7 @@ impl AlipayTrust {
         AlipayTrust {
             mode: Mode::Keys,
             keys: RwLock::new(keys.into_iter().map(|k| (String::new(), k)).collect()),
+            last_lookup_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -94,6 +98,7 @@ impl AlipayTrust {
                 app_key,
             },
             keys: RwLock::new(keys),
+            last_lookup_ms: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -193,6 +198,17 @@ impl AlipayTrust {
             keys.push((sn.to_owned(), key.clone()));
         }
         Ok(key)
+    }
+
+    /// Whether to look for certificates other functions kept, at most once per `interval_ms`
+    /// (a forged notification must not cost a read each).
+    pub fn lookup_due(&self, now_ms: i64, interval_ms: i64) -> bool {
+        let last = self.last_lookup_ms.load(Ordering::Relaxed);
+        (last == i64::MIN || now_ms.saturating_sub(last) >= interval_ms)
+            && self
+                .last_lookup_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, PublicKey)>> {
