@@ -7,7 +7,7 @@ CARGO ?= cargo
 .PHONY: help test lint unit template stack bench fmt moto run demo sweep reconcile chaos outage
 
 help:
-	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops)"
+	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops); ALIPAY_MODE=certificate for certificate mode"
 	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full"
 	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
 	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary)"
@@ -74,8 +74,10 @@ chaos:
 sweep:
 	@test -f .local/sweeper.env || { echo "start make run first" >&2; exit 1; }
 	set -a; . .local/sweeper.env; set +a; \
-	  ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay_public_key.pem)" \
-	  SECONDARY_ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay2_public_key.pem)" target/debug/local-sweeper --once
+	  if [ -z "$${ALIPAY_CERT:-}" ]; then \
+	    export ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay_public_key.pem)" \
+	      SECONDARY_ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay2_public_key.pem)"; \
+	  fi; target/debug/local-sweeper --once
 
 ## With `make run` going: reconcile a day (DATE, default today in China time) through the
 ## reconcile function, as its daily schedule does for yesterday.

@@ -168,26 +168,75 @@ RISK_RULES=${RISK_RULES:-$(python3 -c 'import json,sys; print(json.loads(sys.arg
 "$root/target/debug/alipay-cli" public-key --kms-key-id "$key" > "$state/app_public_key.txt"
 "$root/target/debug/alipay-cli" public-key --kms-key-id "$key2" > "$state/app2_public_key.txt"
 
+# ALIPAY_MODE=certificate: the applications in certificate mode (公钥证书), set up as a merchant
+# does: a CSR signed in KMS (alipay-cli csr), certificates from the (simulated) open platform,
+# the three files in S3 (s3://<bucket>/alipay/{primary,secondary}/), read by the functions.
+mode=${ALIPAY_MODE:-key}
+primary_certs=() secondary_certs=()
+if [ "$mode" = certificate ]; then
+  say "certificate mode: requesting the application certificates with CSRs signed in KMS"
+  mkdir -p "$state/certs/primary" "$state/certs/secondary"
+  rm -f "$state"/certs/*/*.crt
+  "$root/target/debug/alipay-cli" csr --kms-key-id "$key" --subject "CN=$APP_ID,C=CN" > "$state/certs/primary/app.csr"
+  "$root/target/debug/alipay-cli" csr --kms-key-id "$key2" --subject "CN=$APP_ID_2,C=CN" > "$state/certs/secondary/app.csr"
+  primary_certs=(--certificates "$state/certs/primary" --serial 100)
+  secondary_certs=(--certificates "$state/certs/secondary" --serial 200)
+elif [ "$mode" != key ]; then
+  echo "ALIPAY_MODE must be key or certificate, not $mode" >&2
+  exit 2
+fi
+
 say "starting the Alipay simulator on :$SIMULATOR_PORT"
 start "the Alipay simulator" "$state/simulator.log" \
   "$root/target/debug/alipay-simulator" --port "$SIMULATOR_PORT" --app-id "$APP_ID" --seller-id "$SELLER_ID" \
   --app-public-key "$state/app_public_key.txt" \
-  --alipay-private-key "$root/tests/fixtures/keys/alipay_private_key.pem"
+  --alipay-private-key "$root/tests/fixtures/keys/alipay_private_key.pem" "${primary_certs[@]}"
 say "starting the second channel's Alipay application (simulated) on :$SIMULATOR2_PORT"
 start "the second Alipay simulator" "$state/simulator2.log" \
   "$root/target/debug/alipay-simulator" --port "$SIMULATOR2_PORT" --app-id "$APP_ID_2" --seller-id "$SELLER_ID_2" \
   --app-public-key "$state/app2_public_key.txt" \
-  --alipay-private-key "$root/tests/fixtures/keys/alipay2_private_key.pem"
+  --alipay-private-key "$root/tests/fixtures/keys/alipay2_private_key.pem" "${secondary_certs[@]}"
+if [ "$mode" = certificate ]; then
+  for channel in primary secondary; do
+    for _ in $(seq 1 100); do
+      [ -s "$state/certs/$channel/appCertPublicKey.crt" ] && break
+      sleep 0.1
+    done
+    [ -s "$state/certs/$channel/appCertPublicKey.crt" ] || { echo "the simulator issued no certificate for $channel" >&2; exit 1; }
+  done
+  "$root/.venv/bin/python" - "$bucket" "$state/certs" <<'PY'
+import sys, boto3
+bucket, folder = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3")
+for channel in ("primary", "secondary"):
+    for name in ("appCertPublicKey.crt", "alipayCertPublicKey_RSA2.crt", "alipayRootCert.crt"):
+        with open(f"{folder}/{channel}/{name}", "rb") as f:
+            s3.put_object(Bucket=bucket, Key=f"alipay/{channel}/{name}", Body=f.read())
+PY
+  say "certificates in s3://$bucket/alipay/ (app_cert_sn $("$root/target/debug/alipay-cli" cert-sn --app-cert "$state/certs/primary/appCertPublicKey.crt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["app_cert_sn"])'))"
+fi
 
 say "starting the functions with cargo lambda watch on :$FUNCTIONS_PORT"
 export ORDERS_TABLE="$table" KMS_KEY_ID="$key" ALIPAY_APP_ID="$APP_ID" ALIPAY_SELLER_ID="$SELLER_ID"
-ALIPAY_PUBLIC_KEY=$(cat "$root/tests/fixtures/keys/alipay_public_key.pem")
-export ALIPAY_PUBLIC_KEY
+if [ "$mode" = certificate ]; then
+  unset ALIPAY_PUBLIC_KEY SECONDARY_ALIPAY_PUBLIC_KEY
+  for prefix in "" SECONDARY_; do
+    channel=primary; [ -n "$prefix" ] && channel=secondary
+    export "${prefix}ALIPAY_APP_CERT=s3://$bucket/alipay/$channel/appCertPublicKey.crt"
+    export "${prefix}ALIPAY_CERT=s3://$bucket/alipay/$channel/alipayCertPublicKey_RSA2.crt"
+    export "${prefix}ALIPAY_ROOT_CERT=s3://$bucket/alipay/$channel/alipayRootCert.crt"
+  done
+else
+  ALIPAY_PUBLIC_KEY=$(cat "$root/tests/fixtures/keys/alipay_public_key.pem")
+  export ALIPAY_PUBLIC_KEY
+fi
 export ALIPAY_GATEWAY_URL="http://127.0.0.1:$SIMULATOR_PORT/gateway.do"
 # The second channel: new payments go there while the primary's circuit is open.
 export SECONDARY_ALIPAY_APP_ID="$APP_ID_2" SECONDARY_ALIPAY_SELLER_ID="$SELLER_ID_2" SECONDARY_KMS_KEY_ID="$key2"
-SECONDARY_ALIPAY_PUBLIC_KEY=$(cat "$root/tests/fixtures/keys/alipay2_public_key.pem")
-export SECONDARY_ALIPAY_PUBLIC_KEY
+if [ "$mode" = key ]; then
+  SECONDARY_ALIPAY_PUBLIC_KEY=$(cat "$root/tests/fixtures/keys/alipay2_public_key.pem")
+  export SECONDARY_ALIPAY_PUBLIC_KEY
+fi
 export SECONDARY_ALIPAY_GATEWAY_URL="http://127.0.0.1:$SIMULATOR2_PORT/gateway.do"
 # The breaker scaled down too: 5 calls, 10 s of cool-down (production: 10 calls, 30 s).
 export BREAKER_MIN_CALLS=${BREAKER_MIN_CALLS:-5} BREAKER_COOL_DOWN_SECONDS=${BREAKER_COOL_DOWN_SECONDS:-10}
@@ -201,7 +250,7 @@ export REFUND_QUERY_DELAY_MS=1000 EXPIRY_GRACE_MS=2000 SWEEP_BACKOFF_MAX_MS=1000
 export RECONCILE_BUCKET="$bucket" RECONCILE_WORK_DIR="$state"
 export RISK_RULES
 # For `make sweep`: the same environment (Alipay's public key is read from its file there).
-env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|BREAKER_[A-Z_]+)=' \
+env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|BREAKER_[A-Z_]+|(SECONDARY_)?ALIPAY_(APP_|ROOT_)?CERT)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
 # cargo lambda sets AWS_LAMBDA_MAX_CONCURRENCY=1, and the runtime warns at every start that it
 # runs one invocation at a time (as it should here): that one line is left out of the log.

@@ -39,9 +39,57 @@ pub struct SweepReport {
     pub out_of_time: bool,
 }
 
+/// The trade a certificate probe asks about: none has this number (an order number is the
+/// merchant's, of at most 64 characters of its own choosing; the answer, "no such trade", is
+/// signed with Alipay's current certificate, which is all the probe is for).
+pub const CERT_PROBE_OUT_TRADE_NO: &str = "gateway_certificate_probe";
+
+/// Certificate mode: when the notify function met a signature no held certificate verifies, one
+/// call per channel, so that an unknown `alipay_cert_sn` in its answer is learned (and kept).
+async fn probe_certificates(gateway: &Gateway, deadline: &Deadline) {
+    if !gateway.trusts.iter().any(|(_, t)| t.is_certificate_mode()) {
+        return;
+    }
+    let wanted = match gateway.store.cert_probe_wanted().await {
+        Ok(Some(at)) => at,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(error = %error, "reading the certificate probe");
+            return;
+        }
+    };
+    let out_trade_no = match crate::ids::OutTradeNo::parse(CERT_PROBE_OUT_TRADE_NO) {
+        Ok(no) => no,
+        Err(error) => {
+            tracing::error!(error = %error, "the certificate probe's trade number");
+            return;
+        }
+    };
+    let request = crate::alipay::request::AlipayRequest::Query {
+        trade: crate::alipay::request::TradeRef::OutTradeNo(out_trade_no),
+    };
+    let mut all_answered = true;
+    for alipay in &gateway.channels {
+        let before = alipay.client.trust().known_sns().len();
+        match alipay.call_before(&request, deadline).await {
+            Ok(answer) => tracing::info!(
+                channel = %alipay.channel,
+                code = %answer.status.code,
+                learned = alipay.client.trust().known_sns().len() - before,
+                "certificate probe answered"
+            ),
+            Err(_) => all_answered = false,
+        }
+    }
+    if all_answered && let Err(error) = gateway.store.probe_done(wanted).await {
+        tracing::warn!(error = %error, "clearing the certificate probe");
+    }
+}
+
 /// One run over every shard, at most the configured batch per shard.
 pub async fn sweep(gateway: &Gateway, deadline: &Deadline) -> SweepReport {
     let mut report = SweepReport::default();
+    probe_certificates(gateway, deadline).await;
     let batch = gateway.config.lifecycle.sweep_batch;
     'shards: for shard in 0..DUE_SHARDS {
         let items = match gateway.store.due_items(shard, now_ms(), batch).await {
@@ -207,5 +255,13 @@ impl SweepReport {
             "report": self,
         })
         .to_string()
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    #[test]
+    fn the_probe_asks_about_a_valid_trade_number() {
+        assert!(crate::ids::OutTradeNo::parse(super::CERT_PROBE_OUT_TRADE_NO).is_ok());
     }
 }

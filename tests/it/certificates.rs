@@ -323,3 +323,54 @@ async fn the_application_key_rotates_through_the_standby_key_in_key_mode() {
 async fn the_application_key_rotates_through_the_standby_key_in_certificate_mode() {
     rotate_app_key_without_a_failed_call(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cashier_only_shop_meets_the_new_certificate_through_the_sweeper() {
+    let stack = cert_stack(Vec::new()).await;
+    let new_sn = stack.simulator.rotate_alipay_cert(false).expect("rotate");
+    // A page payment makes no server call: nothing has met the new certificate when Alipay's
+    // notification, signed with the new key, arrives.
+    let page = create(&stack, "cashier_1", "12.00", "page").await;
+    assert_eq!(page.status, 201, "{}", page.text);
+    let url = page.json()["next_step"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert_eq!(stack.http.get(&url).await.status, 200);
+    stack.simulator.pay("cashier_1", false).expect("pay");
+    let refused = gateway_tests::support::eventually(10, || async {
+        stack
+            .simulator
+            .deliveries()
+            .iter()
+            .any(|d| d.out_trade_no == "cashier_1" && !d.attempts.is_empty())
+            .then_some(())
+    })
+    .await;
+    assert!(refused.is_some());
+    assert_eq!(payment(&stack, "cashier_1").await["status"], "CREATED");
+    assert_eq!(downloads(&stack), 0);
+    // The notify function asked for a probe; the sweeper's next run makes it, learns the
+    // certificate, and Alipay's next delivery verifies.
+    assert!(
+        stack.env.store.cert_probe_wanted().await.expect("read").is_some(),
+        "the notify function asked for a probe"
+    );
+    stack.sweep().await;
+    assert_eq!(downloads(&stack), 1, "{:?}", stack.simulator.calls());
+    assert!(
+        stack
+            .env
+            .store
+            .alipay_certs()
+            .await
+            .expect("read")
+            .iter()
+            .any(|c| c.sn == new_sn)
+    );
+    assert_eq!(
+        stack.env.store.cert_probe_wanted().await.expect("read"),
+        None
+    );
+    wait_for_status(&stack, "cashier_1", "PAID").await;
+}

@@ -9,7 +9,8 @@
 //! `POST /cashier/pay`; `GET /qr/{out_trade_no}`; and for tests and scripts `POST /sim/pay`,
 //! `POST /sim/app-pay`, `POST /sim/faults`, `GET /sim/trades/{out_trade_no}`,
 //! `GET /sim/notifications`, `POST /sim/ledger` (edit the ledger: discrepancies on purpose),
-//! `POST /sim/bills/close-day` (issue a day's bill before the day is over), `POST /sim/outage`
+//! `POST /sim/bills/close-day` (issue a day's bill before the day is over), `POST /sim/rotate-cert`
+//! (certificate mode: Alipay rotates its certificate), `POST /sim/outage`
 //! (`{"kind": "timeout" | "http500" | "system_error" | "service_unavailable", "seconds": 30}`:
 //! every server call fails that way for a period; `"seconds": 0` ends it). The daily bill:
 //! `alipay.data.dataservice.bill.downloadurl.query` and `GET /downloadBillFile.resource`.
@@ -227,6 +228,50 @@ struct State_ {
     outage: Option<(FaultKind, std::time::Instant)>,
 }
 
+/// Alipay rotates its certificate (see [`Simulator::rotate_alipay_cert`]).
+fn rotate_alipay_cert(inner: &Inner, forged: bool) -> Result<String, String> {
+    let key = shared::AppPrivateKey::parse(
+        &std::fs::read_to_string(
+            crate::support::fixtures().join("keys/alipay_rotated_private_key.pem"),
+        )
+        .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let signer = LocalKeySigner::new(&key);
+    let spki = signer.public_key().to_spki_der();
+    let mut keys = lock(&inner.keys);
+    keys.next_serial += 1;
+    let serial = keys.next_serial;
+    let certs = keys
+        .certificates
+        .as_mut()
+        .ok_or("the simulator is in key mode")?;
+    let subject =
+        "CN=支付宝(中国)网络技术有限公司-2088000000000000,OU=Alipay,O=Local Alipay Simulator,C=CN";
+    let issued = if forged {
+        certs.ca.issue_forged(subject, serial, &spki)
+    } else {
+        certs.ca.issue_leaf(subject, serial, &spki, 365)
+    };
+    certs.alipay_cert = issued.clone();
+    keys.issued.insert(issued.sn.clone(), issued.pem);
+    keys.alipay_signer = Arc::new(signer);
+    Ok(issued.sn)
+}
+
+/// `POST /sim/rotate-cert` (`{"forged": false}`): Alipay rotates its certificate (certificate
+/// mode); answers the new SN.
+async fn sim_rotate_cert(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    let forged = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("forged").and_then(Value::as_bool))
+        .unwrap_or(false);
+    match rotate_alipay_cert(&inner, forged) {
+        Ok(sn) => axum::Json(json!({"alipay_cert_sn": sn})).into_response(),
+        Err(e) => (StatusCode::CONFLICT, axum::Json(json!({"error": e}))).into_response(),
+    }
+}
+
 /// An outage for a period (`POST /sim/outage`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Outage {
@@ -299,6 +344,7 @@ impl Simulator {
             .route("/sim/app-pay", post(sim_app_pay))
             .route("/sim/faults", post(sim_fault))
             .route("/sim/outage", post(sim_outage))
+            .route("/sim/rotate-cert", post(sim_rotate_cert))
             .route("/sim/trades/{out_trade_no}", get(sim_trade))
             .route("/sim/notifications", get(sim_notifications))
             .route("/sim/ledger", post(sim_ledger))
@@ -398,32 +444,7 @@ impl Simulator {
     /// certificate from the same CA sign everything from now on. `forged`: the new certificate
     /// does not chain to the root bundle (what a gateway must refuse). The new SN.
     pub fn rotate_alipay_cert(&self, forged: bool) -> Result<String, String> {
-        let key = shared::AppPrivateKey::parse(
-            &std::fs::read_to_string(
-                crate::support::fixtures().join("keys/alipay_rotated_private_key.pem"),
-            )
-            .map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
-        let signer = LocalKeySigner::new(&key);
-        let spki = signer.public_key().to_spki_der();
-        let mut keys = lock(&self.inner.keys);
-        keys.next_serial += 1;
-        let serial = keys.next_serial;
-        let certs = keys
-            .certificates
-            .as_mut()
-            .ok_or("the simulator is in key mode")?;
-        let subject = "CN=支付宝(中国)网络技术有限公司-2088000000000000,OU=Alipay,O=Local Alipay Simulator,C=CN";
-        let issued = if forged {
-            certs.ca.issue_forged(subject, serial, &spki)
-        } else {
-            certs.ca.issue_leaf(subject, serial, &spki, 365)
-        };
-        certs.alipay_cert = issued.clone();
-        keys.issued.insert(issued.sn.clone(), issued.pem);
-        keys.alipay_signer = Arc::new(signer);
-        Ok(issued.sn)
+        rotate_alipay_cert(&self.inner, forged)
     }
 
     /// The merchant replaced the application's public key (or certificate) on the open

@@ -1,6 +1,7 @@
 //! The local Alipay simulator as a server, for `make run`.
 //!
 //! Usage: alipay-simulator --port 9100 --app-public-key FILE --alipay-private-key FILE
+//! [--certificates DIR] (certificate mode: DIR/app.csr in, the open platform's three files out)
 
 use std::path::PathBuf;
 
@@ -25,6 +26,14 @@ struct Args {
     /// Multiplies Alipay's notification retry schedule (4m, 10m, ...); 0.01 makes 4m 2.4s.
     #[arg(long, default_value_t = 0.01)]
     time_scale: f64,
+    /// Certificate mode: DIR/app.csr is the application's certificate request (from
+    /// `alipay-cli csr`); the simulated open platform issues the certificates and writes
+    /// appCertPublicKey.crt, alipayCertPublicKey_RSA2.crt and alipayRootCert.crt into DIR.
+    #[arg(long, value_name = "DIR")]
+    certificates: Option<PathBuf>,
+    /// The first serial number of the certificates it issues.
+    #[arg(long, default_value_t = 100)]
+    serial: u64,
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {
@@ -38,11 +47,38 @@ async fn main() -> Result<(), String> {
         shared::PublicKey::parse(&read(&args.app_public_key)?).map_err(|e| e.to_string())?;
     let alipay_key = shared::AppPrivateKey::parse(&read(&args.alipay_private_key)?)
         .map_err(|e| e.to_string())?;
+    let certificates = match &args.certificates {
+        None => None,
+        Some(dir) => {
+            let ca = std::sync::Arc::new(gateway_tests::simulator::ca::TestCa::new());
+            let app = ca.issue_from_csr(&read(&dir.join("app.csr"))?, &args.app_id, args.serial)?;
+            let alipay_cert = ca.issue_leaf(
+                "CN=支付宝(中国)网络技术有限公司-2088000000000000,OU=Alipay,O=Local Alipay Simulator,C=CN",
+                args.serial + 1,
+                &alipay_key.public_key().to_spki_der(),
+                365,
+            );
+            for (name, text) in [
+                ("alipayRootCert.crt", ca.root_bundle()),
+                ("alipayCertPublicKey_RSA2.crt", alipay_cert.pem.clone()),
+                ("appCertPublicKey.crt", app.pem.clone()),
+            ] {
+                std::fs::write(dir.join(name), text)
+                    .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+            }
+            Some(gateway_tests::simulator::Certificates {
+                ca,
+                app_cert_sn: app.sn.clone(),
+                app_cert: app,
+                alipay_cert,
+            })
+        }
+    };
     let simulator = Simulator::start(
         SimulatorConfig {
             app_public_key,
             alipay_signer: std::sync::Arc::new(shared::LocalKeySigner::new(&alipay_key)),
-            certificates: None,
+            certificates,
             app_id: args.app_id,
             seller_id: args.seller_id,
             time_scale: args.time_scale,
