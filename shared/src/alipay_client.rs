@@ -230,7 +230,7 @@ impl AlipayClient {
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| untrusted(crate::alipay::cert::CertError::NotPem { index: 0 }))?;
-        self.trust.learn(&pem, sn, now_unix).map_err(untrusted)?;
+        let not_after = self.trust.learn(&pem, sn, now_unix).map_err(untrusted)?;
         // The download answer itself must verify, now that its certificate is known.
         let answer = verify_response_with(&body, signed.method(), &self.trust)
             .map_err(CallError::Untrusted)?;
@@ -246,10 +246,6 @@ impl AlipayClient {
             "learned a new Alipay certificate (Alipay rotated its certificate)"
         );
         if let Some(cache) = &self.cert_cache {
-            let not_after = crate::alipay::cert::parse_pem_bundle(&pem)
-                .ok()
-                .and_then(|certs| certs.iter().find(|c| c.sn() == sn).map(|c| c.validity().1))
-                .unwrap_or(now_unix);
             cache.save(sn, &pem, not_after).await;
         }
         Ok(())

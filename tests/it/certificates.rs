@@ -22,6 +22,20 @@ async fn cert_stack(env: Vec<(String, String)>) -> Stack {
     .await
 }
 
+/// Waits (10 s at most) until the gateway answered a delivery of the notification for
+/// `out_trade_no`, whatever it answered.
+async fn first_delivery_answered(stack: &Stack, out_trade_no: &str) -> Option<()> {
+    gateway_tests::support::eventually(10, || async {
+        stack
+            .simulator
+            .deliveries()
+            .iter()
+            .any(|d| d.out_trade_no == out_trade_no && !d.attempts.is_empty())
+            .then_some(())
+    })
+    .await
+}
+
 fn downloads(stack: &Stack) -> usize {
     stack
         .simulator
@@ -117,15 +131,7 @@ async fn a_rotated_certificate_that_does_not_chain_is_refused() {
             .is_empty()
     );
     // Once the notification was answered (refused), the payment is still unpaid.
-    let answered = gateway_tests::support::eventually(10, || async {
-        stack
-            .simulator
-            .deliveries()
-            .iter()
-            .any(|d| d.out_trade_no == "forged_1" && !d.attempts.is_empty())
-            .then_some(())
-    })
-    .await;
+    let answered = first_delivery_answered(&stack, "forged_1").await;
     assert!(answered.is_some(), "{:?}", stack.simulator.deliveries());
     assert_eq!(payment(&stack, "forged_1").await["status"], "CREATED");
     let deliveries: Vec<_> = stack
@@ -338,22 +344,20 @@ async fn a_cashier_only_shop_meets_the_new_certificate_through_the_sweeper() {
         .to_owned();
     assert_eq!(stack.http.get(&url).await.status, 200);
     stack.simulator.pay("cashier_1", false).expect("pay");
-    let refused = gateway_tests::support::eventually(10, || async {
-        stack
-            .simulator
-            .deliveries()
-            .iter()
-            .any(|d| d.out_trade_no == "cashier_1" && !d.attempts.is_empty())
-            .then_some(())
-    })
-    .await;
+    let refused = first_delivery_answered(&stack, "cashier_1").await;
     assert!(refused.is_some());
     assert_eq!(payment(&stack, "cashier_1").await["status"], "CREATED");
     assert_eq!(downloads(&stack), 0);
     // The notify function asked for a probe; the sweeper's next run makes it, learns the
     // certificate, and Alipay's next delivery verifies.
     assert!(
-        stack.env.store.cert_probe_wanted().await.expect("read").is_some(),
+        stack
+            .env
+            .store
+            .cert_probe_wanted()
+            .await
+            .expect("read")
+            .is_some(),
         "the notify function asked for a probe"
     );
     stack.sweep().await;

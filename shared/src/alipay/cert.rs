@@ -187,18 +187,18 @@ impl Cert {
             .verify_bytes(tbs, signature)
             .map_err(|_| bad())
     }
+}
 
-    /// PEM text of this certificate.
-    pub fn to_pem(&self) -> String {
-        let body = BASE64.encode(&self.der);
-        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in body.as_bytes().chunks(64) {
-            pem.push_str(&String::from_utf8_lossy(line));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        pem
+/// PEM text of DER under `label` (`CERTIFICATE`, `CERTIFICATE REQUEST`), 64 columns.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let body = BASE64.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
     }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
 }
 
 /// The TBS certificate's bytes exactly as they were signed (not re-encoded).

@@ -7,14 +7,13 @@
 
 use std::str::FromStr as _;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use x509_cert::der::asn1::{BitString, Null, SetOfVec};
 use x509_cert::der::{Any, Decode as _, Encode as _};
 use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo, Version};
 use x509_cert::spki::{AlgorithmIdentifier, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
+use super::cert::pem_encode;
 use super::keys::PublicKey;
 use super::signer::{SignError, Signer};
 
@@ -63,24 +62,15 @@ pub async fn certificate_request(
         signature: BitString::from_bytes(&signature).map_err(encoding)?,
     };
     let der = request.to_der().map_err(encoding)?;
-    Ok(pem("CERTIFICATE REQUEST", &der))
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = BASE64.encode(der);
-    let mut text = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        text.push_str(&String::from_utf8_lossy(line));
-        text.push('\n');
-    }
-    text.push_str(&format!("-----END {label}-----\n"));
-    text
+    Ok(pem_encode("CERTIFICATE REQUEST", &der))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::alipay::signer::LocalKeySigner;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
 
     struct Refusing;
     impl Signer for Refusing {

@@ -177,8 +177,8 @@ impl AlipayTrust {
 
     /// Adds Alipay's certificate named `sn` from its PEM text (a download, or one stored by
     /// another function), after checking that its leaf has that SN and chains to the roots at
-    /// `now_unix`. Key mode learns nothing.
-    pub fn learn(&self, pem: &str, sn: &str, now_unix: u64) -> Result<PublicKey, CertError> {
+    /// `now_unix`. Key mode learns nothing. The certificate's `notAfter` (Unix seconds).
+    pub fn learn(&self, pem: &str, sn: &str, now_unix: u64) -> Result<u64, CertError> {
         let Mode::Certs { roots, .. } = &self.mode else {
             return Err(CertError::Empty);
         };
@@ -195,9 +195,9 @@ impl AlipayTrust {
         let key = leaf.public_key()?;
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
         if !keys.iter().any(|(held, _)| held == sn) {
-            keys.push((sn.to_owned(), key.clone()));
+            keys.push((sn.to_owned(), key));
         }
-        Ok(key)
+        Ok(leaf.validity().1)
     }
 
     /// Whether to look for certificates other functions kept, at most once per `interval_ms`
