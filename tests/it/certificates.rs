@@ -193,10 +193,20 @@ async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
             .is_ok()
     );
 
-    // Alipay's certificate from another CA (the published 2019 one, long expired as well).
-    let fixtures = gateway_tests::support::fixtures().join("certs");
-    certs.alipay_cert.pem =
-        std::fs::read_to_string(fixtures.join("alipayCertPublicKey_RSA2.crt")).expect("cert");
+    // Alipay's certificate signed by a key other than its issuer's: it does not chain.
+    let alipay_key = shared::AppPrivateKey::parse(
+        &std::fs::read_to_string(
+            gateway_tests::support::fixtures().join("keys/alipay_private_key.pem"),
+        )
+        .expect("key"),
+    )
+    .expect("key");
+    let genuine = certs.alipay_cert.clone();
+    certs.alipay_cert = ca.issue_forged(
+        "CN=Alipay,C=CN",
+        601,
+        &alipay_key.public_key().to_spki_der(),
+    );
     let vars = certificate_vars(&stack.env, "", &certs, &ca, false).await;
     let error = Gateway::with_config(
         base(vars).expect("reads"),
@@ -207,9 +217,30 @@ async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
     .err()
     .expect("refused");
     assert!(
-        error.contains("Alipay's public certificate") && error.contains("not valid at this time"),
+        error.contains("Alipay's public certificate") && error.contains("does not verify"),
         "{error}"
     );
+    // The published 2019 certificate (another CA, long expired): an expired Alipay certificate
+    // is left out, not refused (Alipay rotates it by itself; the current one is learned).
+    let fixtures = gateway_tests::support::fixtures().join("certs");
+    certs.alipay_cert.pem =
+        std::fs::read_to_string(fixtures.join("alipayCertPublicKey_RSA2.crt")).expect("cert");
+    let vars = certificate_vars(&stack.env, "", &certs, &ca, false).await;
+    let notify = Gateway::with_config(
+        base(vars).expect("reads"),
+        &stack.env.sdk_config,
+        Role::NotifyOnly,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("starts: {e}"));
+    assert!(
+        notify
+            .trust(shared::channels::ChannelId::Primary)
+            .expect("trust")
+            .known_sns()
+            .is_empty()
+    );
+    certs.alipay_cert = genuine;
     // A missing object names itself.
     let mut vars = certificate_vars(&stack.env, "", &certs, &ca, false).await;
     vars[2].1 = "s3://no-such-bucket-here/alipayRootCert.crt".into();

@@ -60,8 +60,10 @@ impl AlipayTrust {
 
     /// Certificate mode from the three files the open platform gives: the application
     /// certificate, Alipay's public certificate (several concatenated during a rotation) and
-    /// Alipay's root bundle. Each Alipay certificate must chain to the bundle and every
-    /// certificate must be valid at `now_unix`.
+    /// Alipay's root bundle. The application certificate must be valid at `now_unix`, and each
+    /// Alipay certificate must chain to the bundle. An Alipay certificate that has merely
+    /// expired is left out (logged), not refused: Alipay rotates its certificate by itself and
+    /// the functions learn the new one from its answers, so the file in S3 ages without harm.
     pub fn certificates(
         app_cert: &str,
         alipay_cert: &str,
@@ -78,8 +80,22 @@ impl AlipayTrust {
         app_leaf
             .check_validity(now_unix)
             .map_err(TrustError::AppCert)?;
+        let days_left = app_leaf.validity().1.saturating_sub(now_unix) / 86_400;
+        if days_left < 30 {
+            tracing::warn!(
+                days_left,
+                "the application certificate expires soon: upload a new CSR (alipay-cli csr) on Alipay's open platform"
+            );
+        }
         let mut keys = Vec::new();
         for leaf in leaves(&alipay) {
+            if !leaf.is_valid_at(now_unix) {
+                tracing::warn!(
+                    sn = leaf.sn(),
+                    "Alipay's configured certificate has expired; the current one is learned from Alipay's answers (replace alipayCertPublicKey_RSA2.crt to silence this)"
+                );
+                continue;
+            }
             verify_chain(leaf, &alipay, &roots, now_unix).map_err(TrustError::AlipayCert)?;
             keys.push((
                 leaf.sn().to_owned(),
@@ -225,4 +241,71 @@ pub enum TrustError {
     AlipayCert(CertError),
     #[error("Alipay's root certificate (alipayRootCert.crt): {0}")]
     RootCert(CertError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/../tests/fixtures/certs/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).expect("fixture")
+    }
+
+    /// 2021-08-31: the published application certificate (until 2021-09-02) is still valid,
+    /// Alipay's (until 2021-08-29) has expired.
+    const AFTER_ALIPAYS_EXPIRY: u64 = 1_630_368_000;
+    /// 2020-06-01: both valid.
+    const IN_2020: u64 = 1_590_969_600;
+
+    #[test]
+    fn the_published_files_make_a_trust_with_their_sns() {
+        let trust = AlipayTrust::certificates(
+            &fixture("appCertPublicKey.crt"),
+            &fixture("alipayCertPublicKey_RSA2.crt"),
+            &fixture("alipayRootCert.crt"),
+            IN_2020,
+        )
+        .expect("trust");
+        let sns = trust.cert_sns().expect("certificate mode");
+        assert_eq!(sns.app_cert_sn, "4498aaa8ab0c8986c15c41b36186db7d");
+        assert_eq!(
+            sns.alipay_root_cert_sn,
+            "687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6"
+        );
+        assert_eq!(trust.known_sns(), ["04afd423ea5bd6f5c5482854ed73278c"]);
+        assert!(matches!(
+            trust.lookup(Some("04afd423ea5bd6f5c5482854ed73278c")),
+            Lookup::Keys(keys) if keys.len() == 1
+        ));
+        assert_eq!(
+            trust.lookup(Some("ffffffffffffffffffffffffffffffff")),
+            Lookup::Unknown("ffffffffffffffffffffffffffffffff".into())
+        );
+    }
+
+    #[test]
+    fn an_expired_alipay_certificate_is_left_out_an_expired_app_certificate_refused() {
+        let trust = AlipayTrust::certificates(
+            &fixture("appCertPublicKey.crt"),
+            &fixture("alipayCertPublicKey_RSA2.crt"),
+            &fixture("alipayRootCert.crt"),
+            AFTER_ALIPAYS_EXPIRY,
+        )
+        .expect("starts: Alipay's current certificate is learned at run time");
+        assert!(trust.known_sns().is_empty());
+        let later = AFTER_ALIPAYS_EXPIRY + 7 * 86_400;
+        assert!(matches!(
+            AlipayTrust::certificates(
+                &fixture("appCertPublicKey.crt"),
+                &fixture("alipayCertPublicKey_RSA2.crt"),
+                &fixture("alipayRootCert.crt"),
+                later,
+            ),
+            Err(TrustError::AppCert(CertError::NotValidNow { .. }))
+        ));
+    }
 }
