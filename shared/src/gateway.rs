@@ -564,9 +564,7 @@ pub async fn apply_trade_report(
                     to: OrderStatus::Paid.to_string(),
                 })
             } else {
-                store
-                    .mark_paid(&order.out_trade_no, &payment, cause, now_ms)
-                    .await
+                store.mark_paid_from(order, &payment, cause, now_ms).await
             };
             match marked {
                 Err(StoreError::IllegalTransition { from, .. })
@@ -650,9 +648,7 @@ async fn paid_after_close(
         .await?
         .ok_or_else(|| StoreError::OrderNotFound(order.out_trade_no.to_string()))?;
     if current.status != OrderStatus::Closed {
-        return store
-            .mark_paid(&order.out_trade_no, payment, cause, now_ms)
-            .await;
+        return store.mark_paid_from(&current, payment, cause, now_ms).await;
     }
     let refund = lifecycle
         .auto_refund_paid_after_close

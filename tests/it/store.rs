@@ -873,3 +873,96 @@ async fn a_payment_after_close_is_conditional_on_the_version_read() {
         .expect("duplicate");
     assert!(!again.applied());
 }
+
+/// The order `mark_paid_from` returns is built from the order as read, without reading it back:
+/// it must be exactly what is stored, also when another change landed between the read and the
+/// write (the version condition refuses the stale read and the change is made on the current
+/// order), and with every optional field the update sets.
+#[tokio::test]
+async fn marking_paid_from_a_stale_read_returns_exactly_what_is_stored() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let env = TestEnv::new().await;
+    env.store
+        .create_order(
+            &new_order("stale_read", "88.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+            &[],
+        )
+        .await
+        .expect("create");
+    let stale = env
+        .store
+        .get_order(&id("stale_read"))
+        .await
+        .expect("read")
+        .expect("order");
+    // Another writer: a new version and a field the payment does not touch.
+    env.dynamodb
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S("ORDER#stale_read".into()))
+        .key("sk", AttributeValue::S("ORDER".into()))
+        .update_expression("SET version = version + :one, sweeps = :sweeps")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .expression_attribute_values(":sweeps", AttributeValue::N("3".into()))
+        .send()
+        .await
+        .expect("concurrent change");
+    let mut flagged = payment("88.00", false);
+    flagged.risk = Some(shared::domain::PaidRisk {
+        rules: vec!["buyer_max_customers".into()],
+        customer: "c".repeat(16),
+        buyer: None,
+    });
+    let Ok(Transition::Applied(returned)) = env
+        .store
+        .mark_paid_from(&stale, &flagged, &notify(1), now_ms())
+        .await
+    else {
+        panic!("expected the payment applied on the current order");
+    };
+    let stored = env
+        .store
+        .get_order(&id("stale_read"))
+        .await
+        .expect("read")
+        .expect("order");
+    assert_eq!(returned, stored);
+    assert_eq!((stored.version, stored.sweeps), (stale.version + 2, 3));
+    assert_eq!(stored.risk_rules, vec!["buyer_max_customers".to_owned()]);
+    assert_eq!(stored.due_at_ms, None);
+
+    // Finished directly, with neither a payment time nor a buyer: the read's own are kept.
+    env.store
+        .create_order(
+            &new_order("bare_finish", "1.00"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+            &[],
+        )
+        .await
+        .expect("create");
+    let read = env
+        .store
+        .get_order(&id("bare_finish"))
+        .await
+        .expect("read")
+        .expect("order");
+    let mut bare = payment("1.00", true);
+    bare.paid_at = None;
+    bare.buyer_id_masked = None;
+    let Ok(Transition::Applied(returned)) = env
+        .store
+        .mark_paid_from(&read, &bare, &notify(2), now_ms())
+        .await
+    else {
+        panic!("expected finished");
+    };
+    let stored = env.store.get_order(&id("bare_finish")).await.expect("read");
+    assert_eq!(Some(returned), stored);
+}

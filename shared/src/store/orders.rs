@@ -149,11 +149,32 @@ impl Store {
     }
 
     /// CREATED → PAID (or FINISHED), and PAID → FINISHED, as Alipay reported. A repeat is a
-    /// [`Transition::Duplicate`]; anything else is refused.
-    #[tracing::instrument(skip_all, fields(out_trade_no = %out_trade_no, finished = payment.finished))]
+    /// [`Transition::Duplicate`]; anything else is refused. Reads the order first: a caller
+    /// that has just read it calls [`Store::mark_paid_from`] and saves the read.
     pub async fn mark_paid(
         &self,
         out_trade_no: &OutTradeNo,
+        payment: &Payment,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Transition<Order>, StoreError> {
+        let order = self
+            .get_order(out_trade_no)
+            .await?
+            .ok_or_else(|| not_found(out_trade_no))?;
+        self.mark_paid_from(&order, payment, cause, now_ms).await
+    }
+
+    /// [`Store::mark_paid`] for an order as the caller read it: one transaction, and no read
+    /// after it. The write is conditional on the order's `version` as read, so the order it
+    /// returns (the read one with this change applied) is exactly what is stored; when
+    /// something else changed the order meanwhile, the transaction's refusal carries the
+    /// current item and the change is made again on it. A repeat (the order read is already
+    /// paid) costs no write at all.
+    #[tracing::instrument(skip_all, fields(out_trade_no = %read.out_trade_no, finished = payment.finished))]
+    pub async fn mark_paid_from(
+        &self,
+        read: &Order,
         payment: &Payment,
         cause: &Cause,
         now_ms: i64,
@@ -163,6 +184,38 @@ impl Store {
         } else {
             OrderStatus::Paid
         };
+        let mut current = read.clone();
+        for _ in 0..VERSION_ATTEMPTS {
+            if current.status != OrderStatus::Created {
+                return if current.status == OrderStatus::Paid && target == OrderStatus::Finished {
+                    self.finish(&current.out_trade_no, payment, cause, now_ms)
+                        .await
+                } else {
+                    self.repeat_or_refuse(current, target, &payment.trade_no)
+                };
+            }
+            match self.pay(&current, target, payment, cause, now_ms).await? {
+                Ok(order) => return Ok(Transition::Applied(order)),
+                Err(now) => current = now,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "order {} kept changing while being marked paid",
+            read.out_trade_no
+        )))
+    }
+
+    /// One attempt at CREATED → `target` on the order as `read`: `Ok` with the order as
+    /// written, `Err` with the order as it stood when the condition refused it.
+    async fn pay(
+        &self,
+        read: &Order,
+        target: OrderStatus,
+        payment: &Payment,
+        cause: &Cause,
+        now_ms: i64,
+    ) -> Result<Result<Order, Order>, StoreError> {
+        let out_trade_no = &read.out_trade_no;
         let refundable = if payment.finished {
             Amount::ZERO
         } else {
@@ -180,10 +233,11 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(order_pk(out_trade_no)))
             .key("sk", s(ORDER_SK))
-            .condition_expression("attribute_exists(pk) AND #status = :from")
+            .condition_expression("#status = :from AND version = :version")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(target.as_str()))
             .expression_attribute_values(":from", s(OrderStatus::Created.as_str()))
+            .expression_attribute_values(":version", n(read.version))
             .expression_attribute_values(":trade_no", s(&payment.trade_no))
             .expression_attribute_values(":paid", n(payment.amount.fen()))
             .expression_attribute_values(":refundable", n(refundable.fen()))
@@ -248,14 +302,9 @@ impl Store {
         if let Some(risk) = &payment.risk {
             items.extend(self.history_updates(risk, payment.amount, now_ms)?);
         }
-        match self.change_order(items, out_trade_no).await? {
-            Ok(order) => Ok(Transition::Applied(order)),
-            Err(current)
-                if current.status == OrderStatus::Paid && target == OrderStatus::Finished =>
-            {
-                self.finish(out_trade_no, payment, cause, now_ms).await
-            }
-            Err(current) => self.repeat_or_refuse(current, target, &payment.trade_no),
+        match self.transact(items).await? {
+            Ok(()) => Ok(Ok(paid(read, target, payment, now_ms))),
+            Err(reasons) => Ok(Err(self.old_order(&reasons, 0, out_trade_no).await?)),
         }
     }
 
@@ -567,6 +616,37 @@ fn order_item_without_due(order: &Order) -> Item {
 
 fn risk_list(rules: &[String]) -> AttributeValue {
     AttributeValue::L(rules.iter().map(|r| s(r.as_str())).collect())
+}
+
+/// How many times a change conditional on the order's version is made again on the current
+/// order before giving up (each refusal means another change landed in between).
+const VERSION_ATTEMPTS: usize = 4;
+
+/// The order `read` with [`Store::mark_paid_from`]'s update applied: what the transaction wrote,
+/// given that its condition held `read.version`. Mirrors the update expression field by field
+/// (a store test compares it with the item read back).
+fn paid(read: &Order, target: OrderStatus, payment: &Payment, now_ms: i64) -> Order {
+    let flagged = payment.risk.as_ref().filter(|r| !r.rules.is_empty());
+    Order {
+        status: target,
+        trade_no: Some(payment.trade_no.clone()),
+        paid_amount: Some(payment.amount),
+        refundable: if target == OrderStatus::Finished {
+            Amount::ZERO
+        } else {
+            payment.amount
+        },
+        updated_at_ms: now_ms,
+        version: read.version + 1,
+        paid_at: payment.paid_at.clone().or_else(|| read.paid_at.clone()),
+        buyer_id_masked: payment
+            .buyer_id_masked
+            .clone()
+            .or_else(|| read.buyer_id_masked.clone()),
+        risk_rules: flagged.map_or_else(|| read.risk_rules.clone(), |r| r.rules.clone()),
+        due_at_ms: None,
+        ..read.clone()
+    }
 }
 
 pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {

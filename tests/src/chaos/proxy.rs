@@ -2,6 +2,9 @@
 //! DynamoDB or KMS may, with a seeded probability, be answered with a throttling error or an
 //! HTTP 500 without reaching moto, hang past the SDK's attempt time-out, or be executed by moto
 //! with its answer lost (the connection drops).
+//!
+//! It also counts every request it receives by operation (`DynamoDB.GetItem`, `KMS.Sign`), so
+//! a test can measure a route's round trips where the stand-in sees them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +43,8 @@ struct State {
     rate_per_mille: AtomicU32,
     rng: Mutex<fastrand::Rng>,
     injected: Mutex<BTreeMap<(String, AwsFault), u64>>,
+    /// Requests received, by operation.
+    seen: Mutex<BTreeMap<String, u64>>,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
@@ -68,6 +73,7 @@ impl FaultProxy {
             rate_per_mille: AtomicU32::new(0),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             injected: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(BTreeMap::new()),
             client: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .build(hyper_util::client::legacy::connect::HttpConnector::new()),
         });
@@ -94,6 +100,16 @@ impl FaultProxy {
 
     pub fn set_rate_per_mille(&self, rate: u32) {
         self.state.rate_per_mille.store(rate, Ordering::Relaxed);
+    }
+
+    /// The requests received since the last call, by operation (`DynamoDB.GetItem`,
+    /// `KMS.Sign`); the count starts again at zero.
+    pub fn take_requests(&self) -> BTreeMap<String, u64> {
+        self.state
+            .seen
+            .lock()
+            .map(|mut seen| std::mem::take(&mut *seen))
+            .unwrap_or_default()
     }
 
     /// Faults injected so far, by (boundary, fault).
@@ -158,6 +174,14 @@ async fn handle(
     } else {
         ("other", "ThrottlingException", "1.1")
     };
+    let operation = match target.split_once('.') {
+        Some((_, name)) if boundary == "dynamodb" => format!("DynamoDB.{name}"),
+        Some((_, name)) if boundary == "kms" => format!("KMS.{name}"),
+        _ => format!("other {}", request.uri().path()),
+    };
+    if let Ok(mut seen) = state.seen.lock() {
+        *seen.entry(operation).or_default() += 1;
+    }
     let fault = if boundary == "other" {
         None
     } else {
