@@ -252,12 +252,14 @@ export RISK_RULES
 # For `make sweep`: the same environment (Alipay's public key is read from its file there).
 env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|BREAKER_[A-Z_]+|(SECONDARY_)?ALIPAY_(APP_|ROOT_)?CERT)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
-# cargo lambda sets AWS_LAMBDA_MAX_CONCURRENCY=1, and the runtime warns at every start that it
-# runs one invocation at a time (as it should here): that one line is left out of the log.
-start "the functions (cargo lambda watch)" "$state/functions.log" bash -c \
-  'RUST_LOG=error "$0" lambda watch --quiet --invoke-address 127.0.0.1 --invoke-port "$1" 2>&1 \
-     | grep --line-buffered -v "AWS_LAMBDA_MAX_CONCURRENCY is set to .1., but"' \
-  "$root/.venv-tools/bin/cargo-lambda" "$FUNCTIONS_PORT"
+# Each function process serves up to GATEWAY_MAX_CONCURRENCY requests at once, as on Lambda
+# Managed Instances (cargo lambda forces AWS_LAMBDA_MAX_CONCURRENCY=1 on what it starts; the
+# functions take this variable in its place). GATEWAY_MAX_CONCURRENCY=1 runs them as classic
+# Lambda does.
+export GATEWAY_MAX_CONCURRENCY=${GATEWAY_MAX_CONCURRENCY:-8}
+start "the functions (cargo lambda watch)" "$state/functions.log" \
+  env RUST_LOG=error "$root/.venv-tools/bin/cargo-lambda" lambda watch --quiet \
+  --invoke-address 127.0.0.1 --invoke-port "$FUNCTIONS_PORT"
 
 say "starting the sweeper (every 2 s; the Lambda runs on an EventBridge schedule)"
 start "the sweeper" "$state/sweeper.log" "$root/target/debug/local-sweeper" --every-ms 2000

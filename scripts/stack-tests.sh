@@ -97,6 +97,9 @@ say "schemathesis against the merchant API (openapi.yaml)"
 say "a buyer in Chromium: page, wap and QR payments"
 (cd tests/stack && SE_OFFLINE=true "$python" browser.py "$state")
 
+say "concurrent requests in one function process (GATEWAY_MAX_CONCURRENCY), and the refund race there"
+(cd tests/stack && "$python" concurrency.py "$state")
+
 say "Ctrl-C stops everything"
 recorded=$(started_by_run)
 kill -INT -- "-$run_pid"

@@ -709,17 +709,49 @@ async fn record_mismatch(
     }
 }
 
-/// The Lambda entry point every function shares: logs as Lambda configures them (JSON in the
-/// template), dependencies built once at init, then one handler call per request.
+/// The entry point of the HTTP functions (`fn main`): [`serve`] on a multi-threaded runtime.
+///
+/// `GATEWAY_MAX_CONCURRENCY`, when set, stands for Lambda's `AWS_LAMBDA_MAX_CONCURRENCY`: only
+/// `make run` sets it, because `cargo lambda watch` forces the latter to 1 for every function it
+/// starts. It is applied here, before the runtime starts any thread.
+pub fn main<F, Fut>(role: Role, handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(&'static Gateway, lambda_http::Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send + 'static,
+{
+    if let Ok(text) = std::env::var("GATEWAY_MAX_CONCURRENCY") {
+        let n = text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1_000).contains(n))
+            .ok_or("invalid configuration: GATEWAY_MAX_CONCURRENCY must be 1 to 1000")?;
+        // SAFETY: nothing else runs yet (the runtime and its threads are built below), so no
+        // other thread reads the environment while it changes.
+        unsafe { std::env::set_var("AWS_LAMBDA_MAX_CONCURRENCY", n.to_string()) };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(role, handler))
+}
+
+/// The Lambda entry point every HTTP function shares: logs as Lambda configures them (JSON in
+/// the template), dependencies built once at init, then the handler for each request.
+///
+/// Requests run concurrently when Lambda says so (`AWS_LAMBDA_MAX_CONCURRENCY` > 1, as on
+/// Lambda Managed Instances: that many at once in one process, sharing the SDK clients, the
+/// breaker and the learned certificates); on classic Lambda one at a time. Nothing in a handler
+/// relies on running alone: every change is a conditional write.
 pub async fn serve<F, Fut>(role: Role, handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(&'static Gateway, lambda_http::Request) -> Fut + Copy + Send + Sync + 'static,
-    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send + 'static,
 {
     lambda_http::tracing::init_default_subscriber();
     // Kept for the life of the process, as a Lambda execution environment keeps it.
     let gateway: &'static Gateway = Box::leak(Box::new(Gateway::init(role).await?));
-    lambda_http::run(lambda_http::service_fn(move |request| async move {
+    lambda_http::run_concurrent(lambda_http::service_fn(move |request| async move {
         Ok::<_, std::convert::Infallible>(handler(gateway, request).await)
     }))
     .await

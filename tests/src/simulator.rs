@@ -112,6 +112,8 @@ pub enum FaultKind {
     Duplicate,
     /// Notifications: hold the first attempt back this long, so later ones overtake it.
     Delay { ms: u64 },
+    /// Server calls: answer correctly, this long after the call arrives (a slow Alipay).
+    Slow { ms: u64 },
     /// Notifications: a broken signature on every attempt.
     BadNotifySignature,
 }
@@ -782,6 +784,7 @@ async fn gateway(
                     let content = json!({"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error", "sub_msg": "系统繁忙"});
                     return answer(&inner, &api, &content, false, false);
                 }
+                Some(FaultKind::Slow { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
                 _ => {}
             }
             let content = execute(&inner, &api, &params, &biz, &field);

@@ -429,7 +429,7 @@ impl Default for StackOptions {
 
 /// A simulated Alipay application on a free port: its own key pair (`keys/<private_key>`),
 /// verifying requests with `app_public_key`.
-async fn simulate(
+pub async fn simulate(
     app_public_key: shared::PublicKey,
     private_key: &str,
     app_id: &str,

@@ -1,8 +1,6 @@
-//! Lambda entry point: build everything once, then serve requests with `create_payment::handle`.
+//! Lambda entry point: build everything once, then serve requests with `create_payment::handle`
+//! (concurrently where Lambda runs several at once in one process).
 
-use shared::gateway::{Role, serve};
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    serve(Role::CallsAlipay, create_payment::handle).await
+fn main() -> Result<(), lambda_http::Error> {
+    shared::gateway::main(shared::gateway::Role::CallsAlipay, create_payment::handle)
 }

@@ -1,8 +1,6 @@
-//! Lambda entry point: build everything once, then serve requests with `notify::handle`.
+//! Lambda entry point: build everything once, then serve requests with `notify::handle`
+//! (concurrently where Lambda runs several at once in one process).
 
-use shared::gateway::{Role, serve};
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    serve(Role::NotifyOnly, notify::handle).await
+fn main() -> Result<(), lambda_http::Error> {
+    shared::gateway::main(shared::gateway::Role::NotifyOnly, notify::handle)
 }
