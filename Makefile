@@ -15,7 +15,7 @@ help:
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
 	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, contract, CLI, template checks, and on make run's stack: schemathesis, a browser, start/stop"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
-	@echo "make bench  - RSA2 sign/verify speed next to 'openssl speed rsa2048'; store and KMS latencies on moto; reconciling a generated day of payments"
+	@echo "make bench  - RSA2 speed next to 'openssl speed rsa2048'; store/KMS latencies; CPU per request; cold start and memory vs a python-alipay-sdk peer; binary sizes; reconciling a generated day"
 
 ## The README's test command. CI runs exactly this.
 test: lint unit template stack
@@ -51,11 +51,18 @@ template:
 fmt:
 	$(CARGO) fmt --all
 
+# Each bench prints a table: RSA2 speed (rsa crate and aws-lc-rs); store and KMS latencies on
+# moto; CPU per request of the handlers with AWS answered from recordings; cold start and peak
+# RSS of the release binaries next to python-alipay-sdk + boto3 under awslambdaric, and the
+# binaries' sizes; a reconciliation of a generated day.
 bench:
-	$(CARGO) bench -p shared --bench rsa2
-	scripts/with-moto.sh $(CARGO) bench -p gateway-tests --bench store
-	$(CARGO) build --release --locked -p alipay-cli
-	scripts/with-moto.sh $(CARGO) bench -p gateway-tests --bench reconcile
+	$(CARGO) bench --locked -p shared --bench rsa2
+	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench store
+	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench cpu_per_request
+	$(CARGO) build --release --locked -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile -p publisher
+	scripts/venv.sh .venv-bench scripts/python/bench-requirements.txt
+	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench cold_start
+	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench reconcile
 	@command -v openssl >/dev/null && openssl speed -seconds 3 rsa2048 2>/dev/null | tail -2 || echo "openssl not found"
 
 moto:

@@ -56,6 +56,27 @@ fn main() {
             .expect("verify");
     });
 
+    // The opt-in local signing (a sealed key) signs with aws-lc-rs (AWS-LC).
+    let local =
+        shared::sealed_key::LocalSigner::from_der(&key.to_pkcs8_der().expect("der")).expect("key");
+    println!("RSA-2048, PKCS#1 v1.5 + SHA-256 (aws-lc-rs, the sealed-key mode's signer)");
+    measure("sign", budget, || {
+        black_box(local.sign_now(black_box(message)).expect("sign"));
+    });
+    let raw_sign = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&sign)
+            .expect("b64")
+    };
+    let spki = public.to_spki_der();
+    measure("verify (aws-lc-rs, for comparison)", budget, || {
+        use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, black_box(&spki))
+            .verify(black_box(message), black_box(&raw_sign))
+            .expect("verify");
+    });
+
     let vectors: serde_json::Value =
         serde_json::from_str(&fixture("alipay-vectors.json")).expect("vectors");
     let alipay_key = PublicKey::parse(

@@ -130,7 +130,10 @@ impl Signer for KmsSigner {
 
 /// Throttling and transport failures can pass; permission, key-state and key-type errors need
 /// an operator.
-fn classify<E, R>(error: &aws_sdk_kms::error::SdkError<E, R>, operation: &str) -> SignError
+pub(crate) fn classify<E, R>(
+    error: &aws_sdk_kms::error::SdkError<E, R>,
+    operation: &str,
+) -> SignError
 where
     E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -58,11 +58,23 @@ pub struct ChannelConfig {
     /// `KMS_KEY_ID`: key id, ARN or alias of the application's signing key; only the functions
     /// that call Alipay have (and need) one.
     pub kms_key_id: Option<String>,
+    /// Opt-in, instead of `KMS_KEY_ID`: the application's private key sealed under a KMS
+    /// symmetric key, opened at start and used to sign in process (`shared::sealed_key`).
+    pub sealed_key: Option<SealedKey>,
     /// `STANDBY_KMS_KEY_ID`: a second signing key, used when Alipay refuses the first's
     /// signature (`isv.invalid-signature`): the application key is being rotated.
     pub standby_kms_key_id: Option<String>,
     /// `STANDBY_ALIPAY_APP_CERT` (certificate mode): the standby key's application certificate.
     pub standby_app_cert: Option<TextSource>,
+}
+
+/// `APP_PRIVATE_KEY_SEALED` (the `kms:Encrypt` ciphertext in Base64, inline or as an
+/// `s3://bucket/key` object, as `alipay-cli seal-key` prints it) and
+/// `APP_KEY_SEALING_KMS_KEY_ID` (the symmetric key that sealed it; only it may open it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedKey {
+    pub sealed: TextSource,
+    pub sealing_key_id: String,
 }
 
 /// Alipay's side of the trust, as configured.

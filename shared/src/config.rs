@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::alipay::keys::PublicKey;
-use crate::channels::{AlipayKeys, ChannelConfig, ChannelId, TextSource};
+use crate::channels::{AlipayKeys, ChannelConfig, ChannelId, SealedKey, TextSource};
 use crate::ids::{AppId, SellerId};
 
 /// Alipay's production gateway; the sandbox is `https://openapi-sandbox.dl.alipaydev.com/gateway.do`.
@@ -278,6 +278,39 @@ fn channel(
             "{prefix}STANDBY_ALIPAY_APP_CERT is not set: in certificate mode the standby key needs its application certificate (alipay-cli csr --kms-key-id <standby key>)"
         ));
     }
+    let kms_key_id = get("KMS_KEY_ID").map(str::to_owned);
+    let sealed_key = match (
+        source("APP_PRIVATE_KEY_SEALED").transpose(),
+        get("APP_KEY_SEALING_KMS_KEY_ID"),
+    ) {
+        (Ok(None), None) => None,
+        (Ok(Some(_)), _) if kms_key_id.is_some() => {
+            problems.push(format!(
+                "{prefix}KMS_KEY_ID and {prefix}APP_PRIVATE_KEY_SEALED are both set: sign in KMS (the default) or locally with the sealed key, not both"
+            ));
+            None
+        }
+        (Ok(Some(sealed)), Some(sealing_key_id)) => Some(SealedKey {
+            sealed,
+            sealing_key_id: sealing_key_id.to_owned(),
+        }),
+        (Ok(Some(_)), None) => {
+            problems.push(format!(
+                "{prefix}APP_KEY_SEALING_KMS_KEY_ID is not set: the KMS key that sealed {prefix}APP_PRIVATE_KEY_SEALED"
+            ));
+            None
+        }
+        (Ok(None), Some(_)) => {
+            problems.push(format!(
+                "{prefix}APP_PRIVATE_KEY_SEALED is not set, but {prefix}APP_KEY_SEALING_KMS_KEY_ID is (alipay-cli seal-key makes it)"
+            ));
+            None
+        }
+        (Err(problem), _) => {
+            problems.push(problem);
+            None
+        }
+    };
     match (app_id, alipay_keys, seller_id) {
         (Some(Ok(app_id)), Ok(alipay_keys), Some(Ok(seller_id))) => Some(ChannelConfig {
             id,
@@ -285,7 +318,8 @@ fn channel(
             alipay_keys,
             seller_id,
             gateway_url,
-            kms_key_id: get("KMS_KEY_ID").map(str::to_owned),
+            kms_key_id,
+            sealed_key,
             standby_kms_key_id,
             standby_app_cert,
         }),

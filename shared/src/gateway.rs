@@ -205,6 +205,60 @@ fn error_kind(error: &CallError) -> &'static str {
     }
 }
 
+/// A channel's application key as configured: in KMS (the default), or sealed.
+enum AppKey<'a> {
+    Kms(KmsSigner),
+    Sealed(&'a crate::channels::SealedKey),
+}
+
+impl AppKey<'_> {
+    /// The signer and its public half: `kms:GetPublicKey`, or the sealed key opened
+    /// (`kms:Decrypt`). The error names the key and what to fix.
+    async fn open(
+        &self,
+        kms: &aws_sdk_kms::Client,
+        texts: &crate::trust_config::Texts,
+        channel: &ChannelConfig,
+    ) -> Result<(Arc<dyn Signer>, crate::PublicKey), String> {
+        match self {
+            AppKey::Kms(signer) => {
+                let key = signer
+                    .public_key()
+                    .await
+                    .map_err(|e| format!("KMS key {}: {e}", signer.key_id()))?
+                    .clone();
+                Ok((Arc::new(KmsSigner::new(kms.clone(), signer.key_id())), key))
+            }
+            AppKey::Sealed(sealed) => {
+                use base64::Engine as _;
+                let prefix = channel.id.env_prefix();
+                let text = texts.read(&sealed.sealed).await?;
+                let ciphertext = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|_| {
+                        format!("{prefix}APP_PRIVATE_KEY_SEALED is not Base64 (alipay-cli seal-key prints it)")
+                    })?;
+                let signer = crate::sealed_key::LocalSigner::unseal(
+                    kms,
+                    &sealed.sealing_key_id,
+                    &ciphertext,
+                    channel.app_id.as_str(),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "{prefix}APP_PRIVATE_KEY_SEALED cannot be opened with {} for app {}: {e}",
+                        sealed.sealing_key_id, channel.app_id
+                    )
+                })?;
+                tracing::info!(channel = %channel.id, "signing locally with the sealed application key");
+                let key = signer.public_key().clone();
+                Ok((Arc::new(signer), key))
+            }
+        }
+    }
+}
+
 pub struct Gateway {
     pub config: Config,
     pub store: Store,
@@ -245,20 +299,27 @@ impl Gateway {
         let mut signers = Vec::new();
         if role == Role::CallsAlipay {
             for channel in &config.channels {
-                let Some(key_id) = &channel.kms_key_id else {
-                    return Err(format!("{}KMS_KEY_ID is not set", channel.id.env_prefix()));
+                let main = match (&channel.kms_key_id, &channel.sealed_key) {
+                    (_, Some(sealed)) => AppKey::Sealed(sealed),
+                    (Some(key_id), None) => AppKey::Kms(KmsSigner::new(kms.clone(), key_id)),
+                    (None, None) => {
+                        let prefix = channel.id.env_prefix();
+                        return Err(format!(
+                            "{prefix}KMS_KEY_ID is not set (or, to sign locally, {prefix}APP_PRIVATE_KEY_SEALED and {prefix}APP_KEY_SEALING_KMS_KEY_ID)"
+                        ));
+                    }
                 };
                 let standby = channel
                     .standby_kms_key_id
                     .as_ref()
                     .map(|id| KmsSigner::new(kms.clone(), id));
-                signers.push((channel, KmsSigner::new(kms.clone(), key_id), standby));
+                signers.push((channel, main, standby));
             }
         }
         let warm_keys = async {
             let mut keys = Vec::new();
-            for (_, signer, standby) in &signers {
-                let main = signer.public_key().await.cloned();
+            for (channel, signer, standby) in &signers {
+                let main = signer.open(&kms, &texts, channel).await;
                 let standby = match standby {
                     Some(standby) => Some(standby.public_key().await.cloned()),
                     None => None,
@@ -279,9 +340,8 @@ impl Gateway {
         warm_store.map_err(|e| format!("DynamoDB table {}: {e}", config.orders_table))?;
         let trusts = trusts?;
         let mut channels = Vec::new();
-        for ((channel, signer, standby), (key, standby_key)) in signers.into_iter().zip(keys) {
-            let key_id = channel.kms_key_id.as_deref().unwrap_or("");
-            let app_public_key = key.map_err(|e| format!("KMS key {key_id}: {e}"))?;
+        for ((channel, _, standby), (key, standby_key)) in signers.into_iter().zip(keys) {
+            let (signer, app_public_key) = key?;
             let trust = trusts
                 .iter()
                 .find(|(id, _)| *id == channel.id)
@@ -324,7 +384,7 @@ impl Gateway {
             channels.push(Alipay::new(
                 channel.id,
                 client,
-                Arc::new(signer),
+                signer,
                 Breaker::new(channel.id, config.breaker.clone(), store.clone()),
                 standby,
             ));

@@ -21,6 +21,7 @@ pub mod money;
 pub mod reconciliation;
 pub mod refunding;
 pub mod risk;
+pub mod sealed_key;
 pub mod store;
 pub mod sweeping;
 pub mod trust_config;

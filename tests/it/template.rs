@@ -127,7 +127,8 @@ fn each_function_has_exactly_the_actions_it_uses() {
         "dynamodb:UpdateItem",
     ];
     let logs = ["logs:CreateLogStream", "logs:PutLogEvents"];
-    let signing = ["kms:Sign", "kms:GetPublicKey"];
+    // kms:Decrypt opens the sealed key when local signing is on (SealedAppPrivateKey).
+    let signing = ["kms:Sign", "kms:GetPublicKey", "kms:Decrypt"];
     // Certificate mode: the open platform's files, read at start.
     let certificates = ["s3:GetObject"];
     let mut create: Vec<&str> = [&table[..], &logs[..], &signing[..], &certificates[..]].concat();
@@ -454,6 +455,7 @@ fn no_wildcards_and_no_broad_policy_templates() {
                     "!GetAtt AppSigningKey.Arn",
                     "!GetAtt AppSigningKeyB.Arn",
                     "!GetAtt SecondaryAppSigningKey.Arn",
+                    "!GetAtt AppKeySealingKey.Arn",
                 ],
                 Some("events") => &[
                     "!GetAtt GatewayEventBus.Arn",
@@ -964,5 +966,83 @@ fn a_second_channel_and_its_key_exist_only_when_configured() {
             Some("ChannelOpened")
         );
         assert!(raw(p.get("Dimensions").expect("dimensions")).contains(channel));
+    }
+}
+
+#[test]
+fn local_signing_is_opt_in_and_only_the_payment_functions_open_the_sealed_key() {
+    let template = template();
+    let raw = |value: &Value| serde_yaml_ng::to_string(value).expect("yaml");
+    let parameters = template.get("Parameters").expect("parameters");
+    assert_eq!(
+        parameters["SealedAppPrivateKey"]["Default"].as_str(),
+        Some(""),
+        "KMS Sign stays the default"
+    );
+    assert_eq!(parameters["SealingKey"]["Default"].as_str(), Some("none"));
+    // The sealing key: symmetric, rotated, and opened (Decrypt) by the payment roles only, and
+    // only for a ciphertext sealed as an Alipay application key.
+    let key = resource(&template, "AppKeySealingKey");
+    assert_eq!(
+        key.get("Condition").map(text).as_deref(),
+        Some("HasSealingKey")
+    );
+    let properties = props(&template, "AppKeySealingKey");
+    assert_eq!(properties["KeySpec"].as_str(), Some("SYMMETRIC_DEFAULT"));
+    assert_eq!(properties["EnableKeyRotation"].as_bool(), Some(true));
+    let statements = properties["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .expect("statements");
+    for statement in statements {
+        let actions = list(statement.get("Action"));
+        let principal = raw(&statement["Principal"]);
+        if actions.iter().any(|a| a == "kms:Decrypt" || a == "kms:*") {
+            assert!(
+                !principal.contains(":root"),
+                "the account may not open: {principal}"
+            );
+            assert_eq!(
+                statement["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"].as_str(),
+                Some("alipay-app-private-key")
+            );
+            for role in [
+                "CreatePaymentRole",
+                "RefundRole",
+                "SweeperRole",
+                "ReconcileRole",
+            ] {
+                assert!(principal.contains(role), "{role}: {principal}");
+            }
+            assert!(!principal.contains("NotifyRole"), "notify never signs");
+        }
+    }
+    let policy = resource(&template, "SealedKeyPolicy");
+    assert_eq!(
+        policy.get("Condition").map(text).as_deref(),
+        Some("SignLocally")
+    );
+    let policy = raw(policy);
+    assert!(
+        policy.contains("kms:Decrypt") && policy.contains("alipay-app-private-key"),
+        "{policy}"
+    );
+    assert!(!policy.contains("NotifyRole"), "{policy}");
+    // Sealed set: the functions get the ciphertext and the sealing key, and no KMS_KEY_ID.
+    for function in [
+        "CreatePaymentFunction",
+        "RefundFunction",
+        "SweeperFunction",
+        "ReconcileFunction",
+    ] {
+        let variables = props(&template, function)["Environment"]["Variables"].clone();
+        let main = raw(&variables["KMS_KEY_ID"]);
+        assert!(
+            main.contains("SignLocally") && main.contains("AWS::NoValue"),
+            "{function}: {main}"
+        );
+        for name in ["APP_PRIVATE_KEY_SEALED", "APP_KEY_SEALING_KMS_KEY_ID"] {
+            let value = raw(&variables[name]);
+            assert!(value.contains("SignLocally"), "{function} {name}: {value}");
+        }
     }
 }

@@ -137,7 +137,9 @@ impl Stack {
             secondary,
             env: extra_env,
             certificates,
+            sealed_app_key,
         } = options;
+        let certificates = certificates && !sealed_app_key;
         let env = TestEnv::new().await;
         let functions_sdk = match &aws_endpoint {
             // The environment's AWS_ENDPOINT_URL (service configuration) would win over the
@@ -149,12 +151,22 @@ impl Stack {
             }
             None => env.sdk_config.clone(),
         };
-        let app_public_key = env
-            .kms_signer()
-            .public_key()
-            .await
-            .expect("KMS public key")
-            .clone();
+        let sealed = match sealed_app_key {
+            true => Some(seal_fixture_app_key(&env, APP_ID).await),
+            false => None,
+        };
+        let app_public_key = match &sealed {
+            Some(_) => shared::PublicKey::parse(
+                &std::fs::read_to_string(fixtures().join("keys/app_public_key.pem")).expect("key"),
+            )
+            .expect("fixture public key"),
+            None => env
+                .kms_signer()
+                .public_key()
+                .await
+                .expect("KMS public key")
+                .clone(),
+        };
         let ca = certificates.then(|| std::sync::Arc::new(crate::simulator::ca::TestCa::new()));
         let primary_certs = match &ca {
             Some(ca) => Some(
@@ -273,6 +285,12 @@ impl Stack {
         }))
         .chain(extra_env)
         .collect();
+        let mut vars = vars;
+        if let Some((ciphertext, sealing_key)) = sealed {
+            vars.remove("KMS_KEY_ID");
+            vars.insert("APP_PRIVATE_KEY_SEALED".into(), ciphertext);
+            vars.insert("APP_KEY_SEALING_KMS_KEY_ID".into(), sealing_key);
+        }
         let config = shared::config::Config::from_map(&vars).expect("config");
         let gateway = |role| Gateway::with_config(config.clone(), &functions_sdk, role);
         let functions = crate::host::Functions {
@@ -383,6 +401,16 @@ impl Stack {
     }
 }
 
+/// The test environment's SDK configuration sent to `url` (a proxy in front of the stand-in)
+/// instead of the stand-in itself.
+pub fn sdk_via(env: &TestEnv, url: &str) -> aws_config::SdkConfig {
+    let mut builder = env.sdk_config.to_builder();
+    // The environment's AWS_ENDPOINT_URL (service configuration) would win over the endpoint
+    // set here.
+    builder.set_service_config(Some(NoEnvironmentEndpoints));
+    builder.endpoint_url(url).build()
+}
+
 /// Service configuration that reads nothing from the environment (see `start_custom`).
 #[derive(Debug)]
 struct NoEnvironmentEndpoints;
@@ -407,6 +435,10 @@ pub struct StackOptions {
     /// `GATEWAY_TEST_ALIPAY_MODE=certificate` (how `make test` runs the end-to-end suites a
     /// second time).
     pub certificates: bool,
+    /// Local signing: the application key (the fixture key) sealed under a KMS symmetric key
+    /// made from the template's `AppKeySealingKey`, configured as `APP_PRIVATE_KEY_SEALED`
+    /// instead of `KMS_KEY_ID` (key mode only).
+    pub sealed_app_key: bool,
 }
 
 /// Whether the suite runs in certificate mode (`GATEWAY_TEST_ALIPAY_MODE=certificate`).
@@ -423,8 +455,38 @@ impl Default for StackOptions {
             secondary: false,
             env: Vec::new(),
             certificates: certificate_mode_from_env(),
+            sealed_app_key: false,
         }
     }
+}
+
+/// The fixture application key (`keys/app_private_key_pkcs8.pem`) sealed for `app_id` under a
+/// new KMS key made from the template's `AppKeySealingKey`: (the Base64 ciphertext, the key's
+/// alias), as `alipay-cli seal-key` prints and the template configures them.
+pub async fn seal_fixture_app_key(env: &TestEnv, app_id: &str) -> (String, String) {
+    use base64::Engine as _;
+    let template = read_template(&template_path()).expect("template");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let alias = create_signing_key(
+        &env.kms,
+        &template,
+        "AppKeySealingKey",
+        &format!("seal-{id}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let key = shared::AppPrivateKey::parse(
+        &std::fs::read_to_string(fixtures().join("keys/app_private_key_pkcs8.pem")).expect("key"),
+    )
+    .expect("fixture key");
+    let sealed =
+        shared::sealed_key::seal(&env.kms, &alias, &key.to_pkcs8_der().expect("der"), app_id)
+            .await
+            .expect("kms:Encrypt");
+    (
+        base64::engine::general_purpose::STANDARD.encode(sealed),
+        alias,
+    )
 }
 
 /// A simulated Alipay application on a free port: its own key pair (`keys/<private_key>`),

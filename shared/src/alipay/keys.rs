@@ -125,6 +125,15 @@ impl AppPrivateKey {
         PublicKey(self.0.to_public_key())
     }
 
+    /// PKCS#8 DER (to seal it; `alipay-cli seal-key --private-key`), wiped when dropped.
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, KeyError> {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        self.0
+            .to_pkcs8_der()
+            .map(|doc| doc.as_bytes().to_vec())
+            .map_err(|e| KeyError::Malformed(e.to_string()))
+    }
+
     pub(crate) fn rsa(&self) -> &rsa::PrivateKey {
         &self.0
     }

@@ -45,6 +45,8 @@ struct State {
     injected: Mutex<BTreeMap<(String, AwsFault), u64>>,
     /// Requests received, by operation.
     seen: Mutex<BTreeMap<String, u64>>,
+    /// The last answer moto gave, by operation: (status, body), for replaying.
+    answers: Mutex<BTreeMap<String, (u16, Bytes)>>,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
@@ -74,6 +76,7 @@ impl FaultProxy {
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             injected: Mutex::new(BTreeMap::new()),
             seen: Mutex::new(BTreeMap::new()),
+            answers: Mutex::new(BTreeMap::new()),
             client: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .build(hyper_util::client::legacy::connect::HttpConnector::new()),
         });
@@ -109,6 +112,15 @@ impl FaultProxy {
             .seen
             .lock()
             .map(|mut seen| std::mem::take(&mut *seen))
+            .unwrap_or_default()
+    }
+
+    /// The last answer the stand-in gave to each operation: (HTTP status, body).
+    pub fn recorded(&self) -> BTreeMap<String, (u16, Bytes)> {
+        self.state
+            .answers
+            .lock()
+            .map(|answers| answers.clone())
             .unwrap_or_default()
     }
 
@@ -180,7 +192,7 @@ async fn handle(
         _ => format!("other {}", request.uri().path()),
     };
     if let Ok(mut seen) = state.seen.lock() {
-        *seen.entry(operation).or_default() += 1;
+        *seen.entry(operation.clone()).or_default() += 1;
     }
     let fault = if boundary == "other" {
         None
@@ -235,6 +247,9 @@ async fn handle(
     if fault == Some(AwsFault::ExecutedAnswerLost) {
         // moto executed it; the caller never hears (the connection drops).
         return Err(std::io::Error::other("answer lost"));
+    }
+    if let Ok(mut answers) = state.answers.lock() {
+        answers.insert(operation, (parts.status.as_u16(), body.clone()));
     }
     Ok(Response::from_parts(parts, Full::new(body)))
 }

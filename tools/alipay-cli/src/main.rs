@@ -91,6 +91,23 @@ enum Command {
         #[arg(long, value_name = "DN")]
         subject: String,
     },
+    /// Seal an application private key under a KMS symmetric key (the stack's SealingKeyId), for
+    /// local signing (APP_PRIVATE_KEY_SEALED; README, "Signing past KMS's quota"). Without
+    /// --private-key a new RSA-2048 key is generated in memory: only its sealed form and its
+    /// public half leave this process. Stdout: JSON {"app_private_key_sealed", "app_public_key"}
+    /// (register app_public_key on Alipay's open platform as the application public key).
+    SealKey {
+        /// The KMS symmetric key that seals: key id, ARN or alias.
+        #[arg(long, value_name = "KEY")]
+        kms_key_id: String,
+        /// The Alipay application id the key belongs to: it is bound into the sealed key and
+        /// the functions only open it for that application.
+        #[arg(long, value_name = "APPID")]
+        app_id: String,
+        /// An existing application private key to seal, instead of a new one.
+        #[arg(long, value_name = "FILE")]
+        private_key: Option<PathBuf>,
+    },
     /// Print the SNs certificate mode sends: app_cert_sn of the application certificate,
     /// alipay_root_cert_sn of Alipay's root bundle, and the SN of Alipay's certificate. Stdout:
     /// JSON.
@@ -241,6 +258,46 @@ fn run(command: Command) -> Result<String, Failure> {
                     .await
                     .map_err(|e| Failure::Usage(e.to_string()))?;
                 Ok(key.to_spki_base64())
+            })
+        }
+        Command::SealKey {
+            kms_key_id,
+            app_id,
+            private_key,
+        } => {
+            let der = match private_key {
+                Some(path) => zeroize::Zeroizing::new(
+                    AppPrivateKey::parse(&read_file(&path)?)
+                        .and_then(|key| key.to_pkcs8_der())
+                        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?,
+                ),
+                None => shared::sealed_key::generate_pkcs8()
+                    .map_err(|e| Failure::Usage(e.to_string()))?,
+            };
+            let public = shared::sealed_key::LocalSigner::from_der(&der)
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .public_key()
+                .to_spki_base64();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(async {
+                use base64::Engine as _;
+                let config = shared::aws::load_config().await;
+                let sealed = shared::sealed_key::seal(
+                    &aws_sdk_kms::Client::new(&config),
+                    &kms_key_id,
+                    &der,
+                    &app_id,
+                )
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+                Ok(json!({
+                    "app_private_key_sealed": base64::engine::general_purpose::STANDARD.encode(sealed),
+                    "app_public_key": public,
+                })
+                .to_string())
             })
         }
         Command::Csr {

@@ -509,3 +509,82 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+/// `seal-key`: what it prints opens (kms:Decrypt on the stand-in, for that app id only) into the
+/// key whose public half it printed; a key given with --private-key is the one sealed.
+#[tokio::test]
+async fn seal_key_prints_a_sealed_key_that_opens_to_the_printed_public_key() {
+    use base64::Engine as _;
+    let env = gateway_tests::support::TestEnv::new().await;
+    let created = env
+        .kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .expect("CreateKey");
+    let key_id = created
+        .key_metadata()
+        .map(|m| m.key_id().to_owned())
+        .expect("key id");
+    let fixture_key = fixtures().join("keys/app_private_key.pem");
+    let fixture_public = shared::PublicKey::parse(
+        &std::fs::read_to_string(fixtures().join("keys/app_public_key.pem")).expect("key"),
+    )
+    .expect("public key");
+    for private_key in [None, Some(fixture_key.to_string_lossy().into_owned())] {
+        let mut args = vec![
+            "seal-key",
+            "--kms-key-id",
+            &key_id,
+            "--app-id",
+            "2021000123456789",
+        ];
+        if let Some(path) = &private_key {
+            args.extend(["--private-key", path.as_str()]);
+        }
+        let output = run(&args, b"");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let printed = stdout_json(&output);
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(text_at(&printed, "/app_private_key_sealed"))
+            .expect("base64");
+        let public = shared::PublicKey::parse(text_at(&printed, "/app_public_key")).expect("key");
+        let opened =
+            shared::sealed_key::LocalSigner::unseal(&env.kms, &key_id, &sealed, "2021000123456789")
+                .await
+                .expect("opens");
+        assert_eq!(opened.public_key(), &public);
+        if private_key.is_some() {
+            assert_eq!(public, fixture_public, "the given key is the one sealed");
+        } else {
+            assert_ne!(public, fixture_public, "a new key each time");
+        }
+        // Never the key itself on stdout or stderr.
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let fixture_body: String = std::fs::read_to_string(&fixture_key)
+            .expect("key")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("-----"))
+            .take(2)
+            .collect();
+        assert!(
+            !all.contains("PRIVATE KEY") && !all.contains(&fixture_body[..60]),
+            "{all}"
+        );
+        let other_app =
+            shared::sealed_key::LocalSigner::unseal(&env.kms, &key_id, &sealed, "2021000999999999")
+                .await;
+        assert!(other_app.is_err(), "opened for another application");
+    }
+}
