@@ -1,4 +1,5 @@
-//! RSA2 sign and verify speed with the `rsa` crate, plus the notification and response paths.
+//! RSA2 sign and verify speed: the `rsa` crate (tests, the CLI) and AWS-LC (verification in the
+//! functions, local signing with a sealed key), plus the notification and response paths.
 //! Run with `cargo bench -p shared --bench rsa2`; compare with `openssl speed rsa2048`.
 
 use std::hint::black_box;
@@ -50,32 +51,40 @@ fn main() {
     measure("sign (with blinding)", budget, || {
         black_box(signer.sign_now(black_box(message)).expect("sign"));
     });
-    measure("verify (Base64 decode included)", budget, || {
-        public
-            .verify(black_box(message), black_box(&sign))
-            .expect("verify");
-    });
-
-    // The opt-in local signing (a sealed key) signs with aws-lc-rs (AWS-LC).
-    let local =
-        shared::sealed_key::LocalSigner::from_der(&key.to_pkcs8_der().expect("der")).expect("key");
-    println!("RSA-2048, PKCS#1 v1.5 + SHA-256 (aws-lc-rs, the sealed-key mode's signer)");
-    measure("sign", budget, || {
-        black_box(local.sign_now(black_box(message)).expect("sign"));
-    });
     let raw_sign = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
             .decode(&sign)
             .expect("b64")
     };
-    let spki = public.to_spki_der();
-    measure("verify (aws-lc-rs, for comparison)", budget, || {
-        use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, black_box(&spki))
-            .verify(black_box(message), black_box(&raw_sign))
-            .expect("verify");
+    {
+        use rsa::pkcs8::DecodePublicKey as _;
+        use rsa::signature::Verifier as _;
+        let key = rsa::PublicKey::from_public_key_der(&public.to_spki_der()).expect("key");
+        let signature = rsa::pkcs1v15::Signature::try_from(raw_sign.as_slice()).expect("sig");
+        measure("verify (the rsa crate, before; comparison)", budget, || {
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.clone())
+                .verify(black_box(message), black_box(&signature))
+                .expect("verify");
+        });
+    }
+
+    // Verification in the functions, and the opt-in local signing (a sealed key): AWS-LC.
+    let local =
+        shared::sealed_key::LocalSigner::from_der(&key.to_pkcs8_der().expect("der")).expect("key");
+    println!("RSA-2048, PKCS#1 v1.5 + SHA-256 (AWS-LC through aws-lc-rs)");
+    measure("sign (the sealed-key mode's signer)", budget, || {
+        black_box(local.sign_now(black_box(message)).expect("sign"));
     });
+    measure(
+        "verify: PublicKey::verify (Base64 decode included)",
+        budget,
+        || {
+            public
+                .verify(black_box(message), black_box(&sign))
+                .expect("verify");
+        },
+    );
 
     let vectors: serde_json::Value =
         serde_json::from_str(&fixture("alipay-vectors.json")).expect("vectors");

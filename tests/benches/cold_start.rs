@@ -9,7 +9,6 @@
 //! so a run that failed fast cannot pass for a fast one. DynamoDB and KMS are moto on loopback:
 //! the figures are this machine's, with moto's latency in them, for both sides alike.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,10 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv, fixtures, now_ms};
 use serde_json::{Value, json};
-use shared::Amount;
-use shared::china_time::{ChinaDateTime, china_timestamp};
-use shared::domain::{Cause, Channel, NewOrder, OrderStatus};
-use shared::ids::{OutTradeNo, Subject};
+use shared::domain::OrderStatus;
+use shared::ids::OutTradeNo;
 
 const RUNS: usize = 7;
 
@@ -239,74 +236,16 @@ async fn main() {
         None,
     )
     .await;
-    let alipay_public_key =
-        std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key");
-    let function_env: BTreeMap<&str, String> = [
-        ("ORDERS_TABLE", env.table.clone()),
-        ("KMS_KEY_ID", env.key_alias.clone()),
-        ("ALIPAY_APP_ID", APP_ID.to_owned()),
-        ("ALIPAY_SELLER_ID", SELLER_ID.to_owned()),
-        ("ALIPAY_GATEWAY_URL", simulator.gateway_url()),
-        (
-            "ALIPAY_NOTIFY_URL",
-            "https://bench.lambda-url.us-east-1.on.aws/".to_owned(),
-        ),
-        ("RETURN_URL_PREFIXES", RETURN_PREFIX.to_owned()),
-        ("ALIPAY_PUBLIC_KEY", alipay_public_key),
-        ("RUST_LOG", "warn".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let expire = ChinaDateTime::parse(&china_timestamp(now_ms() / 1000 + 3_600)).expect("time");
-    let api = Cause::Api {
-        route: "bench".into(),
-    };
-
+    let mut function_env = gateway_tests::bench::function_env(&env, &simulator);
+    function_env.insert("RUST_LOG".into(), "warn".into());
     // A notification for a fresh CREATED order, signed by the simulated Alipay.
     let notification = |out_trade_no: &str| {
-        let fields: BTreeMap<String, String> = [
-            ("notify_id", format!("bench{}", now_ms())),
-            ("notify_type", "trade_status_sync".into()),
-            ("notify_time", china_timestamp(now_ms() / 1000)),
-            ("charset", "utf-8".into()),
-            ("version", "1.0".into()),
-            ("sign_type", "RSA2".into()),
-            ("app_id", APP_ID.into()),
-            ("auth_app_id", APP_ID.into()),
-            (
-                "trade_no",
-                format!("2026112822001{:015}", now_ms() % 1_000_000_000),
-            ),
-            ("out_trade_no", out_trade_no.into()),
-            ("trade_status", "TRADE_SUCCESS".into()),
-            ("total_amount", "88.88".into()),
-            ("receipt_amount", "88.88".into()),
-            ("seller_id", SELLER_ID.into()),
-            ("buyer_id", "2088102177846455".into()),
-            ("gmt_create", china_timestamp(now_ms() / 1000 - 5)),
-            ("gmt_payment", china_timestamp(now_ms() / 1000)),
-            ("subject", "会员 Pro 年费".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
         http_event(
             "POST",
             "/",
             "application/x-www-form-urlencoded; charset=utf-8",
-            &simulator.sign_notification(&fields),
+            &gateway_tests::bench::paid_notification(&simulator, out_trade_no),
         )
-    };
-    let new_order = |out_trade_no: &str| NewOrder {
-        out_trade_no: OutTradeNo::parse(out_trade_no).expect("id"),
-        amount: Amount::parse("88.88").expect("amount"),
-        subject: Subject::parse("会员 Pro 年费").expect("subject"),
-        channel: Channel::Page,
-        return_url: None,
-        time_expire: None,
-        customer_ref: None,
-        virtual_goods: true,
-        alipay_channel: shared::channels::ChannelId::Primary,
     };
 
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-bench/bin/python");
@@ -327,17 +266,7 @@ async fn main() {
                     http_event("POST", "/payments", "application/json", &body.to_string()),
                 )
             } else {
-                env.store
-                    .create_order(
-                        &new_order(&out_trade_no),
-                        &expire,
-                        now_ms() + 3_600_000,
-                        &api,
-                        now_ms(),
-                        &[],
-                    )
-                    .await
-                    .expect("order");
+                gateway_tests::bench::create_order(&env, &out_trade_no).await;
                 let command = if implementation.contains("python") {
                     let mut command = std::process::Command::new(&venv);
                     command
@@ -393,12 +322,12 @@ async fn main() {
         "\ncold start, medians of {RUNS} (fresh process each; local Runtime API; DynamoDB/KMS on moto):"
     );
     println!(
-        "{:<50} {:>10} {:>18} {:>13}",
-        "function", "init ms", "first answer ms", "peak RSS MB"
+        "{:<50} {:>10} {:>18} {:>14}",
+        "function", "init ms", "first answer ms", "peak RSS MiB"
     );
     for row in &rows {
         println!(
-            "{:<50} {:>10.1} {:>18.1} {:>13.1}",
+            "{:<50} {:>10.1} {:>18.1} {:>14.1}",
             row.name, row.init_ms, row.answer_ms, row.rss_mb
         );
     }
@@ -421,7 +350,7 @@ async fn main() {
         "publisher",
     ] {
         match std::fs::metadata(release_binary(name)) {
-            Ok(meta) => println!("{name:<16} {:>6.1} MB", meta.len() as f64 / 1_048_576.0),
+            Ok(meta) => println!("{name:<16} {:>6.2} MiB", meta.len() as f64 / 1_048_576.0),
             Err(_) => println!("{name:<16} not built"),
         }
     }

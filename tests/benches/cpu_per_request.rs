@@ -27,17 +27,13 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use gateway_tests::chaos::proxy::FaultProxy;
-use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv, fixtures, now_ms};
+use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv};
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
 };
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt as _};
-use shared::Amount;
-use shared::china_time::{ChinaDateTime, china_timestamp};
-use shared::domain::{Cause, Channel, NewOrder};
 use shared::gateway::{Gateway, Role};
-use shared::ids::{OutTradeNo, Subject};
 
 const ROUNDS: u32 = 2_000;
 
@@ -158,73 +154,14 @@ async fn run() {
         None,
     )
     .await;
-    let vars: std::collections::HashMap<String, String> = [
-        ("ORDERS_TABLE", env.table.clone()),
-        ("KMS_KEY_ID", env.key_alias.clone()),
-        ("ALIPAY_APP_ID", APP_ID.to_owned()),
-        ("ALIPAY_SELLER_ID", SELLER_ID.to_owned()),
-        ("ALIPAY_GATEWAY_URL", simulator.gateway_url()),
-        (
-            "ALIPAY_NOTIFY_URL",
-            "https://notify.example.com/".to_owned(),
-        ),
-        ("RETURN_URL_PREFIXES", RETURN_PREFIX.to_owned()),
-        (
-            "ALIPAY_PUBLIC_KEY",
-            std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key"),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let vars: std::collections::HashMap<String, String> =
+        gateway_tests::bench::function_env(&env, &simulator)
+            .into_iter()
+            .collect();
     let config = shared::config::Config::from_map(&vars).expect("config");
-
     // The notification the notify case answers, for an order created on the stand-in.
-    let expire = ChinaDateTime::parse(&china_timestamp(now_ms() / 1000 + 3_600)).expect("time");
-    env.store
-        .create_order(
-            &NewOrder {
-                out_trade_no: OutTradeNo::parse("cpu_notify").expect("id"),
-                amount: Amount::parse("88.88").expect("amount"),
-                subject: Subject::parse("会员 Pro 年费").expect("subject"),
-                channel: Channel::Page,
-                return_url: None,
-                time_expire: None,
-                customer_ref: None,
-                virtual_goods: true,
-                alipay_channel: shared::channels::ChannelId::Primary,
-            },
-            &expire,
-            now_ms() + 3_600_000,
-            &Cause::Api {
-                route: "bench".into(),
-            },
-            now_ms(),
-            &[],
-        )
-        .await
-        .expect("order");
-    let fields: BTreeMap<String, String> = [
-        ("notify_id", "2026112800000000000000000001".to_owned()),
-        ("notify_type", "trade_status_sync".into()),
-        ("notify_time", china_timestamp(now_ms() / 1000)),
-        ("charset", "utf-8".into()),
-        ("version", "1.0".into()),
-        ("sign_type", "RSA2".into()),
-        ("app_id", APP_ID.into()),
-        ("trade_no", "2026112822001468450512505578".into()),
-        ("out_trade_no", "cpu_notify".into()),
-        ("trade_status", "TRADE_SUCCESS".into()),
-        ("total_amount", "88.88".into()),
-        ("seller_id", SELLER_ID.into()),
-        ("buyer_id", "2088102177846455".into()),
-        ("gmt_payment", china_timestamp(now_ms() / 1000)),
-        ("subject", "会员 Pro 年费".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let notification = simulator.sign_notification(&fields);
+    gateway_tests::bench::create_order(&env, "cpu_notify").await;
+    let notification = gateway_tests::bench::paid_notification(&simulator, "cpu_notify");
     let create_body = serde_json::json!({"out_trade_no": "cpu_create", "amount": "88.88", "subject": "会员 Pro 年费", "channel": "page", "return_url": format!("{RETURN_PREFIX}done")}).to_string();
 
     let cases = vec![

@@ -168,7 +168,7 @@ async fn main() {
     );
     Samples("create order", "1 TransactWrite", create).print();
     Samples("create, fraud checks", "1 TransactWrite", create_checked).print();
-    Samples("mark paid", "1 Transact+1 Get", paid).print();
+    Samples("mark paid", "1 Get+1 Transact", paid).print();
     Samples("reserve refund", "1 TransactWrite", reserve).print();
     Samples("settle refund", "1 TransactWrite", settle).print();
     Samples("order with refunds", "1 Query", read).print();

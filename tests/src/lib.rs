@@ -2,6 +2,7 @@
 //! fixtures every integration test shares.
 
 pub mod api_auth;
+pub mod bench;
 pub mod chaos;
 pub mod contract;
 pub mod events_path;

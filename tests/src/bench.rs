@@ -1,0 +1,90 @@
+//! What the benches share: a function's environment against the test environment and a
+//! simulated Alipay, a payment notification for an order, and the order itself.
+
+use std::collections::BTreeMap;
+
+use shared::Amount;
+use shared::china_time::{ChinaDateTime, china_timestamp};
+use shared::domain::{Cause, Channel, NewOrder};
+use shared::ids::{OutTradeNo, Subject};
+
+use crate::simulator::Simulator;
+use crate::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv, fixtures, now_ms};
+
+/// The environment of a function (key mode, one channel) on `env` and `simulator`.
+pub fn function_env(env: &TestEnv, simulator: &Simulator) -> BTreeMap<String, String> {
+    [
+        ("ORDERS_TABLE", env.table.clone()),
+        ("KMS_KEY_ID", env.key_alias.clone()),
+        ("ALIPAY_APP_ID", APP_ID.to_owned()),
+        ("ALIPAY_SELLER_ID", SELLER_ID.to_owned()),
+        ("ALIPAY_GATEWAY_URL", simulator.gateway_url()),
+        (
+            "ALIPAY_NOTIFY_URL",
+            "https://bench.lambda-url.us-east-1.on.aws/".to_owned(),
+        ),
+        ("RETURN_URL_PREFIXES", RETURN_PREFIX.to_owned()),
+        (
+            "ALIPAY_PUBLIC_KEY",
+            std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A CREATED order of 88.88 on `env`'s table, expiring in an hour.
+pub async fn create_order(env: &TestEnv, out_trade_no: &str) {
+    let expire = ChinaDateTime::parse(&china_timestamp(now_ms() / 1000 + 3_600)).expect("time");
+    let order = NewOrder {
+        out_trade_no: OutTradeNo::parse(out_trade_no).expect("id"),
+        amount: Amount::parse("88.88").expect("amount"),
+        subject: Subject::parse("会员 Pro 年费").expect("subject"),
+        channel: Channel::Page,
+        return_url: None,
+        time_expire: None,
+        customer_ref: None,
+        virtual_goods: true,
+        alipay_channel: shared::channels::ChannelId::Primary,
+    };
+    let cause = Cause::Api {
+        route: "bench".into(),
+    };
+    env.store
+        .create_order(&order, &expire, now_ms() + 3_600_000, &cause, now_ms(), &[])
+        .await
+        .expect("order");
+}
+
+/// The form body of Alipay's TRADE_SUCCESS notification for that order, signed by `simulator`.
+pub fn paid_notification(simulator: &Simulator, out_trade_no: &str) -> String {
+    let now = now_ms() / 1000;
+    let fields: BTreeMap<String, String> = [
+        ("notify_id", format!("2026{:028}", now_ms())),
+        ("notify_type", "trade_status_sync".into()),
+        ("notify_time", china_timestamp(now)),
+        ("charset", "utf-8".into()),
+        ("version", "1.0".into()),
+        ("sign_type", "RSA2".into()),
+        ("app_id", APP_ID.into()),
+        ("auth_app_id", APP_ID.into()),
+        (
+            "trade_no",
+            format!("2026112822001{:015}", now_ms() % 1_000_000_000),
+        ),
+        ("out_trade_no", out_trade_no.into()),
+        ("trade_status", "TRADE_SUCCESS".into()),
+        ("total_amount", "88.88".into()),
+        ("receipt_amount", "88.88".into()),
+        ("seller_id", SELLER_ID.into()),
+        ("buyer_id", "2088102177846455".into()),
+        ("gmt_create", china_timestamp(now - 5)),
+        ("gmt_payment", china_timestamp(now)),
+        ("subject", "会员 Pro 年费".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    simulator.sign_notification(&fields)
+}
