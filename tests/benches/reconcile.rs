@@ -170,9 +170,16 @@ async fn main() {
             let wall: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
             let peak_kb: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
             let cpu: f64 = parts.map(|t| t.parse::<f64>().unwrap_or(0.0)).sum();
-            let summary: serde_json::Value =
-                serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-                    panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&output.stdout))
+            // The summary, among the breaker's one-line metric records (EMF) on stdout.
+            let summary: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
+                .into_iter::<serde_json::Value>()
+                .filter_map(Result::ok)
+                .find(|value| value.get("stats").is_some())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no summary: {}\n{stderr}",
+                        String::from_utf8_lossy(&output.stdout)
+                    )
                 });
             let stats = &summary["stats"];
             let bill_rows = summary["bill"]["rows"].as_u64().unwrap_or(0);
