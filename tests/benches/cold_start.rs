@@ -19,7 +19,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv, fixtures, now_ms};
+use gateway_tests::support::{RETURN_PREFIX, TestEnv, fixtures, now_ms};
 use serde_json::{Value, json};
 use shared::domain::OrderStatus;
 use shared::ids::OutTradeNo;
@@ -224,18 +224,7 @@ fn release_binary(name: &str) -> PathBuf {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let env = TestEnv::new().await;
-    let simulator = gateway_tests::support::simulate(
-        env.kms_signer()
-            .public_key()
-            .await
-            .expect("KMS key")
-            .clone(),
-        "alipay_private_key.pem",
-        APP_ID,
-        SELLER_ID,
-        None,
-    )
-    .await;
+    let simulator = gateway_tests::bench::simulator(&env).await;
     let mut function_env = gateway_tests::bench::function_env(&env, &simulator);
     function_env.insert("RUST_LOG".into(), "warn".into());
     // A notification for a fresh CREATED order, signed by the simulated Alipay.

@@ -27,7 +27,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use gateway_tests::chaos::proxy::FaultProxy;
-use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv};
+use gateway_tests::support::{RETURN_PREFIX, TestEnv};
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
 };
@@ -142,18 +142,7 @@ fn main() {
 async fn run() {
     let env = TestEnv::new().await;
     let moto = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-    let simulator = gateway_tests::support::simulate(
-        env.kms_signer()
-            .public_key()
-            .await
-            .expect("KMS key")
-            .clone(),
-        "alipay_private_key.pem",
-        APP_ID,
-        SELLER_ID,
-        None,
-    )
-    .await;
+    let simulator = gateway_tests::bench::simulator(&env).await;
     let vars: std::collections::HashMap<String, String> =
         gateway_tests::bench::function_env(&env, &simulator)
             .into_iter()

@@ -11,6 +11,22 @@ use shared::ids::{OutTradeNo, Subject};
 use crate::simulator::Simulator;
 use crate::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv, fixtures, now_ms};
 
+/// The simulated Alipay application the benches' functions talk to (it trusts `env`'s KMS key).
+pub async fn simulator(env: &TestEnv) -> Simulator {
+    crate::support::simulate(
+        env.kms_signer()
+            .public_key()
+            .await
+            .expect("KMS key")
+            .clone(),
+        "alipay_private_key.pem",
+        APP_ID,
+        SELLER_ID,
+        None,
+    )
+    .await
+}
+
 /// The environment of a function (key mode, one channel) on `env` and `simulator`.
 pub fn function_env(env: &TestEnv, simulator: &Simulator) -> BTreeMap<String, String> {
     [

@@ -244,22 +244,15 @@ fn run(command: Command) -> Result<String, Failure> {
                 .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
             runtime.block_on(reconcile_day(date, channel))
         }
-        Command::PublicKey { kms_key_id } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
-            runtime.block_on(async {
-                let config = shared::aws::load_config().await;
-                let signer =
-                    shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), kms_key_id);
-                let key = signer
-                    .public_key()
-                    .await
-                    .map_err(|e| Failure::Usage(e.to_string()))?;
-                Ok(key.to_spki_base64())
-            })
-        }
+        Command::PublicKey { kms_key_id } => async_runtime()?.block_on(async {
+            let config = shared::aws::load_config().await;
+            let signer = shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), kms_key_id);
+            let key = signer
+                .public_key()
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            Ok(key.to_spki_base64())
+        }),
         Command::SealKey {
             kms_key_id,
             app_id,
@@ -278,11 +271,7 @@ fn run(command: Command) -> Result<String, Failure> {
                 .map_err(|e| Failure::Usage(e.to_string()))?
                 .public_key()
                 .to_spki_base64();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
-            runtime.block_on(async {
+            async_runtime()?.block_on(async {
                 use base64::Engine as _;
                 let config = shared::aws::load_config().await;
                 let sealed = shared::sealed_key::seal(
@@ -304,42 +293,34 @@ fn run(command: Command) -> Result<String, Failure> {
             kms_key_id,
             private_key,
             subject,
-        } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
-            runtime.block_on(async {
-                use shared::alipay::csr::certificate_request;
-                let failed = |e: shared::alipay::csr::CsrError| Failure::Usage(e.to_string());
-                match (kms_key_id, private_key) {
-                    (Some(key_id), _) => {
-                        let config = shared::aws::load_config().await;
-                        let signer =
-                            shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), key_id);
-                        let key = signer
-                            .public_key()
-                            .await
-                            .map_err(|e| Failure::Usage(e.to_string()))?
-                            .clone();
-                        certificate_request(&subject, &key, &signer)
-                            .await
-                            .map_err(failed)
-                    }
-                    (None, Some(path)) => {
-                        let key = AppPrivateKey::parse(&read_file(&path)?)
-                            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-                        certificate_request(&subject, &key.public_key(), &LocalKeySigner::new(&key))
-                            .await
-                            .map_err(failed)
-                    }
-                    (None, None) => {
-                        Err(Failure::Usage("give --kms-key-id or --private-key".into()))
-                    }
+        } => async_runtime()?.block_on(async {
+            use shared::alipay::csr::certificate_request;
+            let failed = |e: shared::alipay::csr::CsrError| Failure::Usage(e.to_string());
+            match (kms_key_id, private_key) {
+                (Some(key_id), _) => {
+                    let config = shared::aws::load_config().await;
+                    let signer =
+                        shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), key_id);
+                    let key = signer
+                        .public_key()
+                        .await
+                        .map_err(|e| Failure::Usage(e.to_string()))?
+                        .clone();
+                    certificate_request(&subject, &key, &signer)
+                        .await
+                        .map_err(failed)
                 }
-                .map(|pem| pem.trim_end().to_owned())
-            })
-        }
+                (None, Some(path)) => {
+                    let key = AppPrivateKey::parse(&read_file(&path)?)
+                        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+                    certificate_request(&subject, &key.public_key(), &LocalKeySigner::new(&key))
+                        .await
+                        .map_err(failed)
+                }
+                (None, None) => Err(Failure::Usage("give --kms-key-id or --private-key".into())),
+            }
+            .map(|pem| pem.trim_end().to_owned())
+        }),
         Command::CertSn {
             app_cert,
             root_cert,
@@ -446,6 +427,14 @@ fn alipay_keys(
 fn read_public_key(path: &Path) -> Result<PublicKey, Failure> {
     PublicKey::parse(&read_file(path)?)
         .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
+}
+
+/// The runtime for the commands that call AWS.
+fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))
 }
 
 fn read_file(path: &Path) -> Result<String, Failure> {
