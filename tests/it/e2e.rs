@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use gateway_tests::merchant::{
-    audit_kinds, create, create_and_pay, payment, refund, wait_for_status,
+    audit_kinds, create, create_and_pay, payment, refund, refund_status, wait_for_status,
 };
 use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, Stack, eventually};
@@ -588,30 +588,60 @@ async fn concurrent_refunds_never_exceed_what_was_paid() {
             })
         })
         .collect();
-    let mut statuses = Vec::new();
+    let mut reserved = Vec::new();
+    let mut refusals = Vec::new();
     for attempt in attempts {
         let answer = attempt.await.expect("task");
-        if answer.status != 422 {
+        match answer.status {
             // Every answer after a reservation carries the refund.
-            assert!(
-                answer.json()["refund"]["out_request_no"].is_string(),
-                "{}",
-                answer.text
-            );
+            201 | 202 => reserved.push(
+                answer.json()["refund"]["out_request_no"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no refund in {}", answer.text))
+                    .to_owned(),
+            ),
+            _ => refusals.push((
+                answer.status,
+                answer.json()["error"]["code"].as_str().map(str::to_owned),
+            )),
         }
-        statuses.push(answer.status);
     }
     // Five fit in 299.00; one is sent at once, the others wait for Alipay's spacing (202) and
-    // the sweeper sends them.
-    let reserved = statuses.iter().filter(|s| matches!(s, 201 | 202)).count();
-    let refused = statuses.iter().filter(|s| **s == 422).count();
-    assert_eq!((reserved, refused), (5, 5), "{statuses:?}");
-    stack.drain(20).await;
+    // the sweeper sends them. The other five are refused by the gateway itself, before Alipay.
+    assert_eq!(
+        reserved.len(),
+        5,
+        "reserved {reserved:?}, refused {refusals:?}"
+    );
+    assert_eq!(
+        refusals,
+        vec![(422, Some("amount_exceeds_refundable".to_owned())); 5]
+    );
+    stack.drain(60).await;
     let trade = stack.simulator.trade("race_1").expect("trade");
+    // Alipay was asked once per reservation, never for a refused one, and moved exactly that.
+    assert_eq!(
+        trade.refund_requests_ms.len(),
+        5,
+        "Alipay was asked for exactly the reserved refunds"
+    );
+    let mut asked: Vec<_> = trade
+        .refunds
+        .iter()
+        .map(|r| r.out_request_no.clone())
+        .collect();
+    asked.sort();
+    reserved.sort();
+    assert_eq!(asked, reserved);
+    assert!(trade.refunds.iter().all(|r| r.executions == 1));
     assert_eq!(
         trade.refunded_fen, 25_000,
         "Alipay moved exactly what the gateway recorded"
     );
+    for out_request_no in &reserved {
+        let answer = refund_status(&stack, "race_1", out_request_no).await;
+        assert_eq!(answer["refund"]["status"], "SUCCEEDED", "{answer}");
+    }
     let payment_now = payment(&stack, "race_1").await;
     assert_eq!(
         (

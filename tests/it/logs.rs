@@ -4,8 +4,16 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use gateway_tests::support::{Stack, StackOptions, eventually, fixtures};
+use std::collections::BTreeMap;
+
+use gateway_tests::simulator::{Fault, FaultKind};
+use gateway_tests::support::{APP_ID, SELLER_ID, Stack, StackOptions, eventually, fixtures};
 use serde_json::json;
+
+/// Buyers of the error paths: one on a notification for a trade the gateway does not know, one on
+/// notifications whose signature never verifies.
+const UNKNOWN_TRADE_BUYER: &str = "2088555544443333";
+const BAD_SIGNATURE_BUYER: &str = "2088666677778888";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -108,6 +116,107 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
         assert_eq!(answer.text, "fail");
     }
 
+    // The error paths, which log the most: Alipay's answer forged, an unsigned refusal, a system
+    // error on a refund, a notification for a trade the gateway does not know (signed, with a
+    // buyer id), notifications whose signature never verifies, and input the API refuses.
+    stack.simulator.inject(Fault {
+        target: "alipay.trade.precreate".into(),
+        kind: FaultKind::BadSignature,
+        times: 1,
+    });
+    let forged_answer = json!({"out_trade_no": "logged_3", "amount": "5.00", "subject": "log check", "channel": "qr"});
+    let answer = stack
+        .http
+        .post_json(&stack.api("/payments"), &forged_answer)
+        .await;
+    assert!(answer.status >= 500, "{} {}", answer.status, answer.text);
+    stack.simulator.inject(Fault {
+        target: "alipay.trade.precreate".into(),
+        kind: FaultKind::UnsignedError {
+            code: "40002".into(),
+            sub_code: "isv.invalid-signature".into(),
+        },
+        times: 1,
+    });
+    let unsigned = json!({"out_trade_no": "logged_4", "amount": "5.00", "subject": "log check", "channel": "qr"});
+    let answer = stack
+        .http
+        .post_json(&stack.api("/payments"), &unsigned)
+        .await;
+    assert!(answer.status >= 500, "{} {}", answer.status, answer.text);
+    stack.simulator.inject(Fault {
+        target: "alipay.trade.refund".into(),
+        kind: FaultKind::SystemError,
+        times: 1,
+    });
+    let refund = json!({"amount": "1.00", "out_request_no": "logged_r2"});
+    let answer = stack
+        .http
+        .post_json(&stack.api("/payments/logged_1/refunds"), &refund)
+        .await;
+    assert!(answer.status >= 200, "{}", answer.text);
+    let unknown: BTreeMap<String, String> = [
+        ("notify_id", "2026000000000000000000000000000009"),
+        ("notify_type", "trade_status_sync"),
+        ("notify_time", "2026-11-26 18:30:05"),
+        ("charset", "utf-8"),
+        ("version", "1.0"),
+        ("sign_type", "RSA2"),
+        ("app_id", APP_ID),
+        ("seller_id", SELLER_ID),
+        ("buyer_id", UNKNOWN_TRADE_BUYER),
+        ("buyer_logon_id", "sec***@example.com"),
+        ("trade_no", "2026112722001400000000000099"),
+        ("out_trade_no", "logged_never_created"),
+        ("trade_status", "TRADE_SUCCESS"),
+        ("total_amount", "7.00"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let body = stack.simulator.sign_notification(&unknown);
+    stack.http.post_form(&stack.gateway.notify_url, &body).await;
+    let created = json!({"out_trade_no": "logged_5", "amount": "6.00", "subject": "log check", "channel": "qr"});
+    assert_eq!(
+        stack
+            .http
+            .post_json(&stack.api("/payments"), &created)
+            .await
+            .status,
+        201
+    );
+    stack.simulator.inject(Fault {
+        target: "notify".into(),
+        kind: FaultKind::BadNotifySignature,
+        times: 1,
+    });
+    let refused_trade = stack
+        .simulator
+        .pay_as("logged_5", BAD_SIGNATURE_BUYER)
+        .expect("pay");
+    let refused = eventually(30, || async {
+        stack
+            .simulator
+            .deliveries()
+            .iter()
+            .any(|d| d.out_trade_no == "logged_5" && !d.attempts.is_empty())
+            .then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the forged-signature notification was never delivered"
+    );
+    let bad_input = json!({"out_trade_no": "logged_6", "amount": "1.5.0", "subject": "log check", "channel": "qr"});
+    assert_eq!(
+        stack
+            .http
+            .post_json(&stack.api("/payments"), &bad_input)
+            .await
+            .status,
+        400
+    );
+
     let logs =
         String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     assert!(
@@ -124,10 +233,53 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
     ] {
         assert!(logs.contains(expected), "expected {expected:?} in the logs");
     }
+    for buyer_id in [
+        trade.buyer_id.as_str(),
+        refused_trade.buyer_id.as_str(),
+        UNKNOWN_TRADE_BUYER,
+    ] {
+        assert!(
+            !logs.contains(buyer_id),
+            "a full buyer id ({buyer_id}) reached the logs"
+        );
+    }
+    // Every signing string and signature the exchange produced, either way: the simulator kept
+    // each request it verified and each answer and notification it signed.
+    let signed = stack.simulator.signed_texts();
     assert!(
-        !logs.contains(&trade.buyer_id),
-        "a full buyer id reached the logs"
+        signed.len() >= 8,
+        "the simulator saw the requests, answers and notifications ({})",
+        signed.len()
     );
+    for (content, sign) in &signed {
+        assert!(
+            !sign.is_empty() && !logs.contains(sign.as_str()) && !logs.contains(&sign[..24]),
+            "a signature reached the logs: {sign}"
+        );
+        assert!(
+            !logs.contains(content.as_str()),
+            "a signing string reached the logs: {content}"
+        );
+    }
+    // Our own key's public half (KMS's GetPublicKey), whole or line by line as PEM has it.
+    let public = stack
+        .env
+        .kms_signer()
+        .public_key()
+        .await
+        .expect("KMS public key")
+        .to_spki_base64();
+    assert!(
+        !logs.contains(&public[..64]),
+        "our public key reached the logs"
+    );
+    for line in public.as_bytes().chunks(64) {
+        let line = std::str::from_utf8(line).expect("Base64 is ASCII");
+        assert!(
+            line.len() < 24 || !logs.contains(line),
+            "our public key reached the logs"
+        );
+    }
     assert!(
         !logs.contains("cust_secret"),
         "a customer ref reached the logs"

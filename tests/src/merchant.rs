@@ -66,6 +66,18 @@ pub async fn audit_kinds(stack: &Stack, out_trade_no: &str) -> Vec<String> {
     trail.into_iter().map(|e| e.kind).collect()
 }
 
+/// `GET /payments/{out_trade_no}/refunds/{out_request_no}` (200 expected).
+pub async fn refund_status(stack: &Stack, out_trade_no: &str, out_request_no: &str) -> Value {
+    let answer = stack
+        .http
+        .get(&stack.api(&format!(
+            "/payments/{out_trade_no}/refunds/{out_request_no}"
+        )))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json()
+}
+
 pub async fn refund(stack: &Stack, out_trade_no: &str, body: Value) -> Answer {
     stack
         .http

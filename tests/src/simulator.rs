@@ -228,6 +228,9 @@ struct State_ {
     bill_links: HashMap<String, (String, Vec<u8>, i64)>,
     /// An outage: every server call fails this way until then.
     outage: Option<(FaultKind, std::time::Instant)>,
+    /// Every signed text either side produced: (the signing string, its signature), for the
+    /// requests it verified and the answers and notifications it signed.
+    signed: Vec<(String, String)>,
 }
 
 /// Alipay rotates its certificate (see [`Simulator::rotate_alipay_cert`]).
@@ -400,6 +403,12 @@ impl Simulator {
     }
 
     /// The gateway.do calls made so far, as (method, outcome).
+    /// Every (signing string, signature) either side produced so far: the requests it verified,
+    /// the answers and notifications it signed.
+    pub fn signed_texts(&self) -> Vec<(String, String)> {
+        lock(&self.inner.state).signed.clone()
+    }
+
     pub fn calls(&self) -> Vec<(String, String)> {
         lock(&self.inner.state).calls.clone()
     }
@@ -488,7 +497,11 @@ fn content_to_sign(params: &BTreeMap<String, String>, drop_sign_type: bool) -> S
 fn sign(inner: &Inner, content: &str) -> String {
     let signer = Arc::clone(&lock(&inner.keys).alipay_signer);
     let raw = signer.sign_now(content.as_bytes()).unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(raw)
+    let sign = base64::engine::general_purpose::STANDARD.encode(raw);
+    lock(&inner.state)
+        .signed
+        .push((content.to_owned(), sign.clone()));
+    sign
 }
 
 fn decode_form(raw: &[u8]) -> Result<BTreeMap<String, String>, String> {
@@ -672,6 +685,9 @@ async fn gateway(
         let keys = lock(&inner.keys);
         (keys.app_public_key.clone(), keys.certificates.clone())
     };
+    lock(&inner.state)
+        .signed
+        .push((content.clone(), sign.clone()));
     if app_public_key.verify(content.as_bytes(), &sign).is_err() {
         return reply(
             "40002",
@@ -1104,6 +1120,9 @@ fn open_app_order(inner: &Inner, order_string: &str) -> Result<Trade, String> {
     if params.get("sign_type").map(String::as_str) != Some("RSA2") {
         return Err("sign_type must be RSA2".into());
     }
+    lock(&inner.state)
+        .signed
+        .push((content.clone(), sign.clone()));
     let app_public_key = lock(&inner.keys).app_public_key.clone();
     app_public_key
         .verify(content.as_bytes(), sign)
