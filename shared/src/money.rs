@@ -227,17 +227,102 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics_and_accepts_only_canonical_shapes(text in "\\PC{0,16}") {
-            if let Ok(amount) = Amount::parse(&text) {
-                // Whatever is accepted means the same number when formatted back.
-                let back = amount.to_string();
-                let normalized = match text.split_once('.') {
-                    None => format!("{text}.00"),
-                    Some((y, d)) if d.len() == 1 => format!("{y}.{d}0"),
-                    Some(_) => text.clone(),
+        fn parse_agrees_with_a_reference_on_valid_and_near_valid_amounts(text in near_amount()) {
+            prop_assert_eq!(Amount::parse(&text), reference_parse(&text), "{:?}", text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_any_text(text in "\\PC{0,24}") {
+            let _ = Amount::parse(&text);
+        }
+    }
+
+    /// Text that is an amount, or one step from being one: digits (leading zeros, up to 13),
+    /// a separator (`.`, `,`, `..` or none), decimals (0 to 4 digits), sometimes a sign, a space,
+    /// an exponent or a full-width digit around it.
+    fn near_amount() -> impl Strategy<Value = String> {
+        let digits = |max: usize| proptest::collection::vec(0u8..10, 0..=max);
+        let separator = prop_oneof![
+            6 => Just("."),
+            2 => Just(""),
+            1 => Just(","),
+            1 => Just(".."),
+        ];
+        let affix = prop_oneof![
+            12 => Just(""),
+            1 => Just("-"),
+            1 => Just("+"),
+            1 => Just(" "),
+            1 => Just("e2"),
+            1 => Just("１"),
+        ];
+        let yuan = prop_oneof![
+            3 => digits(13),
+            2 => Just(vec![0]),
+            1 => Just(vec![1, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        (affix.clone(), yuan, separator, digits(4), affix).prop_map(
+            |(pre, yuan, sep, dec, post)| {
+                let text = |d: &[u8]| d.iter().map(|d| char::from(b'0' + d)).collect::<String>();
+                let dec = if sep.is_empty() {
+                    String::new()
+                } else {
+                    text(&dec)
                 };
-                prop_assert_eq!(back, normalized);
-            }
+                format!("{pre}{}{sep}{dec}{post}", text(&yuan))
+            },
+        )
+    }
+
+    /// What `Amount::parse` must answer, worked out apart from it: the shape by character
+    /// classes, the value in u128.
+    fn reference_parse(text: &str) -> Result<Amount, AmountError> {
+        if text.is_empty() {
+            return Err(AmountError::Empty);
+        }
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        let mut parts = text.split('.');
+        let yuan = parts.next().unwrap_or_default();
+        let decimals = parts.next();
+        if parts.next().is_some()
+            || !digits(yuan)
+            || (yuan.len() > 1 && yuan.starts_with('0'))
+            || decimals.is_some_and(|d| !digits(d))
+        {
+            return Err(AmountError::Malformed);
+        }
+        let decimals = decimals.unwrap_or("");
+        if decimals.len() > 2 {
+            return Err(AmountError::TooManyDecimals);
+        }
+        let padded = format!("{decimals:0<2}");
+        let fen = yuan.parse::<u128>().unwrap_or(u128::MAX / 1000) * 100
+            + padded.parse::<u128>().unwrap_or_default();
+        match fen {
+            0 => Err(AmountError::Zero),
+            f if f > u128::from(MAX_FEN) => Err(AmountError::TooLarge),
+            f => Ok(Amount(f as u64)),
+        }
+    }
+
+    /// The generator reaches every answer `parse` can give, often: 2,000 draws.
+    #[test]
+    fn near_amounts_reach_every_branch() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let mut seen = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..2_000 {
+            let text = near_amount().new_tree(&mut runner).map(|t| t.current());
+            let outcome = match text.map(|t| reference_parse(&t)) {
+                Ok(Ok(_)) => "ok".to_owned(),
+                Ok(Err(e)) => format!("{e:?}"),
+                Err(e) => panic!("{e}"),
+            };
+            *seen.entry(outcome).or_default() += 1;
+        }
+        for outcome in ["ok", "Malformed", "TooManyDecimals", "Zero", "TooLarge"] {
+            let count = seen.get(outcome).copied().unwrap_or_default();
+            assert!(count >= 40, "{outcome}: {count} of 2,000 ({seen:?})");
         }
     }
 }

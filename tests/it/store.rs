@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use gateway_tests::local_stack::{read_template, template_path};
 use gateway_tests::support::{TestEnv, now_ms};
 use shared::Amount;
 use shared::china_time::{ChinaDateTime, china_timestamp};
@@ -10,7 +11,7 @@ use shared::domain::{
     Cause, Channel, NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus,
 };
 use shared::ids::{OutRequestNo, OutTradeNo, Subject};
-use shared::store::{AUDIT_RETENTION_DAYS, Created, Reserved, StoreError, Transition};
+use shared::store::{Created, Reserved, StoreError, Transition};
 
 /// Due time for items these tests never want the sweeper to see.
 const NEVER_DUE: i64 = i64::MAX / 2;
@@ -729,15 +730,19 @@ async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
 
 #[tokio::test]
 async fn audit_events_live_at_least_180_days_and_the_table_expires_them() {
+    use aws_sdk_dynamodb::types::AttributeValue;
     let env = TestEnv::new().await;
+    let before_s = now_ms() / 1000;
     paid_order(&env, "audited", "1.00").await;
-    let trail = env.store.audit_trail(&id("audited")).await.expect("audit");
-    assert_eq!(trail.len(), 2);
-    for event in &trail {
-        let days = (event.expires_at - event.at_ms / 1000) / 86_400;
-        assert!(days >= 180, "{} expires after {days} days", event.kind);
-        assert_eq!(days, AUDIT_RETENTION_DAYS);
-    }
+    let after_s = now_ms() / 1000;
+    // The attribute DynamoDB expires items by, as template.yaml names it (what is deployed).
+    let template = read_template(&template_path()).expect("template");
+    let spec = &template["Resources"]["OrdersTable"]["Properties"]["TimeToLiveSpecification"];
+    let ttl_attribute = (spec["Enabled"].as_bool() == Some(true))
+        .then(|| spec["AttributeName"].as_str())
+        .flatten()
+        .expect("the table's TTL attribute in template.yaml")
+        .to_owned();
     let ttl = env
         .dynamodb
         .describe_time_to_live()
@@ -746,7 +751,33 @@ async fn audit_events_live_at_least_180_days_and_the_table_expires_them() {
         .await
         .expect("ttl");
     let description = ttl.time_to_live_description().expect("description");
-    assert_eq!(description.attribute_name(), Some("expires_at"));
+    assert_eq!(description.attribute_name(), Some(ttl_attribute.as_str()));
+    // The stored items themselves, read raw: each audit event carries that attribute, a number
+    // of Unix seconds (DynamoDB ignores anything else) at least 180 days from when it was written.
+    let items = env
+        .dynamodb
+        .scan()
+        .table_name(&env.table)
+        .filter_expression("kind = :audit")
+        .expression_attribute_values(":audit", AttributeValue::S("audit".into()))
+        .send()
+        .await
+        .expect("scan")
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 2, "created and paid: {items:?}");
+    const DAY: i64 = 86_400;
+    for item in &items {
+        let expires_at: i64 = match item.get(&ttl_attribute) {
+            Some(AttributeValue::N(n)) => n.parse().expect("an integer"),
+            other => panic!("audit item without a numeric {ttl_attribute}: {other:?}"),
+        };
+        assert!(
+            expires_at >= before_s + 180 * DAY && expires_at <= after_s + 182 * DAY,
+            "{item:?} expires {} days from now",
+            (expires_at - after_s) / DAY
+        );
+    }
 }
 
 #[tokio::test]
