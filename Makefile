@@ -30,11 +30,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-# Unit, property, vector, CLI and integration tests; the integration tests run against the
+# Unit, property, vector, differential (against Alipay's Node.js SDK and python-alipay-sdk, which
+# scripts/sdk-oracles.sh installs), CLI and integration tests; the integration tests run against the
 # local AWS stand-in (moto), which scripts/with-moto.sh installs, starts and stops. Then the
 # end-to-end suites a second time in certificate mode.
 unit:
 	@mkdir -p .local
+	scripts/sdk-oracles.sh
 	set -o pipefail; scripts/with-moto.sh $(CARGO) test --workspace --locked 2>&1 | tee .local/test-output.log
 	set -o pipefail; GATEWAY_TEST_ALIPAY_MODE=certificate scripts/with-moto.sh $(CARGO) test --workspace --locked $(CERT_MODE_SUITES) 2>&1 | tee -a .local/test-output.log
 
