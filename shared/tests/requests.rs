@@ -4,10 +4,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{fixture_text, test_app_signer};
+use common::{alipay_content, fixture_text, test_app_signer};
 use shared::Amount;
 use shared::PublicKey;
-use shared::alipay::canonical::{Omit, signing_string};
 use shared::alipay::request::{
     AlipayRequest, AppParams, PaymentOrder, SignedRequest, TradeRef, UnsignedRequest,
 };
@@ -58,10 +57,7 @@ fn decode_and_verify(form: &str) -> BTreeMap<String, String> {
     let params: BTreeMap<String, String> = form_urlencoded::parse(form.as_bytes())
         .into_owned()
         .collect();
-    let content = signing_string(
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        Omit::Sign,
-    );
+    let content = alipay_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), false);
     let app_public = PublicKey::parse(&fixture_text("keys/app_public_key.pem")).expect("key");
     app_public
         .verify(content.as_bytes(), &params["sign"])

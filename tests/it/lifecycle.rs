@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use gateway_tests::merchant::{
     audit_kinds, close, create, create_and_pay, paid_after_close, payment, payment_body, refund,
 };
+use gateway_tests::simulator::china_text;
 use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{APP_ID, REFUND_SPACING_MS, SELLER_ID, Stack, eventually, now_ms};
 use serde_json::json;
-use shared::china_time::china_timestamp;
 
 fn fault(target: &str, kind: FaultKind) -> Fault {
     Fault {
@@ -28,7 +28,7 @@ fn drop_next_notification(stack: &Stack) {
 
 /// A `time_expire` `seconds` from now (China time, as the merchant sends it).
 fn expiring_in(seconds: i64) -> String {
-    china_timestamp(now_ms() / 1000 + seconds)
+    china_text(now_ms() / 1000 + seconds)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use gateway_tests::local_stack::{read_template, template_path};
+use gateway_tests::simulator::china_text;
 use gateway_tests::support::{TestEnv, now_ms};
 use shared::Amount;
-use shared::china_time::{ChinaDateTime, china_timestamp};
+use shared::china_time::ChinaDateTime;
 use shared::domain::{
     Cause, Channel, NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus,
 };
@@ -18,7 +19,7 @@ const NEVER_DUE: i64 = i64::MAX / 2;
 
 /// A `time_expire` an hour ahead.
 fn later() -> ChinaDateTime {
-    ChinaDateTime::parse(&china_timestamp(now_ms() / 1000 + 3_600)).expect("time")
+    ChinaDateTime::parse(&china_text(now_ms() / 1000 + 3_600)).expect("time")
 }
 
 fn id(text: &str) -> OutTradeNo {

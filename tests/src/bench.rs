@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::simulator::china_text as china_timestamp;
 use shared::Amount;
-use shared::china_time::{ChinaDateTime, china_timestamp};
+use shared::china_time::ChinaDateTime;
 use shared::domain::{Cause, Channel, NewOrder};
 use shared::ids::{OutTradeNo, Subject};
 

@@ -532,7 +532,9 @@ const CHINA_OFFSET: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
     Err(_) => time::UtcOffset::UTC,
 };
 
-fn china_text(unix: i64) -> String {
+/// `yyyy-MM-dd HH:mm:ss` in China time: the simulator's (and the tests') own formatter, apart
+/// from the gateway's `shared::china_time`.
+pub fn china_text(unix: i64) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp(unix)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .to_offset(CHINA_OFFSET);
@@ -547,8 +549,8 @@ fn china_text(unix: i64) -> String {
     )
 }
 
-/// Unix seconds of a China-time `yyyy-MM-dd HH:mm:ss`.
-fn china_unix(text: &str) -> Option<i64> {
+/// Unix seconds of a China-time `yyyy-MM-dd HH:mm:ss` (the simulator's own parser).
+pub fn china_unix(text: &str) -> Option<i64> {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     let at = time::PrimitiveDateTime::parse(text, format).ok()?;
     Some(at.assume_offset(CHINA_OFFSET).unix_timestamp())

@@ -50,21 +50,49 @@ pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The string Alipay signs and verifies (ALIPAY.md), written here apart from the gateway's own so
+/// that a bug there is not repeated by the tests that should catch it: the pairs sorted by key,
+/// empty values, `sign` and (for trade notifications) `sign_type` left out, `k=v` joined by `&`.
+pub fn alipay_content<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    drop_sign_type: bool,
+) -> String {
+    let mut kept = std::collections::BTreeMap::new();
+    for (key, value) in fields {
+        let left_out = key == "sign" || (drop_sign_type && key == "sign_type");
+        if !left_out && !value.is_empty() {
+            kept.insert(key, value);
+        }
+    }
+    let mut content = String::new();
+    for (key, value) in kept {
+        if !content.is_empty() {
+            content.push('&');
+        }
+        content.push_str(key);
+        content.push('=');
+        content.push_str(value);
+    }
+    content
+}
+
+/// `alipay.trade.query` answers under `alipay_trade_query_response` (ALIPAY.md).
+pub fn response_key(method: &str) -> String {
+    format!("{}_response", method.replace('.', "_"))
+}
+
 /// A response body as Alipay lays it out: the response object's exact text, then `sign`.
 pub fn signed_response(method: &str, content: &str, signer: &LocalKeySigner) -> String {
     let sign = base64(&signer.sign_now(content.as_bytes()).expect("sign"));
     format!(
         "{{\"{}\":{content},\"sign\":\"{sign}\"}}",
-        shared::alipay::response::response_key(method)
+        response_key(method)
     )
 }
 
 /// A form-encoded notification signed the way Alipay signs trade notifications.
 pub fn signed_notification(fields: &[(&str, &str)], signer: &LocalKeySigner) -> String {
-    let content = shared::alipay::canonical::signing_string(
-        fields.iter().copied(),
-        shared::alipay::canonical::Omit::SignAndSignType,
-    );
+    let content = alipay_content(fields.iter().copied(), true);
     let sign = base64(&signer.sign_now(content.as_bytes()).expect("sign"));
     let mut form = form_urlencoded::Serializer::new(String::new());
     for (k, v) in fields {

@@ -345,7 +345,7 @@ async fn create(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &
         "amount": yuan(amount_fen),
         "subject": "chaos 订单",
         "channel": channel,
-        "time_expire": shared::china_time::china_timestamp(expiry_ms / 1000 + 1),
+        "time_expire": crate::simulator::china_text(expiry_ms / 1000 + 1),
     });
     if matches!(channel, "page" | "wap") {
         body["return_url"] = json!(format!("{}c/{out_trade_no}", crate::support::RETURN_PREFIX));
@@ -782,8 +782,8 @@ async fn check_invariants(
             let expired = order
                 .time_expire
                 .as_deref()
-                .and_then(|t| shared::china_time::ChinaDateTime::parse(t).ok())
-                .is_some_and(|t| t.unix_seconds() * 1000 < now);
+                .and_then(crate::simulator::china_unix)
+                .is_some_and(|t| t * 1000 < now);
             if expired {
                 violations.push(format!("{out_trade_no}: CREATED past its time_expire"));
             }
