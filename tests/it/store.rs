@@ -4,98 +4,14 @@
 use std::sync::Arc;
 
 use gateway_tests::local_stack::{read_template, template_path};
-use gateway_tests::simulator::china_text;
+use gateway_tests::store_cases::{
+    NEVER_DUE, api, id, later, new_order, notify, paid_order, payment, refund,
+};
 use gateway_tests::support::{TestEnv, now_ms};
 use shared::Amount;
-use shared::china_time::ChinaDateTime;
-use shared::domain::{
-    Cause, Channel, NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus,
-};
-use shared::ids::{OutRequestNo, OutTradeNo, Subject};
+use shared::domain::{NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus};
+use shared::ids::OutRequestNo;
 use shared::store::{Created, Reserved, StoreError, Transition};
-
-/// Due time for items these tests never want the sweeper to see.
-const NEVER_DUE: i64 = i64::MAX / 2;
-
-/// A `time_expire` an hour ahead.
-fn later() -> ChinaDateTime {
-    ChinaDateTime::parse(&china_text(now_ms() / 1000 + 3_600)).expect("time")
-}
-
-fn id(text: &str) -> OutTradeNo {
-    OutTradeNo::parse(text).expect("out_trade_no")
-}
-
-fn new_order(out_trade_no: &str, amount: &str) -> NewOrder {
-    NewOrder {
-        out_trade_no: id(out_trade_no),
-        amount: Amount::parse(amount).expect("amount"),
-        subject: Subject::parse("会员 Pro 年费").expect("subject"),
-        channel: Channel::Page,
-        return_url: Some("https://shop.example.com/done".into()),
-        time_expire: None,
-        customer_ref: None,
-        virtual_goods: true,
-        alipay_channel: shared::channels::ChannelId::Primary,
-    }
-}
-
-fn api() -> Cause {
-    Cause::Api {
-        route: "POST /payments".into(),
-    }
-}
-
-fn notify(n: u32) -> Cause {
-    Cause::Notify {
-        notify_id: format!("notify-{n}"),
-    }
-}
-
-fn payment(amount: &str, finished: bool) -> Payment {
-    Payment {
-        trade_no: "2026112622001468450512505578".into(),
-        amount: Amount::parse(amount).expect("amount"),
-        paid_at: Some("2026-11-26 18:30:04".into()),
-        buyer_id_masked: Some("2088********8455".into()),
-        finished,
-        risk: None,
-        alipay_channel: shared::channels::ChannelId::Primary,
-    }
-}
-
-fn refund(no: &str, amount: &str) -> NewRefund {
-    NewRefund {
-        out_request_no: OutRequestNo::parse(no).expect("out_request_no"),
-        amount: Amount::parse(amount).expect("amount"),
-        reason: Some("退货".into()),
-        alipay_channel: shared::channels::ChannelId::Primary,
-    }
-}
-
-async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
-    env.store
-        .create_order(
-            &new_order(out_trade_no, amount),
-            &later(),
-            NEVER_DUE,
-            &api(),
-            now_ms(),
-            &[],
-        )
-        .await
-        .expect("create");
-    let paid = env
-        .store
-        .mark_paid(
-            &id(out_trade_no),
-            &payment(amount, false),
-            &notify(1),
-            now_ms(),
-        )
-        .await;
-    assert!(paid.expect("paid").applied());
-}
 
 #[tokio::test]
 async fn creating_is_idempotent_and_conflicts_are_refused() {

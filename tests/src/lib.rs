@@ -11,4 +11,5 @@ pub mod local_stack;
 pub mod merchant;
 pub mod routes;
 pub mod simulator;
+pub mod store_cases;
 pub mod support;

@@ -5,6 +5,15 @@
 //!
 //! It also counts every request it receives by operation (`DynamoDB.GetItem`, `KMS.Sign`), so
 //! a test can measure a route's round trips where the stand-in sees them.
+//!
+//! And it gives DynamoDB's answers to contention, which the stand-in (one request at a time)
+//! never gives: with [`FaultProxy::set_contention`], a `TransactWriteItems` that touches an item
+//! another write still in flight through the proxy touches is cancelled with
+//! `TransactionConflict` (a single-item write to an item a transaction holds gets
+//! `TransactionConflictException`), as DynamoDB cancels conflicting transactions; and requests are
+//! throttled at random (`ThrottlingException`, `ProvisionedThroughputExceededException`, or a
+//! transaction cancelled for `ThrottlingError`). [`FaultProxy::script`] answers the next
+//! requests of one operation with chosen contention answers, for deterministic tests.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,8 +46,36 @@ impl AwsFault {
     }
 }
 
+/// DynamoDB's answers to contention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Contention {
+    /// `TransactionCanceledException`, reason `TransactionConflict` on the contended items.
+    TransactionConflict,
+    /// `TransactionCanceledException`, reason `ThrottlingError`.
+    TransactionThrottled,
+    /// `TransactionCanceledException`, reason `ProvisionedThroughputExceeded`.
+    TransactionOverCapacity,
+    /// `TransactionConflictException`: a single-item write to an item a transaction holds.
+    WriteConflict,
+    /// `ThrottlingException`.
+    Throttling,
+    /// `ProvisionedThroughputExceededException`.
+    ProvisionedThroughputExceeded,
+}
+
+/// Writes in flight through the proxy: (id, the items they touch, whether a transaction).
+type InFlight = Vec<(u64, Vec<String>, bool)>;
+
 struct State {
     upstream: String,
+    /// Contention: throttles per 1000 DynamoDB requests, and conflicts between writes in flight;
+    /// `None` when off.
+    contention: Mutex<Option<u32>>,
+    /// Scripted contention answers per operation (`DynamoDB.TransactWriteItems`), used first.
+    scripted: Mutex<BTreeMap<String, std::collections::VecDeque<Contention>>>,
+    contended: Mutex<BTreeMap<Contention, u64>>,
+    in_flight: Mutex<InFlight>,
+    next_write: std::sync::atomic::AtomicU64,
     /// Faults per 1000 requests.
     rate_per_mille: AtomicU32,
     rng: Mutex<fastrand::Rng>,
@@ -72,6 +109,11 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(State {
             upstream: upstream.trim_end_matches('/').to_owned(),
+            contention: Mutex::new(None),
+            scripted: Mutex::new(BTreeMap::new()),
+            contended: Mutex::new(BTreeMap::new()),
+            in_flight: Mutex::new(Vec::new()),
+            next_write: std::sync::atomic::AtomicU64::new(0),
             rate_per_mille: AtomicU32::new(0),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             injected: Mutex::new(BTreeMap::new()),
@@ -121,6 +163,34 @@ impl FaultProxy {
             .answers
             .lock()
             .map(|answers| answers.clone())
+            .unwrap_or_default()
+    }
+
+    /// DynamoDB's contention from now on: conflicting writes in flight are refused as DynamoDB
+    /// refuses them, and `throttle_per_mille` of the DynamoDB requests are throttled.
+    pub fn set_contention(&self, throttle_per_mille: u32) {
+        if let Ok(mut contention) = self.state.contention.lock() {
+            *contention = Some(throttle_per_mille);
+        }
+    }
+
+    /// The next requests of `operation` (`DynamoDB.TransactWriteItems`) get these answers, one
+    /// each, before anything else is decided.
+    pub fn script(&self, operation: &str, answers: &[Contention]) {
+        if let Ok(mut scripted) = self.state.scripted.lock() {
+            scripted
+                .entry(operation.to_owned())
+                .or_default()
+                .extend(answers.iter().copied());
+        }
+    }
+
+    /// Contention answers given so far, by kind.
+    pub fn contended(&self) -> BTreeMap<Contention, u64> {
+        self.state
+            .contended
+            .lock()
+            .map(|m| m.clone())
             .unwrap_or_default()
     }
 
@@ -194,6 +264,19 @@ async fn handle(
     if let Ok(mut seen) = state.seen.lock() {
         *seen.entry(operation.clone()).or_default() += 1;
     }
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let mut _holding = None;
+    if boundary == "dynamodb" {
+        match contend(state, &operation, &body) {
+            Ok(holding) => _holding = holding,
+            Err(answer) => return Ok(answer),
+        }
+    }
     let fault = if boundary == "other" {
         None
     } else {
@@ -211,12 +294,6 @@ async fn handle(
         }
         _ => {}
     }
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
     let path = parts
         .uri
         .path_and_query()
@@ -252,4 +329,177 @@ async fn handle(
         answers.insert(operation, (parts.status.as_u16(), body.clone()));
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+// ---- contention ------------------------------------------------------------------------------
+
+/// A write's hold on its items while it is in flight; released when the answer is back (or lost).
+struct Holding<'a> {
+    state: &'a State,
+    id: u64,
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.state.in_flight.lock() {
+            in_flight.retain(|(id, _, _)| *id != self.id);
+        }
+    }
+}
+
+/// The items a DynamoDB write touches (`table|pk|sk`) and whether it is a transaction; reads
+/// touch none.
+fn written_items(operation: &str, body: &[u8]) -> (Vec<String>, bool) {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (Vec::new(), false);
+    };
+    let item_of = |write: &serde_json::Value| {
+        let key = if write["Key"].is_object() {
+            &write["Key"]
+        } else {
+            &write["Item"]
+        };
+        format!("{}|{}|{}", write["TableName"], key["pk"], key["sk"])
+    };
+    match operation {
+        "DynamoDB.TransactWriteItems" => {
+            let items = request["TransactItems"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let keys = items
+                .iter()
+                .filter_map(|item| item.as_object().and_then(|o| o.values().next()))
+                .map(item_of)
+                .collect();
+            (keys, true)
+        }
+        "DynamoDB.PutItem" | "DynamoDB.UpdateItem" | "DynamoDB.DeleteItem" => {
+            (vec![item_of(&request)], false)
+        }
+        _ => (Vec::new(), false),
+    }
+}
+
+/// DynamoDB's contention, decided as the request arrives: `Err` with DynamoDB's answer, or `Ok`
+/// with the write's hold on its items until its answer is back.
+fn contend<'a>(
+    state: &'a State,
+    operation: &str,
+    body: &[u8],
+) -> Result<Option<Holding<'a>>, Response<Full<Bytes>>> {
+    let (items, transaction) = written_items(operation, body);
+    let scripted = state
+        .scripted
+        .lock()
+        .ok()
+        .and_then(|mut s| s.get_mut(operation).and_then(|q| q.pop_front()));
+    let rate = state.contention.lock().ok().and_then(|c| *c);
+    let decided = match scripted {
+        Some(answer) => Some((answer, (0..items.len()).collect::<Vec<_>>())),
+        None if rate.is_none() => None,
+        None => {
+            let mut in_flight = state
+                .in_flight
+                .lock()
+                .map_err(|_| error_response(500, "InternalServerError", "1.0"))?;
+            // Conflicts: a transaction meets any write in flight on one of its items; a single
+            // write meets a transaction in flight on its item.
+            let held = |key: &String, by_transactions_only: bool| {
+                in_flight
+                    .iter()
+                    .any(|(_, keys, tx)| (*tx || !by_transactions_only) && keys.contains(key))
+            };
+            let contended: Vec<usize> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, key)| held(key, !transaction))
+                .map(|(i, _)| i)
+                .collect();
+            let throttled = state
+                .rng
+                .lock()
+                .ok()
+                .map(|mut rng| (rng.u32(0..1000) < rate.unwrap_or(0), rng.u32(0..3)));
+            let answer = if !contended.is_empty() {
+                let kind = if transaction {
+                    Contention::TransactionConflict
+                } else {
+                    Contention::WriteConflict
+                };
+                Some((kind, contended))
+            } else {
+                match throttled {
+                    Some((true, 0)) if transaction => {
+                        Some((Contention::TransactionThrottled, vec![0]))
+                    }
+                    Some((true, 1)) => {
+                        Some((Contention::ProvisionedThroughputExceeded, Vec::new()))
+                    }
+                    Some((true, _)) => Some((Contention::Throttling, Vec::new())),
+                    _ => None,
+                }
+            };
+            if answer.is_none() && !items.is_empty() {
+                let id = state.next_write.fetch_add(1, Ordering::Relaxed);
+                in_flight.push((id, items.clone(), transaction));
+                return Ok(Some(Holding { state, id }));
+            }
+            answer
+        }
+    };
+    let Some((answer, contended)) = decided else {
+        return Ok(None);
+    };
+    if let Ok(mut counts) = state.contended.lock() {
+        *counts.entry(answer).or_default() += 1;
+    }
+    let cancelled = |reason: &str| {
+        let reasons: Vec<serde_json::Value> = (0..items.len().max(1))
+            .map(|i| {
+                if contended.contains(&i) {
+                    serde_json::json!({"Code": reason, "Message": "injected by the proxy"})
+                } else {
+                    serde_json::json!({"Code": "None"})
+                }
+            })
+            .collect();
+        let codes: Vec<&str> = reasons
+            .iter()
+            .map(|r| r["Code"].as_str().unwrap_or("None"))
+            .collect();
+        let body = serde_json::json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "Message": format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", codes.join(", ")),
+            "CancellationReasons": reasons,
+        });
+        json_response(400, body)
+    };
+    let plain = |kind: &str| {
+        json_response(
+            400,
+            serde_json::json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": "injected by the proxy"}),
+        )
+    };
+    Err(match answer {
+        Contention::TransactionConflict => cancelled("TransactionConflict"),
+        Contention::TransactionThrottled => cancelled("ThrottlingError"),
+        Contention::TransactionOverCapacity => cancelled("ProvisionedThroughputExceeded"),
+        Contention::WriteConflict => plain("TransactionConflictException"),
+        Contention::Throttling => plain("ThrottlingException"),
+        Contention::ProvisionedThroughputExceeded => {
+            plain("ProvisionedThroughputExceededException")
+        }
+    })
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    if let Ok(value) = "application/x-amz-json-1.0".parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
 }

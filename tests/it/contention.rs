@@ -1,0 +1,272 @@
+//! The store under DynamoDB's contention, which the stand-in (one request at a time) never
+//! produces: a proxy in front of it (`chaos::proxy`) cancels transactions that meet another write
+//! in flight (`TransactionConflict`) and throttles (`ThrottlingException`,
+//! `ProvisionedThroughputExceededException`, transactions cancelled for `ThrottlingError` or
+//! `ProvisionedThroughputExceeded`), as DynamoDB does.
+//!
+//! 1. Scripted: each answer, a few times in a row, is absorbed by the store's retries (the
+//!    payment applies, counted at the proxy); one more than it retries and the caller gets a
+//!    retryable error with nothing written.
+//! 2. Fifty concurrent payments and fifty concurrent refunds through the proxy with conflicts and
+//!    throttling on: the callers retry what the store could not finish (as Alipay redelivers and
+//!    merchants retry), and still exactly one payment applies and the refunds never exceed what
+//!    was paid.
+
+use std::sync::Arc;
+
+use gateway_tests::chaos::proxy::{Contention, FaultProxy};
+use gateway_tests::store_cases::{
+    NEVER_DUE, api, id, later, new_order, notify, paid_order, payment, refund,
+};
+use gateway_tests::support::{TestEnv, now_ms, sdk_via};
+use shared::domain::OrderStatus;
+use shared::store::{Reserved, Store, StoreError, Transition};
+
+/// How many times the store tries a transaction (`TRANSACTION_ATTEMPTS` in the store).
+const STORE_ATTEMPTS: usize = 5;
+/// How many times the SDK tries a throttled request (`shared::aws`'s retry configuration).
+const SDK_ATTEMPTS: usize = 3;
+
+async fn through_proxy(env: &TestEnv, seed: u64) -> (FaultProxy, Store) {
+    let moto =
+        std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (run under with-moto.sh)");
+    let proxy = FaultProxy::start(&moto, seed).await.expect("proxy");
+    let client = aws_sdk_dynamodb::Client::new(&sdk_via(env, &proxy.url));
+    let store = Store::new(client, &env.table);
+    (proxy, store)
+}
+
+async fn created(env: &TestEnv, out_trade_no: &str) {
+    env.store
+        .create_order(
+            &new_order(out_trade_no, "88.88"),
+            &later(),
+            NEVER_DUE,
+            &api(),
+            now_ms(),
+            &[],
+        )
+        .await
+        .expect("create");
+}
+
+#[tokio::test]
+async fn each_contention_answer_is_retried_by_the_store_and_too_many_change_nothing() {
+    let env = TestEnv::new().await;
+    let (proxy, store) = through_proxy(&env, 7).await;
+    let cases = [
+        (Contention::TransactionConflict, STORE_ATTEMPTS - 1),
+        (Contention::TransactionThrottled, STORE_ATTEMPTS - 1),
+        (Contention::TransactionOverCapacity, STORE_ATTEMPTS - 1),
+        (Contention::Throttling, SDK_ATTEMPTS - 1),
+        (Contention::ProvisionedThroughputExceeded, SDK_ATTEMPTS - 1),
+    ];
+    for (n, (answer, times)) in cases.into_iter().enumerate() {
+        let no = format!("contended_{n}");
+        created(&env, &no).await;
+        proxy.take_requests();
+        proxy.script("DynamoDB.TransactWriteItems", &vec![answer; times]);
+        let paid = store
+            .mark_paid(&id(&no), &payment("88.88", false), &notify(1), now_ms())
+            .await;
+        assert!(
+            matches!(paid, Ok(Transition::Applied(_))),
+            "{answer:?} × {times}: {paid:?}"
+        );
+        assert_eq!(
+            proxy
+                .take_requests()
+                .get("DynamoDB.TransactWriteItems")
+                .copied(),
+            Some(times as u64 + 1),
+            "{answer:?}: tried again until it went through"
+        );
+    }
+    // One conflict more than the store retries: a retryable error, and nothing written.
+    created(&env, "contended_out").await;
+    proxy.script(
+        "DynamoDB.TransactWriteItems",
+        &[Contention::TransactionConflict; STORE_ATTEMPTS],
+    );
+    let paid = store
+        .mark_paid(
+            &id("contended_out"),
+            &payment("88.88", false),
+            &notify(1),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(paid.map(|t| t.applied()), Err(StoreError::Throttled));
+    let order = env
+        .store
+        .get_order(&id("contended_out"))
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!((order.status, order.version), (OrderStatus::Created, 1));
+}
+
+/// Retries `attempt` while the store answers a retryable error (as a redelivered notification or
+/// a merchant's retry would), at most 60 times.
+async fn until_settled<T, F, Fut>(mut attempt: F) -> (Result<T, StoreError>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(StoreError::Throttled | StoreError::Unavailable(_)) if retries < 60 => {
+                retries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    20 + u64::from(retries) * 5,
+                ))
+                .await;
+            }
+            other => return (other, retries),
+        }
+    }
+}
+
+fn assert_contended(proxy: &FaultProxy) {
+    let contended = proxy.contended();
+    let conflicts = contended
+        .get(&Contention::TransactionConflict)
+        .copied()
+        .unwrap_or(0);
+    let throttles: u64 = contended
+        .iter()
+        .filter(|(kind, _)| **kind != Contention::TransactionConflict)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        conflicts > 0 && throttles > 0,
+        "contention happened: {contended:?}"
+    );
+    eprintln!("contention answered: {contended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_payments_apply_exactly_once_under_conflicts_and_throttling() {
+    let env = TestEnv::new().await;
+    let (proxy, store) = through_proxy(&env, 11).await;
+    created(&env, "contended_paid").await;
+    proxy.set_contention(50);
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                until_settled(|| {
+                    let store = Arc::clone(&store);
+                    async move {
+                        store
+                            .mark_paid(
+                                &id("contended_paid"),
+                                &payment("88.88", false),
+                                &notify(n),
+                                now_ms(),
+                            )
+                            .await
+                    }
+                })
+                .await
+            })
+        })
+        .collect();
+    let (mut applied, mut duplicates, mut retried) = (0, 0, 0);
+    for task in tasks {
+        let (outcome, retries) = task.await.expect("task");
+        retried += retries;
+        match outcome {
+            Ok(Transition::Applied(_)) => applied += 1,
+            Ok(Transition::Duplicate(_)) => duplicates += 1,
+            Err(e) => panic!("still failing after 60 retries: {e}"),
+        }
+    }
+    assert_eq!((applied, duplicates), (1, 49));
+    assert_contended(&proxy);
+    eprintln!("callers retried {retried} times");
+    let trail = env
+        .store
+        .audit_trail(&id("contended_paid"))
+        .await
+        .expect("audit");
+    assert_eq!(trail.iter().filter(|e| e.kind == "order.paid").count(), 1);
+    let order = env
+        .store
+        .get_order(&id("contended_paid"))
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!(
+        (order.status, order.version),
+        (OrderStatus::Paid, 2),
+        "one write after creation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_refunds_never_exceed_the_payment_under_conflicts_and_throttling() {
+    let env = TestEnv::new().await;
+    let (proxy, store) = through_proxy(&env, 13).await;
+    paid_order(&env, "contended_refund", "299.00").await;
+    proxy.set_contention(50);
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                until_settled(|| {
+                    let store = Arc::clone(&store);
+                    async move {
+                        store
+                            .reserve_refund(
+                                &id("contended_refund"),
+                                &refund(&format!("r_{n}"), "10.00"),
+                                NEVER_DUE,
+                                &api(),
+                                now_ms(),
+                            )
+                            .await
+                    }
+                })
+                .await
+            })
+        })
+        .collect();
+    let (mut reserved, mut refused) = (0u64, 0);
+    for task in tasks {
+        match task.await.expect("task").0 {
+            // A retry of a reservation that went through is answered with it.
+            Ok(Reserved::New(r) | Reserved::Existing(r)) => reserved += r.amount.fen(),
+            Err(StoreError::ExceedsRefundable {
+                requested,
+                refundable,
+            }) => {
+                assert_eq!(requested.fen(), 1_000);
+                assert!(
+                    refundable.fen() < 1_000,
+                    "refused while {refundable} was left"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("still failing after 60 retries: {e}"),
+        }
+    }
+    assert_eq!(
+        (reserved, refused),
+        (29_000, 21),
+        "29 × 10.00 fit in 299.00"
+    );
+    assert_contended(&proxy);
+    let (order, refunds) = env
+        .store
+        .get_order_with_refunds(&id("contended_refund"))
+        .await
+        .expect("query")
+        .expect("order");
+    assert_eq!(order.refundable.fen(), 900);
+    assert_eq!(refunds.len(), 29);
+    assert_eq!(refunds.iter().map(|r| r.amount.fen()).sum::<u64>(), 29_000);
+}
