@@ -274,7 +274,7 @@ async fn handle(
     if boundary == "dynamodb" {
         match contend(state, &operation, &body) {
             Ok(holding) => _holding = holding,
-            Err(answer) => return Ok(answer),
+            Err(answer) => return Ok(*answer),
         }
     }
     let fault = if boundary == "other" {
@@ -387,7 +387,7 @@ fn contend<'a>(
     state: &'a State,
     operation: &str,
     body: &[u8],
-) -> Result<Option<Holding<'a>>, Response<Full<Bytes>>> {
+) -> Result<Option<Holding<'a>>, Box<Response<Full<Bytes>>>> {
     let (items, transaction) = written_items(operation, body);
     let scripted = state
         .scripted
@@ -481,7 +481,7 @@ fn contend<'a>(
             serde_json::json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": "injected by the proxy"}),
         )
     };
-    Err(match answer {
+    Err(Box::new(match answer {
         Contention::TransactionConflict => cancelled("TransactionConflict"),
         Contention::TransactionThrottled => cancelled("ThrottlingError"),
         Contention::TransactionOverCapacity => cancelled("ProvisionedThroughputExceeded"),
@@ -490,7 +490,7 @@ fn contend<'a>(
         Contention::ProvisionedThroughputExceeded => {
             plain("ProvisionedThroughputExceededException")
         }
-    })
+    }))
 }
 
 fn json_response(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
