@@ -17,7 +17,11 @@ use crate::alipay::signer::{BoxFuture, SignError, Signer};
 /// `AWS_ENDPOINT_URL` for the local stand-in), with bounded retries and time-outs: a Lambda
 /// waiting on a throttled table must give up well within its own time-out.
 pub async fn load_config() -> aws_config::SdkConfig {
-    load_config_within(Duration::from_secs(2), Duration::from_secs(5)).await
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retries())
+        .timeout_config(request_timeouts())
+        .load()
+        .await
 }
 
 /// As [`load_config`], for a batch job with minutes to spend (the daily reconciliation): one
@@ -28,21 +32,32 @@ pub async fn load_batch_config() -> aws_config::SdkConfig {
 
 async fn load_config_within(attempt: Duration, operation: Duration) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(20))
-                .with_max_backoff(Duration::from_millis(500)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(attempt)
-                .operation_timeout(operation)
-                .build(),
-        )
+        .retry_config(retries())
+        .timeout_config(timeouts(attempt, operation))
         .load()
         .await
+}
+
+/// Three attempts, backing off 20 ms to 500 ms (throttling and transient errors).
+fn retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(20))
+        .with_max_backoff(Duration::from_millis(500))
+}
+
+/// The request path's time-outs ([`load_config`]): 2 s per attempt, 5 s in all.
+pub fn request_timeouts() -> TimeoutConfig {
+    timeouts(Duration::from_secs(2), Duration::from_secs(5))
+}
+
+/// Time-outs with a 1 s connect time-out.
+pub fn timeouts(attempt: Duration, operation: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build()
 }
 
 /// KMS accepts at most this many bytes with `MessageType=RAW`; longer messages are hashed here

@@ -263,7 +263,7 @@ async fn an_outage_moves_new_payments_to_the_second_channel_and_nothing_else() {
         .simulator
         .outage(FaultKind::SystemError, Duration::ZERO)
         .expect("end outage");
-    let recovered = eventually(20, || async {
+    let recovered = eventually(60, || async {
         stack.sweep().await;
         let refund = stack
             .env

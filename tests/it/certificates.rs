@@ -25,7 +25,7 @@ async fn cert_stack(env: Vec<(String, String)>) -> Stack {
 /// Waits (10 s at most) until the gateway answered a delivery of the notification for
 /// `out_trade_no`, whatever it answered.
 async fn first_delivery_answered(stack: &Stack, out_trade_no: &str) -> Option<()> {
-    gateway_tests::support::eventually(10, || async {
+    gateway_tests::support::eventually(60, || async {
         stack
             .simulator
             .deliveries()

@@ -259,7 +259,7 @@ async fn duplicated_and_reordered_notifications_apply_once() {
         times: 1,
     });
     create_and_pay(&stack, "dup_1", "10.00").await;
-    let acknowledged = eventually(10, || async {
+    let acknowledged = eventually(60, || async {
         let deliveries = stack.simulator.deliveries();
         let delivery = deliveries.iter().find(|d| d.out_trade_no == "dup_1")?;
         (delivery.attempts.len() == 2).then(|| delivery.attempts.clone())
@@ -280,12 +280,13 @@ async fn duplicated_and_reordered_notifications_apply_once() {
     create(&stack, "order_2", "20.00", "qr").await;
     stack.simulator.inject(Fault {
         target: "notify".into(),
-        kind: FaultKind::Delay { ms: 500 },
+        kind: FaultKind::Hold,
         times: 1,
     });
     stack.simulator.pay("order_2", true).expect("pay");
     wait_for_status(&stack, "order_2", "FINISHED").await;
-    let all_acknowledged = eventually(10, || async {
+    stack.simulator.release_held();
+    let all_acknowledged = eventually(60, || async {
         let deliveries = stack.simulator.deliveries();
         let mine: Vec<_> = deliveries
             .iter()
@@ -312,7 +313,7 @@ async fn a_lost_notification_is_recovered_by_sync_and_a_late_one_changes_nothing
     create(&stack, "lost_1", "66.00", "qr").await;
     stack.simulator.inject(Fault {
         target: "notify".into(),
-        kind: FaultKind::Delay { ms: 1_500 },
+        kind: FaultKind::Hold,
         times: 1,
     });
     stack.simulator.pay("lost_1", false).expect("pay");
@@ -325,7 +326,8 @@ async fn a_lost_notification_is_recovered_by_sync_and_a_late_one_changes_nothing
     assert_eq!(synced.status, 200, "{}", synced.text);
     assert_eq!(synced.json()["status"], "PAID");
     // The notification arrives after the query: acknowledged, nothing applied twice.
-    let delivered = eventually(10, || async {
+    stack.simulator.release_held();
+    let delivered = eventually(60, || async {
         stack
             .simulator
             .deliveries()
@@ -699,7 +701,7 @@ async fn refund_race(stack: &Stack) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_refund_stays_pending_and_its_retry_executes_once() {
-    let stack = Stack::start_with_timeout_ms(700).await;
+    let stack = Stack::start_with_timeout_ms(2_000).await;
     create_and_pay(&stack, "slow_1", "80.00").await;
     stack.simulator.inject(Fault {
         target: "alipay.trade.refund".into(),
@@ -861,7 +863,7 @@ async fn a_terminal_refusal_releases_the_reservation_and_an_untrusted_answer_doe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_notification_settles_a_pending_refund() {
-    let stack = Stack::start_with_timeout_ms(700).await;
+    let stack = Stack::start_with_timeout_ms(2_000).await;
     create_and_pay(&stack, "note_1", "12.00").await;
     stack.simulator.inject(Fault {
         target: "alipay.trade.refund".into(),
@@ -876,7 +878,7 @@ async fn a_refund_notification_settles_a_pending_refund() {
     .await;
     assert_eq!(pending.status, 202, "{}", pending.text);
     // Alipay's TRADE_SUCCESS notification carrying refund_fee and out_biz_no=note_r1 settles it.
-    let settled = eventually(10, || async {
+    let settled = eventually(60, || async {
         let answer = stack
             .http
             .get(&stack.api("/payments/note_1/refunds/note_r1"))
@@ -904,7 +906,7 @@ async fn an_unacknowledged_notification_is_retried_on_alipays_schedule() {
     });
     stack.simulator.pay("retry_1", false).expect("pay");
     // Scaled 1:2000, the 0s, 4m, 10m, 10m, 1h schedule is 0, 120, 420, 720, 2520 ms.
-    let attempts = eventually(10, || async {
+    let attempts = eventually(60, || async {
         let deliveries = stack.simulator.deliveries();
         let delivery = deliveries.iter().find(|d| d.out_trade_no == "retry_1")?;
         (delivery.attempts.len() >= 5).then(|| delivery.clone())

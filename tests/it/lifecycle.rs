@@ -31,6 +31,18 @@ fn expiring_in(seconds: i64) -> String {
     china_text(now_ms() / 1000 + seconds)
 }
 
+/// A deadline `seconds` from now (Unix seconds): what happens before it has that long, however
+/// slow the machine, and [`sleep_past`] waits for it, not for a guessed duration.
+fn deadline_in(seconds: i64) -> i64 {
+    now_ms() / 1000 + seconds
+}
+
+/// Sleeps until `deadline` (Unix seconds) has passed by 600 ms: past a `time_expire` at it.
+async fn sleep_past(deadline: i64) {
+    let left = (deadline * 1000 + 600 - now_ms()).max(0);
+    tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_errors_never_release_money() {
     let stack = Stack::start().await;
@@ -84,7 +96,7 @@ async fn unsigned_errors_never_release_money() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_finishes_refunds_nobody_retries() {
-    let stack = Stack::start_with_timeout_ms(700).await;
+    let stack = Stack::start_with_timeout_ms(2_000).await;
     create_and_pay(&stack, "sweep_1", "90.00").await;
     // Executed at Alipay, the answer lost: the sweeper's query finds it.
     stack
@@ -211,10 +223,12 @@ async fn every_payment_expires_and_the_sweeper_ends_it() {
         signed["biz_content"]
     );
 
-    // Three payments that expire in 2 s: never opened, opened and left, paid but not notified.
+    // Three payments that expire together: never opened, opened and left, paid but not
+    // notified (all before the deadline, which is generous).
+    let expiry = deadline_in(5);
     for out_trade_no in ["never_opened", "left_open", "paid_quietly"] {
         let mut body = payment_body(out_trade_no, "3.00", "page");
-        body["time_expire"] = json!(expiring_in(2));
+        body["time_expire"] = json!(china_text(expiry));
         let answer = stack.http.post_json(&stack.api("/payments"), &body).await;
         assert_eq!(answer.status, 201, "{}", answer.text);
         if out_trade_no != "never_opened" {
@@ -227,7 +241,7 @@ async fn every_payment_expires_and_the_sweeper_ends_it() {
     }
     drop_next_notification(&stack);
     stack.simulator.pay("paid_quietly", false).expect("pay");
-    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    sleep_past(expiry).await;
     assert!(
         stack.simulator.pay("left_open", false).is_err(),
         "nothing is payable after time_expire"
@@ -281,7 +295,7 @@ async fn every_payment_expires_and_the_sweeper_ends_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_payment() {
-    let stack = Stack::start_with_timeout_ms(700).await;
+    let stack = Stack::start_with_timeout_ms(2_000).await;
     let close = |out_trade_no: &'static str| close(&stack, out_trade_no);
     // Known to Alipay (the buyer scanned): closed there, then here.
     assert_eq!(create(&stack, "close_qr", "2.00", "qr").await.status, 201);
@@ -333,7 +347,7 @@ async fn a_payment_after_close_is_recorded_and_refunded() {
         recorded["refundable_amount"], "0.00",
         "reserved for the refund"
     );
-    let acknowledged = eventually(10, || async {
+    let acknowledged = eventually(60, || async {
         stack
             .simulator
             .deliveries()
@@ -366,7 +380,8 @@ async fn a_payment_after_close_is_recorded_and_refunded() {
     // The same, with every notification of the payment broken: the sweeper asks again after
     // time_expire, finds the payment, and refunds it.
     let mut body = payment_body("late_2", "7.00", "page");
-    body["time_expire"] = json!(expiring_in(3));
+    let expiry = deadline_in(5);
+    body["time_expire"] = json!(china_text(expiry));
     let created = stack.http.post_json(&stack.api("/payments"), &body).await;
     let url = created.json()["next_step"]["url"]
         .as_str()
@@ -379,7 +394,7 @@ async fn a_payment_after_close_is_recorded_and_refunded() {
         .simulator
         .inject(fault("notify", FaultKind::BadNotifySignature));
     stack.simulator.pay("late_2", false).expect("pay");
-    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    sleep_past(expiry).await;
     stack.drain(20).await;
     let late = payment(&stack, "late_2").await;
     assert_eq!(

@@ -43,7 +43,7 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
 
     // With fraud checks, so that their refusal and after-payment paths run too.
     let stack = Stack::start_custom(StackOptions {
-        alipay_timeout_ms: 1_500,
+        alipay_timeout_ms: 3_000,
         aws_endpoint: None,
         risk_rules: Some(
             r#"{"blocked_customers": ["cust_secret_blocked"], "ip": {"per_day": {"count": 100}},
@@ -64,7 +64,7 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
         201
     );
     let trade = stack.simulator.pay("logged_1", false).expect("pay");
-    let paid = eventually(10, || async {
+    let paid = eventually(60, || async {
         let answer = stack.http.get(&stack.api("/payments/logged_1")).await;
         (answer.json()["status"] == "PAID").then_some(())
     })
@@ -194,7 +194,7 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
         .simulator
         .pay_as("logged_5", BAD_SIGNATURE_BUYER)
         .expect("pay");
-    let refused = eventually(30, || async {
+    let refused = eventually(60, || async {
         stack
             .simulator
             .deliveries()

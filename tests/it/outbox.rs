@@ -36,7 +36,7 @@ fn last_of<'a>(events: &'a [Value], detail_type: &str, out_trade_no: &str) -> &'
 }
 
 async fn acknowledged(stack: &Stack, out_trade_no: &str, copies: usize) {
-    let done = eventually(10, || async {
+    let done = eventually(60, || async {
         let deliveries = stack.simulator.deliveries();
         let delivery = deliveries.iter().find(|d| d.out_trade_no == out_trade_no)?;
         (delivery.attempts.len() >= copies).then_some(())

@@ -20,7 +20,7 @@ const RULES: &str = r#"{
 
 async fn stack(rules: &str) -> Stack {
     Stack::start_custom(StackOptions {
-        alipay_timeout_ms: 1_500,
+        alipay_timeout_ms: 3_000,
         aws_endpoint: None,
         risk_rules: Some(rules.to_owned()),
         ..StackOptions::default()

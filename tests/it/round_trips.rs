@@ -112,7 +112,7 @@ impl Meter {
 
 /// Waits until Alipay's `count`th notification about `out_trade_no` was acknowledged.
 async fn delivered(stack: &Stack, out_trade_no: &str, count: usize) {
-    eventually(30, || async {
+    eventually(60, || async {
         (stack
             .simulator
             .deliveries()

@@ -35,7 +35,7 @@ pub async fn payment(stack: &Stack, out_trade_no: &str) -> Value {
 
 /// Waits until the payment shows `status`.
 pub async fn wait_for_status(stack: &Stack, out_trade_no: &str, status: &str) -> Value {
-    let found = eventually(10, || async {
+    let found = eventually(60, || async {
         let payment = payment(stack, out_trade_no).await;
         (payment["status"] == status).then_some(payment)
     })

@@ -112,6 +112,9 @@ pub enum FaultKind {
     Duplicate,
     /// Notifications: hold the first attempt back this long, so later ones overtake it.
     Delay { ms: u64 },
+    /// Notifications: hold the first attempt back until [`Simulator::release_held`] (or
+    /// `POST /sim/release`), so a test decides what happens first, whatever the machine's speed.
+    Hold,
     /// Server calls: answer correctly, this long after the call arrives (a slow Alipay).
     Slow { ms: u64 },
     /// Notifications: a broken signature on every attempt.
@@ -292,6 +295,8 @@ struct Inner {
     state: Mutex<State_>,
     base_url: String,
     counter: AtomicU64,
+    /// Bumped by [`Simulator::release_held`]: held notifications go out.
+    released: tokio::sync::watch::Sender<u64>,
     http: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<Bytes>,
@@ -338,6 +343,7 @@ impl Simulator {
             state: Mutex::new(State_::default()),
             base_url: format!("http://{address}"),
             counter: AtomicU64::new(1),
+            released: tokio::sync::watch::Sender::new(0),
             http,
         });
         let app = Router::new()
@@ -348,6 +354,7 @@ impl Simulator {
             .route("/sim/pay", post(sim_pay))
             .route("/sim/app-pay", post(sim_app_pay))
             .route("/sim/faults", post(sim_fault))
+            .route("/sim/release", post(sim_release))
             .route("/sim/outage", post(sim_outage))
             .route("/sim/rotate-cert", post(sim_rotate_cert))
             .route("/sim/trades/{out_trade_no}", get(sim_trade))
@@ -467,6 +474,11 @@ impl Simulator {
         if let (Some(certs), Some(sn)) = (keys.certificates.as_mut(), app_cert_sn) {
             certs.app_cert_sn = sn;
         }
+    }
+
+    /// Lets every notification held by [`FaultKind::Hold`] go out.
+    pub fn release_held(&self) {
+        self.inner.released.send_modify(|n| *n += 1);
     }
 
     /// Signs notification fields the way Alipay does (for tests that craft their own).
@@ -1219,10 +1231,16 @@ fn notify(inner: &Arc<Inner>, trade: &Trade, trade_status: &str, extra: &[(&str,
         return;
     }
     let body = notification_body(inner, &fields, fault == Some(FaultKind::BadNotifySignature));
+    // Subscribed now, so a release that comes after this notification was made lets it go.
+    let mut release = inner.released.subscribe();
     let inner = Arc::clone(inner);
     tokio::spawn(async move {
-        if let Some(FaultKind::Delay { ms }) = fault {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+        match fault {
+            Some(FaultKind::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Some(FaultKind::Hold) => {
+                let _ = release.changed().await;
+            }
+            _ => {}
         }
         let schedule = std::iter::once(0).chain(RETRY_SCHEDULE_SECONDS);
         for (attempt, delay) in schedule.enumerate() {
@@ -1412,6 +1430,11 @@ async fn sim_fault(State(inner): State<Arc<Inner>>, _headers: HeaderMap, body: B
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
+}
+
+async fn sim_release(State(inner): State<Arc<Inner>>) -> Response {
+    inner.released.send_modify(|n| *n += 1);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn sim_outage(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {

@@ -27,7 +27,17 @@ impl TestEnv {
         if let Err(message) = endpoint_from_env() {
             panic!("{message}");
         }
-        let sdk_config = shared::aws::load_config().await;
+        // The functions' configuration, but for its 2 s attempt time-out: the stand-in answers
+        // one request at a time, and on a busy machine a request can wait in its queue longer
+        // than that (the chaos and contention proxies put the 2 s back, see `start_custom`).
+        let sdk_config = shared::aws::load_config()
+            .await
+            .to_builder()
+            .timeout_config(shared::aws::timeouts(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(30),
+            ))
+            .build();
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config);
         let kms = aws_sdk_kms::Client::new(&sdk_config);
         let template = read_template(&template_path()).unwrap_or_else(|e| panic!("{e}"));
@@ -114,7 +124,7 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
-        Self::start_with_timeout_ms(1_500).await
+        Self::start_with_timeout_ms(3_000).await
     }
 
     /// `alipay_timeout_ms` bounds each call to the simulator (injected hangs outlast it).
@@ -147,7 +157,11 @@ impl Stack {
             Some(url) => {
                 let mut builder = env.sdk_config.to_builder();
                 builder.set_service_config(Some(NoEnvironmentEndpoints));
-                builder.endpoint_url(url).build()
+                // Behind a proxy the functions keep their own time-outs: its hangs outlast them.
+                builder
+                    .endpoint_url(url)
+                    .timeout_config(shared::aws::request_timeouts())
+                    .build()
             }
             None => env.sdk_config.clone(),
         };
@@ -449,7 +463,7 @@ pub fn certificate_mode_from_env() -> bool {
 impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
-            alipay_timeout_ms: 1_500,
+            alipay_timeout_ms: 3_000,
             aws_endpoint: None,
             risk_rules: None,
             secondary: false,

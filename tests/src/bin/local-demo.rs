@@ -152,7 +152,7 @@ async fn main() -> Result<(), String> {
         4,
         "Alipay notifies the gateway (signed TRADE_SUCCESS); the gateway answers success",
     );
-    let delivered = eventually(30, || async {
+    let delivered = eventually(60, || async {
         let deliveries = http
             .get(&format!("{simulator}/sim/notifications"))
             .await
