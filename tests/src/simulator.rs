@@ -7,7 +7,8 @@
 //!
 //! Routes: `GET|POST /gateway.do`; the cashier `GET /cashier/{out_trade_no}` and
 //! `POST /cashier/pay`; `GET /qr/{out_trade_no}`; and for tests and scripts `POST /sim/pay`,
-//! `POST /sim/app-pay`, `POST /sim/faults`, `GET /sim/trades/{out_trade_no}`,
+//! `POST /sim/app-pay`, `POST /sim/faults`, `POST /sim/release` (notifications the `hold` fault
+//! holds go out), `GET /sim/trades/{out_trade_no}`,
 //! `GET /sim/notifications`, `POST /sim/ledger` (edit the ledger: discrepancies on purpose),
 //! `POST /sim/bills/close-day` (issue a day's bill before the day is over), `POST /sim/rotate-cert`
 //! (certificate mode: Alipay rotates its certificate), `POST /sim/outage`
