@@ -12,15 +12,13 @@
 //!    merchants retry), and still exactly one payment applies and the refunds never exceed what
 //!    was paid.
 
-use std::sync::Arc;
-
 use gateway_tests::chaos::proxy::{Contention, FaultProxy};
 use gateway_tests::store_cases::{
-    NEVER_DUE, api, id, later, new_order, notify, paid_order, payment, refund,
+    created_order, fifty_payments, fifty_refunds, id, notify, paid_order, payment,
 };
 use gateway_tests::support::{TestEnv, now_ms, sdk_via};
 use shared::domain::OrderStatus;
-use shared::store::{Reserved, Store, StoreError, Transition};
+use shared::store::{Store, StoreError, Transition};
 
 /// How many times the store tries a transaction (`TRANSACTION_ATTEMPTS` in the store).
 const STORE_ATTEMPTS: usize = 5;
@@ -36,20 +34,6 @@ async fn through_proxy(env: &TestEnv, seed: u64) -> (FaultProxy, Store) {
     (proxy, store)
 }
 
-async fn created(env: &TestEnv, out_trade_no: &str) {
-    env.store
-        .create_order(
-            &new_order(out_trade_no, "88.88"),
-            &later(),
-            NEVER_DUE,
-            &api(),
-            now_ms(),
-            &[],
-        )
-        .await
-        .expect("create");
-}
-
 #[tokio::test]
 async fn each_contention_answer_is_retried_by_the_store_and_too_many_change_nothing() {
     let env = TestEnv::new().await;
@@ -63,7 +47,7 @@ async fn each_contention_answer_is_retried_by_the_store_and_too_many_change_noth
     ];
     for (n, (answer, times)) in cases.into_iter().enumerate() {
         let no = format!("contended_{n}");
-        created(&env, &no).await;
+        created_order(&env, &no, "88.88").await;
         proxy.take_requests();
         proxy.script("DynamoDB.TransactWriteItems", &vec![answer; times]);
         let paid = store
@@ -83,7 +67,7 @@ async fn each_contention_answer_is_retried_by_the_store_and_too_many_change_noth
         );
     }
     // One conflict more than the store retries: a retryable error, and nothing written.
-    created(&env, "contended_out").await;
+    created_order(&env, "contended_out", "88.88").await;
     proxy.script(
         "DynamoDB.TransactWriteItems",
         &[Contention::TransactionConflict; STORE_ATTEMPTS],
@@ -104,28 +88,6 @@ async fn each_contention_answer_is_retried_by_the_store_and_too_many_change_noth
         .expect("get")
         .expect("order");
     assert_eq!((order.status, order.version), (OrderStatus::Created, 1));
-}
-
-/// Retries `attempt` while the store answers a retryable error (as a redelivered notification or
-/// a merchant's retry would), at most 60 times.
-async fn until_settled<T, F, Fut>(mut attempt: F) -> (Result<T, StoreError>, u32)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut retries = 0;
-    loop {
-        match attempt().await {
-            Err(StoreError::Throttled | StoreError::Unavailable(_)) if retries < 60 => {
-                retries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    20 + u64::from(retries) * 5,
-                ))
-                .await;
-            }
-            other => return (other, retries),
-        }
-    }
 }
 
 fn assert_contended(proxy: &FaultProxy) {
@@ -150,40 +112,9 @@ fn assert_contended(proxy: &FaultProxy) {
 async fn fifty_concurrent_payments_apply_exactly_once_under_conflicts_and_throttling() {
     let env = TestEnv::new().await;
     let (proxy, store) = through_proxy(&env, 11).await;
-    created(&env, "contended_paid").await;
+    created_order(&env, "contended_paid", "88.88").await;
     proxy.set_contention(50);
-    let store = Arc::new(store);
-    let tasks: Vec<_> = (0..50)
-        .map(|n| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                until_settled(|| {
-                    let store = Arc::clone(&store);
-                    async move {
-                        store
-                            .mark_paid(
-                                &id("contended_paid"),
-                                &payment("88.88", false),
-                                &notify(n),
-                                now_ms(),
-                            )
-                            .await
-                    }
-                })
-                .await
-            })
-        })
-        .collect();
-    let (mut applied, mut duplicates, mut retried) = (0, 0, 0);
-    for task in tasks {
-        let (outcome, retries) = task.await.expect("task");
-        retried += retries;
-        match outcome {
-            Ok(Transition::Applied(_)) => applied += 1,
-            Ok(Transition::Duplicate(_)) => duplicates += 1,
-            Err(e) => panic!("still failing after 60 retries: {e}"),
-        }
-    }
+    let (applied, duplicates, retried) = fifty_payments(&store, "contended_paid").await;
     assert_eq!((applied, duplicates), (1, 49));
     assert_contended(&proxy);
     eprintln!("callers retried {retried} times");
@@ -212,48 +143,8 @@ async fn fifty_concurrent_refunds_never_exceed_the_payment_under_conflicts_and_t
     let (proxy, store) = through_proxy(&env, 13).await;
     paid_order(&env, "contended_refund", "299.00").await;
     proxy.set_contention(50);
-    let store = Arc::new(store);
-    let tasks: Vec<_> = (0..50)
-        .map(|n| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                until_settled(|| {
-                    let store = Arc::clone(&store);
-                    async move {
-                        store
-                            .reserve_refund(
-                                &id("contended_refund"),
-                                &refund(&format!("r_{n}"), "10.00"),
-                                NEVER_DUE,
-                                &api(),
-                                now_ms(),
-                            )
-                            .await
-                    }
-                })
-                .await
-            })
-        })
-        .collect();
-    let (mut reserved, mut refused) = (0u64, 0);
-    for task in tasks {
-        match task.await.expect("task").0 {
-            // A retry of a reservation that went through is answered with it.
-            Ok(Reserved::New(r) | Reserved::Existing(r)) => reserved += r.amount.fen(),
-            Err(StoreError::ExceedsRefundable {
-                requested,
-                refundable,
-            }) => {
-                assert_eq!(requested.fen(), 1_000);
-                assert!(
-                    refundable.fen() < 1_000,
-                    "refused while {refundable} was left"
-                );
-                refused += 1;
-            }
-            Err(e) => panic!("still failing after 60 retries: {e}"),
-        }
-    }
+    let (reserved, refused, retried) = fifty_refunds(&store, "contended_refund").await;
+    eprintln!("callers retried {retried} times");
     assert_eq!(
         (reserved, refused),
         (29_000, 21),

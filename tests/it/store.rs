@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use gateway_tests::local_stack::{read_template, template_path};
 use gateway_tests::store_cases::{
-    NEVER_DUE, api, id, later, new_order, notify, paid_order, payment, refund,
+    NEVER_DUE, api, created_order, fifty_payments, fifty_refunds, id, later, new_order, notify,
+    paid_order, payment, refund,
 };
 use gateway_tests::support::{TestEnv, now_ms};
 use shared::Amount;
@@ -511,42 +512,9 @@ async fn refunds_reserve_settle_and_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_paid_transitions_apply_exactly_once() {
     let env = Arc::new(TestEnv::new().await);
-    env.store
-        .create_order(
-            &new_order("race_paid", "88.88"),
-            &later(),
-            NEVER_DUE,
-            &api(),
-            now_ms(),
-            &[],
-        )
-        .await
-        .expect("create");
-    let tasks: Vec<_> = (0..50)
-        .map(|n| {
-            let env = Arc::clone(&env);
-            tokio::spawn(async move {
-                env.store
-                    .mark_paid(
-                        &id("race_paid"),
-                        &payment("88.88", false),
-                        &notify(n),
-                        now_ms(),
-                    )
-                    .await
-            })
-        })
-        .collect();
-    let mut applied = 0;
-    let mut duplicates = 0;
-    for task in tasks {
-        match task.await.expect("task") {
-            Ok(Transition::Applied(_)) => applied += 1,
-            Ok(Transition::Duplicate(_)) => duplicates += 1,
-            Err(e) => panic!("unexpected error: {e}"),
-        }
-    }
-    assert_eq!((applied, duplicates), (1, 49));
+    created_order(&env, "race_paid", "88.88").await;
+    let (applied, duplicates, retries) = fifty_payments(&env.store, "race_paid").await;
+    assert_eq!((applied, duplicates, retries), (1, 49, 0));
     let trail = env
         .store
         .audit_trail(&id("race_paid"))
@@ -566,45 +534,10 @@ async fn fifty_concurrent_paid_transitions_apply_exactly_once() {
 async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
     let env = Arc::new(TestEnv::new().await);
     paid_order(&env, "race_refund", "299.00").await;
-    let tasks: Vec<_> = (0..50)
-        .map(|n| {
-            let env = Arc::clone(&env);
-            tokio::spawn(async move {
-                env.store
-                    .reserve_refund(
-                        &id("race_refund"),
-                        &refund(&format!("r_{n}"), "10.00"),
-                        NEVER_DUE,
-                        &api(),
-                        now_ms(),
-                    )
-                    .await
-            })
-        })
-        .collect();
-    let mut reserved = 0u64;
-    let mut refused = 0;
-    for task in tasks {
-        match task.await.expect("task") {
-            Ok(Reserved::New(r)) => reserved += r.amount.fen(),
-            Ok(Reserved::Existing(r)) => panic!("no retries were made, yet {r:?}"),
-            Err(StoreError::ExceedsRefundable {
-                requested,
-                refundable,
-            }) => {
-                assert_eq!(requested.fen(), 1_000);
-                assert!(
-                    refundable.fen() < 1_000,
-                    "refused while {refundable} was left"
-                );
-                refused += 1;
-            }
-            Err(e) => panic!("unexpected error: {e}"),
-        }
-    }
+    let (reserved, refused, retries) = fifty_refunds(&env.store, "race_refund").await;
     assert_eq!(
-        (reserved, refused),
-        (29_000, 21),
+        (reserved, refused, retries),
+        (29_000, 21, 0),
         "29 × 10.00 fit in 299.00; the 30th does not"
     );
     let (order, refunds) = env
@@ -830,17 +763,7 @@ async fn a_payment_after_close_is_conditional_on_the_version_read() {
 async fn marking_paid_from_a_stale_read_returns_exactly_what_is_stored() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let env = TestEnv::new().await;
-    env.store
-        .create_order(
-            &new_order("stale_read", "88.00"),
-            &later(),
-            NEVER_DUE,
-            &api(),
-            now_ms(),
-            &[],
-        )
-        .await
-        .expect("create");
+    created_order(&env, "stale_read", "88.00").await;
     let stale = env
         .store
         .get_order(&id("stale_read"))

@@ -6,6 +6,8 @@ use shared::china_time::ChinaDateTime;
 use shared::domain::{Cause, Channel, NewOrder, NewRefund, Payment};
 use shared::ids::{OutRequestNo, OutTradeNo, Subject};
 
+use shared::store::{Reserved, Store, StoreError, Transition};
+
 use crate::simulator::china_text;
 use crate::support::{TestEnv, now_ms};
 
@@ -68,7 +70,7 @@ pub fn refund(no: &str, amount: &str) -> NewRefund {
     }
 }
 
-pub async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
+pub async fn created_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
     env.store
         .create_order(
             &new_order(out_trade_no, amount),
@@ -80,6 +82,10 @@ pub async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
         )
         .await
         .expect("create");
+}
+
+pub async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
+    created_order(env, out_trade_no, amount).await;
     let paid = env
         .store
         .mark_paid(
@@ -90,4 +96,99 @@ pub async fn paid_order(env: &TestEnv, out_trade_no: &str, amount: &str) {
         )
         .await;
     assert!(paid.expect("paid").applied());
+}
+
+/// Retries `attempt` while the store answers a retryable error (as a redelivered notification or
+/// a merchant's retry would), at most 60 times; returns the answer and how many retries it took.
+pub async fn until_settled<T, F, Fut>(mut attempt: F) -> (Result<T, StoreError>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(StoreError::Throttled | StoreError::Unavailable(_)) if retries < 60 => {
+                retries += 1;
+                let pause = 20 + u64::from(retries) * 5;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            other => return (other, retries),
+        }
+    }
+}
+
+/// Fifty concurrent "paid" transitions of one created order through `store` (88.88 each, as
+/// fifty deliveries of one notification): (applied, duplicates, retries the callers made).
+pub async fn fifty_payments(store: &Store, out_trade_no: &str) -> (u32, u32, u32) {
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let (store, no) = (store.clone(), id(out_trade_no));
+            tokio::spawn(async move {
+                until_settled(|| {
+                    let (store, no) = (store.clone(), no.clone());
+                    async move {
+                        let paid = payment("88.88", false);
+                        store.mark_paid(&no, &paid, &notify(n), now_ms()).await
+                    }
+                })
+                .await
+            })
+        })
+        .collect();
+    let (mut applied, mut duplicates, mut retried) = (0, 0, 0);
+    for task in tasks {
+        let (outcome, retries) = task.await.expect("task");
+        retried += retries;
+        match outcome {
+            Ok(Transition::Applied(_)) => applied += 1,
+            Ok(Transition::Duplicate(_)) => duplicates += 1,
+            Err(e) => panic!("still failing after 60 retries: {e}"),
+        }
+    }
+    (applied, duplicates, retried)
+}
+
+/// Fifty concurrent refunds of 10.00 (`r_0` to `r_49`) of one paid order through `store`:
+/// (fen reserved, refusals, retries the callers made). Every refusal is checked to be for want
+/// of money; a retry of a reservation that went through is answered with it.
+pub async fn fifty_refunds(store: &Store, out_trade_no: &str) -> (u64, u32, u32) {
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let (store, no) = (store.clone(), id(out_trade_no));
+            tokio::spawn(async move {
+                until_settled(|| {
+                    let (store, no) = (store.clone(), no.clone());
+                    async move {
+                        let new = refund(&format!("r_{n}"), "10.00");
+                        store
+                            .reserve_refund(&no, &new, NEVER_DUE, &api(), now_ms())
+                            .await
+                    }
+                })
+                .await
+            })
+        })
+        .collect();
+    let (mut reserved, mut refused, mut retried) = (0u64, 0, 0);
+    for task in tasks {
+        let (outcome, retries) = task.await.expect("task");
+        retried += retries;
+        match outcome {
+            Ok(Reserved::New(r) | Reserved::Existing(r)) => reserved += r.amount.fen(),
+            Err(StoreError::ExceedsRefundable {
+                requested,
+                refundable,
+            }) => {
+                assert_eq!(requested.fen(), 1_000);
+                assert!(
+                    refundable.fen() < 1_000,
+                    "refused while {refundable} was left"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("still failing after 60 retries: {e}"),
+        }
+    }
+    (reserved, refused, retried)
 }
