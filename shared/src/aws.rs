@@ -17,33 +17,28 @@ use crate::alipay::signer::{BoxFuture, SignError, Signer};
 /// `AWS_ENDPOINT_URL` for the local stand-in), with bounded retries and time-outs: a Lambda
 /// waiting on a throttled table must give up well within its own time-out.
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(retries())
-        .timeout_config(request_timeouts())
-        .load()
-        .await
+    load_config_with(request_timeouts()).await
 }
 
 /// As [`load_config`], for a batch job with minutes to spend (the daily reconciliation): one
 /// slow page of a day's Query must not fail the whole day's run.
 pub async fn load_batch_config() -> aws_config::SdkConfig {
-    load_config_within(Duration::from_secs(10), Duration::from_secs(30)).await
+    load_config_with(timeouts(Duration::from_secs(10), Duration::from_secs(30))).await
 }
 
-async fn load_config_within(attempt: Duration, operation: Duration) -> aws_config::SdkConfig {
+/// Three attempts, backing off 20 ms to 500 ms (throttling and transient errors), within
+/// `timeouts`.
+async fn load_config_with(timeouts: TimeoutConfig) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(retries())
-        .timeout_config(timeouts(attempt, operation))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(20))
+                .with_max_backoff(Duration::from_millis(500)),
+        )
+        .timeout_config(timeouts)
         .load()
         .await
-}
-
-/// Three attempts, backing off 20 ms to 500 ms (throttling and transient errors).
-fn retries() -> RetryConfig {
-    RetryConfig::standard()
-        .with_max_attempts(3)
-        .with_initial_backoff(Duration::from_millis(20))
-        .with_max_backoff(Duration::from_millis(500))
 }
 
 /// The request path's time-outs ([`load_config`]): 2 s per attempt, 5 s in all.

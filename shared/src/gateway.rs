@@ -207,7 +207,7 @@ fn error_kind(error: &CallError) -> &'static str {
 
 /// A channel's application key as configured: in KMS (the default), or sealed.
 enum AppKey<'a> {
-    Kms(KmsSigner),
+    Kms(Arc<KmsSigner>),
     Sealed(&'a crate::channels::SealedKey),
 }
 
@@ -227,7 +227,7 @@ impl AppKey<'_> {
                     .await
                     .map_err(|e| format!("KMS key {}: {e}", signer.key_id()))?
                     .clone();
-                Ok((Arc::new(KmsSigner::new(kms.clone(), signer.key_id())), key))
+                Ok((Arc::clone(signer) as Arc<dyn Signer>, key))
             }
             AppKey::Sealed(sealed) => {
                 use base64::Engine as _;
@@ -301,7 +301,9 @@ impl Gateway {
             for channel in &config.channels {
                 let main = match (&channel.kms_key_id, &channel.sealed_key) {
                     (_, Some(sealed)) => AppKey::Sealed(sealed),
-                    (Some(key_id), None) => AppKey::Kms(KmsSigner::new(kms.clone(), key_id)),
+                    (Some(key_id), None) => {
+                        AppKey::Kms(Arc::new(KmsSigner::new(kms.clone(), key_id)))
+                    }
                     (None, None) => {
                         let prefix = channel.id.env_prefix();
                         return Err(format!(

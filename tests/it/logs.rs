@@ -1,10 +1,9 @@
 //! Secrets and personal data never reach the logs: every log line the functions write while a
 //! payment is created, paid, refunded and forged against is captured and searched.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-
-use std::collections::BTreeMap;
 
 use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{APP_ID, SELLER_ID, Stack, StackOptions, eventually, fixtures};

@@ -410,13 +410,13 @@ impl Simulator {
         lock(&self.inner.state).deliveries.clone()
     }
 
-    /// The gateway.do calls made so far, as (method, outcome).
     /// Every (signing string, signature) either side produced so far: the requests it verified,
     /// the answers and notifications it signed.
     pub fn signed_texts(&self) -> Vec<(String, String)> {
         lock(&self.inner.state).signed.clone()
     }
 
+    /// The gateway.do calls made so far, as (method, outcome).
     pub fn calls(&self) -> Vec<(String, String)> {
         lock(&self.inner.state).calls.clone()
     }
@@ -479,7 +479,7 @@ impl Simulator {
 
     /// Lets every notification held by [`FaultKind::Hold`] go out.
     pub fn release_held(&self) {
-        self.inner.released.send_modify(|n| *n += 1);
+        release_held(&self.inner);
     }
 
     /// Signs notification fields the way Alipay does (for tests that craft their own).
@@ -1434,8 +1434,12 @@ async fn sim_fault(State(inner): State<Arc<Inner>>, _headers: HeaderMap, body: B
 }
 
 async fn sim_release(State(inner): State<Arc<Inner>>) -> Response {
-    inner.released.send_modify(|n| *n += 1);
+    release_held(&inner);
     StatusCode::NO_CONTENT.into_response()
+}
+
+fn release_held(inner: &Inner) {
+    inner.released.send_modify(|n| *n += 1);
 }
 
 async fn sim_outage(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {

@@ -154,15 +154,11 @@ impl Stack {
         let functions_sdk = match &aws_endpoint {
             // The environment's AWS_ENDPOINT_URL (service configuration) would win over the
             // endpoint set here: drop it, so that the functions reach the proxy.
-            Some(url) => {
-                let mut builder = env.sdk_config.to_builder();
-                builder.set_service_config(Some(NoEnvironmentEndpoints));
-                // Behind a proxy the functions keep their own time-outs: its hangs outlast them.
-                builder
-                    .endpoint_url(url)
-                    .timeout_config(shared::aws::request_timeouts())
-                    .build()
-            }
+            // Behind a proxy the functions keep their own time-outs: its hangs outlast them.
+            Some(url) => sdk_via(&env, url)
+                .to_builder()
+                .timeout_config(shared::aws::request_timeouts())
+                .build(),
             None => env.sdk_config.clone(),
         };
         let sealed = match sealed_app_key {
@@ -266,7 +262,7 @@ impl Stack {
                     .expect("key"),
             )],
         };
-        let vars: std::collections::HashMap<String, String> = [
+        let mut vars: std::collections::HashMap<String, String> = [
             ("ORDERS_TABLE", env.table.clone()),
             ("KMS_KEY_ID", env.key_alias.clone()),
             ("ALIPAY_APP_ID", APP_ID.to_owned()),
@@ -299,7 +295,6 @@ impl Stack {
         }))
         .chain(extra_env)
         .collect();
-        let mut vars = vars;
         if let Some((ciphertext, sealing_key)) = sealed {
             vars.remove("KMS_KEY_ID");
             vars.insert("APP_PRIVATE_KEY_SEALED".into(), ciphertext);

@@ -270,13 +270,14 @@ async fn handle(
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
-    let mut _holding = None;
-    if boundary == "dynamodb" {
-        match contend(state, &operation, &body) {
-            Ok(holding) => _holding = holding,
+    // Held until the answer is back (dropped at the end of this function).
+    let _holding = match boundary {
+        "dynamodb" => match contend(state, &operation, &body) {
+            Ok(holding) => holding,
             Err(answer) => return Ok(*answer),
-        }
-    }
+        },
+        _ => None,
+    };
     let fault = if boundary == "other" {
         None
     } else {
