@@ -422,25 +422,22 @@ fn contend<'a>(
                 .lock()
                 .ok()
                 .map(|mut rng| (rng.u32(0..1000) < rate.unwrap_or(0), rng.u32(0..3)));
-            let answer = if !contended.is_empty() {
+            // Throttling is decided first, for every request: DynamoDB throttles before it looks
+            // at the items (and so a run sees throttles however many writes conflict).
+            let throttle = match throttled {
+                Some((true, 0)) if transaction => Some((Contention::TransactionThrottled, vec![0])),
+                Some((true, 1)) => Some((Contention::ProvisionedThroughputExceeded, Vec::new())),
+                Some((true, _)) => Some((Contention::Throttling, Vec::new())),
+                _ => None,
+            };
+            let answer = throttle.or_else(|| {
                 let kind = if transaction {
                     Contention::TransactionConflict
                 } else {
                     Contention::WriteConflict
                 };
-                Some((kind, contended))
-            } else {
-                match throttled {
-                    Some((true, 0)) if transaction => {
-                        Some((Contention::TransactionThrottled, vec![0]))
-                    }
-                    Some((true, 1)) => {
-                        Some((Contention::ProvisionedThroughputExceeded, Vec::new()))
-                    }
-                    Some((true, _)) => Some((Contention::Throttling, Vec::new())),
-                    _ => None,
-                }
-            };
+                (!contended.is_empty()).then_some((kind, contended))
+            });
             if answer.is_none() && !items.is_empty() {
                 let id = state.next_write.fetch_add(1, Ordering::Relaxed);
                 in_flight.push((id, items.clone(), transaction));
