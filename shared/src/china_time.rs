@@ -43,6 +43,25 @@ impl ChinaDateTime {
         })
     }
 
+    /// A time as Alipay writes it in answers and notifications: `yyyy-MM-dd HH:mm:ss`, or with
+    /// milliseconds (`yyyy-MM-dd HH:mm:ss.SSS`, as in a refund notification's `gmt_refund`,
+    /// ALIPAY-OPS.md §6). The fraction is dropped: Alipay's days and our records are to the
+    /// second. Merchant input (`time_expire`) stays [`ChinaDateTime::parse`]'s exact form.
+    pub fn parse_alipay(text: &str) -> Result<Self, FieldError> {
+        let format = format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
+        );
+        let parsed = PrimitiveDateTime::parse(text, format).map_err(|_| {
+            FieldError(
+                "must be a China time like \"2026-11-26 18:30:00\" or \"2026-11-26 18:30:00.123\"",
+            )
+        })?;
+        Ok(ChinaDateTime {
+            text: text.to_owned(),
+            unix_seconds: parsed.assume_offset(offset!(+8)).unix_timestamp(),
+        })
+    }
+
     pub fn unix_seconds(&self) -> i64 {
         self.unix_seconds
     }
@@ -91,9 +110,10 @@ impl ChinaDate {
         ChinaDate(at.date())
     }
 
-    /// The day of an Alipay time (`yyyy-MM-dd HH:mm:ss`, China time), when it is one.
+    /// The day of an Alipay time (`yyyy-MM-dd HH:mm:ss`, with or without milliseconds, China
+    /// time), when it is one.
     pub fn of_alipay_time(text: &str) -> Option<Self> {
-        ChinaDateTime::parse(text)
+        ChinaDateTime::parse_alipay(text)
             .ok()
             .map(|at| ChinaDate::of_unix(at.unix_seconds()))
     }
@@ -181,6 +201,29 @@ mod tests {
             Some("2026-11-26".into())
         );
         assert_eq!(ChinaDate::parse("2026-11-26").ok(), Some(before));
+        // Alipay's times with milliseconds (a refund notification's gmt_refund) keep their day:
+        // a refund at 23:59:59.999 is the day before the one at 00:00:00.000.
+        assert_eq!(
+            ChinaDate::of_alipay_time("2026-11-26 23:59:59.999").map(|d| d.to_string()),
+            Some("2026-11-26".into())
+        );
+        assert_eq!(
+            ChinaDate::of_alipay_time("2026-11-27 00:00:00.000").map(|d| d.to_string()),
+            Some("2026-11-27".into())
+        );
+        assert_eq!(
+            ChinaDateTime::parse_alipay("2026-11-26 23:59:59.5").map(|t| t.unix_seconds()),
+            Ok(1_795_708_799)
+        );
+        // Merchant input keeps the exact form.
+        assert!(ChinaDateTime::parse("2026-11-26 23:59:59.999").is_err());
+        for bad in [
+            "2026-11-26 23:59:59.",
+            "2026-11-26 23:59:59,123",
+            "2026-11-26T23:59:59.1",
+        ] {
+            assert!(ChinaDateTime::parse_alipay(bad).is_err(), "{bad:?}");
+        }
         for bad in ["2026-11-31", "20261126", "2026-11-26 00:00:00", ""] {
             assert!(ChinaDate::parse(bad).is_err(), "{bad:?}");
         }

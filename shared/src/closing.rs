@@ -51,7 +51,9 @@ pub async fn end_unpaid_order(
             });
         }
         next = match next {
-            _ if calls >= MAX_CALLS => TradeNext::Wait,
+            // The limit is on calls only: a signed "paid" already held, or a close already
+            // decided, is acted on whatever the count.
+            TradeNext::CloseAtAlipay | TradeNext::Query if calls >= MAX_CALLS => TradeNext::Wait,
             TradeNext::CloseAtAlipay => {
                 calls += 1;
                 let request = AlipayRequest::Close {
@@ -136,7 +138,9 @@ pub fn order_expiry_ms(order: &Order) -> i64 {
 
 /// A CLOSED order kept due because Alipay never knew it when it was closed: after its
 /// `time_expire`, ask once more. Paid meanwhile → the payment is recorded (and refunded, by the
-/// paid-after-close path); otherwise it needs no more attention.
+/// paid-after-close path). Waiting for the buyer at Alipay (the buyer opened the cashier after
+/// our close, and Alipay's clock has not passed `time_expire` yet) → closed there, and watched
+/// until Alipay confirms. Closed there, or still unknown there → it needs no more attention.
 pub async fn recheck_closed_order(
     gateway: &Gateway,
     alipay: &Alipay,
@@ -144,18 +148,34 @@ pub async fn recheck_closed_order(
     deadline: &Deadline,
 ) -> Result<Ended, StoreError> {
     let queried = query_trade(alipay, &order, deadline).await;
-    match (queried.next, queried.report) {
-        (TradeNext::ApplyPaid, Some(report)) => apply_paid(gateway, order, &report).await,
-        (TradeNext::ApplyPaid | TradeNext::Wait, _) => Ok(Ended::Open {
-            order,
-            reason: queried.reason.unwrap_or_default(),
-        }),
+    let next = match (queried.next, queried.report) {
+        (TradeNext::ApplyPaid, Some(report)) => return apply_paid(gateway, order, &report).await,
+        (TradeNext::CloseAtAlipay, _) => close_at_alipay(alipay, &order, deadline).await,
+        (next, _) => next,
+    };
+    match next {
         // Closed at Alipay, or still unknown there after time_expire: nothing can pay it now.
-        _ => {
+        TradeNext::CloseLocally => {
             gateway.store.clear_due(&order.out_trade_no).await?;
             Ok(Ended::Closed(order))
         }
+        // Anything undecided keeps it due: the sweeper asks again after its backoff.
+        _ => Ok(Ended::Open {
+            order,
+            reason: queried
+                .reason
+                .unwrap_or_else(|| "Alipay has not confirmed it closed".into()),
+        }),
     }
+}
+
+/// `alipay.trade.close` of a trade Alipay says is waiting for the buyer, decided.
+async fn close_at_alipay(alipay: &Alipay, order: &Order, deadline: &Deadline) -> TradeNext {
+    let request = AlipayRequest::Close {
+        trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),
+    };
+    let answer = alipay.call_before(&request, deadline).await.ok();
+    after_trade_close(answer.as_ref().map(Reply::of))
 }
 
 /// What `alipay.trade.query` said about an order, read and decided.

@@ -48,6 +48,11 @@ pub struct Lifecycle {
     pub refund_query_delay_ms: i64,
     /// `REFUND_SPACING_MS` (default 3000): refunds of one trade are sent at least this far apart.
     pub refund_spacing_ms: i64,
+    /// `REFUND_PROOF_WINDOW_MS` (default 86400000, a day): a refund still PENDING this long
+    /// after it was made, Alipay having proven neither outcome, is raised as a discrepancy
+    /// (audited once, `RefundDiscrepancies` alarmed while it lasts). It stays reserved and
+    /// keeps being asked about: nothing is guessed.
+    pub refund_proof_window_ms: i64,
     /// `SWEEP_BACKOFF_MAX_MS` (default 3600000): the longest wait between two looks at an item
     /// the sweeper could not finish.
     pub sweep_backoff_max_ms: i64,
@@ -68,6 +73,7 @@ impl Default for Lifecycle {
             expiry_grace_ms: 60_000,
             refund_query_delay_ms: 10_000,
             refund_spacing_ms: 3_000,
+            refund_proof_window_ms: 86_400_000,
             sweep_backoff_max_ms: 3_600_000,
             sweep_batch: 25,
             auto_refund_paid_after_close: true,
@@ -159,6 +165,11 @@ impl Config {
                 0..=600_000,
             ),
             refund_spacing_ms: number("REFUND_SPACING_MS", defaults.refund_spacing_ms, 0..=60_000),
+            refund_proof_window_ms: number(
+                "REFUND_PROOF_WINDOW_MS",
+                defaults.refund_proof_window_ms,
+                1_000..=30 * 86_400_000,
+            ),
             sweep_backoff_max_ms: number(
                 "SWEEP_BACKOFF_MAX_MS",
                 defaults.sweep_backoff_max_ms,

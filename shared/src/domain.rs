@@ -282,6 +282,9 @@ pub struct Refund {
     pub failure_message: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// When a send to Alipay was last begun (its creation while never sent): Alipay's answers
+    /// to a refund query are read against it (≥ 10 s, `lifecycle::SinceSend`).
+    pub last_send_ms: i64,
     /// How many times a send to Alipay was begun (0: never sent, so a signed refusal of the
     /// next send is about the only request there is).
     pub sends: u32,
@@ -291,6 +294,9 @@ pub struct Refund {
     pub sweeps: u32,
     /// The order's Alipay channel.
     pub alipay_channel: ChannelId,
+    /// Set once a PENDING refund stayed unproven past the bound (`REFUND_PROOF_WINDOW_MS`) and
+    /// was raised as a discrepancy (audited once, alarmed while it lasts).
+    pub unproven_since_ms: Option<i64>,
 }
 
 /// How a pending refund ended.

@@ -69,17 +69,18 @@ impl Alipay {
         }
     }
 
-    /// The client and signer to use first, then the other one (if a standby is configured).
-    fn keys_in_order(&self) -> [Option<(&AlipayClient, &dyn Signer)>; 2] {
+    /// The client and signer to use first, then the other one (if a standby is configured), and
+    /// whether the second is the standby.
+    fn keys_in_order(&self) -> ([Option<(&AlipayClient, &dyn Signer)>; 2], bool) {
         let main = Some((&self.client, self.signer.as_ref()));
         let standby = self
             .standby
             .as_ref()
             .map(|s| (&s.client, s.signer.as_ref()));
         if self.standby_first.load(Ordering::Relaxed) && standby.is_some() {
-            [standby, main]
+            ([standby, main], false)
         } else {
-            [main, standby]
+            ([main, standby], true)
         }
     }
 
@@ -122,7 +123,7 @@ impl Alipay {
         limit: std::time::Duration,
     ) -> Result<VerifiedResponse, CallError> {
         let started = std::time::Instant::now();
-        let [first, second] = self.keys_in_order();
+        let ([first, second], second_is_standby) = self.keys_in_order();
         let mut answer = match first {
             Some((client, signer)) => client.call_within(request, signer, now_ms(), limit).await,
             None => Err(CallError::Timeout(std::time::Duration::ZERO)),
@@ -133,10 +134,13 @@ impl Alipay {
         {
             let retry = client.call_within(request, signer, now_ms(), left).await;
             if !credentials_refused(&retry) && retry.is_ok() {
-                let standby_now = !self.standby_first.fetch_xor(true, Ordering::Relaxed);
+                // The key Alipay accepted signs first from now on: set, never toggled, so that
+                // two calls falling back at once agree instead of flipping it back.
+                self.standby_first
+                    .store(second_is_standby, Ordering::Relaxed);
                 tracing::warn!(
                     channel = %self.channel,
-                    signing_with = if standby_now { "STANDBY_KMS_KEY_ID" } else { "KMS_KEY_ID" },
+                    signing_with = if second_is_standby { "STANDBY_KMS_KEY_ID" } else { "KMS_KEY_ID" },
                     "Alipay refused one application key and accepted the other: finish the key rotation (README, rotating the application key)"
                 );
             }
@@ -164,7 +168,7 @@ impl Alipay {
     /// the breaker.
     pub async fn sign(&self, request: &AlipayRequest) -> Result<SignedRequest, CallError> {
         let permit = self.breaker.admit(now_ms()).await?;
-        let signed = match self.keys_in_order()[0] {
+        let signed = match self.keys_in_order().0[0] {
             Some((client, signer)) => client
                 .sign(request, signer, now_ms())
                 .await

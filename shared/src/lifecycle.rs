@@ -69,20 +69,56 @@ impl<'a> Reply<'a> {
 /// What to do with a PENDING refund next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefundNext {
-    /// Settle it: SUCCEEDED (money moved) or FAILED (proved not moved, never will).
+    /// Settle it: SUCCEEDED (money moved) or FAILED (proved not moved, never will). A FAILED is
+    /// written only while no later send of the refund was begun than the one judged.
     Settle(RefundOutcome),
-    /// Ask `alipay.trade.fastpay.refund.query` now. When it finds no such refund, settle with
-    /// `if_absent` (a proven failure), or send the request again when there is none.
+    /// Ask `alipay.trade.fastpay.refund.query` now. `if_absent`: the failure to settle with when
+    /// Alipay has no such refund or says it failed (only after a signed terminal refusal of the
+    /// identical request, so that two signed answers agree).
     QueryNow { if_absent: Option<RefundOutcome> },
     /// Send the identical request again (same `out_request_no`, same amount): Alipay executes
     /// one `out_request_no` at most once, so this finishes a refund that never ran.
     Resend,
-    /// Nothing can be decided now (no answer, Alipay busy, the refund still processing):
-    /// leave it PENDING with its money reserved; the sweeper asks again later.
+    /// Nothing can be decided now (no answer, Alipay busy, the refund still processing, too soon
+    /// after the last send to read the query): leave it PENDING with its money reserved; it is
+    /// asked about again after the query delay.
     Wait,
     /// Alipay's record contradicts ours (an executed refund with another amount): leave it
     /// PENDING, audit it, and raise an alarm; a person must look.
     Contradiction(String),
+}
+
+/// How long ago this refund was last sent, against Alipay's rule of at least 10 s between a
+/// refund and its query (`REFUND_QUERY_DELAY_MS`): a query sooner may not show a refund that
+/// succeeds later, so only a later one is read as "not there".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinceSend {
+    pub elapsed_ms: i64,
+    pub query_delay_ms: i64,
+}
+
+impl SinceSend {
+    /// `last_send_ms`: when the refund was last sent (its creation when never sent).
+    pub fn of(refund: &Refund, now_ms: i64, query_delay_ms: i64) -> SinceSend {
+        SinceSend {
+            elapsed_ms: now_ms - refund.last_send_ms,
+            query_delay_ms,
+        }
+    }
+
+    /// Long enough after the last send for a query's "not (yet) there" to mean it.
+    pub fn query_is_conclusive(self) -> bool {
+        self.elapsed_ms >= self.query_delay_ms
+    }
+
+    /// Not yet conclusive: resend only once the delay has passed, else ask again later.
+    fn resend_or_wait(self) -> RefundNext {
+        if self.query_is_conclusive() {
+            RefundNext::Resend
+        } else {
+            RefundNext::Wait
+        }
+    }
 }
 
 /// After sending `alipay.trade.refund`. `first_send` is true only when no earlier attempt for
@@ -95,15 +131,16 @@ pub fn after_refund_send(
 ) -> RefundNext {
     let Some(reply) = reply else {
         // Timed out or untrusted: Alipay may have refunded. Alipay asks for ≥10 s before a
-        // refund query, so the sweeper asks later.
+        // refund query, so it is asked later.
         return RefundNext::Wait;
     };
     match reply.disposition() {
         Disposition::Success if fund_change == Some("Y") => {
             RefundNext::Settle(RefundOutcome::Succeeded)
         }
-        // Accepted without moving money in this call (a repeat): the query tells.
-        Disposition::Success => RefundNext::QueryNow { if_absent: None },
+        // Accepted without moving money in this call (a refund Alipay executes later, or a
+        // repeat): the query tells, no sooner than the query delay after this send.
+        Disposition::Success => RefundNext::Wait,
         // `20000`, `ACQ.SYSTEM_ERROR`: nothing executed, or unknown; try again later.
         Disposition::RetrySame => RefundNext::Wait,
         Disposition::BusinessFailure
@@ -127,37 +164,54 @@ pub fn after_refund_send(
 }
 
 /// Where a PENDING refund is picked up (the sweeper, `GET ?sync=true`, a POST retry): one never
-/// sent is sent; one sent is asked about first (it may have executed), and sent again only if
-/// Alipay has no such refund.
-pub fn resume_refund(refund: &Refund) -> RefundNext {
+/// sent is sent; one sent at least the query delay ago is asked about first (it may have
+/// executed), and sent again only if Alipay has no proof of it; one sent more recently is left
+/// alone (another request may be sending it, or Alipay may not show it yet).
+pub fn resume_refund(refund: &Refund, since: SinceSend) -> RefundNext {
     if refund.sends == 0 {
         RefundNext::Resend
-    } else {
+    } else if since.query_is_conclusive() {
         RefundNext::QueryNow { if_absent: None }
+    } else {
+        RefundNext::Wait
     }
 }
 
 /// What `alipay.trade.fastpay.refund.query` said about one `out_request_no`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefundQueryAnswer {
-    /// Alipay has the refund. `status` is `refund_status` (`REFUND_SUCCESS`, or absent in
-    /// answers that do not carry it).
+    /// Alipay has data about the refund: its amount, or a `refund_status`.
     Found {
         out_request_no: Option<String>,
         refund_amount: Option<Amount>,
+        /// `refund_status`: `REFUND_SUCCESS`, `REFUND_FAIL`, or absent.
         status: Option<String>,
     },
-    /// A signed answer that knows no such refund (or no such trade): it was never executed.
+    /// A signed answer with no refund data: nothing, or only our identifiers echoed back (no
+    /// amount, no status). In every reading of Alipay's documentation: not received, or failed.
     Absent,
 }
 
+/// `refund_status` values (ALIPAY-OPS.md §6).
+const REFUND_SUCCESS: &str = "REFUND_SUCCESS";
+const REFUND_FAIL: &str = "REFUND_FAIL";
+
 /// After the refund query. `reply` is `None` when the query got no trustworthy answer;
 /// `answer` is read from a signed `10000` (or a signed `ACQ.TRADE_NOT_EXIST`).
+///
+/// Alipay's sources disagree on an answer with data and no `refund_status` (ALIPAY-OPS.md §6:
+/// "success" in the older page, "not received or failed" in the current response model), so
+/// only `REFUND_SUCCESS` settles SUCCEEDED, and data without a status is never settled FAILED
+/// either: once the query delay has passed since the last send, the identical request is sent
+/// again (Alipay de-duplicates it), and its signed answer decides. `REFUND_FAIL`, or no data
+/// at all, settle FAILED only when a signed terminal refusal of the identical request agrees
+/// (`if_absent`); otherwise they are handled the same way.
 pub fn after_refund_query(
     ours: (&str, Amount),
     reply: Option<Reply<'_>>,
     answer: Option<&RefundQueryAnswer>,
     if_absent: Option<RefundOutcome>,
+    since: SinceSend,
 ) -> RefundNext {
     let Some(reply) = reply else {
         return RefundNext::Wait;
@@ -170,11 +224,12 @@ pub fn after_refund_query(
         ("40004", "ACQ.TRADE_NOT_EXIST", _) => &RefundQueryAnswer::Absent,
         _ => return RefundNext::Wait,
     };
+    let not_proven = |if_absent: Option<RefundOutcome>| match if_absent {
+        Some(failure) => RefundNext::Settle(failure),
+        None => since.resend_or_wait(),
+    };
     match answer {
-        RefundQueryAnswer::Absent => match if_absent {
-            Some(failure) => RefundNext::Settle(failure),
-            None => RefundNext::Resend,
-        },
+        RefundQueryAnswer::Absent => not_proven(if_absent),
         RefundQueryAnswer::Found {
             out_request_no,
             refund_amount,
@@ -195,12 +250,13 @@ pub fn after_refund_query(
                 ));
             }
             match status.as_deref() {
-                Some("REFUND_SUCCESS") => RefundNext::Settle(RefundOutcome::Succeeded),
-                // Alipay's documentation of the query: an answer with the refund's data and no
-                // refund_status also means the refund succeeded. Without the amount, it does not.
-                None if refund_amount.is_some() => RefundNext::Settle(RefundOutcome::Succeeded),
-                // Still processing (or a status we do not know): ask again later.
-                _ => RefundNext::Wait,
+                Some(REFUND_SUCCESS) => RefundNext::Settle(RefundOutcome::Succeeded),
+                // Alipay says it failed: believed only with a signed refusal of the identical
+                // request; otherwise sent again (Alipay's own recovery: the same number).
+                Some(REFUND_FAIL) => not_proven(if_absent),
+                // Data without a status (processing; or, in the older reading, done), or a
+                // status we do not know: never FAILED; asked again, then sent again.
+                _ => since.resend_or_wait(),
             }
         }
     }
@@ -301,10 +357,16 @@ mod tests {
             after_refund_send(true, signed(&ok), Some("Y")),
             RefundNext::Settle(RefundOutcome::Succeeded)
         );
-        assert_eq!(
-            after_refund_send(false, signed(&ok), Some("N")),
-            RefundNext::QueryNow { if_absent: None }
-        );
+        // Accepted without moving money (executed later, or a repeat): asked about after the
+        // query delay, never at once (ALIPAY-OPS.md §6).
+        for fund_change in [Some("N"), None] {
+            for first in [true, false] {
+                assert_eq!(
+                    after_refund_send(first, signed(&ok), fund_change),
+                    RefundNext::Wait
+                );
+            }
+        }
         assert_eq!(after_refund_send(true, None, None), RefundNext::Wait);
     }
 
@@ -389,66 +451,175 @@ mod tests {
         }
     }
 
+    const DELAY: i64 = 10_000;
+
+    fn after(elapsed_ms: i64) -> SinceSend {
+        SinceSend {
+            elapsed_ms,
+            query_delay_ms: DELAY,
+        }
+    }
+
+    fn query(
+        answer: &RefundQueryAnswer,
+        if_absent: Option<RefundOutcome>,
+        since: SinceSend,
+    ) -> RefundNext {
+        let ok = status("10000", None);
+        let ours = ("r1", Amount::parse("10.00").expect("amount"));
+        after_refund_query(ours, signed(&ok), Some(answer), if_absent, since)
+    }
+
     #[test]
     fn the_query_decides_from_signed_answers_only() {
         let ours = ("r1", Amount::parse("10.00").expect("amount"));
         let ok = status("10000", None);
         let success = found("r1", "10.00", Some("REFUND_SUCCESS"));
+        for since in [after(0), after(DELAY)] {
+            assert_eq!(
+                query(&success, None, since),
+                RefundNext::Settle(RefundOutcome::Succeeded)
+            );
+        }
         assert_eq!(
-            after_refund_query(ours, signed(&ok), Some(&success), None),
-            RefundNext::Settle(RefundOutcome::Succeeded)
-        );
-        assert_eq!(
-            after_refund_query(ours, unsigned(&ok), Some(&success), None),
+            after_refund_query(ours, unsigned(&ok), Some(&success), None, after(DELAY)),
             RefundNext::Wait
         );
         assert_eq!(
-            after_refund_query(ours, None, None, Some(failed("X"))),
-            RefundNext::Wait
-        );
-        // Found with data but no refund_status: succeeded; without the amount: not proven.
-        assert_eq!(
-            after_refund_query(ours, signed(&ok), Some(&found("r1", "10.00", None)), None),
-            RefundNext::Settle(RefundOutcome::Succeeded)
-        );
-        let processing = found("r1", "10.00", Some("REFUND_PROCESSING"));
-        assert_eq!(
-            after_refund_query(ours, signed(&ok), Some(&processing), None),
+            after_refund_query(ours, None, None, Some(failed("X")), after(DELAY)),
             RefundNext::Wait
         );
         let other_amount = found("r1", "99.00", Some("REFUND_SUCCESS"));
         assert!(matches!(
-            after_refund_query(ours, signed(&ok), Some(&other_amount), None),
+            query(&other_amount, None, after(DELAY)),
+            RefundNext::Contradiction(_)
+        ));
+        let other_number = found("r2", "10.00", Some("REFUND_SUCCESS"));
+        assert!(matches!(
+            query(&other_number, None, after(DELAY)),
             RefundNext::Contradiction(_)
         ));
     }
 
     #[test]
+    fn data_without_a_status_is_never_settled_either_way() {
+        // The older page reads it as success, the current model as "not received or failed":
+        // asked again after the query delay, then the identical request is sent again.
+        for data in [
+            found("r1", "10.00", None),
+            found("r1", "10.00", Some("REFUND_PROCESSING")),
+        ] {
+            assert_eq!(query(&data, None, after(DELAY - 1)), RefundNext::Wait);
+            assert_eq!(query(&data, None, after(DELAY)), RefundNext::Resend);
+            // Not even after a signed terminal refusal of a retry.
+            assert_eq!(
+                query(&data, Some(failed("ACQ.TRADE_STATUS_ERROR")), after(DELAY)),
+                RefundNext::Resend
+            );
+            assert_eq!(
+                query(&data, Some(failed("ACQ.TRADE_STATUS_ERROR")), after(0)),
+                RefundNext::Wait
+            );
+        }
+    }
+
+    #[test]
+    fn refund_fail_and_echoes_are_failures_only_with_a_signed_refusal() {
+        let fail = found("r1", "10.00", Some("REFUND_FAIL"));
+        // An echo: our identifiers, no amount, no status.
+        let echo = RefundQueryAnswer::Absent;
+        for answer in [&fail, &echo] {
+            assert_eq!(query(answer, None, after(0)), RefundNext::Wait);
+            assert_eq!(query(answer, None, after(DELAY)), RefundNext::Resend);
+            for since in [after(0), after(DELAY)] {
+                assert_eq!(
+                    query(answer, Some(failed("ACQ.SELLER_BALANCE_NOT_ENOUGH")), since),
+                    RefundNext::Settle(failed("ACQ.SELLER_BALANCE_NOT_ENOUGH"))
+                );
+            }
+        }
+        // A status alone, without the amount, still counts.
+        let bare = RefundQueryAnswer::Found {
+            out_request_no: None,
+            refund_amount: None,
+            status: Some("REFUND_SUCCESS".into()),
+        };
+        assert_eq!(
+            query(&bare, None, after(0)),
+            RefundNext::Settle(RefundOutcome::Succeeded)
+        );
+    }
+
+    #[test]
     fn an_absent_refund_is_resent_or_failed_with_proof() {
         let ours = ("r1", Amount::parse("10.00").expect("amount"));
-        let ok = status("10000", None);
         let absent = RefundQueryAnswer::Absent;
+        assert_eq!(query(&absent, None, after(DELAY)), RefundNext::Resend);
         assert_eq!(
-            after_refund_query(ours, signed(&ok), Some(&absent), None),
-            RefundNext::Resend
-        );
-        assert_eq!(
-            after_refund_query(
-                ours,
-                signed(&ok),
-                Some(&absent),
-                Some(failed("ACQ.TRADE_STATUS_ERROR"))
+            query(
+                &absent,
+                Some(failed("ACQ.TRADE_STATUS_ERROR")),
+                after(DELAY)
             ),
             RefundNext::Settle(failed("ACQ.TRADE_STATUS_ERROR"))
         );
         let no_trade = status("40004", Some("ACQ.TRADE_NOT_EXIST"));
         assert_eq!(
-            after_refund_query(ours, signed(&no_trade), None, None),
+            after_refund_query(ours, signed(&no_trade), None, None, after(DELAY)),
             RefundNext::Resend
         );
         assert_eq!(
-            after_refund_query(ours, unsigned(&no_trade), None, None),
+            after_refund_query(ours, signed(&no_trade), None, None, after(0)),
             RefundNext::Wait
+        );
+        assert_eq!(
+            after_refund_query(ours, unsigned(&no_trade), None, None, after(DELAY)),
+            RefundNext::Wait
+        );
+        let busy = status("40004", Some("ACQ.SYSTEM_ERROR"));
+        assert_eq!(
+            after_refund_query(ours, signed(&busy), None, Some(failed("X")), after(DELAY)),
+            RefundNext::Wait
+        );
+    }
+
+    fn pending_refund(sends: u32, last_send_ms: i64) -> Refund {
+        Refund {
+            out_trade_no: crate::ids::OutTradeNo::parse("o1").expect("no"),
+            out_request_no: crate::ids::OutRequestNo::parse("r1").expect("no"),
+            amount: Amount::parse("10.00").expect("amount"),
+            reason: None,
+            status: crate::domain::RefundStatus::Pending,
+            failure_code: None,
+            failure_message: None,
+            created_at_ms: 0,
+            updated_at_ms: last_send_ms,
+            last_send_ms,
+            sends,
+            due_at_ms: None,
+            sweeps: 0,
+            alipay_channel: crate::channels::ChannelId::Primary,
+            unproven_since_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_pending_refund_is_picked_up_no_sooner_than_the_query_delay_after_its_send() {
+        let now = 100_000;
+        let never_sent = pending_refund(0, now);
+        assert_eq!(
+            resume_refund(&never_sent, SinceSend::of(&never_sent, now, DELAY)),
+            RefundNext::Resend
+        );
+        let just_sent = pending_refund(1, now - DELAY + 1);
+        assert_eq!(
+            resume_refund(&just_sent, SinceSend::of(&just_sent, now, DELAY)),
+            RefundNext::Wait
+        );
+        let sent = pending_refund(2, now - DELAY);
+        assert_eq!(
+            resume_refund(&sent, SinceSend::of(&sent, now, DELAY)),
+            RefundNext::QueryNow { if_absent: None }
         );
     }
 

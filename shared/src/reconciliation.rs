@@ -610,10 +610,12 @@ mod tests {
             failure_message: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            last_send_ms: 0,
             sends: 1,
             due_at_ms: None,
             sweeps: 0,
             alipay_channel: crate::channels::ChannelId::Primary,
+            unproven_since_ms: None,
         }
     }
 

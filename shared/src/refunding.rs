@@ -12,9 +12,9 @@ use crate::domain::{Cause, Refund, RefundOutcome, RefundStatus};
 use crate::gateway::{Alipay, Gateway, now_ms};
 use crate::http::retry_after_seconds;
 use crate::lifecycle::{
-    RefundNext, RefundQueryAnswer, Reply, after_refund_query, after_refund_send,
+    RefundNext, RefundQueryAnswer, Reply, SinceSend, after_refund_query, after_refund_send,
 };
-use crate::store::{AuditEvent, SendClaim, StoreError, Transition};
+use crate::store::{AuditEvent, SendClaim, Settlement, StoreError};
 
 /// At most this many Alipay calls per drive; what remains is the sweeper's.
 const MAX_CALLS: u32 = 3;
@@ -144,13 +144,16 @@ pub async fn drive_refund(
                     RefundNext::Wait
                 } else {
                     let now = now_ms();
+                    // Due for a query after the delay, or later when the sweeper backed off.
+                    let due_at_ms =
+                        (now + timing.refund_query_delay_ms).max(refund.due_at_ms.unwrap_or(0));
                     let claim = deadline
                         .bound(
                             STORE_STEP + MIN_CALL,
                             gateway.store.begin_refund_send(
                                 &refund,
                                 timing.refund_spacing_ms,
-                                now + timing.refund_query_delay_ms,
+                                due_at_ms,
                                 now,
                             ),
                         )
@@ -199,7 +202,8 @@ pub async fn drive_refund(
             RefundNext::QueryNow { if_absent } => {
                 calls += 1;
                 last_method = "alipay.trade.fastpay.refund.query";
-                let (next, reason, at) = query(alipay, &refund, if_absent, deadline).await;
+                let since = SinceSend::of(&refund, now_ms(), timing.refund_query_delay_ms);
+                let (next, reason, at) = query(alipay, &refund, if_absent, since, deadline).await;
                 refunded_at = at.or(refunded_at);
                 if reason.is_some() {
                     why = reason;
@@ -245,6 +249,7 @@ async fn query(
     alipay: &Alipay,
     refund: &Refund,
     if_absent: Option<RefundOutcome>,
+    since: SinceSend,
     deadline: &Deadline,
 ) -> (RefundNext, Option<Pending>, Option<String>) {
     let request = AlipayRequest::RefundQuery {
@@ -259,7 +264,9 @@ async fn query(
         .map(|a| a.parse::<RefundQueryResult>(request.method()));
     let mut paid_at = None;
     let found = match found {
-        Some(Ok(result)) if result.out_request_no.is_some() || result.refund_amount.is_some() => {
+        // Data about the refund: its amount or a status. An echo of our identifiers alone (no
+        // amount, no status) is Alipay's "no such refund".
+        Some(Ok(result)) if result.refund_amount.is_some() || result.refund_status.is_some() => {
             paid_at = result.gmt_refund_pay;
             Some(RefundQueryAnswer::Found {
                 out_request_no: result.out_request_no,
@@ -291,6 +298,7 @@ async fn query(
         answer.as_ref().map(Reply::of),
         found.as_ref(),
         if_absent,
+        since,
     );
     tracing::info!(next = ?next, "refund queried");
     (next, why, paid_at)
@@ -313,7 +321,7 @@ async fn settle(
         )
         .await;
     match written {
-        Some(Ok(Transition::Applied(settled) | Transition::Duplicate(settled))) => {
+        Some(Ok(Settlement::Settled(settled) | Settlement::Already(settled))) => {
             if let RefundOutcome::Failed { code, .. } = outcome {
                 tracing::warn!(code = %code, "refund refused by Alipay; reservation released");
             }
@@ -322,6 +330,25 @@ async fn settle(
                 pending: None,
             }
         }
+        // A later send of this number is in flight: its answer decides, not this one's.
+        Some(Ok(Settlement::Superseded(current))) => {
+            tracing::info!(
+                sends = current.sends,
+                "refusal of an earlier send not applied: the refund was sent again since"
+            );
+            Driven {
+                refund: current,
+                pending: pending(
+                    "refund_in_progress",
+                    "the refund was sent again meanwhile; Alipay's answer to that send decides",
+                    2,
+                ),
+            }
+        }
+        Some(Ok(settlement @ (Settlement::Corrected(_) | Settlement::Discrepancy(_)))) => Driven {
+            refund: report_correction(settlement),
+            pending: None,
+        },
         Some(Err(StoreError::IllegalTransition { from, to })) => {
             // Someone settled it the other way: keep both, tell an operator.
             tracing::error!(security = true, from = %from, to = %to, "refund outcome contradicts the record");
@@ -346,6 +373,50 @@ async fn settle(
             pending: out_of_time(),
         },
     }
+}
+
+/// Logs a proven success that met a recorded FAILED (corrected, or a discrepancy when its money
+/// is gone) and counts the discrepancy for the alarm; the refund as it now stands.
+pub fn report_correction(settlement: Settlement) -> Refund {
+    match settlement {
+        Settlement::Corrected(refund) => {
+            tracing::warn!(
+                security = true,
+                out_request_no = %refund.out_request_no,
+                "a refund recorded FAILED was executed by Alipay: corrected to SUCCEEDED, its amount taken back"
+            );
+            refund
+        }
+        Settlement::Discrepancy(refund) => {
+            tracing::error!(
+                security = true,
+                out_request_no = %refund.out_request_no,
+                "a refund recorded FAILED was executed by Alipay, and its amount is no longer refundable: a person must look"
+            );
+            emit_refund_discrepancies(1, now_ms());
+            refund
+        }
+        other => other.into_refund(),
+    }
+}
+
+/// `RefundDiscrepancies` in the Embedded Metric Format (no dimension; the template alarms on
+/// it): a refund Alipay executed whose money we had released, or one left unproven too long.
+pub fn emit_refund_discrepancies(count: u32, now_ms: i64) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": "AlipayGateway",
+                    "Dimensions": [[]],
+                    "Metrics": [{"Name": "RefundDiscrepancies", "Unit": "Count"}],
+                }],
+            },
+            "RefundDiscrepancies": count,
+        })
+    );
 }
 
 fn out_of_time() -> Option<Pending> {

@@ -9,7 +9,7 @@ use crate::budget::{Deadline, MIN_CALL, STORE_STEP};
 use crate::closing::{Ended, end_unpaid_order, order_expiry_ms, recheck_closed_order};
 use crate::domain::{Cause, OrderStatus, RefundStatus};
 use crate::gateway::{Gateway, now_ms};
-use crate::lifecycle::{TradeNext, backoff_ms, resume_refund};
+use crate::lifecycle::{SinceSend, TradeNext, backoff_ms, resume_refund};
 use crate::refunding::drive_refund;
 use crate::store::{DUE_SHARDS, DueItem};
 
@@ -23,6 +23,9 @@ pub struct SweepReport {
     pub refunds_succeeded: u32,
     pub refunds_failed: u32,
     pub refunds_pending: u32,
+    /// PENDING refunds past `REFUND_PROOF_WINDOW_MS` without proof of their outcome: the
+    /// `RefundDiscrepancies` metric, alarmed.
+    pub refunds_unproven: u32,
     pub orders_closed: u32,
     pub orders_paid: u32,
     pub orders_open: u32,
@@ -173,7 +176,8 @@ async fn sweep_one(
                 report.skipped += 1;
                 return;
             }
-            let start = resume_refund(&refund);
+            let since = SinceSend::of(&refund, now_ms(), timing.refund_query_delay_ms);
+            let start = resume_refund(&refund, since);
             let driven = drive_refund(gateway, alipay, refund, start, deadline).await;
             match driven.refund.status {
                 RefundStatus::Succeeded => report.refunds_succeeded += 1,
@@ -181,6 +185,7 @@ async fn sweep_one(
                 RefundStatus::Pending => {
                     report.refunds_pending += 1;
                     report.unfinished_since(driven.refund.created_at_ms);
+                    raise_if_unproven(gateway, &driven.refund, report).await;
                 }
             }
         }
@@ -226,6 +231,36 @@ async fn sweep_one(
     }
 }
 
+/// A refund PENDING past the proof window: counted for the alarm at every look, and audited
+/// once (`refund.unproven`). Its money stays reserved and it keeps being asked about.
+async fn raise_if_unproven(
+    gateway: &Gateway,
+    refund: &crate::domain::Refund,
+    report: &mut SweepReport,
+) {
+    let now = now_ms();
+    if now - refund.created_at_ms < gateway.config.lifecycle.refund_proof_window_ms {
+        return;
+    }
+    report.refunds_unproven += 1;
+    if refund.unproven_since_ms.is_some() {
+        return;
+    }
+    tracing::error!(
+        out_trade_no = %refund.out_trade_no,
+        out_request_no = %refund.out_request_no,
+        sends = refund.sends,
+        "a refund has no proof of its outcome from Alipay past the proof window: a person must look"
+    );
+    if let Err(error) = gateway
+        .store
+        .mark_refund_unproven(refund, &Cause::Sweeper, now)
+        .await
+    {
+        tracing::warn!(error = %error, "the unproven refund could not be audited");
+    }
+}
+
 impl SweepReport {
     fn unfinished_since(&mut self, since_ms: i64) {
         let age = (now_ms() - since_ms).max(0) / 1000;
@@ -246,12 +281,19 @@ impl SweepReport {
                         {"Name": "SweepErrors", "Unit": "Count"},
                         {"Name": "RefundsPending", "Unit": "Count"}
                     ]
+                }, {
+                    // The alarm's metric, the same (dimensionless) one the refund and notify
+                    // functions count a discrepancy in.
+                    "Namespace": "AlipayGateway",
+                    "Dimensions": [[]],
+                    "Metrics": [{"Name": "RefundDiscrepancies", "Unit": "Count"}]
                 }]
             },
             "Function": function_name,
             "OldestDueAgeSeconds": self.oldest_due_age_seconds,
             "SweepErrors": self.errors,
             "RefundsPending": self.refunds_pending,
+            "RefundDiscrepancies": self.refunds_unproven,
             "report": self,
         })
         .to_string()

@@ -166,7 +166,8 @@ fn server_calls_have_their_fields_and_no_notify_url() {
                 out_request_no,
             },
             "alipay.trade.fastpay.refund.query",
-            r#"{"out_request_no":"refund_1","out_trade_no":"order_1"}"#,
+            // gmt_refund_pay comes back only when asked for (ALIPAY-OPS.md §6).
+            r#"{"out_request_no":"refund_1","out_trade_no":"order_1","query_options":["gmt_refund_pay"]}"#,
         ),
     ];
     for (request, method, biz) in cases {

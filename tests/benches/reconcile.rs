@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use gateway_tests::simulator::{RefundRecord, Trade};
+use gateway_tests::simulator::{BALANCE, RefundRecord, RefundState, Trade};
 use gateway_tests::support::{APP_ID, SELLER_ID, Stack, fixtures};
 use shared::china_time::ChinaDate;
 use shared::domain::{CNY, Channel, Order, OrderStatus, Refund, RefundStatus};
@@ -53,12 +53,14 @@ fn day_records(
                     executions: 1,
                     requests: 1,
                     gmt_refund: at.clone(),
+                    state: RefundState::Success,
                 })
                 .collect(),
             gmt_create: at.clone(),
             gmt_payment: Some(at.clone()),
             expires_at: None,
             refund_requests_ms: Vec::new(),
+            fund_channel: BALANCE.into(),
         });
         let out_trade_no = OutTradeNo::parse(&no).expect("id");
         let amount = Amount::from_fen(fen).expect("amount");
@@ -100,10 +102,12 @@ fn day_records(
                 failure_message: None,
                 created_at_ms: 0,
                 updated_at_ms: 0,
+                last_send_ms: 0,
                 sends: 1,
                 due_at_ms: None,
                 sweeps: 0,
                 alipay_channel: shared::channels::ChannelId::Primary,
+                unproven_since_ms: None,
             })
             .collect();
         records.push((order, refunds));

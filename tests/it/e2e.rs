@@ -9,7 +9,9 @@ use gateway_tests::merchant::{
     audit_kinds, create, create_and_pay, payment, refund, refund_status, wait_for_status,
 };
 use gateway_tests::simulator::{Fault, FaultKind};
-use gateway_tests::support::{APP_ID, RETURN_PREFIX, SELLER_ID, Stack, StackOptions, eventually};
+use gateway_tests::support::{
+    APP_ID, REFUND_QUERY_DELAY_MS, RETURN_PREFIX, SELLER_ID, Stack, StackOptions, eventually,
+};
 use serde_json::{Value, json};
 use shared::ids::OutTradeNo;
 
@@ -849,6 +851,24 @@ async fn a_terminal_refusal_releases_the_reservation_and_an_untrusted_answer_doe
         payment(&stack, "done_1").await["refundable_amount"],
         "39.00"
     );
+    // Asked sooner than the query delay after the send, `?sync=true` leaves it to the send that
+    // is in flight (as a POST retry does): nothing is asked of Alipay.
+    let calls = stack.simulator.calls().len();
+    let soon = stack
+        .http
+        .get(&stack.api("/payments/done_1/refunds/bad_sig?sync=true"))
+        .await;
+    assert_eq!(
+        (
+            soon.json()["refund"]["status"].as_str(),
+            soon.json()["pending_reason"]["code"].as_str()
+        ),
+        (Some("PENDING"), Some("refund_processing")),
+        "{}",
+        soon.text
+    );
+    assert_eq!(stack.simulator.calls().len(), calls, "Alipay was not asked");
+    tokio::time::sleep(std::time::Duration::from_millis(REFUND_QUERY_DELAY_MS)).await;
     let synced = stack
         .http
         .get(&stack.api("/payments/done_1/refunds/bad_sig?sync=true"))

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use gateway_tests::merchant::{
-    audit_kinds, close, create, create_and_pay, paid_after_close, payment, payment_body, refund,
+    audit_kinds, close, create, create_and_pay, create_and_pay_with, paid_after_close, payment,
+    payment_body, refund, refund_status, refused_refund,
 };
-use gateway_tests::simulator::china_text;
-use gateway_tests::simulator::{Fault, FaultKind};
-use gateway_tests::support::{APP_ID, REFUND_SPACING_MS, SELLER_ID, Stack, eventually, now_ms};
+use gateway_tests::simulator::{BALANCE, BANK_CARD, Fault, FaultKind, RefundState, china_text};
+use gateway_tests::support::{
+    APP_ID, REFUND_QUERY_DELAY_MS, REFUND_SPACING_MS, SELLER_ID, Stack, eventually, now_ms,
+};
 use serde_json::json;
 
 fn fault(target: &str, kind: FaultKind) -> Fault {
@@ -548,4 +550,346 @@ async fn the_age_alarm_sees_work_that_keeps_failing() {
         payment(&stack, "stuck_1").await["refundable_amount"],
         "7.00"
     );
+}
+
+/// The simulator's record of a refund: (state, executions, requests).
+fn alipay_refund(
+    stack: &Stack,
+    out_trade_no: &str,
+    out_request_no: &str,
+) -> Option<(RefundState, u32, u32)> {
+    stack
+        .simulator
+        .trade(out_trade_no)?
+        .refunds
+        .iter()
+        .find(|r| r.out_request_no == out_request_no)
+        .map(|r| (r.state, r.executions, r.requests))
+}
+
+fn refund_queries(stack: &Stack) -> usize {
+    stack
+        .simulator
+        .calls()
+        .iter()
+        .filter(|(method, _)| method == "alipay.trade.fastpay.refund.query")
+        .count()
+}
+
+/// A refund to a bank card is accepted (`fund_change=N`) and executed later. Until Alipay proves
+/// it (`REFUND_SUCCESS`) it stays PENDING with its money reserved: not asked about sooner than
+/// the query delay, and never settled on the data without a status that the query shows while
+/// Alipay processes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_alipay_executes_later_stays_pending_until_proven() {
+    let stack = Stack::start().await;
+    create_and_pay_with(&stack, "later_1", "80.00", BANK_CARD).await;
+    // Its refund notification is lost: only the query can prove it.
+    drop_next_notification(&stack);
+    let answer = refund(
+        &stack,
+        "later_1",
+        json!({"amount": "30.00", "out_request_no": "later_r1"}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    assert_eq!(answer.json()["refund"]["status"], "PENDING");
+    assert_eq!(
+        refund_queries(&stack),
+        0,
+        "accepted without moving money: not asked about at once"
+    );
+    // Past the query delay, Alipay still processing: its answer (data, no status) settles nothing.
+    tokio::time::sleep(Duration::from_millis(REFUND_QUERY_DELAY_MS + 50)).await;
+    let synced = stack
+        .http
+        .get(&stack.api("/payments/later_1/refunds/later_r1?sync=true"))
+        .await;
+    assert_eq!(
+        synced.json()["refund"]["status"],
+        "PENDING",
+        "{}",
+        synced.text
+    );
+    assert!(refund_queries(&stack) >= 1);
+    assert_eq!(
+        alipay_refund(&stack, "later_1", "later_r1").map(|r| r.0),
+        Some(RefundState::Processing)
+    );
+    assert_eq!(
+        payment(&stack, "later_1").await["refundable_amount"],
+        "50.00"
+    );
+    // Executed: the next look proves it; money moved once.
+    let executed = eventually(10, || async {
+        (alipay_refund(&stack, "later_1", "later_r1").map(|r| r.0) == Some(RefundState::Success))
+            .then_some(())
+    })
+    .await;
+    assert!(executed.is_some(), "Alipay executes it");
+    stack.drain(20).await;
+    assert_eq!(
+        refund_status(&stack, "later_1", "later_r1").await["refund"]["status"],
+        "SUCCEEDED"
+    );
+    assert_eq!(
+        alipay_refund(&stack, "later_1", "later_r1").map(|r| r.1),
+        Some(1)
+    );
+    let now = payment(&stack, "later_1").await;
+    assert_eq!(
+        (
+            now["refunded_amount"].as_str(),
+            now["refundable_amount"].as_str()
+        ),
+        (Some("30.00"), Some("50.00"))
+    );
+}
+
+/// A refund Alipay accepts and then fails (`REFUND_FAIL`) is sent again with the same number;
+/// only when that identical request is refused with a signed terminal answer is it FAILED and
+/// its money released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_alipay_fails_later_fails_only_when_a_signed_refusal_agrees() {
+    let stack = Stack::start().await;
+    create_and_pay_with(&stack, "fail_later_1", "50.00", BALANCE).await;
+    stack
+        .simulator
+        .inject(fault("alipay.trade.refund", FaultKind::RefundFailsLater));
+    let answer = refund(
+        &stack,
+        "fail_later_1",
+        json!({"amount": "20.00", "out_request_no": "fl_r1"}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let failed_there = eventually(10, || async {
+        (alipay_refund(&stack, "fail_later_1", "fl_r1").map(|r| r.0) == Some(RefundState::Fail))
+            .then_some(())
+    })
+    .await;
+    assert!(failed_there.is_some());
+    stack.drain(20).await;
+    let settled = refund_status(&stack, "fail_later_1", "fl_r1").await;
+    assert_eq!(
+        (
+            settled["refund"]["status"].as_str(),
+            settled["refund"]["failure_code"].as_str()
+        ),
+        (Some("FAILED"), Some("ACQ.SELLER_BALANCE_NOT_ENOUGH")),
+        "{settled}"
+    );
+    let (_, executions, requests) = alipay_refund(&stack, "fail_later_1", "fl_r1").expect("record");
+    assert_eq!(executions, 0);
+    assert!(requests >= 2, "sent again before it was failed: {requests}");
+    assert_eq!(
+        payment(&stack, "fail_later_1").await["refundable_amount"],
+        "50.00",
+        "the reservation was released"
+    );
+}
+
+/// A slow signed refusal of the first send, while a `?sync=true` found no such refund at Alipay
+/// and sent the identical request again (which executed, its answer lost): the refusal is about
+/// the first send only. The refund is not failed, its money stays reserved, and it ends
+/// SUCCEEDED, executed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_refusal_never_fails_a_refund_sent_again_meanwhile() {
+    let stack = Stack::start_with_timeout_ms(3_000).await;
+    create_and_pay_with(&stack, "slow_no_1", "60.00", BALANCE).await;
+    stack.simulator.inject(fault(
+        "alipay.trade.refund",
+        FaultKind::SlowRefusal { ms: 1_500 },
+    ));
+    stack
+        .simulator
+        .inject(fault("alipay.trade.refund", FaultKind::TimeoutAfterExecute));
+    drop_next_notification(&stack);
+    let post = refund(
+        &stack,
+        "slow_no_1",
+        json!({"amount": "25.00", "out_request_no": "slow_r1"}),
+    );
+    let sync = async {
+        // Past the query delay and the spacing since the first send.
+        tokio::time::sleep(Duration::from_millis(
+            REFUND_QUERY_DELAY_MS.max(REFUND_SPACING_MS) + 100,
+        ))
+        .await;
+        stack
+            .http
+            .get(&stack.api("/payments/slow_no_1/refunds/slow_r1?sync=true"))
+            .await
+    };
+    let (posted, synced) = tokio::join!(post, sync);
+    assert_eq!(
+        synced.json()["refund"]["status"],
+        "PENDING",
+        "{}",
+        synced.text
+    );
+    assert_eq!(posted.status, 202, "not failed: {}", posted.text);
+    assert_eq!(posted.json()["refund"]["status"], "PENDING");
+    assert_eq!(
+        payment(&stack, "slow_no_1").await["refundable_amount"],
+        "35.00",
+        "the money stays reserved"
+    );
+    stack.drain(20).await;
+    assert_eq!(
+        refund_status(&stack, "slow_no_1", "slow_r1").await["refund"]["status"],
+        "SUCCEEDED"
+    );
+    assert_eq!(
+        alipay_refund(&stack, "slow_no_1", "slow_r1").map(|r| r.1),
+        Some(1),
+        "executed once"
+    );
+    assert!(
+        !audit_kinds(&stack, "slow_no_1")
+            .await
+            .contains(&"refund.failed".to_owned())
+    );
+}
+
+/// Alipay's signed refund notification for a refund we recorded FAILED (its money released):
+/// proof that it executed. The refund is corrected to SUCCEEDED and its amount taken back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_recorded_failed_that_alipay_executed_is_corrected() {
+    let stack = Stack::start().await;
+    let paid = create_and_pay_with(&stack, "corr_1", "40.00", BALANCE).await;
+    let trade_no = paid["trade_no"].as_str().expect("trade_no").to_owned();
+    refused_refund(&stack, "corr_1", "15.00", "corr_r1").await;
+    assert_eq!(
+        payment(&stack, "corr_1").await["refundable_amount"],
+        "40.00"
+    );
+    let fields: BTreeMap<String, String> = [
+        ("notify_id", "corr_notify_1"),
+        ("notify_type", "trade_status_sync"),
+        ("notify_time", "2026-11-27 10:00:01"),
+        ("charset", "utf-8"),
+        ("version", "1.0"),
+        ("sign_type", "RSA2"),
+        ("app_id", APP_ID),
+        ("seller_id", SELLER_ID),
+        ("out_trade_no", "corr_1"),
+        ("trade_no", trade_no.as_str()),
+        ("trade_status", "TRADE_SUCCESS"),
+        ("total_amount", "40.00"),
+        ("refund_fee", "15.00"),
+        ("gmt_refund", "2026-11-27 10:00:00.123"),
+        ("out_biz_no", "corr_r1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let body = stack.simulator.sign_notification(&fields);
+    let answer = stack.http.post_form(&stack.gateway.notify_url, &body).await;
+    assert_eq!((answer.status, answer.text.as_str()), (200, "success"));
+    let corrected = refund_status(&stack, "corr_1", "corr_r1").await;
+    assert_eq!(corrected["refund"]["status"], "SUCCEEDED", "{corrected}");
+    let now = payment(&stack, "corr_1").await;
+    assert_eq!(
+        (
+            now["refunded_amount"].as_str(),
+            now["refundable_amount"].as_str()
+        ),
+        (Some("15.00"), Some("25.00"))
+    );
+    let kinds = audit_kinds(&stack, "corr_1").await;
+    assert!(kinds.contains(&"refund.corrected".to_owned()), "{kinds:?}");
+    assert!(
+        !kinds.contains(&"refund.notify_contradiction".to_owned()),
+        "{kinds:?}"
+    );
+}
+
+/// The sweeper's third call learns that the buyer paid (the close it sent was refused because
+/// the buyer paid just before): the payment it holds is applied, not dropped for having used
+/// its calls. Alipay's clock runs 3 s behind ours, so at our `time_expire` the trade still
+/// waits for the buyer there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_applies_a_payment_learned_on_its_last_call() {
+    let stack = Stack::start().await;
+    stack.simulator.set_clock_offset_ms(-3_000);
+    let deadline = deadline_in(2);
+    let mut body = payment_body("last_call_1", "18.00", "qr");
+    body["time_expire"] = json!(china_text(deadline));
+    let created = stack.http.post_json(&stack.api("/payments"), &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    stack
+        .simulator
+        .inject(fault("alipay.trade.close", FaultKind::BuyerPaysFirst));
+    drop_next_notification(&stack);
+    sleep_past(deadline).await;
+    let report = stack.sweep().await;
+    let calls: Vec<String> = stack
+        .simulator
+        .calls()
+        .into_iter()
+        .filter(|(method, _)| method != "alipay.trade.precreate")
+        .map(|(method, code)| format!("{method} {code}"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "alipay.trade.query 10000",
+            "alipay.trade.close ACQ.TRADE_STATUS_ERROR",
+            "alipay.trade.query 10000"
+        ]
+    );
+    assert_eq!(report.orders_paid, 1, "{report:?}");
+    assert_eq!(payment(&stack, "last_call_1").await["status"], "PAID");
+}
+
+/// A payment closed here while Alipay never knew it, whose URL a buyer opens afterwards: when
+/// the sweeper looks again after `time_expire` and Alipay (its clock 3 s behind ours) still
+/// offers the trade, it closes it there, so nobody can pay it unwatched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_order_alipay_still_offers_is_closed_there_too() {
+    let stack = Stack::start().await;
+    stack.simulator.set_clock_offset_ms(-3_000);
+    let deadline = deadline_in(2);
+    let mut body = payment_body("offered_1", "22.00", "page");
+    body["time_expire"] = json!(china_text(deadline));
+    let created = stack.http.post_json(&stack.api("/payments"), &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let url = created.json()["next_step"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let closed = close(&stack, "offered_1").await;
+    assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
+    assert!(
+        stack.simulator.trade("offered_1").is_none(),
+        "Alipay never knew it"
+    );
+    let cashier = stack.http.get(&url).await;
+    assert!(cashier.text.contains("收银台"), "{}", cashier.text);
+    assert_eq!(
+        stack.simulator.trade("offered_1").map(|t| t.status),
+        Some("WAIT_BUYER_PAY".to_owned())
+    );
+    sleep_past(deadline).await;
+    let report = stack.sweep().await;
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!(
+        stack.simulator.trade("offered_1").map(|t| t.status),
+        Some("TRADE_CLOSED".to_owned()),
+        "closed at Alipay: {:?}",
+        stack.simulator.calls()
+    );
+    assert!(
+        stack.simulator.pay("offered_1", false).is_err(),
+        "nobody can pay it"
+    );
+    let order = stack
+        .env
+        .store
+        .get_order(&shared::ids::OutTradeNo::parse("offered_1").expect("no"))
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!(order.due_at_ms, None, "no more attention needed");
 }

@@ -12,7 +12,7 @@ use gateway_tests::support::{TestEnv, now_ms};
 use shared::Amount;
 use shared::domain::{NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus};
 use shared::ids::OutRequestNo;
-use shared::store::{Created, Reserved, StoreError, Transition};
+use shared::store::{Created, Reserved, SendClaim, Settlement, StoreError, Transition};
 
 #[tokio::test]
 async fn creating_is_idempotent_and_conflicts_are_refused() {
@@ -332,7 +332,7 @@ async fn refunds_reserve_settle_and_release() {
         )
         .await;
     assert!(
-        matches!(settled, Ok(Transition::Applied(ref r)) if r.status == RefundStatus::Succeeded),
+        matches!(settled, Ok(Settlement::Settled(ref r)) if r.status == RefundStatus::Succeeded),
         "{settled:?}"
     );
     let repeat = env
@@ -345,7 +345,7 @@ async fn refunds_reserve_settle_and_release() {
             now_ms(),
         )
         .await;
-    assert!(matches!(repeat, Ok(Transition::Duplicate(_))), "{repeat:?}");
+    assert!(matches!(repeat, Ok(Settlement::Already(_))), "{repeat:?}");
     let contradiction = env
         .store
         .settle_refund(
@@ -397,7 +397,7 @@ async fn refunds_reserve_settle_and_release() {
         .settle_refund(&second, &failed, None, &api(), now_ms())
         .await
         .expect("release");
-    let released = released.into_inner();
+    let released = released.into_refund();
     assert_eq!(
         released.failure_code.as_deref(),
         Some("ACQ.SELLER_BALANCE_NOT_ENOUGH")
@@ -563,7 +563,10 @@ async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
         })
         .collect();
     for task in tasks {
-        assert!(task.await.expect("task").expect("settle").applied());
+        assert!(matches!(
+            task.await.expect("task").expect("settle"),
+            Settlement::Settled(_)
+        ));
     }
     let order = env
         .store
@@ -836,4 +839,203 @@ async fn marking_paid_from_a_stale_read_returns_exactly_what_is_stored() {
     };
     let stored = env.store.get_order(&id("bare_finish")).await.expect("read");
     assert_eq!(Some(returned), stored);
+}
+
+/// A FAILED is written only under the send that was judged: once the refund was sent again, the
+/// refusal of an earlier send releases nothing (the later send may execute).
+#[tokio::test]
+async fn a_refusal_of_an_earlier_send_never_fails_a_refund_sent_again() {
+    let env = TestEnv::new().await;
+    paid_order(&env, "judged", "100.00").await;
+    let order = id("judged");
+    let Reserved::New(reserved) = env
+        .store
+        .reserve_refund(&order, &refund("j_1", "60.00"), NEVER_DUE, &api(), now_ms())
+        .await
+        .expect("reserve")
+    else {
+        panic!("expected a new refund")
+    };
+    let claim = |refund: shared::domain::Refund| {
+        let store = env.store.clone();
+        async move {
+            match store
+                .begin_refund_send(&refund, 0, NEVER_DUE, now_ms())
+                .await
+                .expect("claim")
+            {
+                SendClaim::Granted { refund, .. } => refund,
+                other => panic!("expected the send, got {other:?}"),
+            }
+        }
+    };
+    // The first driver sends (1); a second one sends the identical request again (2).
+    let first = claim(reserved).await;
+    let second = claim(first.clone()).await;
+    assert_eq!((first.sends, second.sends), (1, 2));
+    let refused = RefundOutcome::Failed {
+        code: "ACQ.SELLER_BALANCE_NOT_ENOUGH".into(),
+        message: "卖家余额不足".into(),
+    };
+    // The first send's signed refusal arrives last: not applied, nothing released.
+    let late = env
+        .store
+        .settle_refund(&first, &refused, None, &api(), now_ms())
+        .await
+        .expect("settle");
+    assert!(
+        matches!(late, Settlement::Superseded(ref r) if r.status == RefundStatus::Pending && r.sends == 2),
+        "{late:?}"
+    );
+    let after = env
+        .store
+        .get_order(&order)
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!(after.refundable.fen(), 4_000, "the reservation is kept");
+    // The second send's own refusal is the judged one.
+    let judged = env
+        .store
+        .settle_refund(&second, &refused, None, &api(), now_ms())
+        .await
+        .expect("settle");
+    assert!(matches!(judged, Settlement::Settled(ref r) if r.status == RefundStatus::Failed));
+    let kinds: Vec<String> = env
+        .store
+        .audit_trail(&order)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "refund.failed").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+/// A signed success for a refund recorded FAILED corrects it: SUCCEEDED, the amount taken back
+/// from what is refundable, audited. When that amount was refunded again meanwhile, it stays
+/// FAILED and the discrepancy is audited.
+#[tokio::test]
+async fn a_success_proven_after_failed_is_a_correction_or_a_discrepancy() {
+    let env = TestEnv::new().await;
+    paid_order(&env, "corrected", "100.00").await;
+    let order = id("corrected");
+    let refused = RefundOutcome::Failed {
+        code: "ACQ.SELLER_BALANCE_NOT_ENOUGH".into(),
+        message: "卖家余额不足".into(),
+    };
+    let failed_refund = |no: &'static str, amount: &'static str| {
+        let store = env.store.clone();
+        let order = order.clone();
+        let refused = refused.clone();
+        async move {
+            let Reserved::New(reserved) = store
+                .reserve_refund(&order, &refund(no, amount), NEVER_DUE, &api(), now_ms())
+                .await
+                .expect("reserve")
+            else {
+                panic!("expected a new refund")
+            };
+            store
+                .settle_refund(&reserved, &refused, None, &api(), now_ms())
+                .await
+                .expect("fail")
+                .into_refund()
+        }
+    };
+    let failed = failed_refund("c_1", "60.00").await;
+    assert_eq!(failed.status, RefundStatus::Failed);
+    let corrected = env
+        .store
+        .settle_refund(
+            &failed,
+            &RefundOutcome::Succeeded,
+            Some("2026-11-26 23:59:59.250"),
+            &notify(9),
+            now_ms(),
+        )
+        .await
+        .expect("correct");
+    assert!(
+        matches!(corrected, Settlement::Corrected(ref r) if r.status == RefundStatus::Succeeded),
+        "{corrected:?}"
+    );
+    let now = env
+        .store
+        .get_order(&order)
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!((now.refunded.fen(), now.refundable.fen()), (6_000, 4_000));
+    let stored = env
+        .store
+        .get_refund(&order, &OutRequestNo::parse("c_1").expect("no"))
+        .await
+        .expect("get")
+        .expect("refund");
+    assert_eq!(
+        (stored.status, stored.failure_code),
+        (RefundStatus::Succeeded, None)
+    );
+    // A repeat of the proof changes nothing.
+    let again = env
+        .store
+        .settle_refund(
+            &failed,
+            &RefundOutcome::Succeeded,
+            None,
+            &notify(9),
+            now_ms(),
+        )
+        .await
+        .expect("repeat");
+    assert!(matches!(again, Settlement::Already(_)), "{again:?}");
+
+    // 40.00 left; 30.00 fails, then 30.00 more is refunded: the proof of the first comes too late.
+    let failed = failed_refund("c_2", "30.00").await;
+    env.store
+        .reserve_refund(&order, &refund("c_3", "30.00"), NEVER_DUE, &api(), now_ms())
+        .await
+        .expect("reserve");
+    let discrepancy = env
+        .store
+        .settle_refund(
+            &failed,
+            &RefundOutcome::Succeeded,
+            None,
+            &notify(10),
+            now_ms(),
+        )
+        .await
+        .expect("discrepancy");
+    assert!(
+        matches!(discrepancy, Settlement::Discrepancy(ref r) if r.status == RefundStatus::Failed),
+        "{discrepancy:?}"
+    );
+    let now = env
+        .store
+        .get_order(&order)
+        .await
+        .expect("get")
+        .expect("order");
+    assert_eq!((now.refunded.fen(), now.refundable.fen()), (6_000, 1_000));
+    let kinds: Vec<String> = env
+        .store
+        .audit_trail(&order)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in ["refund.corrected", "refund.discrepancy"] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind}: {kinds:?}"
+        );
+    }
 }

@@ -24,6 +24,7 @@ pub async fn simulator(env: &TestEnv) -> Simulator {
         APP_ID,
         SELLER_ID,
         None,
+        crate::simulator::RefundProcessing::IMMEDIATE,
     )
     .await
 }

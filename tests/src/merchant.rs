@@ -56,6 +56,24 @@ pub async fn create_and_pay(stack: &Stack, out_trade_no: &str, amount: &str) -> 
     wait_for_status(stack, out_trade_no, "PAID").await
 }
 
+/// As [`create_and_pay`], the buyer paying with `fund_channel` (`simulator::BANK_CARD`: its
+/// refunds are accepted and executed later, `simulator::BALANCE`: at once).
+pub async fn create_and_pay_with(
+    stack: &Stack,
+    out_trade_no: &str,
+    amount: &str,
+    fund_channel: &str,
+) -> Value {
+    let answer = create(stack, out_trade_no, amount, "qr").await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let payer = crate::simulator::Payer {
+        fund_channel: Some(fund_channel.to_owned()),
+        ..crate::simulator::Payer::default()
+    };
+    stack.simulator.pay_with(out_trade_no, &payer).expect("pay");
+    wait_for_status(stack, out_trade_no, "PAID").await
+}
+
 pub async fn audit_kinds(stack: &Stack, out_trade_no: &str) -> Vec<String> {
     let trail = stack
         .env

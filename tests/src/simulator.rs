@@ -58,7 +58,44 @@ pub struct SimulatorConfig {
     pub seller_id: String,
     /// Multiplies the retry schedule: 0.001 turns 4 minutes into 240 ms.
     pub time_scale: f64,
+    /// How refunds are executed: at once, or accepted and executed later.
+    pub refunds: RefundProcessing,
 }
+
+/// How Alipay executes refunds (ALIPAY.md, "fund_change"; ALIPAY-OPS.md §6): a refund to the
+/// buyer's Alipay balance moves money in the call (`fund_change=Y`); a refund to the bank card
+/// the buyer paid with is accepted (`fund_change=N`) and executed later, and until then the refund
+/// query shows the refund's data without a `refund_status`.
+#[derive(Clone, Copy, Debug)]
+pub struct RefundProcessing {
+    /// Every n-th payment is paid by bank card (its refunds execute later); 0: none.
+    pub bank_card_every: u64,
+    /// How long after it is accepted a bank-card refund is executed.
+    pub delay: Duration,
+}
+
+impl RefundProcessing {
+    /// Every refund at once (`fund_change=Y`): for tests about something else.
+    pub const IMMEDIATE: RefundProcessing = RefundProcessing {
+        bank_card_every: 0,
+        delay: Duration::ZERO,
+    };
+}
+
+impl Default for RefundProcessing {
+    /// What the tests, `make run` and the chaos run get: every second payment by bank card,
+    /// its refunds executed 1.5 s after they are accepted.
+    fn default() -> Self {
+        RefundProcessing {
+            bank_card_every: 2,
+            delay: Duration::from_millis(1_500),
+        }
+    }
+}
+
+/// How the buyer paid: the `fundChannel` of the notification's `fund_bill_list`.
+pub const BALANCE: &str = "ALIPAYACCOUNT";
+pub const BANK_CARD: &str = "BANKCARD";
 
 /// The application's certificate-mode setup on the open platform: the CA that issued the
 /// application certificate and Alipay's certificate (whose key is `alipay_signer`'s).
@@ -120,6 +157,19 @@ pub enum FaultKind {
     Slow { ms: u64 },
     /// Notifications: a broken signature on every attempt.
     BadNotifySignature,
+    /// Refunds: a signed terminal refusal (`ACQ.SELLER_BALANCE_NOT_ENOUGH`) this long after the
+    /// call arrives, without executing: a slow Alipay that says no.
+    SlowRefusal { ms: u64 },
+    /// Refunds: the next new refund is accepted (`fund_change=N`) and executed later, whatever
+    /// the buyer paid with.
+    AsyncRefund,
+    /// Refunds: the next new refund is accepted (`fund_change=N`) and fails later
+    /// (`refund_status=REFUND_FAIL`; the balance ran short). Sending it again is refused with
+    /// `ACQ.SELLER_BALANCE_NOT_ENOUGH`.
+    RefundFailsLater,
+    /// `alipay.trade.close`: the buyer pays just before the close arrives (so it is refused
+    /// with `ACQ.TRADE_STATUS_ERROR`).
+    BuyerPaysFirst,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -135,6 +185,18 @@ fn one() -> u32 {
     1
 }
 
+/// Where a refund Alipay accepted stands.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundState {
+    /// Accepted, not executed yet: the query shows its data without a status.
+    Processing,
+    /// Executed: money moved (`REFUND_SUCCESS`).
+    Success,
+    /// Will never execute (`REFUND_FAIL`).
+    Fail,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RefundRecord {
     pub out_request_no: String,
@@ -143,8 +205,17 @@ pub struct RefundRecord {
     pub executions: u32,
     /// Requests received for it, repeats included.
     pub requests: u32,
-    /// When the money moved (China time): the bill's `完成时间` of the refund row.
+    /// When the money moved (China time, to the second): the bill's `完成时间` of the refund
+    /// row; empty until it is executed.
     pub gmt_refund: String,
+    pub state: RefundState,
+}
+
+impl RefundRecord {
+    /// Money moved for it.
+    pub fn executed(&self) -> bool {
+        self.state == RefundState::Success
+    }
 }
 
 /// An edit of the simulator's ledger, to make Alipay's books differ from the gateway's on
@@ -198,9 +269,16 @@ pub struct Trade {
     pub expires_at: Option<i64>,
     /// When each `alipay.trade.refund` for this trade arrived (Unix ms), repeats included.
     pub refund_requests_ms: Vec<i64>,
+    /// How the buyer paid ([`BALANCE`] or [`BANK_CARD`]): bank-card refunds execute later.
+    pub fund_channel: String,
 }
 
 impl Trade {
+    /// The refunds Alipay executed.
+    pub fn executed_refunds(&self) -> impl Iterator<Item = &RefundRecord> {
+        self.refunds.iter().filter(|r| r.executed())
+    }
+
     /// Alipay closes an unpaid trade at its `time_expire` (ALIPAY-OPS.md §1).
     fn expire_if_due(&mut self, now: i64) {
         if self.status == "WAIT_BUYER_PAY" && self.expires_at.is_some_and(|at| now >= at) {
@@ -296,6 +374,12 @@ struct Inner {
     state: Mutex<State_>,
     base_url: String,
     counter: AtomicU64,
+    /// Payments made, for [`RefundProcessing::bank_card_every`].
+    payments: AtomicU64,
+    /// Alipay's clock, ahead of (or behind) the machine's by this much: a test clock, so that
+    /// answers and notifications arrive around a China-time midnight, or with Alipay's clock a
+    /// few seconds behind ours.
+    clock_offset_ms: std::sync::atomic::AtomicI64,
     /// Bumped by [`Simulator::release_held`]: held notifications go out.
     released: tokio::sync::watch::Sender<u64>,
     http: hyper_util::client::legacy::Client<
@@ -344,6 +428,8 @@ impl Simulator {
             state: Mutex::new(State_::default()),
             base_url: format!("http://{address}"),
             counter: AtomicU64::new(1),
+            payments: AtomicU64::new(0),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             released: tokio::sync::watch::Sender::new(0),
             http,
         });
@@ -445,13 +531,52 @@ impl Simulator {
     }
 
     /// The buyer pays (as the cashier's Pay button does); `finished` also sends TRADE_FINISHED.
+    /// By bank card or from the balance as [`RefundProcessing::bank_card_every`] decides.
     pub fn pay(&self, out_trade_no: &str, finished: bool) -> Result<Trade, String> {
-        pay(&self.inner, out_trade_no, finished, None)
+        self.pay_with(
+            out_trade_no,
+            &Payer {
+                finished,
+                ..Payer::default()
+            },
+        )
     }
 
     /// The buyer with Alipay user id `buyer_id` (2088…) logs in at the cashier and pays.
     pub fn pay_as(&self, out_trade_no: &str, buyer_id: &str) -> Result<Trade, String> {
-        pay(&self.inner, out_trade_no, false, Some(buyer_id))
+        self.pay_with(
+            out_trade_no,
+            &Payer {
+                buyer_id: Some(buyer_id.to_owned()),
+                ..Payer::default()
+            },
+        )
+    }
+
+    /// The buyer pays as `payer` says (a bank card: its refunds execute later).
+    pub fn pay_with(&self, out_trade_no: &str, payer: &Payer) -> Result<Trade, String> {
+        pay(&self.inner, out_trade_no, payer)
+    }
+
+    /// Moves Alipay's clock by `offset_ms` from the machine's (0: the machine's).
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.inner
+            .clock_offset_ms
+            .store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// Sets Alipay's clock so that it reads `china_time` (`yyyy-MM-dd HH:mm:ss`) now, and runs
+    /// on from there; the offset it took.
+    pub fn set_china_time(&self, china_time: &str) -> Result<i64, String> {
+        let at = china_unix(china_time).ok_or("expected yyyy-MM-dd HH:mm:ss")?;
+        let offset = at * 1000 - machine_ms();
+        self.set_clock_offset_ms(offset);
+        Ok(offset)
+    }
+
+    /// Alipay's clock now, China time.
+    pub fn china_now(&self) -> String {
+        china_now(&self.inner).0
     }
 
     /// Opens an app-pay order string as the Alipay app would: verifies it, creates the trade.
@@ -530,14 +655,35 @@ fn decode_form(raw: &[u8]) -> Result<BTreeMap<String, String>, String> {
     Ok(params)
 }
 
+/// The machine's clock, Unix ms.
+fn machine_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Alipay's clock, Unix ms: the machine's, moved by the test clock's offset.
+fn alipay_ms(inner: &Inner) -> i64 {
+    machine_ms() + inner.clock_offset_ms.load(Ordering::Relaxed)
+}
+
 /// Alipay's clock: `yyyy-MM-dd HH:mm:ss` in China time (UTC+8; ALIPAY.md), with the Unix
 /// seconds. The simulator's own code, deliberately not the gateway's formatter.
-fn china_now() -> (String, i64) {
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+fn china_now(inner: &Inner) -> (String, i64) {
+    let unix = alipay_ms(inner).div_euclid(1000);
     (china_text(unix), unix)
+}
+
+/// Alipay's clock with milliseconds, `yyyy-MM-dd HH:mm:ss.SSS`: how a refund notification
+/// writes `gmt_refund` (ALIPAY-OPS.md §6).
+fn china_now_millis(inner: &Inner) -> String {
+    let ms = alipay_ms(inner);
+    format!(
+        "{}.{:03}",
+        china_text(ms.div_euclid(1000)),
+        ms.rem_euclid(1000)
+    )
 }
 
 const CHINA_OFFSET: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
@@ -730,8 +876,10 @@ async fn gateway(
     } else if params.contains_key("app_cert_sn") {
         return reply("40002", "isv.invalid-app-cert-sn", "应用未开启公钥证书模式");
     }
-    // Inference from ALIPAY.md: the timestamp is China time; a UTC one is 8 hours off.
-    let (_, now) = china_now();
+    // Inference from ALIPAY.md: the timestamp is China time; a UTC one is 8 hours off. Checked
+    // against the machine's clock: the test clock moves Alipay's business times (answers,
+    // notifications, the bill's day), not the caller's, which keeps the machine's.
+    let now = machine_ms().div_euclid(1000);
     let sent = params.get("timestamp").and_then(|t| china_unix(t));
     if sent.is_none_or(|t| (t - now).abs() > 600) {
         return reply("40002", "isv.invalid-timestamp", "非法的时间戳参数");
@@ -815,10 +963,22 @@ async fn gateway(
                     let content = json!({"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error", "sub_msg": "系统繁忙"});
                     return answer(&inner, &api, &content, false, false);
                 }
+                Some(FaultKind::SlowRefusal { ms }) => {
+                    lock(&inner.state)
+                        .calls
+                        .push((api.clone(), "ACQ.SELLER_BALANCE_NOT_ENOUGH".into()));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let content = business_error("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足");
+                    return answer(&inner, &api, &content, false, true);
+                }
                 Some(FaultKind::Slow { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                Some(FaultKind::BuyerPaysFirst) => {
+                    // The buyer's payment reaches Alipay just before this call does.
+                    let _ = pay(&inner, &field("out_trade_no"), &Payer::default());
+                }
                 _ => {}
             }
-            let content = execute(&inner, &api, &params, &biz, &field);
+            let content = execute(&inner, &api, &params, &biz, &field, fault.as_ref());
             let code = content
                 .get("sub_code")
                 .or(content.get("code"))
@@ -894,7 +1054,7 @@ fn open_trade(
     {
         return Err(format!("product_code 应为 {product}"));
     }
-    let (now, unix_now) = china_now();
+    let (now, unix_now) = china_now(inner);
     let time_expire = field("time_expire");
     let expires_at = if time_expire.is_empty() {
         None
@@ -931,6 +1091,7 @@ fn open_trade(
         gmt_payment: None,
         expires_at,
         refund_requests_ms: Vec::new(),
+        fund_channel: BALANCE.to_owned(),
     };
     state.trades.insert(out_trade_no, trade.clone());
     Ok(trade)
@@ -940,21 +1101,23 @@ fn trade_fields(trade: &Trade) -> Value {
     json!({"trade_no": trade.trade_no, "out_trade_no": trade.out_trade_no})
 }
 
-/// The server APIs.
+fn success(mut content: Value) -> Value {
+    if let Some(object) = content.as_object_mut() {
+        object.insert("code".into(), json!("10000"));
+        object.insert("msg".into(), json!("Success"));
+    }
+    content
+}
+
+/// The server APIs. `fault`: the fault this call took, for those that act inside it.
 fn execute(
     inner: &Arc<Inner>,
     api: &str,
     params: &BTreeMap<String, String>,
     biz: &Value,
     field: &dyn Fn(&str) -> String,
+    fault: Option<&FaultKind>,
 ) -> Value {
-    let success = |mut content: Value| {
-        if let Some(object) = content.as_object_mut() {
-            object.insert("code".into(), json!("10000"));
-            object.insert("msg".into(), json!("Success"));
-        }
-        content
-    };
     if api == "alipay.data.dataservice.bill.downloadurl.query" {
         return bill_url(inner, &field("bill_type"), &field("bill_date"));
     }
@@ -966,12 +1129,15 @@ fn execute(
             Err(e) => business_error("ACQ.INVALID_PARAMETER", &e),
         };
     }
+    if api == "alipay.trade.refund" {
+        return refund(inner, field, fault);
+    }
     let out_trade_no = field("out_trade_no");
     let mut state = lock(&inner.state);
     let Some(trade) = state.trades.get_mut(&out_trade_no) else {
         return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在");
     };
-    trade.expire_if_due(china_now().1);
+    trade.expire_if_due(china_now(inner).1);
     match api {
         "alipay.trade.query" => {
             let mut content = trade_fields(trade);
@@ -995,95 +1161,38 @@ fn execute(
             trade.status = "TRADE_CLOSED".into();
             success(trade_fields(trade))
         }
-        "alipay.trade.refund" => {
-            trade.refund_requests_ms.push(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0),
-            );
-            let out_request_no = field("out_request_no");
-            let refund_amount = field("refund_amount");
-            let Some(amount) = fen(&refund_amount).filter(|f| *f > 0) else {
-                return business_error("ACQ.INVALID_PARAMETER", "refund_amount 格式错误");
-            };
-            if out_request_no.is_empty() {
-                return business_error("ACQ.INVALID_PARAMETER", "缺少 out_request_no");
-            }
-            if let Some(record) = trade
-                .refunds
-                .iter_mut()
-                .find(|r| r.out_request_no == out_request_no)
-            {
-                record.requests += 1;
-                if record.refund_amount != refund_amount {
-                    return business_error("ACQ.DISCORDANT_REPEAT_REQUEST", "请求信息不一致");
-                }
-                // A repeat: answered, but no money moves.
-                let mut content = trade_fields(trade);
-                if let Some(object) = content.as_object_mut() {
-                    object.insert("fund_change".into(), json!("N"));
-                    object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
-                }
-                return success(content);
-            }
-            match trade.status.as_str() {
-                "TRADE_SUCCESS" => {}
-                "TRADE_FINISHED" => return business_error("ACQ.TRADE_HAS_FINISHED", "交易已完结"),
-                _ => return business_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法"),
-            }
-            if trade.refunded_fen + amount > trade.total_fen {
-                return business_error("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限");
-            }
-            trade.refunded_fen += amount;
-            trade.refunds.push(RefundRecord {
-                out_request_no: out_request_no.clone(),
-                refund_amount,
-                executions: 1,
-                requests: 1,
-                gmt_refund: china_now().0,
-            });
-            let full = trade.refunded_fen == trade.total_fen;
-            if full {
-                trade.status = "TRADE_CLOSED".into();
-            }
-            let (now, _) = china_now();
-            let mut content = trade_fields(trade);
-            if let Some(object) = content.as_object_mut() {
-                object.insert("fund_change".into(), json!("Y"));
-                object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
-                object.insert("gmt_refund_pay".into(), json!(now));
-                object.insert("buyer_logon_id".into(), json!("buy***@example.com"));
-            }
-            let refund_fields = [
-                ("refund_fee", yuan(trade.refunded_fen)),
-                ("gmt_refund", now),
-                ("out_biz_no", out_request_no),
-            ];
-            let status = if full {
-                "TRADE_CLOSED"
-            } else {
-                "TRADE_SUCCESS"
-            };
-            let snapshot = trade.clone();
-            drop(state);
-            notify(inner, &snapshot, status, &refund_fields);
-            success(content)
-        }
         "alipay.trade.fastpay.refund.query" => {
             let out_request_no = field("out_request_no");
+            // Our identifiers are echoed back whether or not Alipay has the refund.
             let mut content = trade_fields(trade);
-            if let (Some(record), Some(object)) = (
-                trade
-                    .refunds
-                    .iter()
-                    .find(|r| r.out_request_no == out_request_no),
-                content.as_object_mut(),
-            ) {
-                object.insert("out_request_no".into(), json!(record.out_request_no));
-                object.insert("refund_amount".into(), json!(record.refund_amount));
-                object.insert("total_amount".into(), json!(trade.total_amount));
-                object.insert("refund_status".into(), json!("REFUND_SUCCESS"));
+            let asked_pay_time = biz
+                .get("query_options")
+                .and_then(Value::as_array)
+                .is_some_and(|options| options.iter().any(|o| o == "gmt_refund_pay"));
+            let record = trade
+                .refunds
+                .iter()
+                .find(|r| r.out_request_no == out_request_no);
+            if let Some(object) = content.as_object_mut() {
+                object.insert("out_request_no".into(), json!(out_request_no));
+                if let Some(record) = record {
+                    object.insert("refund_amount".into(), json!(record.refund_amount));
+                    object.insert("total_amount".into(), json!(trade.total_amount));
+                    match record.state {
+                        // Accepted, not executed: the data, no status.
+                        RefundState::Processing => {}
+                        RefundState::Success => {
+                            object.insert("refund_status".into(), json!("REFUND_SUCCESS"));
+                            // Only when asked for (ALIPAY-OPS.md §6).
+                            if asked_pay_time {
+                                object.insert("gmt_refund_pay".into(), json!(record.gmt_refund));
+                            }
+                        }
+                        RefundState::Fail => {
+                            object.insert("refund_status".into(), json!("REFUND_FAIL"));
+                        }
+                    }
+                }
             }
             success(content)
         }
@@ -1091,38 +1200,196 @@ fn execute(
     }
 }
 
+/// `alipay.trade.refund`: executed at once (a refund to the buyer's balance, `fund_change=Y`),
+/// or accepted and executed later (to a bank card, or as a fault says: `fund_change=N`). One
+/// `out_request_no` moves money at most once; a repeat is answered without moving any.
+fn refund(inner: &Arc<Inner>, field: &dyn Fn(&str) -> String, fault: Option<&FaultKind>) -> Value {
+    let out_trade_no = field("out_trade_no");
+    let mut state = lock(&inner.state);
+    let Some(trade) = state.trades.get_mut(&out_trade_no) else {
+        return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在");
+    };
+    trade.expire_if_due(china_now(inner).1);
+    trade.refund_requests_ms.push(alipay_ms(inner));
+    let out_request_no = field("out_request_no");
+    let refund_amount = field("refund_amount");
+    let Some(amount) = fen(&refund_amount).filter(|f| *f > 0) else {
+        return business_error("ACQ.INVALID_PARAMETER", "refund_amount 格式错误");
+    };
+    if out_request_no.is_empty() {
+        return business_error("ACQ.INVALID_PARAMETER", "缺少 out_request_no");
+    }
+    if let Some(record) = trade
+        .refunds
+        .iter_mut()
+        .find(|r| r.out_request_no == out_request_no)
+    {
+        record.requests += 1;
+        if record.refund_amount != refund_amount {
+            return business_error("ACQ.DISCORDANT_REPEAT_REQUEST", "请求信息不一致");
+        }
+        if record.state == RefundState::Fail {
+            // The reason it failed still holds.
+            return business_error("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足");
+        }
+        // A repeat (executed or still processing): answered, but no money moves.
+        let mut content = trade_fields(trade);
+        if let Some(object) = content.as_object_mut() {
+            object.insert("fund_change".into(), json!("N"));
+            object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
+        }
+        return success(content);
+    }
+    match trade.status.as_str() {
+        "TRADE_SUCCESS" => {}
+        "TRADE_FINISHED" => return business_error("ACQ.TRADE_HAS_FINISHED", "交易已完结"),
+        _ => return business_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法"),
+    }
+    let processing: u64 = trade
+        .refunds
+        .iter()
+        .filter(|r| r.state == RefundState::Processing)
+        .filter_map(|r| fen(&r.refund_amount))
+        .sum();
+    if trade.refunded_fen + processing + amount > trade.total_fen {
+        return business_error("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限");
+    }
+    let fails = fault == Some(&FaultKind::RefundFailsLater);
+    let later = fails || fault == Some(&FaultKind::AsyncRefund) || trade.fund_channel == BANK_CARD;
+    trade.refunds.push(RefundRecord {
+        out_request_no: out_request_no.clone(),
+        refund_amount,
+        executions: 0,
+        requests: 1,
+        gmt_refund: String::new(),
+        state: RefundState::Processing,
+    });
+    if later {
+        let mut content = trade_fields(trade);
+        if let Some(object) = content.as_object_mut() {
+            object.insert("fund_change".into(), json!("N"));
+            object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
+            object.insert("buyer_logon_id".into(), json!("buy***@example.com"));
+        }
+        drop(state);
+        let (inner, delay) = (Arc::clone(inner), inner.config.refunds.delay);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            complete_refund(&inner, &out_trade_no, &out_request_no, !fails);
+        });
+        return success(content);
+    }
+    drop(state);
+    complete_refund(inner, &out_trade_no, &out_request_no, true);
+    let state = lock(&inner.state);
+    let Some(trade) = state.trades.get(&out_trade_no) else {
+        return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在");
+    };
+    let paid_at = trade
+        .refunds
+        .iter()
+        .find(|r| r.out_request_no == out_request_no)
+        .map(|r| r.gmt_refund.clone())
+        .unwrap_or_default();
+    let mut content = trade_fields(trade);
+    if let Some(object) = content.as_object_mut() {
+        object.insert("fund_change".into(), json!("Y"));
+        object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
+        object.insert("gmt_refund_pay".into(), json!(paid_at));
+        object.insert("buyer_logon_id".into(), json!("buy***@example.com"));
+    }
+    success(content)
+}
+
+/// Executes (or fails) an accepted refund: money moves, the trade closes when fully refunded,
+/// and the refund notification goes out (`gmt_refund` with milliseconds, as Alipay writes it).
+fn complete_refund(inner: &Arc<Inner>, out_trade_no: &str, out_request_no: &str, executes: bool) {
+    let mut state = lock(&inner.state);
+    let Some(trade) = state.trades.get_mut(out_trade_no) else {
+        return;
+    };
+    let Some(record) = trade
+        .refunds
+        .iter_mut()
+        .find(|r| r.out_request_no == out_request_no && r.state == RefundState::Processing)
+    else {
+        return;
+    };
+    if !executes {
+        record.state = RefundState::Fail;
+        return;
+    }
+    let (now, _) = china_now(inner);
+    let now_millis = china_now_millis(inner);
+    record.state = RefundState::Success;
+    record.executions += 1;
+    record.gmt_refund = now;
+    let amount = fen(&record.refund_amount).unwrap_or(0);
+    trade.refunded_fen += amount;
+    let full = trade.refunded_fen == trade.total_fen;
+    if full {
+        trade.status = "TRADE_CLOSED".into();
+    }
+    let refund_fields = [
+        ("refund_fee", yuan(trade.refunded_fen)),
+        ("gmt_refund", now_millis),
+        ("out_biz_no", out_request_no.to_owned()),
+    ];
+    let status = if full {
+        "TRADE_CLOSED"
+    } else {
+        "TRADE_SUCCESS"
+    };
+    let snapshot = trade.clone();
+    drop(state);
+    notify(inner, &snapshot, status, &refund_fields);
+}
+
 // ---- paying -----------------------------------------------------------------------------
 
-fn pay(
-    inner: &Arc<Inner>,
-    out_trade_no: &str,
-    finished: bool,
-    buyer_id: Option<&str>,
-) -> Result<Trade, String> {
+/// How a payment is made: by whom, with what.
+#[derive(Clone, Debug, Default)]
+pub struct Payer {
+    /// Also send TRADE_FINISHED (a trade that can no longer be refunded).
+    pub finished: bool,
+    /// The buyer's Alipay user id (2088…); the trade's own otherwise.
+    pub buyer_id: Option<String>,
+    /// [`BALANCE`] or [`BANK_CARD`]; by [`RefundProcessing::bank_card_every`] otherwise.
+    pub fund_channel: Option<String>,
+}
+
+fn pay(inner: &Arc<Inner>, out_trade_no: &str, payer: &Payer) -> Result<Trade, String> {
     let mut state = lock(&inner.state);
     let trade = state
         .trades
         .get_mut(out_trade_no)
         .ok_or("no such trade (open the cashier first)")?;
-    trade.expire_if_due(china_now().1);
+    let (now, unix_now) = china_now(inner);
+    trade.expire_if_due(unix_now);
     if trade.status != "WAIT_BUYER_PAY" {
         return Err(format!("the trade is {}", trade.status));
     }
-    let (now, _) = china_now();
-    trade.status = if finished {
+    trade.status = if payer.finished {
         "TRADE_FINISHED"
     } else {
         "TRADE_SUCCESS"
     }
     .into();
     trade.gmt_payment = Some(now);
-    if let Some(buyer_id) = buyer_id {
-        trade.buyer_id = buyer_id.to_owned();
+    if let Some(buyer_id) = &payer.buyer_id {
+        trade.buyer_id = buyer_id.clone();
     }
+    let n = inner.payments.fetch_add(1, Ordering::Relaxed) + 1;
+    let every = inner.config.refunds.bank_card_every;
+    trade.fund_channel = match &payer.fund_channel {
+        Some(channel) => channel.clone(),
+        None if every > 0 && n % every == 0 => BANK_CARD.to_owned(),
+        None => BALANCE.to_owned(),
+    };
     let snapshot = trade.clone();
     drop(state);
     notify(inner, &snapshot, "TRADE_SUCCESS", &[]);
-    if finished {
+    if payer.finished {
         notify(inner, &snapshot, "TRADE_FINISHED", &[]);
     }
     Ok(snapshot)
@@ -1173,7 +1440,7 @@ fn notify(inner: &Arc<Inner>, trade: &Trade, trade_status: &str, extra: &[(&str,
     };
     let fault = take_fault(inner, "notify");
     let n = inner.counter.fetch_add(1, Ordering::Relaxed);
-    let (now, _) = china_now();
+    let (now, _) = china_now(inner);
     let mut fields: BTreeMap<String, String> = [
         ("notify_id", format!("2026{n:028}")),
         ("notify_type", "trade_status_sync".to_owned()),
@@ -1201,8 +1468,8 @@ fn notify(inner: &Arc<Inner>, trade: &Trade, trade_status: &str, extra: &[(&str,
         (
             "fund_bill_list",
             format!(
-                "[{{\"amount\":\"{}\",\"fundChannel\":\"ALIPAYACCOUNT\"}}]",
-                trade.total_amount
+                "[{{\"amount\":\"{}\",\"fundChannel\":\"{}\"}}]",
+                trade.total_amount, trade.fund_channel
             ),
         ),
     ]
@@ -1356,12 +1623,12 @@ async fn cashier(State(inner): State<Arc<Inner>>, Path(out_trade_no): Path<Strin
 async fn cashier_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     let form = decode_form(&body).unwrap_or_default();
     let out_trade_no = form.get("out_trade_no").cloned().unwrap_or_default();
-    match pay(&inner, &out_trade_no, false, None) {
+    match pay(&inner, &out_trade_no, &Payer::default()) {
         Ok(trade) => match &trade.return_url {
             Some(url) => {
                 // The synchronous return carries signed parameters; merchants must not trust it
                 // for payment state (the notification and query are authoritative).
-                let (now, _) = china_now();
+                let (now, _) = china_now(&inner);
                 let mut fields: BTreeMap<String, String> = [
                     ("app_id", inner.config.app_id.clone()),
                     ("method", format!("{}.return", trade.method)),
@@ -1400,6 +1667,9 @@ struct PayRequest {
     out_trade_no: String,
     #[serde(default)]
     finished: bool,
+    /// `ALIPAYACCOUNT` or `BANKCARD` (refunds executed later).
+    #[serde(default)]
+    fund_channel: Option<String>,
 }
 
 async fn sim_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
@@ -1410,7 +1680,12 @@ async fn sim_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
         )
             .into_response();
     };
-    match pay(&inner, &request.out_trade_no, request.finished, None) {
+    let payer = Payer {
+        finished: request.finished,
+        buyer_id: None,
+        fund_channel: request.fund_channel,
+    };
+    match pay(&inner, &request.out_trade_no, &payer) {
         Ok(trade) => axum::Json(trade).into_response(),
         Err(e) => (StatusCode::CONFLICT, axum::Json(json!({"error": e}))).into_response(),
     }
@@ -1503,7 +1778,7 @@ fn bill_url(inner: &Arc<Inner>, bill_type: &str, bill_date: &str) -> Value {
     if bill_type != "trade" || time::Date::parse(bill_date, format).is_err() {
         return business_error("invalid_arguments", "参数不合法");
     }
-    let (now, unix) = china_now();
+    let (now, unix) = china_now(inner);
     let mut state = lock(&inner.state);
     let over = bill_date < &now[..10] || state.closed_days.contains(bill_date);
     if !over {
@@ -1537,10 +1812,7 @@ async fn download_bill(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuer
     let params = decode_form(query.unwrap_or_default().as_bytes()).unwrap_or_default();
     let token = params.get("token").cloned().unwrap_or_default();
     let link = lock(&inner.state).bill_links.remove(&token);
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = alipay_ms(&inner);
     match link {
         Some((name, zip, valid_until)) if now_ms <= valid_until => (
             [
@@ -1588,7 +1860,8 @@ fn edit_ledger(inner: &Inner, edit: LedgerEdit) -> Result<(), String> {
                 refund_amount,
                 executions: 1,
                 requests: 0,
-                gmt_refund: china_now().0,
+                gmt_refund: china_now(inner).0,
+                state: RefundState::Success,
             });
         }
         LedgerEdit::RemoveRefund {

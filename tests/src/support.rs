@@ -148,6 +148,7 @@ impl Stack {
             env: extra_env,
             certificates,
             sealed_app_key,
+            refunds,
         } = options;
         let certificates = certificates && !sealed_app_key;
         let env = TestEnv::new().await;
@@ -197,6 +198,7 @@ impl Stack {
             APP_ID,
             SELLER_ID,
             primary_certs.clone(),
+            refunds,
         )
         .await;
         // The second channel: a second application key in KMS, a second Alipay application.
@@ -237,6 +239,7 @@ impl Stack {
                     APP_ID_2,
                     SELLER_ID_2,
                     certs.clone(),
+                    refunds,
                 )
                 .await;
                 Some((alias, sim, certs))
@@ -448,6 +451,10 @@ pub struct StackOptions {
     /// made from the template's `AppKeySealingKey`, configured as `APP_PRIVATE_KEY_SEALED`
     /// instead of `KMS_KEY_ID` (key mode only).
     pub sealed_app_key: bool,
+    /// How the simulated Alipay executes refunds: by default as harshly as Alipay may (every
+    /// second payment by bank card, its refunds accepted with `fund_change=N` and executed
+    /// later); [`crate::simulator::RefundProcessing::IMMEDIATE`] for tests about something else.
+    pub refunds: crate::simulator::RefundProcessing,
 }
 
 /// Whether the suite runs in certificate mode (`GATEWAY_TEST_ALIPAY_MODE=certificate`).
@@ -465,6 +472,7 @@ impl Default for StackOptions {
             env: Vec::new(),
             certificates: certificate_mode_from_env(),
             sealed_app_key: false,
+            refunds: crate::simulator::RefundProcessing::default(),
         }
     }
 }
@@ -506,6 +514,7 @@ pub async fn simulate(
     app_id: &str,
     seller_id: &str,
     certificates: Option<crate::simulator::Certificates>,
+    refunds: crate::simulator::RefundProcessing,
 ) -> crate::simulator::Simulator {
     let text = std::fs::read_to_string(fixtures().join("keys").join(private_key)).expect("key");
     let alipay_key = shared::AppPrivateKey::parse(&text).expect("simulator key");
@@ -517,6 +526,7 @@ pub async fn simulate(
             app_id: app_id.into(),
             seller_id: seller_id.into(),
             time_scale: 0.0005,
+            refunds,
         },
         0,
     )

@@ -13,7 +13,9 @@ use shared::domain::{Cause, RefundOutcome, RefundStatus};
 use shared::gateway::{ApplyError, Gateway, TradeReport, apply_trade_report, now_ms};
 use shared::http::{body_bytes, text_response};
 use shared::ids::{OutRequestNo, OutTradeNo};
-use shared::store::{AuditEvent, StoreError};
+use shared::refunding::report_correction;
+use shared::store::{AuditEvent, Settlement, StoreError};
+use tracing::Instrument as _;
 
 /// The seven bytes Alipay waits for.
 pub const SUCCESS: &str = "success";
@@ -41,24 +43,29 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
             return text_response(status, FAIL);
         }
     };
+    // The span goes with the future, not the thread: with several requests at once in one
+    // process, no other request's lines carry this notification's numbers.
     let span = tracing::info_span!(
         "notification",
         out_trade_no = %notification.out_trade_no,
         notify_id = %notification.notify_id,
         trade_status = notification.trade_status.as_str()
     );
-    let _entered = span.enter();
-    match apply(gateway, &notification, signed_by).await {
-        Ok(()) => text_response(StatusCode::OK, SUCCESS),
-        Err(Refusal::Rejected(reason)) => {
-            tracing::warn!(security = true, reason = %reason, "notification not applied");
-            text_response(StatusCode::BAD_REQUEST, FAIL)
-        }
-        Err(Refusal::Unavailable(error)) => {
-            tracing::error!(error = %error, "notification not recorded; Alipay will retry");
-            text_response(StatusCode::SERVICE_UNAVAILABLE, FAIL)
+    async {
+        match apply(gateway, &notification, signed_by).await {
+            Ok(()) => text_response(StatusCode::OK, SUCCESS),
+            Err(Refusal::Rejected(reason)) => {
+                tracing::warn!(security = true, reason = %reason, "notification not applied");
+                text_response(StatusCode::BAD_REQUEST, FAIL)
+            }
+            Err(Refusal::Unavailable(error)) => {
+                tracing::error!(error = %error, "notification not recorded; Alipay will retry");
+                text_response(StatusCode::SERVICE_UNAVAILABLE, FAIL)
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 enum Refusal {
@@ -258,6 +265,8 @@ async fn apply_refund_notice(
         return Ok(());
     };
     let mut contradictions = Vec::new();
+    // A FAILED refund this notification proved executed (corrected): it counts as sent.
+    let mut proven: Option<OutRequestNo> = None;
     match notification
         .out_biz_no
         .as_deref()
@@ -265,7 +274,9 @@ async fn apply_refund_notice(
     {
         Some((_, Ok(out_request_no))) => {
             match refunds.iter().find(|r| r.out_request_no == out_request_no) {
-                Some(refund) if refund.status == RefundStatus::Pending => {
+                // Pending: settled by the notification. FAILED: Alipay executed a refund we had
+                // released (proof, signed): corrected, or a discrepancy when its money is gone.
+                Some(refund) if refund.status != RefundStatus::Succeeded => {
                     match store
                         .settle_refund(
                             refund,
@@ -276,8 +287,12 @@ async fn apply_refund_notice(
                         )
                         .await
                     {
-                        Ok(_) => {
+                        Ok(Settlement::Settled(_)) => {
                             tracing::info!(out_request_no = %out_request_no, "refund settled by notification")
+                        }
+                        Ok(settlement) => {
+                            report_correction(settlement);
+                            proven = Some(out_request_no.clone());
                         }
                         Err(StoreError::IllegalTransition { .. }) => {
                             contradictions.push(format!(
@@ -287,9 +302,6 @@ async fn apply_refund_notice(
                         Err(error) => return Err(error.into()),
                     }
                 }
-                Some(refund) if refund.status == RefundStatus::Failed => contradictions.push(
-                    format!("Alipay reports refund {out_request_no}, which we recorded as FAILED"),
-                ),
                 Some(_) => {}
                 None => contradictions.push(format!(
                     "Alipay reports refund {out_request_no}, which we never made"
@@ -307,7 +319,9 @@ async fn apply_refund_notice(
     if let Some(refund_fee) = notification.refund_fee {
         let sent: u64 = refunds
             .iter()
-            .filter(|r| r.status != RefundStatus::Failed)
+            .filter(|r| {
+                r.status != RefundStatus::Failed || proven.as_ref() == Some(&r.out_request_no)
+            })
             .map(|r| r.amount.fen())
             .sum();
         if refund_fee.fen() > sent {

@@ -19,10 +19,11 @@ use shared::http::{
     ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
 };
 use shared::ids::{OutRequestNo, OutTradeNo};
-use shared::lifecycle::{RefundNext, resume_refund};
+use shared::lifecycle::{RefundNext, SinceSend, resume_refund};
 use shared::money::Amount;
-use shared::refunding::{CIRCUIT_OPEN, Driven, Pending, drive_refund};
+use shared::refunding::{CIRCUIT_OPEN, Driven, drive_refund};
 use shared::store::Reserved;
+use tracing::Instrument as _;
 
 /// Refund reasons are shown to the buyer; Alipay limits them to 256 characters.
 const MAX_REASON_CHARS: usize = 256;
@@ -101,23 +102,16 @@ async fn create(
     };
     // Never another channel than the order's, even when it is failing.
     let alipay = gateway.alipay_for(refund.alipay_channel)?;
+    // The span goes with the future, not the thread: other requests this process serves at the
+    // same time never log under this refund's numbers.
     let span = tracing::info_span!("refund", out_trade_no = %out_trade_no, out_request_no = %refund.out_request_no);
-    let _entered = span.enter();
     // From here on every answer carries the refund, errors included.
     let driven = match refund.status {
         RefundStatus::Pending => {
             let start = start_for(gateway, &refund, now);
-            match start {
-                Some(start) => drive_refund(gateway, alipay, refund, start, deadline).await,
-                None => Driven {
-                    refund,
-                    pending: Some(Pending {
-                        code: "refund_processing",
-                        message: "the refund was sent; Alipay's answer is awaited".into(),
-                        retry_after: 5,
-                    }),
-                },
-            }
+            drive_refund(gateway, alipay, refund, start, deadline)
+                .instrument(span)
+                .await
         }
         // A retry of a refund that already ended: its outcome, unchanged.
         RefundStatus::Succeeded | RefundStatus::Failed => Driven {
@@ -128,11 +122,12 @@ async fn create(
     Ok(answer(&driven, fresh))
 }
 
-/// Where a POST picks up a PENDING refund: a refund never sent is sent; one sent long enough
-/// ago (Alipay asks for ≥ 10 s) is asked about; one sent just now is left alone.
-fn start_for(gateway: &Gateway, refund: &Refund, now: i64) -> Option<RefundNext> {
-    let asked_after = refund.updated_at_ms + gateway.config.lifecycle.refund_query_delay_ms;
-    (refund.sends == 0 || now >= asked_after).then(|| resume_refund(refund))
+/// Where a request picks up a PENDING refund (a POST retry, `GET ?sync=true`): a refund never
+/// sent is sent; one sent at least the query delay ago (Alipay asks for ≥ 10 s) is asked about;
+/// one sent more recently is left to the request that sent it.
+fn start_for(gateway: &Gateway, refund: &Refund, now: i64) -> RefundNext {
+    let since = SinceSend::of(refund, now, gateway.config.lifecycle.refund_query_delay_ms);
+    resume_refund(refund, since)
 }
 
 /// `{"refund": …}`, with `pending_reason` while it is PENDING and a reason is known.
@@ -221,10 +216,14 @@ async fn get(
             ))
         })?;
     if query_flag(request, "sync") && refund.status == RefundStatus::Pending {
-        // The same path the sweeper takes: ask, then settle, re-send or wait.
-        let start = resume_refund(&refund);
+        // The same path the sweeper takes: ask, then settle, re-send or wait; and no sooner
+        // after the last send than a POST retry (a send in flight decides first).
+        let start = start_for(gateway, &refund, now_ms());
         let alipay = gateway.alipay_for(refund.alipay_channel)?;
-        let driven = drive_refund(gateway, alipay, refund, start, deadline).await;
+        let span = tracing::info_span!("refund", out_trade_no = %out_trade_no, out_request_no = %out_request_no);
+        let driven = drive_refund(gateway, alipay, refund, start, deadline)
+            .instrument(span)
+            .await;
         return Ok(json_response(StatusCode::OK, &refund_body(&driven)));
     }
     Ok(json_response(

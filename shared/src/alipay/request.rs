@@ -176,6 +176,14 @@ impl AlipayRequest {
                 put("alipay_cert_sn", Some(alipay_cert_sn));
             }
         }
+        if let AlipayRequest::RefundQuery { .. } = self {
+            // Alipay returns when it paid the refund only when asked (ALIPAY-OPS.md §6): the
+            // day the bill shows it on.
+            biz.insert(
+                "query_options".to_owned(),
+                Value::Array(vec![Value::String("gmt_refund_pay".to_owned())]),
+            );
+        }
         Value::Object(biz)
     }
 }

@@ -58,7 +58,7 @@ mod refunds;
 
 pub use audit::AuditEvent;
 use orders::parse_order;
-pub use refunds::SendClaim;
+pub use refunds::{SendClaim, Settlement};
 use refunds::{parse_refund, pending_refund, refund_item};
 
 mod due;

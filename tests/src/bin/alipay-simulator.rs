@@ -2,6 +2,8 @@
 //!
 //! Usage: alipay-simulator --port 9100 --app-public-key FILE --alipay-private-key FILE
 //! [--certificates DIR] (certificate mode: DIR/app.csr in, the open platform's three files out)
+//! [--bank-card-every N] [--refund-delay-ms MS] (refunds executed later, as Alipay does for
+//! bank cards)
 
 use std::path::PathBuf;
 
@@ -34,6 +36,13 @@ struct Args {
     /// The first serial number of the certificates it issues.
     #[arg(long, default_value_t = 100)]
     serial: u64,
+    /// Every n-th payment is paid by bank card: its refunds are accepted (`fund_change=N`) and
+    /// executed later, as Alipay does (0: every refund at once).
+    #[arg(long, default_value_t = 2)]
+    bank_card_every: u64,
+    /// How long after it is accepted a bank-card refund is executed, in milliseconds.
+    #[arg(long, default_value_t = 3_000)]
+    refund_delay_ms: u64,
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {
@@ -82,6 +91,10 @@ async fn main() -> Result<(), String> {
             app_id: args.app_id,
             seller_id: args.seller_id,
             time_scale: args.time_scale,
+            refunds: gateway_tests::simulator::RefundProcessing {
+                bank_card_every: args.bank_card_every,
+                delay: std::time::Duration::from_millis(args.refund_delay_ms),
+            },
         },
         args.port,
     )

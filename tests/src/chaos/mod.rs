@@ -789,10 +789,11 @@ async fn check_invariants(
             }
         }
         // Refunds: what Alipay executed is exactly what we recorded as succeeded.
+        // What Alipay executed (a refund it accepted and failed, or still processes, moved no
+        // money).
         let executed: BTreeMap<&str, &crate::simulator::RefundRecord> = trade
             .map(|t| {
-                t.refunds
-                    .iter()
+                t.executed_refunds()
                     .map(|r| (r.out_request_no.as_str(), r))
                     .collect()
             })

@@ -47,7 +47,7 @@ pub fn lines_of_day(trades: &[Trade], date: &str) -> Vec<BillLine> {
                 fee_fen: fee(trade.total_fen),
             });
         }
-        for refund in &trade.refunds {
+        for refund in trade.executed_refunds() {
             if refund.gmt_refund.starts_with(date) {
                 lines.push(BillLine {
                     trade_no: trade.trade_no.clone(),
