@@ -45,6 +45,9 @@ pub struct Alipay {
     standby_first: AtomicBool,
 }
 
+/// A client and the signer it signs with.
+type Key<'a> = (&'a AlipayClient, &'a dyn Signer);
+
 /// The second signing key of a rotation.
 pub struct Standby {
     pub client: AlipayClient,
@@ -71,7 +74,7 @@ impl Alipay {
 
     /// The client and signer to use first, then the other one (if a standby is configured), and
     /// whether the second is the standby.
-    fn keys_in_order(&self) -> ([Option<(&AlipayClient, &dyn Signer)>; 2], bool) {
+    fn keys_in_order(&self) -> ([Option<Key<'_>>; 2], bool) {
         let main = Some((&self.client, self.signer.as_ref()));
         let standby = self
             .standby

@@ -5,11 +5,15 @@
 //! Before a payment is created:
 //! - a block list of customer refs and IPs (CIDR ranges too), and an amount ceiling for
 //!   virtual goods: decided here, with no I/O;
-//! - counts and amounts per customer ref and per IP, per hour and per (China-time) day, and
-//!   the distinct customers one IP may pay for in a day: counters in DynamoDB, one item per
-//!   subject and day, each a conditional `ADD` in the order's own creation transaction (no
-//!   extra round trip). A refused create writes nothing but its audit entry; a repeated create
-//!   of an existing order counts nothing.
+//! - counts and amounts per customer ref and per buyer IP, per hour and per (China-time) day,
+//!   and the distinct customers one IP may pay for in a day: counters in DynamoDB, one item per
+//!   subject and day, each a conditional single-item `ADD` before the order's creation. A
+//!   refused create writes nothing but its audit entry; a repeated create of an existing order
+//!   counts nothing.
+//!
+//! The IP is the buyer's, as the merchant's backend reports it (`buyer_ip`): the API's caller
+//! is that backend, never the buyer's browser, so the connection's address is the shop's own
+//! and is never counted.
 //!
 //! After payment (recorded whatever they say; the money is real): a buyer seen paying for many
 //! customer refs, or a payment far above the customer's paid history, flags the payment
@@ -156,6 +160,7 @@ impl Rules {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Screening<'a> {
     pub customer_ref: Option<&'a str>,
+    /// The buyer's IP as the merchant reports it (`buyer_ip`), when it does.
     pub ip: Option<IpAddr>,
     pub amount: Amount,
     pub virtual_goods: bool,
@@ -186,7 +191,7 @@ pub fn screen(rules: &Rules, s: &Screening<'_>) -> Result<(), Refusal> {
     if let Some(ip) = s.ip
         && rules.blocked_ips.iter().any(|net| net.contains(&ip))
     {
-        return Err(refusal("ip_blocked", "the client IP is blocked"));
+        return Err(refusal("ip_blocked", "the buyer IP is blocked"));
     }
     if let Some(max) = rules.virtual_goods_max
         && s.virtual_goods
@@ -328,11 +333,7 @@ pub fn tripped(counter: &Counter, counts: &Counts, amount: Amount) -> Refusal {
 
 fn limit_message(rule: &str, limits: &Limits) -> String {
     let (subject, rest) = rule.split_once('_').unwrap_or((rule, ""));
-    let subject = if subject == "ip" {
-        "client IP"
-    } else {
-        subject
-    };
+    let subject = if subject == "ip" { "buyer IP" } else { subject };
     let (window, limit) = match rest {
         "hourly_count" => (
             "an hour",
@@ -341,7 +342,7 @@ fn limit_message(rule: &str, limits: &Limits) -> String {
         "hourly_amount" => ("an hour", limits.hour.amount.map(|a| a.to_string())),
         "daily_count" => ("a day", limits.day.count.map(|c| format!("{c} payments"))),
         "daily_amount" => ("a day", limits.day.amount.map(|a| a.to_string())),
-        _ => return "too many customers from one client IP today".into(),
+        _ => return "too many customers from one buyer IP today".into(),
     };
     format!(
         "the {subject} limit of {} {window} is reached",
@@ -594,11 +595,11 @@ mod tests {
         );
         assert_eq!(
             message("ip_daily_amount", &rules.ip),
-            "the client IP limit of 500.00 a day is reached"
+            "the buyer IP limit of 500.00 a day is reached"
         );
         assert_eq!(
             message("ip_many_customers", &rules.ip),
-            "too many customers from one client IP today"
+            "too many customers from one buyer IP today"
         );
     }
 

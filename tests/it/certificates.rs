@@ -7,6 +7,7 @@
 
 use gateway_tests::local_stack::{create_signing_key, read_template, template_path};
 use gateway_tests::merchant::{create, create_and_pay, payment, refund, wait_for_status};
+use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{Stack, StackOptions, certificate_vars, open_platform_certificates};
 use serde_json::json;
 use shared::aws::KmsSigner;
@@ -325,28 +326,52 @@ async fn rotate_app_key_without_a_failed_call(certificates: bool) {
     stack
         .simulator
         .set_app_key(public, standby_cert.map(|c| c.sn));
-    let created = create(&stack, "rotate_2", "40.00", "qr").await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    // Two payments at once in one process, both refused with the main key and both accepted with
+    // the standby (each accepted answer a second late, so that both fall back before either
+    // has its answer).
+    stack.simulator.inject(Fault {
+        target: "alipay.trade.precreate".into(),
+        kind: FaultKind::Slow { ms: 1_000 },
+        times: 2,
+    });
+    let (first, second) = tokio::join!(
+        create(&stack, "rotate_2", "40.00", "qr"),
+        create(&stack, "rotate_2b", "41.00", "qr")
+    );
+    for created in [&first, &second] {
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
     let calls = stack.simulator.calls();
-    let precreates: Vec<&str> = calls
+    let mut precreates: Vec<&str> = calls
         .iter()
         .filter(|(method, _)| method == "alipay.trade.precreate")
         .map(|(_, code)| code.as_str())
         .collect();
+    let last = precreates.split_off(precreates.len() - 4);
     assert_eq!(
-        &precreates[precreates.len() - 2..],
-        ["isv.invalid-signature", "10000"],
-        "refused once, then accepted with the standby key: {calls:?}"
+        last,
+        [
+            "isv.invalid-signature",
+            "isv.invalid-signature",
+            "10000",
+            "10000"
+        ],
+        "each refused once, then accepted with the standby key: {calls:?}"
     );
-    // From now on this process signs with the standby key first: a cashier URL (signed, never
-    // sent by us) opens at Alipay.
+    // From now on this process signs with the standby key first, whatever order the two
+    // fallbacks ended in: a cashier URL (signed, never sent by us) opens at Alipay.
     let page = create(&stack, "rotate_3", "50.00", "page").await;
     assert_eq!(page.status, 201, "{}", page.text);
     let url = page.json()["next_step"]["url"]
         .as_str()
         .expect("url")
         .to_owned();
-    assert_eq!(stack.http.get(&url).await.status, 200);
+    let cashier = stack.http.get(&url).await;
+    assert!(
+        cashier.text.contains("收银台"),
+        "the cashier opens: {}",
+        cashier.text
+    );
     stack.simulator.pay("rotate_2", false).expect("pay");
     wait_for_status(&stack, "rotate_2", "PAID").await;
 }

@@ -11,12 +11,15 @@
 //!    throttling on: the callers retry what the store could not finish (as Alipay redelivers and
 //!    merchants retry), and still exactly one payment applies and the refunds never exceed what
 //!    was paid.
+//! 3. Hot fraud counters: concurrent creates for one buyer IP, and for one customer, through the
+//!    API with conflicts on: none ends in a 503.
 
 use gateway_tests::chaos::proxy::{Contention, FaultProxy};
+use gateway_tests::merchant::payment_body;
 use gateway_tests::store_cases::{
     created_order, fifty_payments, fifty_refunds, id, notify, paid_order, payment,
 };
-use gateway_tests::support::{TestEnv, now_ms, sdk_via};
+use gateway_tests::support::{Stack, StackOptions, TestEnv, now_ms, sdk_via};
 use shared::domain::OrderStatus;
 use shared::store::{Store, StoreError, Transition};
 
@@ -160,4 +163,65 @@ async fn fifty_concurrent_refunds_never_exceed_the_payment_under_conflicts_and_t
     assert_eq!(order.refundable.fen(), 900);
     assert_eq!(refunds.len(), 29);
     assert_eq!(refunds.iter().map(|r| r.amount.fen()).sum::<u64>(), 29_000);
+}
+
+/// Concurrent creates that all add to one fraud counter (one buyer IP behind a NAT, one busy
+/// customer), with the functions' DynamoDB behind the contention proxy (writes in flight
+/// conflict as on DynamoDB; no throttling, so only conflicts could fail them): every one is
+/// created, none answered 503. The counters are single-item writes, which DynamoDB serializes;
+/// inside the order's transaction they cancelled each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_on_one_hot_counter_all_succeed() {
+    const CONCURRENT: usize = 25;
+    let moto =
+        std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (run under with-moto.sh)");
+    let proxy = FaultProxy::start(&moto, 23).await.expect("proxy");
+    let stack = Stack::start_custom(StackOptions {
+        aws_endpoint: Some(proxy.url.clone()),
+        risk_rules: Some(
+            r#"{"customer": {"per_hour": {"count": 1000}},
+                "ip": {"per_hour": {"count": 1000}, "max_customers_per_day": 1000}}"#
+                .into(),
+        ),
+        ..StackOptions::default()
+    })
+    .await;
+    proxy.set_contention(0);
+    for (round, (what, extra)) in [
+        (
+            "one buyer IP",
+            serde_json::json!({"buyer_ip": "203.0.113.50"}),
+        ),
+        (
+            "one customer",
+            serde_json::json!({"customer_ref": "cust_hot"}),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut creates = tokio::task::JoinSet::new();
+        for n in 0..CONCURRENT {
+            let (http, url) = (stack.http.clone(), stack.api("/payments"));
+            let mut body = payment_body(&format!("hot_{round}_{n}"), "1.00", "page");
+            if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+                body.extend(extra.clone());
+            }
+            creates.spawn(async move { http.post_json(&url, &body).await.status });
+        }
+        let mut statuses = std::collections::BTreeMap::new();
+        while let Some(status) = creates.join_next().await {
+            *statuses.entry(status.expect("task")).or_insert(0u32) += 1;
+        }
+        eprintln!(
+            "{CONCURRENT} concurrent creates for {what}: {statuses:?}; contention answered {:?}",
+            proxy.contended()
+        );
+        assert_eq!(
+            statuses,
+            std::collections::BTreeMap::from([(201, CONCURRENT as u32)]),
+            "{what}"
+        );
+    }
+    stack.env.drop_table().await;
 }

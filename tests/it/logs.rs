@@ -1,5 +1,7 @@
 //! Secrets and personal data never reach the logs: every log line the functions write while a
-//! payment is created, paid, refunded and forged against is captured and searched.
+//! payment is created, paid, refunded and forged against is captured and searched. And with
+//! many requests at once in one process (as `run_concurrent` serves them), every line names the
+//! request it belongs to and no other.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -30,15 +32,27 @@ impl Write for Captured {
     }
 }
 
+/// The process's one subscriber (both tests of this binary read what it captured): every line
+/// at DEBUG and above, in the text format, with its spans.
+fn capture() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .init();
+            captured
+        })
+        .clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = capture();
 
     // With fraud checks, so that their refusal and after-payment paths run too.
     let stack = Stack::start_custom(StackOptions {
@@ -299,4 +313,86 @@ async fn no_buyer_ids_keys_or_signatures_in_the_logs() {
         !logs.contains("fund_bill_list"),
         "no notification bodies in the logs"
     );
+}
+
+/// Twenty notifications and then twenty refunds at once in one process: a line logged for one
+/// request never carries another's `out_trade_no` (a span entered and held across an await
+/// stays current on its thread, and the next request polled there logs under it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_line_names_only_the_request_it_belongs_to() {
+    const N: usize = 20;
+    let captured = capture();
+    let stack = Stack::start_custom(StackOptions {
+        refunds: gateway_tests::simulator::RefundProcessing::IMMEDIATE,
+        ..StackOptions::default()
+    })
+    .await;
+    for n in 0..N {
+        let body = json!({"out_trade_no": format!("spans_{n}"), "amount": "8.00", "subject": "span check", "channel": "qr"});
+        let answer = stack.http.post_json(&stack.api("/payments"), &body).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
+    // The notifications are held until all are paid, then go out together.
+    stack.simulator.inject(Fault {
+        target: "notify".into(),
+        kind: FaultKind::Hold,
+        times: N as u32,
+    });
+    for n in 0..N {
+        stack
+            .simulator
+            .pay(&format!("spans_{n}"), false)
+            .expect("pay");
+    }
+    stack.simulator.release_held();
+    for n in 0..N {
+        let no = format!("spans_{n}");
+        let paid = eventually(60, || async {
+            let answer = stack.http.get(&stack.api(&format!("/payments/{no}"))).await;
+            (answer.json()["status"] == "PAID").then_some(())
+        })
+        .await;
+        assert!(paid.is_some(), "{no} was paid");
+    }
+    let mut refunds = tokio::task::JoinSet::new();
+    for n in 0..N {
+        let (http, url) = (
+            stack.http.clone(),
+            stack.api(&format!("/payments/spans_{n}/refunds")),
+        );
+        refunds.spawn(async move {
+            let body = json!({"amount": "1.00", "out_request_no": format!("spans_r{n}")});
+            http.post_json(&url, &body).await.status
+        });
+    }
+    while let Some(status) = refunds.join_next().await {
+        assert!(status.expect("task") < 500);
+    }
+
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let mut lines = 0;
+    for line in logs.lines().filter(|l| l.contains("out_trade_no=spans_")) {
+        lines += 1;
+        let named: std::collections::BTreeSet<&str> = line
+            .split("out_trade_no=")
+            .skip(1)
+            .filter_map(|rest| rest.split([' ', '}', ':']).next())
+            .filter(|no| no.starts_with("spans_"))
+            .collect();
+        assert!(
+            named.len() == 1,
+            "a line names {} requests' numbers: {line}",
+            named.len()
+        );
+    }
+    for n in 0..N {
+        let own = format!("out_trade_no=spans_{n} ");
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("notification applied") && l.contains(&own)),
+            "spans_{n}'s notification was logged under its own number"
+        );
+    }
+    assert!(lines >= 2 * N, "the lines were captured ({lines})");
 }

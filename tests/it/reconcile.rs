@@ -7,10 +7,13 @@ use shared::channels::ChannelId;
 use std::collections::BTreeSet;
 
 use gateway_tests::merchant::{
-    audit_kinds, create_and_pay, refund, refused_refund, wait_for_status,
+    audit_kinds, create_and_pay, create_and_pay_with, refund, refund_status, refused_refund,
+    wait_for_status,
 };
-use gateway_tests::simulator::{Fault, FaultKind, LedgerEdit};
-use gateway_tests::support::{Stack, now_ms};
+use gateway_tests::simulator::{
+    BALANCE, BANK_CARD, Fault, FaultKind, LedgerEdit, RefundProcessing, RefundState,
+};
+use gateway_tests::support::{Stack, StackOptions, eventually, now_ms};
 use serde_json::json;
 use shared::china_time::ChinaDate;
 
@@ -37,7 +40,8 @@ async fn pay_and_refund(
     refund_no: &str,
     part: &str,
 ) {
-    create_and_pay(stack, out_trade_no, amount).await;
+    // From the balance: the refund executes in the call (these tests are about the books).
+    create_and_pay_with(stack, out_trade_no, amount, BALANCE).await;
     let answer = refund(
         stack,
         out_trade_no,
@@ -187,7 +191,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     // Alipay's side, from the simulator's own ledger: every payment and refund of the day.
     let trades = sim.trades();
     let paid: Vec<_> = trades.iter().filter(|t| t.gmt_payment.is_some()).collect();
-    let refunds: Vec<_> = trades.iter().flat_map(|t| t.refunds.iter()).collect();
+    let refunds: Vec<_> = trades.iter().flat_map(|t| t.executed_refunds()).collect();
     assert_eq!(report.alipay.totals.payments, paid.len() as u64);
     assert_eq!(
         report.alipay.totals.gross_fen,
@@ -386,4 +390,89 @@ async fn the_bill_url_is_signed_works_once_and_only_for_a_finished_day_with_rows
     // One use.
     assert_eq!(stack.http.get(&url).await.status, 403);
     stack.env.drop_table().await;
+}
+
+/// Refunds Alipay executes in the last second of its day and the gateway learns of after
+/// Alipay's midnight, one from the refund query (its notification lost: `gmt_refund_pay`, which
+/// Alipay returns only when asked) and one from its notification (`gmt_refund` with
+/// milliseconds): both are in that day's books, as on that day's bill. Alipay's clock is on
+/// yesterday (China time) and ours on today, so a refund filed by our own clock lands elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_alipay_executes_before_its_midnight_are_on_that_days_bill() {
+    let today = today_clear_of_midnight().await;
+    let day = today.previous();
+    let stack = Stack::start_custom(StackOptions {
+        // Every payment by bank card; its refunds executed when the test says so.
+        refunds: RefundProcessing {
+            bank_card_every: 1,
+            delay: std::time::Duration::from_secs(3_600),
+        },
+        ..StackOptions::default()
+    })
+    .await;
+    let sim = &stack.simulator;
+    sim.set_china_time(&format!("{day} 23:59:30"))
+        .expect("clock");
+    for (no, refund_no) in [("mid_q", "mid_q_r"), ("mid_n", "mid_n_r")] {
+        create_and_pay_with(&stack, no, "20.00", BANK_CARD).await;
+        let answer = refund(
+            &stack,
+            no,
+            json!({"amount": "5.00", "out_request_no": refund_no}),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "{}", answer.text);
+    }
+    // Alipay executes both in the last second of its day; mid_q's notification is lost.
+    sim.set_china_time(&format!("{day} 23:59:59"))
+        .expect("clock");
+    sim.inject(Fault {
+        target: "notify".into(),
+        kind: FaultKind::Drop,
+        times: 1,
+    });
+    sim.execute_refund("mid_q", "mid_q_r");
+    sim.execute_refund("mid_n", "mid_n_r");
+    for no in ["mid_q", "mid_n"] {
+        let record = sim.trade(no).expect("trade").refunds[0].clone();
+        assert_eq!(record.state, RefundState::Success);
+        assert!(
+            record.gmt_refund.starts_with(&day.to_string()),
+            "{record:?}"
+        );
+    }
+    // Alipay's midnight passes before the gateway learns of them.
+    sim.set_china_time(&format!("{today} 00:00:03"))
+        .expect("clock");
+    let noticed = eventually(60, || async {
+        (refund_status(&stack, "mid_n", "mid_n_r").await["refund"]["status"] == "SUCCEEDED")
+            .then_some(())
+    })
+    .await;
+    assert!(noticed.is_some(), "mid_n settled by its notification");
+    stack.drain(20).await;
+    assert_eq!(
+        refund_status(&stack, "mid_q", "mid_q_r").await["refund"]["status"],
+        "SUCCEEDED"
+    );
+
+    let (s3, bucket) = stack.reports_bucket().await;
+    let reports = reconcile::Reports::to_bucket(s3, bucket);
+    let settings = reconcile::Settings {
+        pass_rows: 50_000,
+        work_dir: std::env::temp_dir(),
+    };
+    let report = stack
+        .reconcile(&reports, &settings, day)
+        .await
+        .expect("run");
+    assert_eq!(
+        kinds(&report),
+        BTreeSet::new(),
+        "{:#?}",
+        report.discrepancies
+    );
+    assert_eq!(report.status, reconcile::Status::Matched);
+    assert_eq!((report.ours.payments, report.ours.refunds), (2, 2));
+    assert_eq!(report.alipay.totals.refunds, 2);
 }

@@ -313,6 +313,9 @@ struct State_ {
     /// Every signed text either side produced: (the signing string, its signature), for the
     /// requests it verified and the answers and notifications it signed.
     signed: Vec<(String, String)>,
+    /// How often it answered as harshly as Alipay may without a fault: a refund accepted and
+    /// executed later, a query showing data without a status, `REFUND_FAIL`, an echo.
+    harsh: BTreeMap<&'static str, u64>,
 }
 
 /// Alipay rotates its certificate (see [`Simulator::rotate_alipay_cert`]).
@@ -502,6 +505,11 @@ impl Simulator {
         lock(&self.inner.state).signed.clone()
     }
 
+    /// The harsh answers it gave without a fault, by kind (see `State_::harsh`).
+    pub fn harsh_answers(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.inner.state).harsh.clone()
+    }
+
     /// The gateway.do calls made so far, as (method, outcome).
     pub fn calls(&self) -> Vec<(String, String)> {
         lock(&self.inner.state).calls.clone()
@@ -556,6 +564,12 @@ impl Simulator {
     /// The buyer pays as `payer` says (a bank card: its refunds execute later).
     pub fn pay_with(&self, out_trade_no: &str, payer: &Payer) -> Result<Trade, String> {
         pay(&self.inner, out_trade_no, payer)
+    }
+
+    /// Alipay executes an accepted refund now, whenever it was due (a test decides what time
+    /// Alipay's clock shows when money moves). Nothing when it is not processing.
+    pub fn execute_refund(&self, out_trade_no: &str, out_request_no: &str) {
+        complete_refund(&self.inner, out_trade_no, out_request_no, true);
     }
 
     /// Moves Alipay's clock by `offset_ms` from the machine's (0: the machine's).
@@ -1173,6 +1187,12 @@ fn execute(
                 .refunds
                 .iter()
                 .find(|r| r.out_request_no == out_request_no);
+            let harsh = match record.map(|r| r.state) {
+                None => Some("refund query: an echo (no such refund)"),
+                Some(RefundState::Processing) => Some("refund query: data without a status"),
+                Some(RefundState::Fail) => Some("refund query: REFUND_FAIL"),
+                Some(RefundState::Success) => None,
+            };
             if let Some(object) = content.as_object_mut() {
                 object.insert("out_request_no".into(), json!(out_request_no));
                 if let Some(record) = record {
@@ -1193,6 +1213,9 @@ fn execute(
                         }
                     }
                 }
+            }
+            if let Some(kind) = harsh {
+                *state.harsh.entry(kind).or_default() += 1;
             }
             success(content)
         }
@@ -1271,6 +1294,10 @@ fn refund(inner: &Arc<Inner>, field: &dyn Fn(&str) -> String, fault: Option<&Fau
             object.insert("refund_fee".into(), json!(yuan(trade.refunded_fen)));
             object.insert("buyer_logon_id".into(), json!("buy***@example.com"));
         }
+        *state
+            .harsh
+            .entry("refund accepted (fund_change=N), executed later")
+            .or_default() += 1;
         drop(state);
         let (inner, delay) = (Arc::clone(inner), inner.config.refunds.delay);
         tokio::spawn(async move {
@@ -1383,7 +1410,7 @@ fn pay(inner: &Arc<Inner>, out_trade_no: &str, payer: &Payer) -> Result<Trade, S
     let every = inner.config.refunds.bank_card_every;
     trade.fund_channel = match &payer.fund_channel {
         Some(channel) => channel.clone(),
-        None if every > 0 && n % every == 0 => BANK_CARD.to_owned(),
+        None if every > 0 && n.is_multiple_of(every) => BANK_CARD.to_owned(),
         None => BALANCE.to_owned(),
     };
     let snapshot = trade.clone();

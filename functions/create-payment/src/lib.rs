@@ -6,6 +6,8 @@
 //! Every payment is sent to Alipay with a `time_expire` (the merchant's, or the configured
 //! default), so no pay URL stays payable after it; the sweeper ends what nobody paid.
 
+use std::net::IpAddr;
+
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
@@ -52,8 +54,12 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
 }
 
-/// Reads and validates the body into a [`NewOrder`]; nothing is written before this passes.
-fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, ApiError> {
+/// Reads and validates the body into a [`NewOrder`] and the buyer's IP (for the fraud checks
+/// only: neither stored nor part of the order); nothing is written before this passes.
+fn parse_new_order(
+    gateway: &Gateway,
+    request: &Request,
+) -> Result<(NewOrder, Option<IpAddr>), ApiError> {
     let body = JsonBody::parse(
         request,
         &[
@@ -65,6 +71,7 @@ fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, Api
             "time_expire",
             "customer_ref",
             "goods_type",
+            "buyer_ip",
         ],
     )?;
     let out_trade_no = OutTradeNo::parse(body.required("out_trade_no")?)
@@ -119,7 +126,18 @@ fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, Api
             ));
         }
     };
-    Ok(NewOrder {
+    let buyer_ip = body
+        .string("buyer_ip")?
+        .map(|text| {
+            parse_buyer_ip(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "buyer_ip",
+                    "must be the buyer's IPv4 or IPv6 address, like 203.0.113.7 or 2001:db8::7",
+                )
+            })
+        })
+        .transpose()?;
+    let order = NewOrder {
         out_trade_no,
         amount,
         subject,
@@ -130,7 +148,20 @@ fn parse_new_order(gateway: &Gateway, request: &Request) -> Result<NewOrder, Api
         virtual_goods,
         // Picked once the request is known to be valid.
         alipay_channel: ChannelId::Primary,
-    })
+    };
+    Ok((order, buyer_ip))
+}
+
+/// The buyer's IP as the merchant's backend saw it (its web server's client address): an IPv4 or
+/// IPv6 literal, an IPv4-mapped IPv6 address read as the IPv4 one it is (so both forms count
+/// alike), never the unspecified address.
+fn parse_buyer_ip(text: &str) -> Option<IpAddr> {
+    let ip: IpAddr = text.parse().ok()?;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// A new payment's `time_expire` must be ahead, by at most 15 days (Alipay's limit).
@@ -150,7 +181,7 @@ fn expiry_problem(time_expire: &ChinaDateTime, now_ms: i64) -> Option<ApiError> 
 
 async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, ApiError> {
     let now = now_ms();
-    let mut new = parse_new_order(gateway, request)?;
+    let (mut new, buyer_ip) = parse_new_order(gateway, request)?;
     let lifecycle = &gateway.config.lifecycle;
     if let Some(problem) = new
         .time_expire
@@ -176,9 +207,12 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
+    // The API's caller is the merchant's backend (IAM-signed), so the connection's address
+    // (API Gateway's sourceIp) is the shop's, never the buyer's: only what the merchant says
+    // about the buyer is counted.
     let screening = Screening {
         customer_ref: new.customer_ref.as_deref(),
-        ip: source_ip(request),
+        ip: buyer_ip,
         amount: new.amount,
         virtual_goods: new.virtual_goods,
     };
@@ -253,16 +287,6 @@ async fn refused(
         })
     );
     ApiError::from(StoreError::RiskRefused { rule, message })
-}
-
-/// The client's IP as API Gateway saw it (`requestContext.http.sourceIp`).
-fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
-    use lambda_http::RequestExt;
-    use lambda_http::request::RequestContext;
-    match request.request_context_ref()? {
-        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref()?.parse().ok(),
-        _ => None,
-    }
 }
 
 /// The configured default: `seconds` from now, in China time.
@@ -450,5 +474,39 @@ async fn sync_with_alipay(
         )),
         // Waiting for the buyer, closed, or not yet known to Alipay: nothing to apply.
         _ => Ok(order),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_buyer_ip;
+
+    #[test]
+    fn a_buyer_ip_is_an_address_and_both_forms_of_an_ipv4_one_count_alike() {
+        assert_eq!(
+            parse_buyer_ip("203.0.113.7").map(|ip| ip.to_string()),
+            Some("203.0.113.7".into())
+        );
+        assert_eq!(
+            parse_buyer_ip("::ffff:203.0.113.7").map(|ip| ip.to_string()),
+            Some("203.0.113.7".into())
+        );
+        assert_eq!(
+            parse_buyer_ip("2001:db8::7").map(|ip| ip.to_string()),
+            Some("2001:db8::7".into())
+        );
+        for bad in [
+            "",
+            "0.0.0.0",
+            "::",
+            "203.0.113",
+            "203.0.113.7/32",
+            "203.000.113.7",
+            " 203.0.113.7",
+            "fe80::1%eth0",
+            "localhost",
+        ] {
+            assert_eq!(parse_buyer_ip(bad), None, "{bad:?}");
+        }
     }
 }

@@ -65,7 +65,6 @@ mod due;
 pub use due::{DUE_INDEX, DueItem};
 
 mod risk_items;
-use risk_items::counts_of;
 
 mod breaker;
 pub use breaker::Opening;

@@ -5,13 +5,15 @@ use super::*;
 impl Store {
     /// Creates an order unless one with the same `out_trade_no` exists. One transaction; a
     /// second read only when the order already existed and DynamoDB did not return it.
-    #[tracing::instrument(skip_all, fields(out_trade_no = %new.out_trade_no))]
     ///
     /// `time_expire` is the one sent to Alipay (the merchant's, or the configured default);
     /// `due_at_ms` is when the sweeper ends the order if it is still unpaid.
     ///
-    /// `counters`: the fraud checks' counters this payment adds to, each under its limits, in
-    /// the same transaction (a refused limit cancels the creation: [`StoreError::RiskRefused`]).
+    /// `counters`: the fraud checks' counters this payment adds to, each under its limits,
+    /// counted first (single-item writes, see `risk_items`): a refused limit creates nothing
+    /// ([`StoreError::RiskRefused`]). A repeat of a created payment, or a conflicting one, is
+    /// taken back out of them; a creation whose outcome is unknown stays counted (stricter).
+    #[tracing::instrument(skip_all, fields(out_trade_no = %new.out_trade_no))]
     pub async fn create_order(
         &self,
         new: &NewOrder,
@@ -20,6 +22,47 @@ impl Store {
         cause: &Cause,
         now_ms: i64,
         counters: &[Counter],
+    ) -> Result<Created, StoreError> {
+        match self.count_payment(counters, new.amount).await {
+            Ok(()) => {}
+            // A repeat of a payment created before the limit was reached is answered, not
+            // refused (one read, on refusals only).
+            Err(refused @ StoreError::RiskRefused { .. }) => {
+                return match self.get_order(&new.out_trade_no).await? {
+                    Some(existing) if existing.fingerprint == new.fingerprint() => {
+                        Ok(Created::Existing(existing))
+                    }
+                    Some(_) => Err(StoreError::Conflict(format!(
+                        "out_trade_no {} was already used for a different payment",
+                        new.out_trade_no
+                    ))),
+                    None => Err(refused),
+                };
+            }
+            Err(error) => return Err(error),
+        }
+        let created = self
+            .put_new_order(new, time_expire, due_at_ms, cause, now_ms)
+            .await;
+        let not_this_one = matches!(
+            created,
+            Ok(Created::Existing(_)) | Err(StoreError::Conflict(_) | StoreError::Throttled)
+        );
+        if not_this_one {
+            let counted: Vec<&Counter> = counters.iter().collect();
+            self.uncount_payment(&counted, new.amount).await;
+        }
+        created
+    }
+
+    /// The order's creation transaction (the order and its audit event).
+    async fn put_new_order(
+        &self,
+        new: &NewOrder,
+        time_expire: &ChinaDateTime,
+        due_at_ms: i64,
+        cause: &Cause,
+        now_ms: i64,
     ) -> Result<Created, StoreError> {
         let order = Order {
             out_trade_no: new.out_trade_no.clone(),
@@ -58,57 +101,32 @@ impl Store {
             .change("", OrderStatus::Created)
             .amount(order.amount)
             .detail(format!("alipay channel {}", order.alipay_channel));
-        let mut items = vec![
+        let items = vec![
             TransactWriteItem::builder().put(put).build(),
             self.audit_put(&order.out_trade_no, &event)?,
         ];
-        for counter in counters {
-            items.push(self.counter_update(counter, new.amount)?);
-        }
-        match self.transact(items).await? {
-            Ok(()) => Ok(Created::New(order)),
-            Err(reasons) if !failed_condition(&reasons, 0) => {
-                let refusal = counters
-                    .iter()
-                    .enumerate()
-                    .find(|(index, _)| failed_condition(&reasons, index + 2))
-                    .map(|(index, counter)| {
-                        let held = reasons
-                            .get(index + 2)
-                            .and_then(|r| r.item())
-                            .map(counts_of(counter))
-                            .unwrap_or_default();
-                        crate::risk::tripped(counter, &held, new.amount)
-                    })
-                    .ok_or_else(|| {
-                        StoreError::Unavailable("order creation was cancelled".into())
-                    })?;
-                Err(StoreError::RiskRefused {
-                    rule: refusal.rule.to_owned(),
-                    message: refusal.message,
-                })
+        let reasons = match self.transact(items).await? {
+            Ok(()) => return Ok(Created::New(order)),
+            Err(reasons) => reasons,
+        };
+        let existing = match self
+            .old_item(&reasons, 0, &order.out_trade_no, ORDER_SK)
+            .await?
+        {
+            Some(item) => parse_order(&item)?,
+            None => {
+                return Err(StoreError::Unavailable(
+                    "order creation was cancelled".into(),
+                ));
             }
-            Err(reasons) => {
-                let existing = match self
-                    .old_item(&reasons, 0, &order.out_trade_no, ORDER_SK)
-                    .await?
-                {
-                    Some(item) => parse_order(&item)?,
-                    None => {
-                        return Err(StoreError::Unavailable(
-                            "order creation was cancelled".into(),
-                        ));
-                    }
-                };
-                if existing.fingerprint == order.fingerprint {
-                    Ok(Created::Existing(existing))
-                } else {
-                    Err(StoreError::Conflict(format!(
-                        "out_trade_no {} was already used for a different payment",
-                        order.out_trade_no
-                    )))
-                }
-            }
+        };
+        if existing.fingerprint == order.fingerprint {
+            Ok(Created::Existing(existing))
+        } else {
+            Err(StoreError::Conflict(format!(
+                "out_trade_no {} was already used for a different payment",
+                order.out_trade_no
+            )))
         }
     }
 

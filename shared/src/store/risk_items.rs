@@ -1,6 +1,8 @@
 //! Fraud-check items: the counters a payment's creation adds to (one item per subject and
-//! China-time day, hours as attributes), a customer's paid history and the customers a buyer
-//! paid for. Keys carry digests, never a customer ref, an IP or a buyer id as it is.
+//! China-time day, hours as attributes; each a single-item conditional write, never inside a
+//! transaction, so a hot counter serializes instead of cancelling), a customer's paid history
+//! and the customers a buyer paid for. Keys carry digests, never a customer ref, an IP or a
+//! buyer id as it is.
 //!
 //! | item | pk | sk |
 //! |---|---|---|
@@ -8,6 +10,7 @@
 //! | customer history | `RISK#C#<digest>` | `HISTORY` (expires 400 days after the last payment) |
 //! | buyer's customers | `RISK#B#<digest>` | `CUSTOMERS` (expires 400 days after the last payment) |
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 
 use super::*;
@@ -16,17 +19,96 @@ use crate::risk::{Counter, Counts, History};
 const HISTORY_DAYS: i64 = 400;
 
 impl Store {
+    /// Adds a payment to its counters (at most two: the customer's and the buyer IP's), each a
+    /// conditional single-item `ADD`, both at once. Single-item writes to one item are
+    /// serialized by DynamoDB, where transactions touching it would cancel each other
+    /// (`TransactionConflict`): a hot counter (one buyer IP behind a NAT, a busy customer) never
+    /// turns concurrent creates into failures. A limit a counter would pass refuses the payment
+    /// ([`StoreError::RiskRefused`]) and takes it back out of the other counter.
+    pub(super) async fn count_payment(
+        &self,
+        counters: &[Counter],
+        amount: Amount,
+    ) -> Result<(), StoreError> {
+        let (first, second) = match counters {
+            [] => return Ok(()),
+            [only] => (self.add_to_counter(only, amount).await, None),
+            [first, second, ..] => {
+                let (a, b) = tokio::join!(
+                    self.add_to_counter(first, amount),
+                    self.add_to_counter(second, amount)
+                );
+                (a, Some(b))
+            }
+        };
+        let results = [Some(first), second];
+        let refusal = results.iter().flatten().find_map(|r| match r {
+            Ok(Err(refusal)) => Some(Ok(refusal.clone())),
+            Err(error) => Some(Err(error.clone())),
+            Ok(Ok(())) => None,
+        });
+        match refusal {
+            None => Ok(()),
+            Some(outcome) => {
+                // Take back what was counted; a write whose outcome is unknown stays counted
+                // (stricter, never looser).
+                let counted: Vec<&Counter> = counters
+                    .iter()
+                    .zip(results.iter())
+                    .filter(|(_, r)| matches!(r, Some(Ok(Ok(())))))
+                    .map(|(c, _)| c)
+                    .collect();
+                self.uncount_payment(&counted, amount).await;
+                match outcome {
+                    Ok(refusal) => Err(StoreError::RiskRefused {
+                        rule: refusal.rule.to_owned(),
+                        message: refusal.message,
+                    }),
+                    Err(error) => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Takes a payment back out of counters it was added to (its creation did not happen, or
+    /// was a repeat). Best effort: a counter left too high only refuses sooner.
+    pub(super) async fn uncount_payment(&self, counters: &[&Counter], amount: Amount) {
+        for counter in counters {
+            let fen = i64::try_from(amount.fen()).unwrap_or(i64::MAX);
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&counter.pk))
+                .key("sk", s(&counter.sk))
+                .update_expression(
+                    "ADD n :minus_one, fen :minus_amount, #hn :minus_one, #hf :minus_amount",
+                )
+                .expression_attribute_names("#hn", format!("h{}n", counter.hour))
+                .expression_attribute_names("#hf", format!("h{}f", counter.hour))
+                .expression_attribute_values(":minus_one", n(-1))
+                .expression_attribute_values(":minus_amount", n(-fen))
+                .send()
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(error = %sdk_error(&error), "a fraud counter could not be taken back (it refuses sooner until its day ends)");
+            }
+        }
+    }
+
     /// The conditional `ADD` of one payment to a counter: every configured limit is a condition
     /// (DynamoDB conditions have no arithmetic, so an amount limit is compared with what is
-    /// left of it after this payment).
-    pub(super) fn counter_update(
+    /// left of it after this payment). `Ok(Err(refusal))` when a limit refused it.
+    async fn add_to_counter(
         &self,
         counter: &Counter,
         amount: Amount,
-    ) -> Result<TransactWriteItem, StoreError> {
+    ) -> Result<Result<(), crate::risk::Refusal>, StoreError> {
         let fen = amount.fen();
         let mut conditions = Vec::new();
-        let mut update = Update::builder()
+        let mut update = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(&counter.pk))
             .key("sk", s(&counter.sk))
@@ -82,9 +164,16 @@ impl Store {
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
         }
-        Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(build_error)?)
-            .build())
+        match update.send().await {
+            Ok(_) => Ok(Ok(())),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let held = failed.item().map(counts_of(counter)).unwrap_or_default();
+                    Ok(Err(crate::risk::tripped(counter, &held, amount)))
+                }
+                _ => Err(sdk_error(&error)),
+            },
+        }
     }
 
     /// A customer's paid history and the customers a buyer paid for: one `BatchGetItem`.
@@ -180,7 +269,7 @@ fn key(pk: String, sk: &str) -> Item {
 }
 
 /// What a counter item held (from a failed condition's `ALL_OLD`).
-pub(super) fn counts_of(counter: &Counter) -> impl Fn(&Item) -> Counts + '_ {
+fn counts_of(counter: &Counter) -> impl Fn(&Item) -> Counts + '_ {
     move |item| {
         let number = |name: &str| -> u64 {
             item.get(name)

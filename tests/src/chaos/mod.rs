@@ -212,9 +212,18 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         alipay_timeout_ms: 600,
         aws_endpoint: Some(proxy.url.clone()),
         risk_rules: None,
+        // Alipay's clock runs behind ours by up to the skew below: unpaid orders are ended
+        // after it has passed at Alipay too (production waits 60 s).
+        env: vec![("EXPIRY_GRACE_MS".into(), "2500".into())],
         ..StackOptions::default()
     })
     .await;
+    // Alipay's clock, this round: up to 2 s behind ours (answers, notifications and expiry at
+    // Alipay by its clock).
+    let mut clock = fastrand::Rng::with_seed(seed ^ 0xc10c);
+    stack
+        .simulator
+        .set_clock_offset_ms(-i64::try_from(clock.u64(0..=2_000)).unwrap_or(0));
     // The events path reads the stand-in directly (the stream is Lambda's to read, not ours).
     let mut path = stack.events_path().await;
     let stack = Arc::new(stack);
@@ -243,7 +252,8 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     proxy.set_rate_per_mille(0);
     stack.simulator.clear_faults();
     let latest = world.latest_expiry_ms.lock().map_or(0, |l| *l);
-    let wait = (latest - now_ms() + 500).max(0);
+    // Past the last time_expire and the grace after it.
+    let wait = (latest - now_ms() + 2_500 + 500).max(0);
     tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
     let drained = stack.drain(120).await;
     let mut report = world
@@ -261,6 +271,9 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     }
     for ((boundary, fault), count) in proxy.injected() {
         report.fault(&boundary, fault.name(), count);
+    }
+    for (kind, count) in stack.simulator.harsh_answers() {
+        report.fault("alipay, as Alipay answers", kind, count);
     }
     let known = world.orders.lock().map(|o| o.clone()).unwrap_or_default();
     let events = match path.events().await {
@@ -284,7 +297,8 @@ async fn operation(stack: &Stack, world: &World, seed: u64, prefix: &str) {
         22..=26 => retry_create(stack, world, &mut rng).await,
         27..=36 => open(stack, world, &mut rng).await,
         37..=49 => pay(stack, world, &mut rng).await,
-        50..=69 => refund(stack, world, &mut rng, prefix).await,
+        50..=66 => refund(stack, world, &mut rng, prefix).await,
+        67..=69 => slow_refusal_raced(stack, world, &mut rng, prefix).await,
         70..=75 => close(stack, world, &mut rng).await,
         76..=80 => sync(stack, world, &mut rng).await,
         81..=87 => sweep(stack, world, &mut rng).await,
@@ -455,7 +469,19 @@ async fn pay(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
             times: 1,
         });
     }
-    let _ = stack.simulator.pay(&out_trade_no, rng.u32(0..100) < 5);
+    // From the balance (refunds executed in the call) or by bank card (accepted, executed
+    // 1.5 s later).
+    let fund_channel = if rng.bool() {
+        crate::simulator::BANK_CARD
+    } else {
+        crate::simulator::BALANCE
+    };
+    let payer = crate::simulator::Payer {
+        finished: rng.u32(0..100) < 5,
+        buyer_id: None,
+        fund_channel: Some(fund_channel.to_owned()),
+    };
+    let _ = stack.simulator.pay_with(&out_trade_no, &payer);
 }
 
 async fn refund(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &str) {
@@ -492,6 +518,62 @@ async fn refund(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &
     } else {
         send(&mut first).await;
     }
+}
+
+/// A refund whose first send Alipay refuses, signed, but slowly, while the merchant's
+/// `?sync=true` (past the query delay) finds no such refund at Alipay and sends the identical
+/// request again: the slow refusal must never fail a refund that the second send executes.
+async fn slow_refusal_raced(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &str) {
+    world.count("refund (slow refusal, ?sync=true meanwhile)");
+    let Some((out_trade_no, known)) = world.pick_paid(stack, rng) else {
+        return;
+    };
+    let fen = rng.u64(1..=known.amount_fen.div_ceil(2).max(1));
+    let out_request_no = format!("{prefix}_s");
+    let amount = yuan(fen);
+    if let Ok(mut orders) = world.orders.lock()
+        && let Some(known) = orders.get_mut(&out_trade_no)
+    {
+        known.refunds.push((out_request_no.clone(), amount.clone()));
+    }
+    let ms = rng.u64(350..550);
+    world.fault("alipay", "alipay.trade.refund SlowRefusal");
+    stack.simulator.inject(Fault {
+        target: "alipay.trade.refund".into(),
+        kind: FaultKind::SlowRefusal { ms },
+        times: 1,
+    });
+    let body = json!({"amount": amount, "out_request_no": out_request_no});
+    let post_path = format!("/payments/{out_trade_no}/refunds");
+    let sync_path = format!("/payments/{out_trade_no}/refunds/{out_request_no}?sync=true");
+    let mut post_rng = fastrand::Rng::with_seed(rng.u64(..));
+    let mut sync_rng = fastrand::Rng::with_seed(rng.u64(..));
+    let delay = crate::support::REFUND_QUERY_DELAY_MS.max(crate::support::REFUND_SPACING_MS)
+        + rng.u64(0..150);
+    tokio::join!(
+        invoke(
+            stack,
+            world,
+            &mut post_rng,
+            "refund",
+            "POST",
+            &post_path,
+            Some(&body)
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            invoke(
+                stack,
+                world,
+                &mut sync_rng,
+                "refund",
+                "GET",
+                &sync_path,
+                None,
+            )
+            .await
+        }
+    );
 }
 
 async fn close(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
@@ -587,17 +669,24 @@ fn alipay_fault(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
         "alipay.trade.close",
         "alipay.trade.precreate",
     ][rng.usize(0..5)];
-    let kind = match rng.u32(0..8) {
-        0 => FaultKind::Timeout,
-        1 => FaultKind::TimeoutAfterExecute,
-        2 => FaultKind::Http500,
-        3 => FaultKind::SystemError,
-        4 => FaultKind::ServiceUnavailable,
-        5 => FaultKind::BadSignature,
-        6 => FaultKind::UnsignedError {
+    let kind = match (target, rng.u32(0..11)) {
+        (_, 0) => FaultKind::Timeout,
+        (_, 1) => FaultKind::TimeoutAfterExecute,
+        (_, 2) => FaultKind::Http500,
+        (_, 3) => FaultKind::SystemError,
+        (_, 4) => FaultKind::ServiceUnavailable,
+        (_, 5) => FaultKind::BadSignature,
+        (_, 6) => FaultKind::UnsignedError {
             code: "40002".into(),
             sub_code: "isv.invalid-signature".into(),
         },
+        // Alipay's harsher answers, each where it applies.
+        ("alipay.trade.refund", 7) => FaultKind::SlowRefusal {
+            ms: rng.u64(100..550),
+        },
+        ("alipay.trade.refund", 8) => FaultKind::RefundFailsLater,
+        ("alipay.trade.refund", 9) => FaultKind::AsyncRefund,
+        ("alipay.trade.close", 7..=9) => FaultKind::BuyerPaysFirst,
         _ => FaultKind::SellerBalanceNotEnough,
     };
     world.fault("alipay", &format!("{target} {}", fault_name(&kind)));
@@ -612,6 +701,7 @@ fn fault_name(kind: &FaultKind) -> String {
     match kind {
         FaultKind::UnsignedError { code, .. } => format!("unsigned {code}"),
         FaultKind::Delay { .. } => "Delay".into(),
+        FaultKind::SlowRefusal { .. } => "SlowRefusal".into(),
         other => format!("{other:?}"),
     }
 }
