@@ -18,7 +18,7 @@
 //! | `payment.paid_after_close` | CLOSED → PAID: a genuine payment for a closed order |
 //! | `payment.refunded` | confirmed refunds reach the amount paid (status REFUNDED) |
 //! | `refund.created` | a refund is accepted and reserved (PENDING) |
-//! | `refund.succeeded` | Alipay confirmed the refund |
+//! | `refund.succeeded` | Alipay confirmed the refund (also after a `refund.failed`, when Alipay proves it executed a refund recorded FAILED: a correction) |
 //! | `refund.failed` | Alipay refused it; the amount is refundable again |
 //! | `reconciliation.matched` / `reconciliation.discrepancies` | a day was reconciled |
 //! | `channel.opened` | an Alipay channel's circuit opened: new payments go to the next channel |

@@ -893,3 +893,60 @@ async fn a_closed_order_alipay_still_offers_is_closed_there_too() {
         .expect("order");
     assert_eq!(order.due_at_ms, None, "no more attention needed");
 }
+
+/// A refund Alipay proves neither way (every call to it fails) stays PENDING with its money
+/// reserved; past the proof window it is raised as a discrepancy, audited once and counted at
+/// every look for the alarm, never guessed; once Alipay answers again it is finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_unproven_past_the_window_is_raised_not_guessed() {
+    let stack = Stack::start_custom(gateway_tests::support::StackOptions {
+        alipay_timeout_ms: 1_000,
+        env: vec![
+            ("REFUND_PROOF_WINDOW_MS".into(), "1000".into()),
+            // The outage below must not open the channel: this test is about the refund.
+            ("BREAKER_MIN_CALLS".into(), "1000".into()),
+        ],
+        ..gateway_tests::support::StackOptions::default()
+    })
+    .await;
+    create_and_pay_with(&stack, "unproven_1", "30.00", BALANCE).await;
+    stack
+        .simulator
+        .outage(FaultKind::Http500, Duration::from_secs(120))
+        .expect("outage");
+    let answer = refund(
+        &stack,
+        "unproven_1",
+        json!({"amount": "10.00", "out_request_no": "unproven_r1"}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The sweeper looks again after its backoff (1 s here, an hour at most in production).
+    let mut raised = 0;
+    for _ in 0..3 {
+        raised += stack.sweep().await.refunds_unproven;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+    assert!(raised >= 2, "counted at every look: {raised}");
+    let kinds = audit_kinds(&stack, "unproven_1").await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "refund.unproven").count(),
+        1,
+        "audited once: {kinds:?}"
+    );
+    assert_eq!(
+        refund_status(&stack, "unproven_1", "unproven_r1").await["refund"]["status"],
+        "PENDING"
+    );
+    assert_eq!(payment(&stack, "unproven_1").await["refundable_amount"], "20.00");
+    stack
+        .simulator
+        .outage(FaultKind::Http500, Duration::ZERO)
+        .expect("end");
+    stack.drain(30).await;
+    assert_eq!(
+        refund_status(&stack, "unproven_1", "unproven_r1").await["refund"]["status"],
+        "SUCCEEDED"
+    );
+}

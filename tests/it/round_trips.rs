@@ -131,11 +131,22 @@ async fn every_route_costs_what_the_readme_says() {
     let moto =
         std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (run under with-moto.sh)");
     let proxy = FaultProxy::start(&moto, 1).await.expect("counting proxy");
+    // The template's default fraud rules: a create with a customer and a buyer IP adds to their
+    // counters; one without either counts nothing.
+    let template = gateway_tests::local_stack::read_template(
+        &gateway_tests::local_stack::template_path(),
+    )
+    .expect("template");
+    let rules = template["Parameters"]["RiskRules"]["Default"]
+        .as_str()
+        .expect("RiskRules' default")
+        .to_owned();
     let stack = Stack::start_custom(StackOptions {
         aws_endpoint: Some(proxy.url.clone()),
         // The breaker's shared state is read once (below, while warming up), not again within the test.
         env: vec![("BREAKER_SYNC_MS".into(), "60000".into())],
         certificates: false,
+        risk_rules: Some(rules),
         ..StackOptions::default()
     })
     .await;
@@ -173,6 +184,14 @@ async fn every_route_costs_what_the_readme_says() {
     assert_eq!(qr.status, 201, "{}", qr.text);
     meter.check(&["`POST /payments` qr"]);
 
+    let mut counted = gateway_tests::merchant::payment_body("rt_counted", "10.00", "page");
+    counted["customer_ref"] = json!("cust_rt");
+    counted["buyer_ip"] = json!("203.0.113.9");
+    let stack = &meter.stack;
+    let answer = stack.http.post_json(&stack.api("/payments"), &counted).await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    meter.check(&["`POST /payments` page/wap/app with `customer_ref` and `buyer_ip`"]);
+
     let repeat = create(&meter.stack, "rt_qr", "20.00", "qr").await;
     assert_eq!(repeat.status, 200, "{}", repeat.text);
     meter.check(&["repeat of `POST /payments`"]);
@@ -194,8 +213,17 @@ async fn every_route_costs_what_the_readme_says() {
     assert_eq!(closed.json()["status"], "CLOSED", "{}", closed.text);
     meter.check(&["`POST /payments/{id}/close`"]);
 
-    // Alipay's notification of the payment, through the notify function.
-    meter.stack.simulator.pay("rt_qr", false).expect("pay");
+    // Alipay's notification of the payment, through the notify function (from the buyer's
+    // balance: the refund below moves money in the call).
+    let balance = gateway_tests::simulator::Payer {
+        fund_channel: Some(gateway_tests::simulator::BALANCE.into()),
+        ..gateway_tests::simulator::Payer::default()
+    };
+    meter
+        .stack
+        .simulator
+        .pay_with("rt_qr", &balance)
+        .expect("pay");
     delivered(&meter.stack, "rt_qr", 1).await;
     meter.check(&["notify (payment)"]);
 

@@ -772,6 +772,7 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
             "ReconcileErrorsAlarm",
             "ReconciliationDiscrepanciesAlarm",
             "ReconciliationMissingAlarm",
+            "RefundDiscrepanciesAlarm",
             "RefundErrorsAlarm",
             "RefundProblemsAlarm",
             "RiskRefusalsAlarm",
@@ -1045,4 +1046,36 @@ fn local_signing_is_opt_in_and_only_the_payment_functions_open_the_sealed_key() 
             assert!(value.contains("SignLocally"), "{function} {name}: {value}");
         }
     }
+}
+
+/// The refund discrepancy alarm watches the metric the functions emit: the sweeper's run line
+/// carries `RefundDiscrepancies` without dimensions, the alarm's metric.
+#[test]
+fn the_refund_discrepancy_alarm_watches_what_the_sweeper_emits() {
+    let template = template();
+    let alarm = template
+        .get("Resources")
+        .and_then(|r| r.get("RefundDiscrepanciesAlarm"))
+        .and_then(|a| a.get("Properties"))
+        .expect("RefundDiscrepanciesAlarm");
+    let text = |key: &str| alarm.get(key).and_then(Value::as_str).map(str::to_owned);
+    assert_eq!(text("Namespace").as_deref(), Some("AlipayGateway"));
+    assert_eq!(text("MetricName").as_deref(), Some("RefundDiscrepancies"));
+    assert!(alarm.get("Dimensions").is_none(), "the metric has no dimension");
+    let report = shared::sweeping::SweepReport {
+        refunds_unproven: 2,
+        ..shared::sweeping::SweepReport::default()
+    };
+    let line: serde_json::Value =
+        serde_json::from_str(&report.emf_line("sweeper")).expect("EMF JSON");
+    let directive = line["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .expect("directives")
+        .iter()
+        .find(|d| d["Metrics"][0]["Name"] == "RefundDiscrepancies")
+        .expect("a RefundDiscrepancies directive")
+        .clone();
+    assert_eq!(directive["Namespace"], "AlipayGateway");
+    assert_eq!(directive["Dimensions"], serde_json::json!([[]]));
+    assert_eq!(line["RefundDiscrepancies"], 2);
 }

@@ -13,8 +13,17 @@
 //! `POST /sim/bills/close-day` (issue a day's bill before the day is over), `POST /sim/rotate-cert`
 //! (certificate mode: Alipay rotates its certificate), `POST /sim/outage`
 //! (`{"kind": "timeout" | "http500" | "system_error" | "service_unavailable", "seconds": 30}`:
-//! every server call fails that way for a period; `"seconds": 0` ends it). The daily bill:
-//! `alipay.data.dataservice.bill.downloadurl.query` and `GET /downloadBillFile.resource`.
+//! every server call fails that way for a period; `"seconds": 0` ends it), `POST /sim/clock`
+//! (`{"china_time": "2026-12-04 23:59:50"}` or `{"offset_ms": -3000}`: Alipay's clock, for
+//! answers and notifications around a China-time midnight, or Alipay's clock behind ours). The
+//! daily bill: `alipay.data.dataservice.bill.downloadurl.query` and `GET /downloadBillFile.resource`.
+//!
+//! As harsh as Alipay's documentation says Alipay is (ALIPAY-OPS.md §6), without being asked:
+//! a refund of a payment made by bank card (every second payment, `RefundProcessing`) is
+//! accepted with `fund_change=N` and executed seconds later, and until then the refund query
+//! shows its data without a `refund_status`; a refund it has no record of is answered with our
+//! identifiers echoed back, no amount and no status; `gmt_refund_pay` only when `query_options`
+//! asks for it; a refund notification's `gmt_refund` with milliseconds.
 //!
 //! Certificate mode (ALIPAY-OPS.md §3; `SimulatorConfig::certificates`): requests must carry the
 //! application's `app_cert_sn` and the bundle's `alipay_root_cert_sn` (refused otherwise, with
@@ -451,6 +460,7 @@ impl Simulator {
             .route("/sim/notifications", get(sim_notifications))
             .route("/sim/ledger", post(sim_ledger))
             .route("/sim/bills/close-day", post(sim_close_day))
+            .route("/sim/clock", post(sim_clock))
             .route("/downloadBillFile.resource", get(download_bill))
             .with_state(Arc::clone(&inner));
         let server = tokio::spawn(async move {
@@ -1927,6 +1937,37 @@ async fn sim_ledger(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
         },
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
+}
+
+/// `POST /sim/clock`: `{"china_time": "yyyy-MM-dd HH:mm:ss"}` (Alipay's clock reads that now)
+/// or `{"offset_ms": n}` (Alipay's clock this far from the machine's; 0 puts it back).
+#[derive(Deserialize)]
+struct ClockRequest {
+    #[serde(default)]
+    china_time: Option<String>,
+    #[serde(default)]
+    offset_ms: Option<i64>,
+}
+
+async fn sim_clock(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    let request = match serde_json::from_slice::<ClockRequest>(&body) {
+        Ok(request) => request,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let offset = match (request.china_time, request.offset_ms) {
+        (Some(text), None) => match china_unix(&text) {
+            Some(at) => at * 1000 - machine_ms(),
+            None => {
+                return (StatusCode::BAD_REQUEST, "china_time: yyyy-MM-dd HH:mm:ss").into_response();
+            }
+        },
+        (None, Some(offset)) => offset,
+        _ => {
+            return (StatusCode::BAD_REQUEST, "give china_time or offset_ms").into_response();
+        }
+    };
+    inner.clock_offset_ms.store(offset, Ordering::Relaxed);
+    axum::Json(json!({"offset_ms": offset, "china_time": china_now(&inner).0})).into_response()
 }
 
 #[derive(Deserialize)]

@@ -678,17 +678,9 @@ impl Default for Http {
 
 impl Http {
     pub fn new() -> Http {
-        Self::from_address(None)
-    }
-
-    /// A client whose connections come from `address` (any of 127.0.0.0/8 on loopback): the
-    /// gateway sees it as the caller's IP, as API Gateway reports the source IP.
-    pub fn from_address(address: Option<std::net::IpAddr>) -> Http {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_local_address(address);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
+                .build(hyper_util::client::legacy::connect::HttpConnector::new());
         Http { client, api: None }
     }
 

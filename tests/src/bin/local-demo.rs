@@ -76,6 +76,44 @@ async fn show_events(order: &str, seen: &mut usize, expected: &[&str]) -> Result
     Ok(())
 }
 
+/// Refunds `amount` of `order` (number `order` + `suffix`) and waits until it SUCCEEDED: at once
+/// (`201`), or, when it is pending (`202`: Alipay executes it later, or it is sent later), as a
+/// merchant's backend does: by reading it until the sweeper has settled it.
+async fn refund_and_settle(
+    http: &Http,
+    api: &str,
+    order: &str,
+    suffix: &str,
+    amount: &str,
+    reason: &str,
+) -> Result<(), String> {
+    let out_request_no = format!("{order}{suffix}");
+    let answer = http
+        .post_json(
+            &format!("{api}/payments/{order}/refunds"),
+            &json!({"amount": amount, "reason": reason, "out_request_no": out_request_no}),
+        )
+        .await;
+    show(&answer);
+    check(matches!(answer.status, 201 | 202), "the refund failed")?;
+    if answer.status == 201 {
+        return Ok(());
+    }
+    println!(
+        "    pending ({}); waiting for the sweeper to finish it...",
+        field(&answer.json()["pending_reason"], "code")
+    );
+    let refund_url = format!("{api}/payments/{order}/refunds/{out_request_no}");
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if http.get(&refund_url).await.json()["refund"]["status"] == "SUCCEEDED" {
+            println!("    SUCCEEDED");
+            return Ok(());
+        }
+    }
+    Err("demo failed: the sweeper did not finish the refund within 30 s".into())
+}
+
 fn check(ok: bool, what: &str) -> Result<(), String> {
     if ok {
         Ok(())
@@ -181,43 +219,18 @@ async fn main() -> Result<(), String> {
     check(payment.json()["status"] == "PAID", "not paid")?;
     show_events(&order, &mut seen, &["payment.paid"]).await?;
 
-    step(6, "partial refund of 100.00");
-    let partial = http
-        .post_json(
-            &format!("{api}/payments/{order}/refunds"),
-            &json!({"amount": "100.00", "reason": "partial return", "out_request_no": format!("{order}_r1")}),
-        )
-        .await;
-    show(&partial);
-    check(partial.status == 201, "partial refund failed")?;
+    step(
+        6,
+        "partial refund of 100.00 (a buyer who paid by bank card is refunded later: 202, then the sweeper confirms it with Alipay)",
+    );
+    refund_and_settle(&http, &api, &order, "_r1", "100.00", "partial return").await?;
     show_events(&order, &mut seen, &["refund.created", "refund.succeeded"]).await?;
 
     step(
         7,
         "full refund of the remaining 199.00 (sent at once, or by the sweeper: Alipay wants refunds of one trade 3 s apart)",
     );
-    let full = http
-        .post_json(
-            &format!("{api}/payments/{order}/refunds"),
-            &json!({"amount": "199.00", "reason": "full return", "out_request_no": format!("{order}_r2")}),
-        )
-        .await;
-    show(&full);
-    check(matches!(full.status, 201 | 202), "full refund failed")?;
-    if full.status == 202 {
-        println!("    pending; waiting for the sweeper to send it...");
-        let refund_url = format!("{api}/payments/{order}/refunds/{order}_r2");
-        let mut settled = false;
-        for _ in 0..60 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if http.get(&refund_url).await.json()["refund"]["status"] == "SUCCEEDED" {
-                settled = true;
-                break;
-            }
-        }
-        check(settled, "the sweeper did not finish the refund within 30 s")?;
-        println!("    SUCCEEDED");
-    }
+    refund_and_settle(&http, &api, &order, "_r2", "199.00", "full return").await?;
 
     step(8, "final state");
     let last = http.get(&format!("{api}/payments/{order}")).await;
