@@ -168,7 +168,12 @@ async fn main() {
         "operation", "AWS calls", "p50", "p90", "p99"
     );
     Samples("create order", "1 TransactWrite", create).print();
-    Samples("create, fraud checks", "2 Update+1 Transact", create_checked).print();
+    Samples(
+        "create, fraud checks",
+        "2 Update+1 Transact",
+        create_checked,
+    )
+    .print();
     Samples("mark paid", "1 Get+1 Transact", paid).print();
     Samples("reserve refund", "1 TransactWrite", reserve).print();
     Samples("settle refund", "1 TransactWrite", settle).print();

@@ -552,6 +552,13 @@ async fn the_age_alarm_sees_work_that_keeps_failing() {
     );
 }
 
+/// The payment's (refunded, refundable) amounts as the API shows them.
+async fn refunded_and_refundable(stack: &Stack, out_trade_no: &str) -> (String, String) {
+    let now = payment(stack, out_trade_no).await;
+    let text = |name: &str| now[name].as_str().unwrap_or("").to_owned();
+    (text("refunded_amount"), text("refundable_amount"))
+}
+
 /// The simulator's record of a refund: (state, executions, requests).
 fn alipay_refund(
     stack: &Stack,
@@ -636,13 +643,9 @@ async fn a_refund_alipay_executes_later_stays_pending_until_proven() {
         alipay_refund(&stack, "later_1", "later_r1").map(|r| r.1),
         Some(1)
     );
-    let now = payment(&stack, "later_1").await;
     assert_eq!(
-        (
-            now["refunded_amount"].as_str(),
-            now["refundable_amount"].as_str()
-        ),
-        (Some("30.00"), Some("50.00"))
+        refunded_and_refundable(&stack, "later_1").await,
+        ("30.00".into(), "50.00".into())
     );
 }
 
@@ -789,13 +792,9 @@ async fn a_refund_recorded_failed_that_alipay_executed_is_corrected() {
     assert_eq!((answer.status, answer.text.as_str()), (200, "success"));
     let corrected = refund_status(&stack, "corr_1", "corr_r1").await;
     assert_eq!(corrected["refund"]["status"], "SUCCEEDED", "{corrected}");
-    let now = payment(&stack, "corr_1").await;
     assert_eq!(
-        (
-            now["refunded_amount"].as_str(),
-            now["refundable_amount"].as_str()
-        ),
-        (Some("15.00"), Some("25.00"))
+        refunded_and_refundable(&stack, "corr_1").await,
+        ("15.00".into(), "25.00".into())
     );
     let kinds = audit_kinds(&stack, "corr_1").await;
     assert!(kinds.contains(&"refund.corrected".to_owned()), "{kinds:?}");
@@ -939,7 +938,10 @@ async fn a_refund_unproven_past_the_window_is_raised_not_guessed() {
         refund_status(&stack, "unproven_1", "unproven_r1").await["refund"]["status"],
         "PENDING"
     );
-    assert_eq!(payment(&stack, "unproven_1").await["refundable_amount"], "20.00");
+    assert_eq!(
+        payment(&stack, "unproven_1").await["refundable_amount"],
+        "20.00"
+    );
     stack
         .simulator
         .outage(FaultKind::Http500, Duration::ZERO)

@@ -133,10 +133,9 @@ async fn every_route_costs_what_the_readme_says() {
     let proxy = FaultProxy::start(&moto, 1).await.expect("counting proxy");
     // The template's default fraud rules: a create with a customer and a buyer IP adds to their
     // counters; one without either counts nothing.
-    let template = gateway_tests::local_stack::read_template(
-        &gateway_tests::local_stack::template_path(),
-    )
-    .expect("template");
+    let template =
+        gateway_tests::local_stack::read_template(&gateway_tests::local_stack::template_path())
+            .expect("template");
     let rules = template["Parameters"]["RiskRules"]["Default"]
         .as_str()
         .expect("RiskRules' default")
@@ -188,7 +187,10 @@ async fn every_route_costs_what_the_readme_says() {
     counted["customer_ref"] = json!("cust_rt");
     counted["buyer_ip"] = json!("203.0.113.9");
     let stack = &meter.stack;
-    let answer = stack.http.post_json(&stack.api("/payments"), &counted).await;
+    let answer = stack
+        .http
+        .post_json(&stack.api("/payments"), &counted)
+        .await;
     assert_eq!(answer.status, 201, "{}", answer.text);
     meter.check(&["`POST /payments` page/wap/app with `customer_ref` and `buyer_ip`"]);
 

@@ -1061,7 +1061,10 @@ fn the_refund_discrepancy_alarm_watches_what_the_sweeper_emits() {
     let text = |key: &str| alarm.get(key).and_then(Value::as_str).map(str::to_owned);
     assert_eq!(text("Namespace").as_deref(), Some("AlipayGateway"));
     assert_eq!(text("MetricName").as_deref(), Some("RefundDiscrepancies"));
-    assert!(alarm.get("Dimensions").is_none(), "the metric has no dimension");
+    assert!(
+        alarm.get("Dimensions").is_none(),
+        "the metric has no dimension"
+    );
     let report = shared::sweeping::SweepReport {
         refunds_unproven: 2,
         ..shared::sweeping::SweepReport::default()

@@ -1958,7 +1958,8 @@ async fn sim_clock(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
         (Some(text), None) => match china_unix(&text) {
             Some(at) => at * 1000 - machine_ms(),
             None => {
-                return (StatusCode::BAD_REQUEST, "china_time: yyyy-MM-dd HH:mm:ss").into_response();
+                return (StatusCode::BAD_REQUEST, "china_time: yyyy-MM-dd HH:mm:ss")
+                    .into_response();
             }
         },
         (None, Some(offset)) => offset,

@@ -29,13 +29,7 @@ impl Store {
             // refused (one read, on refusals only).
             Err(refused @ StoreError::RiskRefused { .. }) => {
                 return match self.get_order(&new.out_trade_no).await? {
-                    Some(existing) if existing.fingerprint == new.fingerprint() => {
-                        Ok(Created::Existing(existing))
-                    }
-                    Some(_) => Err(StoreError::Conflict(format!(
-                        "out_trade_no {} was already used for a different payment",
-                        new.out_trade_no
-                    ))),
+                    Some(existing) => repeat_or_conflict(existing, &new.fingerprint()),
                     None => Err(refused),
                 };
             }
@@ -120,14 +114,7 @@ impl Store {
                 ));
             }
         };
-        if existing.fingerprint == order.fingerprint {
-            Ok(Created::Existing(existing))
-        } else {
-            Err(StoreError::Conflict(format!(
-                "out_trade_no {} was already used for a different payment",
-                order.out_trade_no
-            )))
-        }
+        repeat_or_conflict(existing, &order.fingerprint)
     }
 
     pub async fn get_order(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
@@ -713,4 +700,17 @@ pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
             .unwrap_or_default(),
         alipay_channel: parse_channel(item)?,
     })
+}
+
+/// An order that already exists with this `out_trade_no`: the same request made before (answered
+/// with it), or another one (a conflict).
+fn repeat_or_conflict(existing: Order, fingerprint: &str) -> Result<Created, StoreError> {
+    if existing.fingerprint == fingerprint {
+        Ok(Created::Existing(existing))
+    } else {
+        Err(StoreError::Conflict(format!(
+            "out_trade_no {} was already used for a different payment",
+            existing.out_trade_no
+        )))
+    }
 }
