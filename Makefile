@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test lint unit template stack bench fmt moto run demo sweep reconcile chaos outage
+.PHONY: help test check lint unit template stack bench fmt moto run demo sweep reconcile chaos outage
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops); ALIPAY_MODE=certificate for certificate mode"
@@ -13,6 +13,7 @@ help:
 	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary)"
 	@echo "make outage - with make run going: an Alipay outage on the primary channel, timed: detection, fail-fast, switching, recovery, breaker cost"
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
+	@echo "make check  - the quick loop: fmt, clippy and the tests that need nothing installed (no stand-in, no SDK oracles)"
 	@echo "make test   - the whole suite: fmt, clippy, unit, integration (DynamoDB/KMS on moto), end-to-end, contract, CLI, template checks, and on make run's stack: schemathesis, a browser, start/stop"
 	@echo "make moto   - start the local AWS stand-in and print how to point the SDK at it"
 	@echo "make bench  - RSA2 speed next to 'openssl speed rsa2048'; store/KMS latencies; CPU per request; cold start and memory vs a python-alipay-sdk peer; binary sizes; reconciling a generated day"
@@ -26,6 +27,12 @@ test: lint unit template stack
 stack:
 	scripts/stack-tests.sh
 
+## The quick loop: fmt, clippy, and every test that needs nothing installed (no AWS stand-in, no
+## SDK oracles, no browser). The integration tests need the stand-in: see docs/testing.md.
+check: lint
+	$(CARGO) test --locked -p alipay -p domain -p store -p gateway -p alipay-sim -p local-stack
+	$(CARGO) test --locked -p gateway-tests --lib --test template
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
@@ -38,11 +45,13 @@ unit:
 	@mkdir -p .local
 	scripts/sdk-oracles.sh
 	set -o pipefail; scripts/with-moto.sh $(CARGO) test --workspace --locked 2>&1 | tee .local/test-output.log
-	set -o pipefail; GATEWAY_TEST_ALIPAY_MODE=certificate scripts/with-moto.sh $(CARGO) test --workspace --locked $(CERT_MODE_SUITES) 2>&1 | tee -a .local/test-output.log
+	set -o pipefail; GATEWAY_TEST_ALIPAY_MODE=certificate scripts/with-moto.sh $(CARGO) test --workspace --locked --test it -- $(CERT_MODE_MODULES) 2>&1 | tee -a .local/test-output.log
+	set -o pipefail; GATEWAY_TEST_ALIPAY_MODE=certificate scripts/with-moto.sh $(CARGO) test --workspace --locked --test logs 2>&1 | tee -a .local/test-output.log
 
-# The end-to-end suites again with the application in certificate mode (公钥证书). --workspace
-# keeps the features (and so the build) of the first pass: -p alone rebuilds half the graph.
-CERT_MODE_SUITES := --test e2e --test lifecycle --test breaker --test risk --test outbox --test reconcile --test events --test logs --test contract
+# The end-to-end modules of the integration tests again with the application in certificate mode
+# (公钥证书), and the logs test. --workspace keeps the features (and so the build) of the first
+# pass: -p alone rebuilds half the graph.
+CERT_MODE_MODULES := e2e:: lifecycle:: breaker:: risk:: outbox:: reconcile:: events:: contract::
 
 # cfn-lint, sam validate --lint and sam build (offline; see scripts/template-checks.sh).
 template:
@@ -58,7 +67,7 @@ fmt:
 # RSS of the release binaries next to python-alipay-sdk + boto3 under awslambdaric, and the
 # binaries' sizes; a reconciliation of a generated day.
 bench:
-	$(CARGO) bench --locked -p shared --bench rsa2
+	$(CARGO) bench --locked -p gateway --bench rsa2
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench store
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench cpu_per_request
 	$(CARGO) build --release --locked -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile -p publisher
@@ -87,7 +96,7 @@ sweep:
 	  if [ -z "$${ALIPAY_CERT:-}" ]; then \
 	    export ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay_public_key.pem)" \
 	      SECONDARY_ALIPAY_PUBLIC_KEY="$$(cat tests/fixtures/keys/alipay2_public_key.pem)"; \
-	  fi; target/debug/local-sweeper --once
+	  fi; $(CARGO) run --quiet --locked -p local-stack --bin local-sweeper -- --once
 
 ## With `make run` going: reconcile a day (DATE, default today in China time) through the
 ## reconcile function, as its daily schedule does for yesterday.
@@ -96,8 +105,8 @@ reconcile:
 
 ## With `make run` going: an outage of the primary channel's Alipay application, measured.
 outage:
-	$(CARGO) run --quiet -p gateway-tests --bin local-outage
+	$(CARGO) run --quiet -p local-stack --bin local-outage
 
 ## With `make run` going in another terminal: the whole lifecycle, step by step.
 demo:
-	$(CARGO) run --quiet -p gateway-tests --bin local-demo
+	$(CARGO) run --quiet -p local-stack --bin local-demo

@@ -139,12 +139,15 @@ trap on_signal INT TERM HUP
 
 "$root/scripts/venv.sh" "$root/.venv" "$root/scripts/python/moto-requirements.txt"
 "$root/scripts/venv.sh" "$root/.venv-tools" "$root/scripts/python/tools-requirements.txt"
-if [[ ! -x "$root/target/debug/local-api" ]]; then
+# Where cargo puts the binaries: target/ unless CARGO_TARGET_DIR (or a cargo config) says otherwise.
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+bin="$target_dir/debug"
+if [[ ! -x "$bin/local-api" ]]; then
   say "building the gateway (first run: several minutes on 2 cores; later runs take seconds)"
 else
   say "building the gateway"
 fi
-cargo build -p gateway-tests --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile 2>&1 \
+cargo build -p local-stack -p alipay-sim --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile 2>&1 \
   | grep --line-buffered -E '^\s*(Compiling|Finished|error|warning: unused)|^error' || true
 [[ ${PIPESTATUS[0]} == 0 ]] || { echo "the build failed" >&2; exit 1; }
 
@@ -158,15 +161,15 @@ export AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_RE
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
 say "creating the orders table, the two KMS signing keys and the reports bucket (from template.yaml)"
-stack=$("$root/target/debug/local-bootstrap")
+stack=$("$bin/local-bootstrap")
 table=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["table"])' "$stack")
 key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kms_key_id"])' "$stack")
 key2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["secondary_kms_key_id"])' "$stack")
 bucket=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["bucket"])' "$stack")
 # The template's default fraud rules unless RISK_RULES is given ('{}' turns them off).
 RISK_RULES=${RISK_RULES:-$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["risk_rules"])' "$stack")}
-"$root/target/debug/alipay-cli" public-key --kms-key-id "$key" > "$state/app_public_key.txt"
-"$root/target/debug/alipay-cli" public-key --kms-key-id "$key2" > "$state/app2_public_key.txt"
+"$bin/alipay-cli" public-key --kms-key-id "$key" > "$state/app_public_key.txt"
+"$bin/alipay-cli" public-key --kms-key-id "$key2" > "$state/app2_public_key.txt"
 
 # ALIPAY_MODE=certificate: the applications in certificate mode (公钥证书), set up as a merchant
 # does: a CSR signed in KMS (alipay-cli csr), certificates from the (simulated) open platform,
@@ -177,8 +180,8 @@ if [ "$mode" = certificate ]; then
   say "certificate mode: requesting the application certificates with CSRs signed in KMS"
   mkdir -p "$state/certs/primary" "$state/certs/secondary"
   rm -f "$state"/certs/*/*.crt
-  "$root/target/debug/alipay-cli" csr --kms-key-id "$key" --subject "CN=$APP_ID,C=CN" > "$state/certs/primary/app.csr"
-  "$root/target/debug/alipay-cli" csr --kms-key-id "$key2" --subject "CN=$APP_ID_2,C=CN" > "$state/certs/secondary/app.csr"
+  "$bin/alipay-cli" csr --kms-key-id "$key" --subject "CN=$APP_ID,C=CN" > "$state/certs/primary/app.csr"
+  "$bin/alipay-cli" csr --kms-key-id "$key2" --subject "CN=$APP_ID_2,C=CN" > "$state/certs/secondary/app.csr"
   primary_certs=(--certificates "$state/certs/primary" --serial 100)
   secondary_certs=(--certificates "$state/certs/secondary" --serial 200)
 elif [ "$mode" != key ]; then
@@ -188,12 +191,12 @@ fi
 
 say "starting the Alipay simulator on :$SIMULATOR_PORT"
 start "the Alipay simulator" "$state/simulator.log" \
-  "$root/target/debug/alipay-simulator" --port "$SIMULATOR_PORT" --app-id "$APP_ID" --seller-id "$SELLER_ID" \
+  "$bin/alipay-simulator" --port "$SIMULATOR_PORT" --app-id "$APP_ID" --seller-id "$SELLER_ID" \
   --app-public-key "$state/app_public_key.txt" \
   --alipay-private-key "$root/tests/fixtures/keys/alipay_private_key.pem" "${primary_certs[@]}"
 say "starting the second channel's Alipay application (simulated) on :$SIMULATOR2_PORT"
 start "the second Alipay simulator" "$state/simulator2.log" \
-  "$root/target/debug/alipay-simulator" --port "$SIMULATOR2_PORT" --app-id "$APP_ID_2" --seller-id "$SELLER_ID_2" \
+  "$bin/alipay-simulator" --port "$SIMULATOR2_PORT" --app-id "$APP_ID_2" --seller-id "$SELLER_ID_2" \
   --app-public-key "$state/app2_public_key.txt" \
   --alipay-private-key "$root/tests/fixtures/keys/alipay2_private_key.pem" "${secondary_certs[@]}"
 if [ "$mode" = certificate ]; then
@@ -213,7 +216,7 @@ for channel in ("primary", "secondary"):
         with open(f"{folder}/{channel}/{name}", "rb") as f:
             s3.put_object(Bucket=bucket, Key=f"alipay/{channel}/{name}", Body=f.read())
 PY
-  say "certificates in s3://$bucket/alipay/ (app_cert_sn $("$root/target/debug/alipay-cli" cert-sn --app-cert "$state/certs/primary/appCertPublicKey.crt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["app_cert_sn"])'))"
+  say "certificates in s3://$bucket/alipay/ (app_cert_sn $("$bin/alipay-cli" cert-sn --app-cert "$state/certs/primary/appCertPublicKey.crt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["app_cert_sn"])'))"
 fi
 
 say "starting the functions with cargo lambda watch on :$FUNCTIONS_PORT"
@@ -262,18 +265,18 @@ start "the functions (cargo lambda watch)" "$state/functions.log" \
   --invoke-address 127.0.0.1 --invoke-port "$FUNCTIONS_PORT"
 
 say "starting the sweeper (every 2 s; the Lambda runs on an EventBridge schedule)"
-start "the sweeper" "$state/sweeper.log" "$root/target/debug/local-sweeper" --every-ms 2000
+start "the sweeper" "$state/sweeper.log" "$bin/local-sweeper" --every-ms 2000
 
 say "publishing the table's changes as events (stream -> publisher -> EventBridge bus on the stand-in)"
 rm -f "$state/events.jsonl"
 # Its standard output (one line per event) shows below; its diagnostics go to events.log.
-setsid "$root/target/debug/local-events" --log "$state/events.jsonl" 2> "$state/events.log" < /dev/null &
+setsid "$bin/local-events" --log "$state/events.jsonl" 2> "$state/events.log" < /dev/null &
 echo "$! the event publisher" >> "$pidfile"
 disown "$!"
 
 say "serving the merchant API on :$API_PORT (routes from template.yaml, SigV4 checked) and the demo shop on :$SHOP_PORT"
 start "the local API" "$state/api.log" \
-  "$root/target/debug/local-api" --port "$API_PORT" --shop-port "$SHOP_PORT" --functions "http://127.0.0.1:$FUNCTIONS_PORT"
+  "$bin/local-api" --port "$API_PORT" --shop-port "$SHOP_PORT" --functions "http://127.0.0.1:$FUNCTIONS_PORT"
 
 say "waiting for the functions to start (cargo lambda watch builds them the first time)"
 for function in create-payment refund notify; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the independent Alipay implementations the differential tests compare the gateway
-# with (shared/tests/differential.rs): python-alipay-sdk (PyPI, pinned, in .venv-oracles) and
+# with (tests/it/differential.rs): python-alipay-sdk (PyPI, pinned, in .venv-oracles) and
 # Alipay's official Node.js SDK (npm alipay-sdk, pinned by tests/sdk-oracles/package-lock.json).
 # Re-installs only when a pin changes.
 set -euo pipefail

@@ -3,7 +3,7 @@
 #   1. schemathesis fuzzes the merchant API from openapi.yaml (seeded, bounded), SigV4-signed;
 #   2. a real browser (Chromium, selenium) pays page, wap and QR payments at the simulator;
 #   3. make run itself: a clean Ctrl-C, a hard kill of the script, and a failed start each leave
-#      nothing running.
+#      nothing running; with CARGO_TARGET_DIR set elsewhere it runs what cargo built there.
 # The stack runs on its own ports and state directory (.local/stack-test), beside any make run.
 # FUZZ_CASES (40) and FUZZ_SEED (20261128) bound and fix the fuzzing.
 set -euo pipefail
@@ -83,6 +83,8 @@ nothing_left() {
 }
 cleanup() {
   [[ -n "$run_pid" ]] && kill -TERM -- "-$run_pid" 2>/dev/null || true
+  # The hard-linked target directory (below) keeps replaced build outputs alive: never leave it.
+  rm -rf "$state/target-elsewhere" "$state/target-elsewhere.tmp"
 }
 trap cleanup EXIT
 
@@ -110,12 +112,32 @@ wait "$run_pid" && code=0 || code=$?
 grep -q "stopped; nothing make run started is running" "$state/run-1.out" || fail "no clean stop message"
 nothing_left "Ctrl-C" "$recorded"
 
-say "a hard kill (SIGKILL) of make run's script stops everything"
-start_run "$state/run-2.out"
+say "CARGO_TARGET_DIR elsewhere: make run runs what cargo built there"
+# A developer's target directory elsewhere (shared between checkouts): a hard-linked copy of this
+# one, so cargo finds everything fresh and nothing is built twice.
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+elsewhere="$state/target-elsewhere"
+cp -al "$target_dir/debug" "$elsewhere.tmp" && mkdir -p "$elsewhere" && mv "$elsewhere.tmp" "$elsewhere/debug"
+start_run "$state/run-2.out" CARGO_TARGET_DIR="$elsewhere"
 wait_ready "$state/run-2.out"
 recorded=$(started_by_run)
+# Every process make run started from a build (the local API, the simulators, the sweeper, the
+# event pump, the functions) runs an executable from CARGO_TARGET_DIR, none from target/.
+from_elsewhere=0
+while read -r pid name; do
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+  case "$exe" in
+    "$elsewhere"/*) from_elsewhere=$((from_elsewhere + 1)) ;;
+    "$target_dir"/*) fail "with CARGO_TARGET_DIR=$elsewhere, $name ran $exe" ;;
+  esac
+done <<< "$recorded"
+(( from_elsewhere >= 8 )) || fail "only $from_elsewhere processes ran from CARGO_TARGET_DIR"
+say "$from_elsewhere processes ran from CARGO_TARGET_DIR, none from target/"
+
+say "a hard kill (SIGKILL) of make run's script stops everything"
 kill -KILL "$run_pid"
 nothing_left "kill -9" "$recorded"
+rm -rf "$elsewhere"
 
 say "a failed start (a function's configuration is wrong) stops everything and says why"
 start_run "$state/run-3.out" RISK_RULES='{not json'

@@ -13,16 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use alipay::ids::OutTradeNo;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use domain::states::OrderStatus;
 use gateway_tests::support::{RETURN_PREFIX, TestEnv, fixtures, now_ms};
 use serde_json::{Value, json};
-use shared::domain::OrderStatus;
-use shared::ids::OutTradeNo;
 
 const RUNS: usize = 7;
 
@@ -216,9 +216,7 @@ fn summarize(name: &str, runs: &[ColdStart]) -> Row {
 }
 
 fn release_binary(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/release")
-        .join(name)
+    gateway_tests::bench::release_binary(name)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
+use gateway::startup::{Gateway, Role};
 use gateway_tests::chaos::proxy::FaultProxy;
 use gateway_tests::support::{RETURN_PREFIX, TestEnv};
 use lambda_http::aws_lambda_events::apigw::{
@@ -33,7 +34,6 @@ use lambda_http::aws_lambda_events::apigw::{
 };
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt as _};
-use shared::gateway::{Gateway, Role};
 
 const ROUNDS: u32 = 2_000;
 
@@ -147,7 +147,7 @@ async fn run() {
         gateway_tests::bench::function_env(&env, &simulator)
             .into_iter()
             .collect();
-    let config = shared::config::Config::from_map(&vars).expect("config");
+    let config = gateway::config::Config::from_map(&vars).expect("config");
     // The notification the notify case answers, for an order created on the stand-in.
     gateway_tests::bench::create_order(&env, "cpu_notify").await;
     let notification = gateway_tests::bench::paid_notification(&simulator, "cpu_notify");

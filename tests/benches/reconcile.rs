@@ -1,19 +1,20 @@
 //! `make bench`: reconciles a generated day of 1,000 payments (RECONCILE_BENCH_ROWS=n,m for
-//! others; on moto a GSI Query scans the table, so beyond ~5,000 it hits the SDK time-out) (10% with a refund)
+//! others; 10% with a refund; on moto a GSI Query scans the table, so beyond ~5,000 it hits the
+//! SDK time-out)
 //! against a table holding them on the local stand-in, through the release `alipay-cli
 //! reconcile` (the function's code) in a child process, so that its time and peak memory are
 //! its own. Prints rows, passes, wall time, peak RSS, DynamoDB reads per row.
 //!
-//! Needs `target/release/alipay-cli` (the Makefile builds it) and /usr/bin/time.
+//! Needs the release `alipay-cli` (the Makefile builds it) and /usr/bin/time.
 
 use std::process::Command;
 
-use gateway_tests::simulator::{BALANCE, RefundRecord, RefundState, Trade};
+use alipay::china_time::ChinaDate;
+use alipay::ids::{OutRequestNo, OutTradeNo, Subject};
+use alipay::money::Amount;
+use alipay_sim::{BALANCE, RefundRecord, RefundState, Trade};
+use domain::states::{CNY, Cashier, Order, OrderStatus, Refund, RefundStatus};
 use gateway_tests::support::{APP_ID, SELLER_ID, Stack, fixtures};
-use shared::china_time::ChinaDate;
-use shared::domain::{CNY, Channel, Order, OrderStatus, Refund, RefundStatus};
-use shared::ids::{OutRequestNo, OutTradeNo, Subject};
-use shared::money::Amount;
 
 fn day_records(
     day: ChinaDate,
@@ -69,7 +70,7 @@ fn day_records(
             amount,
             currency: CNY.into(),
             subject: Subject::parse("会员, 年卡").expect("subject"),
-            channel: Channel::Qr,
+            channel: Cashier::Qr,
             status: OrderStatus::Paid,
             return_url: None,
             time_expire: None,
@@ -88,7 +89,7 @@ fn day_records(
             paid_after_close: false,
             customer_ref: None,
             risk_rules: Vec::new(),
-            alipay_channel: shared::channels::ChannelId::Primary,
+            alipay_channel: domain::channel::ChannelId::Primary,
         };
         let refunds = refund
             .into_iter()
@@ -106,7 +107,7 @@ fn day_records(
                 sends: 1,
                 due_at_ms: None,
                 sweeps: 0,
-                alipay_channel: shared::channels::ChannelId::Primary,
+                alipay_channel: domain::channel::ChannelId::Primary,
                 unproven_since_ms: None,
             })
             .collect();
@@ -117,7 +118,7 @@ fn day_records(
 
 #[tokio::main]
 async fn main() {
-    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/alipay-cli");
+    let cli = gateway_tests::bench::release_binary("alipay-cli");
     assert!(
         cli.exists(),
         "build it first: cargo build --release -p alipay-cli"

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use alipay::Amount;
+use alipay::ids::{OutRequestNo, OutTradeNo, Subject};
+use alipay::signer::sign_base64;
+use domain::states::{Cashier, Cause, NewOrder, NewRefund, Payment, RefundOutcome};
 use gateway_tests::support::{TestEnv, now_ms};
-use shared::Amount;
-use shared::alipay::signer::sign_base64;
-use shared::domain::{Cause, Channel, NewOrder, NewRefund, Payment, RefundOutcome};
-use shared::ids::{OutRequestNo, OutTradeNo, Subject};
-use shared::store::Reserved;
+use store::Reserved;
 
 const ROUNDS: usize = 200;
 
@@ -32,9 +32,8 @@ impl Samples {
 
 /// The `RiskRules` default of template.yaml.
 fn default_rules() -> String {
-    let template =
-        gateway_tests::local_stack::read_template(&gateway_tests::local_stack::template_path())
-            .expect("template");
+    let template = local_stack::template::read_template(&local_stack::template::template_path())
+        .expect("template");
     template["Parameters"]["RiskRules"]["Default"]
         .as_str()
         .expect("RiskRules default")
@@ -57,7 +56,7 @@ async fn main() {
     );
     let signer = env.kms_signer();
     let mut create_checked = Vec::new();
-    let rules = shared::risk::Rules::parse(&default_rules()).expect("rules");
+    let rules = domain::risk::Rules::parse(&default_rules()).expect("rules");
     signer.public_key().await.expect("public key");
     for round in 0..ROUNDS {
         let out_trade_no = OutTradeNo::parse(format!("bench_{round}")).expect("id");
@@ -65,15 +64,15 @@ async fn main() {
             out_trade_no: out_trade_no.clone(),
             amount: Amount::parse("299.00").expect("amount"),
             subject: Subject::parse("bench").expect("subject"),
-            channel: Channel::Qr,
+            channel: Cashier::Qr,
             return_url: None,
             time_expire: None,
             customer_ref: None,
             virtual_goods: true,
-            alipay_channel: shared::channels::ChannelId::Primary,
+            alipay_channel: domain::channel::ChannelId::Primary,
         };
-        let expiry = shared::china_time::ChinaDateTime::parse(
-            &shared::china_time::china_timestamp(now_ms() / 1000 + 3_600),
+        let expiry = alipay::china_time::ChinaDateTime::parse(
+            &alipay::china_time::china_timestamp(now_ms() / 1000 + 3_600),
         )
         .expect("time");
         let t = Instant::now();
@@ -91,15 +90,15 @@ async fn main() {
             customer_ref: Some(format!("cust_{round}")),
             ..order.clone()
         };
-        let screening = shared::risk::Screening {
+        let screening = domain::risk::Screening {
             customer_ref: checked.customer_ref.as_deref(),
             ip: format!("198.51.100.{}", round % 250).parse().ok(),
             amount: checked.amount,
             virtual_goods: false,
         };
         let t = Instant::now();
-        shared::risk::screen(&rules, &screening).expect("within the rules");
-        let counters = shared::risk::counters(&rules, &screening, now_ms());
+        domain::risk::screen(&rules, &screening).expect("within the rules");
+        let counters = domain::risk::counters(&rules, &screening, now_ms());
         env.store
             .create_order(&checked, &expiry, i64::MAX / 2, &api, now_ms(), &counters)
             .await
@@ -113,7 +112,7 @@ async fn main() {
             buyer_id_masked: None,
             finished: false,
             risk: None,
-            alipay_channel: shared::channels::ChannelId::Primary,
+            alipay_channel: domain::channel::ChannelId::Primary,
         };
         let t = Instant::now();
         env.store
@@ -126,7 +125,7 @@ async fn main() {
             out_request_no: OutRequestNo::parse("r_1").expect("id"),
             amount: Amount::parse("1.00").expect("amount"),
             reason: None,
-            alipay_channel: shared::channels::ChannelId::Primary,
+            alipay_channel: domain::channel::ChannelId::Primary,
         };
         let t = Instant::now();
         // An SDK retry after a lost answer finds the refund already reserved: same refund.

@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
+use alipay::ids::OutTradeNo;
+use alipay_sim::{Fault, FaultKind, Simulator};
+use domain::channel::ChannelId;
 use gateway_tests::merchant::{audit_kinds, create, payment, refund, wait_for_status};
-use gateway_tests::simulator::{Fault, FaultKind, Simulator};
 use gateway_tests::support::{
     APP_ID, APP_ID_2, SELLER_ID, SELLER_ID_2, Stack, StackOptions, eventually,
 };
 use serde_json::json;
-use shared::channels::ChannelId;
-use shared::ids::OutTradeNo;
 
 /// Small numbers, so that a test sees every phase in seconds.
 const MIN_CALLS: u64 = 4;
@@ -63,7 +63,7 @@ fn failures_to_open(successes: u64) -> u64 {
         .unwrap_or(MIN_CALLS)
 }
 
-async fn state(stack: &Stack, channel: ChannelId) -> shared::breaker::Phase {
+async fn state(stack: &Stack, channel: ChannelId) -> domain::breaker::Phase {
     stack
         .env
         .store
@@ -270,11 +270,11 @@ async fn an_outage_moves_new_payments_to_the_second_channel_and_nothing_else() {
             .store
             .get_refund(
                 &OutTradeNo::parse("br_paid").expect("id"),
-                &shared::ids::OutRequestNo::parse("br_paid_r1").expect("id"),
+                &alipay::ids::OutRequestNo::parse("br_paid_r1").expect("id"),
             )
             .await
             .expect("refund")?;
-        (refund.status == shared::domain::RefundStatus::Succeeded).then_some(())
+        (refund.status == domain::states::RefundStatus::Succeeded).then_some(())
     })
     .await;
     assert!(recovered.is_some(), "{:?}", stack.simulator.calls());
@@ -432,7 +432,7 @@ async fn business_refusals_never_open_the_channel() {
         .breaker_state(ChannelId::Primary)
         .await
         .expect("breaker state");
-    assert_eq!(window, shared::breaker::Window::default(), "never written");
+    assert_eq!(window, domain::breaker::Window::default(), "never written");
     let after = create(&stack, "bf_2", "10.00", "qr").await;
     assert_eq!(after.status, 201, "{}", after.text);
     assert_eq!(after.json()["payment"]["alipay_channel"], "primary");

@@ -5,12 +5,12 @@
 //! call. The rest of the end-to-end suite also runs in this mode (`make test` runs it with
 //! `GATEWAY_TEST_ALIPAY_MODE=certificate`).
 
-use gateway_tests::local_stack::{create_signing_key, read_template, template_path};
+use alipay_sim::{Fault, FaultKind};
+use gateway::aws::KmsSigner;
 use gateway_tests::merchant::{create, create_and_pay, payment, refund, wait_for_status};
-use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{Stack, StackOptions, certificate_vars, open_platform_certificates};
+use local_stack::template::{create_signing_key, read_template, template_path};
 use serde_json::json;
-use shared::aws::KmsSigner;
 
 const DOWNLOAD: &str = "alipay.open.app.alipaycert.download";
 
@@ -149,9 +149,9 @@ async fn a_rotated_certificate_that_does_not_chain_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
-    use shared::gateway::{Gateway, Role};
+    use gateway::startup::{Gateway, Role};
     let stack = cert_stack(Vec::new()).await;
-    let ca = std::sync::Arc::new(gateway_tests::simulator::ca::TestCa::new());
+    let ca = std::sync::Arc::new(alipay_sim::ca::TestCa::new());
     // An application certificate issued for another key than the KMS key.
     let other = gateway_tests::support::TestEnv::new().await;
     let mut certs = open_platform_certificates(
@@ -174,7 +174,7 @@ async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         map.extend(vars);
-        shared::config::Config::from_map(&map)
+        gateway::config::Config::from_map(&map)
     };
     let vars = certificate_vars(&stack.env, "", &certs, &ca, true).await;
     let config = base(vars).expect("configuration reads");
@@ -195,7 +195,7 @@ async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
     );
 
     // Alipay's certificate signed by a key other than its issuer's: it does not chain.
-    let alipay_key = shared::AppPrivateKey::parse(
+    let alipay_key = alipay::AppPrivateKey::parse(
         &std::fs::read_to_string(
             gateway_tests::support::fixtures().join("keys/alipay_private_key.pem"),
         )
@@ -236,7 +236,7 @@ async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
     .unwrap_or_else(|e| panic!("starts: {e}"));
     assert!(
         notify
-            .trust(shared::channels::ChannelId::Primary)
+            .trust(domain::channel::ChannelId::Primary)
             .expect("trust")
             .known_sns()
             .is_empty()
@@ -266,7 +266,7 @@ async fn init_refuses_certificates_that_cannot_work_and_says_what_to_do() {
 }
 
 /// A second KMS key for the application (what `STANDBY_KMS_KEY_ID` names).
-async fn standby_key(stack: &Stack) -> (String, shared::PublicKey) {
+async fn standby_key(stack: &Stack) -> (String, alipay::PublicKey) {
     let template = read_template(&template_path()).expect("template");
     let alias = create_signing_key(
         &stack.env.kms,
@@ -293,7 +293,7 @@ async fn rotate_app_key_without_a_failed_call(certificates: bool) {
     .await;
     let (alias, public) = standby_key(&probe).await;
     let mut env = vec![("STANDBY_KMS_KEY_ID".to_owned(), alias.clone())];
-    let ca = std::sync::Arc::new(gateway_tests::simulator::ca::TestCa::new());
+    let ca = std::sync::Arc::new(alipay_sim::ca::TestCa::new());
     let standby_cert = if certificates {
         let certs = open_platform_certificates(
             &ca,
@@ -323,9 +323,10 @@ async fn rotate_app_key_without_a_failed_call(certificates: bool) {
     create_and_pay(&stack, "rotate_1", "30.00").await;
     // The merchant uploads the standby key on the open platform: from now on Alipay refuses
     // the main key's signatures.
-    stack
-        .simulator
-        .set_app_key(public, standby_cert.map(|c| c.sn));
+    stack.simulator.set_app_key(
+        alipay_sim::VerifyKey::from_spki_der(&public.to_spki_der()).expect("standby key"),
+        standby_cert.map(|c| c.sn),
+    );
     // Two payments at once in one process, both refused with the main key and both accepted with
     // the standby (each accepted answer a second late, so that both fall back before either
     // has its answer).

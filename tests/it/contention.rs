@@ -14,18 +14,18 @@
 //! 3. Hot fraud counters: concurrent creates for one buyer IP, and for one customer, through the
 //!    API with conflicts on: none ends in a 503.
 
+use domain::states::OrderStatus;
 use gateway_tests::chaos::proxy::{Contention, FaultProxy};
 use gateway_tests::merchant::payment_body;
 use gateway_tests::store_cases::{
     created_order, fifty_payments, fifty_refunds, id, notify, paid_order, payment,
 };
 use gateway_tests::support::{Stack, StackOptions, TestEnv, now_ms, sdk_via};
-use shared::domain::OrderStatus;
-use shared::store::{Store, StoreError, Transition};
+use store::{Store, StoreError, Transition};
 
 /// How many times the store tries a transaction (`TRANSACTION_ATTEMPTS` in the store).
 const STORE_ATTEMPTS: usize = 5;
-/// How many times the SDK tries a throttled request (`shared::aws`'s retry configuration).
+/// How many times the SDK tries a throttled request (`gateway::aws`'s retry configuration).
 const SDK_ATTEMPTS: usize = 3;
 
 async fn through_proxy(env: &TestEnv, seed: u64) -> (FaultProxy, Store) {

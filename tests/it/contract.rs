@@ -1,4 +1,4 @@
-//! `openapi.yaml` kept true: it describes exactly the routes `template.yaml` deploys, README's
+//! `openapi.yaml` kept true: it describes exactly the routes `template.yaml` deploys, docs/api.md's
 //! route table lists exactly its operations, it names every error code the code can answer, it
 //! is valid OpenAPI 3.1, and the merchant API refuses what API Gateway's IAM authorization
 //! refuses. (Every answer the end-to-end tests receive is also checked against it, by the test
@@ -7,17 +7,17 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use gateway_tests::contract::{operations, spec, spec_path};
-use gateway_tests::local_stack::{read_template, template_path};
 use gateway_tests::merchant::payment_body;
-use gateway_tests::routes::Routes;
 use gateway_tests::support::Stack;
+use local_stack::contract::{operations, spec, spec_path};
+use local_stack::routes::Routes;
+use local_stack::template::{read_template, template_path};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn method_paths(routes: &[gateway_tests::routes::Route]) -> Vec<(String, String)> {
+fn method_paths(routes: &[local_stack::routes::Route]) -> Vec<(String, String)> {
     routes
         .iter()
         .map(|r| (r.method.clone(), r.path.clone()))
@@ -36,16 +36,16 @@ fn the_spec_describes_exactly_the_routes_the_template_deploys() {
     );
 }
 
-/// README's table under "The merchant API": one row per operation, with the function the
+/// The route table of docs/api.md: one row per operation, with the function the
 /// template routes it to (the Function URL and schedule rows aside).
 #[test]
-fn the_readme_route_table_lists_exactly_the_spec_operations() {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let section = readme
-        .split("## The merchant API")
+fn the_documented_route_table_lists_exactly_the_spec_operations() {
+    let doc = std::fs::read_to_string(root().join("docs/api.md")).expect("docs/api.md");
+    let section = doc
+        .split("# The merchant API")
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
-        .expect("README has a 'The merchant API' section");
+        .expect("docs/api.md has a 'The merchant API' section");
     let mut rows = Vec::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -70,7 +70,7 @@ fn the_readme_route_table_lists_exactly_the_spec_operations() {
     rows.sort();
     assert_eq!(
         rows, expected,
-        "README's route table and openapi.yaml differ"
+        "the route table of docs/api.md and openapi.yaml differ"
     );
 }
 
@@ -79,7 +79,7 @@ fn the_readme_route_table_lists_exactly_the_spec_operations() {
 /// `not_found`, and the fallbacks for Alipay refusals without a code.
 fn codes_in_source() -> BTreeSet<String> {
     let mut files = Vec::new();
-    let mut dirs = vec![root().join("shared/src"), root().join("functions")];
+    let mut dirs = vec![root().join("shared"), root().join("functions")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).expect("dir").flatten() {
             let path = entry.path();

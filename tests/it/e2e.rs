@@ -4,16 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use alipay::ids::OutTradeNo;
+use alipay_sim::{Fault, FaultKind};
 use gateway_tests::chaos::proxy::{Contention, FaultProxy};
 use gateway_tests::merchant::{
     audit_kinds, create, create_and_pay, payment, refund, refund_status, wait_for_status,
 };
-use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{
     APP_ID, REFUND_QUERY_DELAY_MS, RETURN_PREFIX, SELLER_ID, Stack, StackOptions, eventually,
 };
 use serde_json::{Value, json};
-use shared::ids::OutTradeNo;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_payment_from_cashier_to_paid() {
@@ -357,7 +357,7 @@ async fn a_lost_notification_is_recovered_by_sync_and_a_late_one_changes_nothing
 }
 
 fn notification_fields(
-    trade: &gateway_tests::simulator::Trade,
+    trade: &alipay_sim::Trade,
     overrides: &[(&str, &str)],
 ) -> BTreeMap<String, String> {
     let mut fields: BTreeMap<String, String> = [

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use gateway_tests::local_stack::{read_template, template_path};
-use gateway_tests::routes::Routes;
-use gateway_tests::simulator::{Fault, FaultKind};
+use alipay_sim::{Fault, FaultKind};
 use gateway_tests::support::{Stack, fixtures};
 use lambda_http::Body;
+use local_stack::routes::Routes;
+use local_stack::template::{read_template, template_path};
 use serde_json::Value;
 
 fn events_dir() -> PathBuf {
@@ -41,11 +41,11 @@ const RECONCILE_EVENTS: &[(&str, Option<&str>)] = &[
 
 #[test]
 fn the_reconcile_events_name_their_day() {
-    let now_ms = shared::gateway::now_ms();
-    let yesterday = shared::china_time::ChinaDate::of_unix(now_ms / 1000).previous();
+    let now_ms = gateway::clock::now_ms();
+    let yesterday = alipay::china_time::ChinaDate::of_unix(now_ms / 1000).previous();
     for (file, day) in RECONCILE_EVENTS {
         let event: Value = serde_json::from_str(&read(file)).expect("JSON");
-        let named = reconcile::day_of_event(&event, now_ms).expect(file);
+        let named = gateway::reconcile::day_of_event(&event, now_ms).expect(file);
         assert_eq!(
             named.to_string(),
             day.map_or(yesterday.to_string(), str::to_owned),
@@ -98,7 +98,7 @@ fn the_env_vars_file_configures_every_function() {
         .filter_map(|(id, _)| id.as_str().map(str::to_owned))
         .collect();
     assert_eq!(functions.len(), 6);
-    let test_alipay_key = shared::PublicKey::parse(
+    let test_alipay_key = alipay::PublicKey::parse(
         &std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key"),
     )
     .expect("key");
@@ -112,8 +112,9 @@ fn the_env_vars_file_configures_every_function() {
             continue;
         }
         let config =
-            shared::config::Config::from_map(vars).unwrap_or_else(|e| panic!("{function}: {e}"));
-        let shared::channels::AlipayKeys::Keys(keys) = &config.primary().alipay_keys else {
+            gateway::config::Config::from_map(vars).unwrap_or_else(|e| panic!("{function}: {e}"));
+        let gateway::config::channels::AlipayKeys::Keys(keys) = &config.primary().alipay_keys
+        else {
             panic!("{function}: env.json configures key mode");
         };
         assert_eq!(

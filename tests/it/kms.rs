@@ -1,11 +1,11 @@
 //! The KMS signer against KMS on the local stand-in: signatures that Alipay would verify.
 
+use alipay::SignError;
+use alipay::ids::{AppId, OutTradeNo};
+use alipay::request::{AlipayRequest, AppParams, UnsignedRequest};
+use alipay::signer::sign_base64;
+use gateway::aws::KmsSigner;
 use gateway_tests::support::TestEnv;
-use shared::SignError;
-use shared::alipay::request::{AlipayRequest, AppParams, UnsignedRequest};
-use shared::alipay::signer::sign_base64;
-use shared::aws::KmsSigner;
-use shared::ids::{AppId, OutTradeNo};
 
 #[tokio::test]
 async fn kms_signatures_verify_with_the_exported_public_key() {
@@ -14,9 +14,7 @@ async fn kms_signatures_verify_with_the_exported_public_key() {
     let public = signer.public_key().await.expect("public key").clone();
 
     let request = AlipayRequest::Query {
-        trade: shared::alipay::request::TradeRef::OutTradeNo(
-            OutTradeNo::parse("order_1").expect("id"),
-        ),
+        trade: alipay::request::TradeRef::OutTradeNo(OutTradeNo::parse("order_1").expect("id")),
     };
     let app = AppParams {
         app_id: AppId::parse("2021000123456789").expect("app id"),
@@ -34,7 +32,7 @@ async fn kms_signatures_verify_with_the_exported_public_key() {
     assert!(public.verify(b"something else", signed.sign()).is_err());
 
     // Exported the way Alipay's open platform asks for it, it parses back to the same key.
-    let registered = shared::PublicKey::parse(&public.to_spki_base64()).expect("parses");
+    let registered = alipay::PublicKey::parse(&public.to_spki_base64()).expect("parses");
     assert_eq!(registered, public);
 }
 
@@ -43,7 +41,7 @@ async fn raw_messages_up_to_the_kms_limit_verify() {
     let env = TestEnv::new().await;
     let signer = env.kms_signer();
     let public = signer.public_key().await.expect("public key").clone();
-    let message = "a".repeat(shared::aws::KMS_RAW_MESSAGE_LIMIT);
+    let message = "a".repeat(gateway::aws::KMS_RAW_MESSAGE_LIMIT);
     let sign = sign_base64(&signer, &message).await.expect("sign");
     assert_eq!(public.verify(message.as_bytes(), &sign), Ok(()));
 }
@@ -52,8 +50,8 @@ async fn raw_messages_up_to_the_kms_limit_verify() {
 async fn the_public_key_is_fetched_once() {
     let env = TestEnv::new().await;
     let signer = env.kms_signer();
-    let first: *const shared::PublicKey = signer.public_key().await.expect("key");
-    let second: *const shared::PublicKey = signer.public_key().await.expect("key");
+    let first: *const alipay::PublicKey = signer.public_key().await.expect("key");
+    let second: *const alipay::PublicKey = signer.public_key().await.expect("key");
     assert_eq!(
         first, second,
         "the second call is served from the process cache"

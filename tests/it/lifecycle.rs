@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use alipay_sim::{BALANCE, BANK_CARD, Fault, FaultKind, RefundState, china_text};
 use gateway_tests::merchant::{
     audit_kinds, close, create, create_and_pay, create_and_pay_with, paid_after_close, payment,
     payment_body, refund, refund_status, refused_refund,
 };
-use gateway_tests::simulator::{BALANCE, BANK_CARD, Fault, FaultKind, RefundState, china_text};
 use gateway_tests::support::{
     APP_ID, REFUND_QUERY_DELAY_MS, REFUND_SPACING_MS, SELLER_ID, Stack, eventually, now_ms,
 };
@@ -278,7 +278,7 @@ async fn every_payment_expires_and_the_sweeper_ends_it() {
         let trail = stack
             .env
             .store
-            .get_order(&shared::ids::OutTradeNo::parse("never_opened").expect("id"))
+            .get_order(&alipay::ids::OutTradeNo::parse("never_opened").expect("id"))
             .await
             .expect("read")
             .expect("order");
@@ -886,7 +886,7 @@ async fn a_closed_order_alipay_still_offers_is_closed_there_too() {
     let order = stack
         .env
         .store
-        .get_order(&shared::ids::OutTradeNo::parse("offered_1").expect("no"))
+        .get_order(&alipay::ids::OutTradeNo::parse("offered_1").expect("no"))
         .await
         .expect("get")
         .expect("order");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use gateway_tests::simulator::{Fault, FaultKind};
+use alipay_sim::{Fault, FaultKind};
 use gateway_tests::support::{APP_ID, SELLER_ID, Stack, StackOptions, eventually, fixtures};
 use serde_json::json;
 
@@ -323,7 +323,7 @@ async fn each_line_names_only_the_request_it_belongs_to() {
     const N: usize = 20;
     let captured = capture();
     let stack = Stack::start_custom(StackOptions {
-        refunds: gateway_tests::simulator::RefundProcessing::IMMEDIATE,
+        refunds: alipay_sim::RefundProcessing::IMMEDIATE,
         ..StackOptions::default()
     })
     .await;

@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use alipay_sim::{Fault, FaultKind};
 use gateway_tests::merchant::{
     create, create_and_pay, paid_after_close, payment, refund, refused_refund,
 };
-use gateway_tests::simulator::{Fault, FaultKind};
 use gateway_tests::support::{Stack, eventually};
 use serde_json::{Value, json};
 
@@ -341,7 +341,7 @@ async fn a_batch_that_cannot_be_published_is_retried_and_nothing_is_lost_or_skip
 async fn a_recorded_stream_batch_publishes_its_four_changes() {
     let env = gateway_tests::support::TestEnv::new().await;
     let name = format!("events-{}", uuid::Uuid::new_v4().simple());
-    let path = gateway_tests::events_path::EventsPath::create(&env.sdk_config, &env.table, &name)
+    let path = local_stack::events_path::EventsPath::create(&env.sdk_config, &env.table, &name)
         .await
         .expect("path");
     let text = std::fs::read_to_string(

@@ -3,19 +3,17 @@
 //! and nothing else is; a lost notification is repaired once; the report lands in S3 and the
 //! table. The bill is the simulator's, written from its own ledger in Alipay's format.
 
-use shared::channels::ChannelId;
+use domain::channel::ChannelId;
 use std::collections::BTreeSet;
 
+use alipay::china_time::ChinaDate;
+use alipay_sim::{BALANCE, BANK_CARD, Fault, FaultKind, LedgerEdit, RefundProcessing, RefundState};
 use gateway_tests::merchant::{
     audit_kinds, create_and_pay, create_and_pay_with, refund, refund_status, refused_refund,
     wait_for_status,
 };
-use gateway_tests::simulator::{
-    BALANCE, BANK_CARD, Fault, FaultKind, LedgerEdit, RefundProcessing, RefundState,
-};
 use gateway_tests::support::{Stack, StackOptions, eventually, now_ms};
 use serde_json::json;
-use shared::china_time::ChinaDate;
 
 /// The China-time day now, after waiting out the last two minutes before China midnight (so
 /// that one test's payments never straddle two bills).
@@ -57,7 +55,7 @@ async fn pay_and_refund(
     );
 }
 
-fn kinds(report: &reconcile::Report) -> BTreeSet<(String, String, String)> {
+fn kinds(report: &gateway::reconcile::Report) -> BTreeSet<(String, String, String)> {
     report
         .discrepancies
         .iter()
@@ -143,9 +141,9 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     .expect("edit");
 
     let (s3, bucket) = stack.reports_bucket().await;
-    let reports = reconcile::Reports::to_bucket(s3.clone(), bucket.clone());
+    let reports = gateway::reconcile::Reports::to_bucket(s3.clone(), bucket.clone());
     // Small passes: the day is matched in several hash ranges, as a large day would be.
-    let settings = reconcile::Settings {
+    let settings = gateway::reconcile::Settings {
         pass_rows: 4,
         work_dir: std::env::temp_dir(),
     };
@@ -155,7 +153,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
         .reconcile(&reports, &settings, day)
         .await
         .expect("early run");
-    assert_eq!(early.status, reconcile::Status::BillNotReady);
+    assert_eq!(early.status, gateway::reconcile::Status::BillNotReady);
     assert!(early.discrepancies.is_empty());
     assert_eq!(audit_kinds(&stack, "rc_lost").await, vec!["order.created"]);
 
@@ -177,7 +175,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
     .collect();
     assert_eq!(kinds(&report), expected, "{:#?}", report.discrepancies);
-    assert_eq!(report.status, reconcile::Status::Discrepancies);
+    assert_eq!(report.status, gateway::reconcile::Status::Discrepancies);
     assert!(report.stats.passes >= 3, "{:?}", report.stats);
     assert_eq!(report.stats.other_day, 0);
     let lost = report
@@ -227,7 +225,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
         .expect("a summary item");
     assert_eq!(status, "discrepancies");
     assert_eq!(summary["counts"]["status_differs"], 1);
-    let [json_key, csv_key] = reconcile::Reports::keys(day, ChannelId::Primary);
+    let [json_key, csv_key] = gateway::reconcile::Reports::keys(day, ChannelId::Primary);
     let object = |key: String| {
         let s3 = s3.clone();
         let bucket = bucket.clone();
@@ -238,7 +236,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
                 .key(&key)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("{key}: {}", shared::aws::error_chain(&e)))
+                .unwrap_or_else(|e| panic!("{key}: {}", store::error_chain(&e)))
                 .body
                 .collect()
                 .await
@@ -261,7 +259,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     let again = stack
         .reconcile(
             &reports,
-            &reconcile::Settings {
+            &gateway::reconcile::Settings {
                 pass_rows: 50_000,
                 work_dir: std::env::temp_dir(),
             },
@@ -300,8 +298,8 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
 async fn a_quiet_day_matches_and_agreeing_books_match() {
     let day = today_clear_of_midnight().await;
     let stack = Stack::start().await;
-    let reports = reconcile::Reports::none();
-    let settings = reconcile::Settings {
+    let reports = gateway::reconcile::Reports::none();
+    let settings = gateway::reconcile::Settings {
         pass_rows: 50_000,
         work_dir: std::env::temp_dir(),
     };
@@ -310,7 +308,7 @@ async fn a_quiet_day_matches_and_agreeing_books_match() {
         .reconcile(&reports, &settings, day.previous())
         .await
         .expect("quiet day");
-    assert_eq!(quiet.status, reconcile::Status::Matched);
+    assert_eq!(quiet.status, gateway::reconcile::Status::Matched);
     assert!(!quiet.bill.available);
 
     create_and_pay(&stack, "rq_1", "12.34").await;
@@ -320,7 +318,12 @@ async fn a_quiet_day_matches_and_agreeing_books_match() {
         .reconcile(&reports, &settings, day)
         .await
         .expect("run");
-    assert_eq!(report.status, reconcile::Status::Matched, "{:#?}", report);
+    assert_eq!(
+        report.status,
+        gateway::reconcile::Status::Matched,
+        "{:#?}",
+        report
+    );
     assert!(report.discrepancies.is_empty());
     assert_eq!(report.ours.payments, 2);
     assert_eq!(report.ours.gross_fen, 1_234 + 9_999);
@@ -331,17 +334,17 @@ async fn a_quiet_day_matches_and_agreeing_books_match() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bill_url_is_signed_works_once_and_only_for_a_finished_day_with_rows() {
-    use shared::alipay::request::AlipayRequest;
-    use shared::alipay::response::BillUrlResult;
+    use alipay::request::AlipayRequest;
+    use alipay::response::BillUrlResult;
     let day = today_clear_of_midnight().await;
     let stack = Stack::start().await;
     let alipay = stack
         .gateway
         .functions
         .reconcile
-        .alipay_for(ChannelId::Primary)
+        .channel(ChannelId::Primary)
         .expect("alipay");
-    let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(30));
+    let deadline = gateway::deadline::Deadline::after(std::time::Duration::from_secs(30));
     let ask = |day: ChinaDate| {
         let request = AlipayRequest::BillDownloadUrl { bill_date: day };
         async move {
@@ -457,8 +460,8 @@ async fn refunds_alipay_executes_before_its_midnight_are_on_that_days_bill() {
     );
 
     let (s3, bucket) = stack.reports_bucket().await;
-    let reports = reconcile::Reports::to_bucket(s3, bucket);
-    let settings = reconcile::Settings {
+    let reports = gateway::reconcile::Reports::to_bucket(s3, bucket);
+    let settings = gateway::reconcile::Settings {
         pass_rows: 50_000,
         work_dir: std::env::temp_dir(),
     };
@@ -472,7 +475,7 @@ async fn refunds_alipay_executes_before_its_midnight_are_on_that_days_bill() {
         "{:#?}",
         report.discrepancies
     );
-    assert_eq!(report.status, reconcile::Status::Matched);
+    assert_eq!(report.status, gateway::reconcile::Status::Matched);
     assert_eq!((report.ours.payments, report.ours.refunds), (2, 2));
     assert_eq!(report.alipay.totals.refunds, 2);
 }

@@ -5,9 +5,9 @@
 //! Called as production calls the API: by the merchant's backend, from one address (the
 //! stack's own client), every buyer's IP in the request's `buyer_ip`, never the connection's.
 
-use gateway_tests::local_stack::{read_template, template_path};
 use gateway_tests::merchant::{audit_kinds, payment_body, wait_for_status};
 use gateway_tests::support::{Stack, StackOptions};
+use local_stack::template::{read_template, template_path};
 use serde_json::{Value, json};
 
 const RULES: &str = r#"{

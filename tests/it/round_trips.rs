@@ -1,4 +1,4 @@
-//! The README's table "AWS round trips per route", measured: each route is called once through
+//! The table "AWS round trips per route" in docs/performance.md, measured: each route is called once through
 //! the functions with a counting proxy in front of the stand-in (every DynamoDB and KMS request
 //! passes it) and the simulator's call log (every Alipay call), and the counts must equal the
 //! table's row. So the table cannot drift from what the code does.
@@ -33,17 +33,20 @@ fn parse_cell(cell: &str) -> BTreeMap<String, u64> {
     counts
 }
 
-/// The README row whose first cell is `route`: (DynamoDB, KMS, Alipay) counts.
+/// The docs/performance.md row whose first cell is `route`: (DynamoDB, KMS, Alipay) counts.
 fn readme_row(route: &str) -> [BTreeMap<String, u64>; 3] {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("### AWS round trips per route")
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/performance.md"
+    ))
+    .expect("docs/performance.md");
+    let section = doc
+        .split("## AWS round trips per route")
         .nth(1)
-        .expect("the README has the round-trips table");
+        .expect("docs/performance.md has the round-trips table");
     let row = section
         .lines()
-        .take_while(|line| !line.starts_with("###"))
+        .take_while(|line| !line.starts_with("## "))
         .filter_map(|line| {
             let cells: Vec<&str> = line
                 .trim()
@@ -54,7 +57,7 @@ fn readme_row(route: &str) -> [BTreeMap<String, u64>; 3] {
             (cells.len() == 4 && cells[0] == route).then_some(cells)
         })
         .next()
-        .unwrap_or_else(|| panic!("no README row for {route}"));
+        .unwrap_or_else(|| panic!("no docs/performance.md row for {route}"));
     [parse_cell(row[1]), parse_cell(row[2]), parse_cell(row[3])]
 }
 
@@ -105,7 +108,7 @@ impl Meter {
         }
         assert_eq!(
             measured, expected,
-            "{routes:?}: measured (DynamoDB, KMS, Alipay) differs from the README's rows"
+            "{routes:?}: measured (DynamoDB, KMS, Alipay) differs from the rows of docs/performance.md"
         );
     }
 }
@@ -133,9 +136,8 @@ async fn every_route_costs_what_the_readme_says() {
     let proxy = FaultProxy::start(&moto, 1).await.expect("counting proxy");
     // The template's default fraud rules: a create with a customer and a buyer IP adds to their
     // counters; one without either counts nothing.
-    let template =
-        gateway_tests::local_stack::read_template(&gateway_tests::local_stack::template_path())
-            .expect("template");
+    let template = local_stack::template::read_template(&local_stack::template::template_path())
+        .expect("template");
     let rules = template["Parameters"]["RiskRules"]["Default"]
         .as_str()
         .expect("RiskRules' default")
@@ -217,9 +219,9 @@ async fn every_route_costs_what_the_readme_says() {
 
     // Alipay's notification of the payment, through the notify function (from the buyer's
     // balance: the refund below moves money in the call).
-    let balance = gateway_tests::simulator::Payer {
-        fund_channel: Some(gateway_tests::simulator::BALANCE.into()),
-        ..gateway_tests::simulator::Payer::default()
+    let balance = alipay_sim::Payer {
+        fund_channel: Some(alipay_sim::BALANCE.into()),
+        ..alipay_sim::Payer::default()
     };
     meter
         .stack

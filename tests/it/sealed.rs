@@ -3,11 +3,11 @@
 //! every signature with the application's public key) accepts what it signs, and no signature
 //! costs a `kms:Sign` (counted at a proxy in front of the stand-in).
 
+use gateway::startup::{Gateway, Role};
 use gateway_tests::chaos::proxy::FaultProxy;
 use gateway_tests::merchant::{create, refund, wait_for_status};
 use gateway_tests::support::{APP_ID, Stack, StackOptions, TestEnv, seal_fixture_app_key};
 use serde_json::json;
-use shared::gateway::{Gateway, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_key_signs_payments_and_refunds_without_kms_sign() {
@@ -83,7 +83,7 @@ async fn a_key_sealed_for_another_application_or_tampered_does_not_open() {
         if let Some(id) = kms_key_id {
             vars.insert("KMS_KEY_ID".into(), id.into());
         }
-        shared::config::Config::from_map(&vars)
+        gateway::config::Config::from_map(&vars)
     };
     // Sealed for application 2021000000009999: KMS refuses to open it for APP_ID.
     let error = match Gateway::with_config(

@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use gateway_tests::local_stack::{read_template, template_path};
+use alipay::Amount;
+use alipay::ids::OutRequestNo;
+use domain::states::{NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus};
 use gateway_tests::store_cases::{
     NEVER_DUE, api, created_order, fifty_payments, fifty_refunds, id, later, new_order, notify,
     paid_order, payment, refund,
 };
 use gateway_tests::support::{TestEnv, now_ms};
-use shared::Amount;
-use shared::domain::{NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus};
-use shared::ids::OutRequestNo;
-use shared::store::{Created, Reserved, SendClaim, Settlement, StoreError, Transition};
+use local_stack::template::{read_template, template_path};
+use store::{Created, Reserved, SendClaim, Settlement, StoreError, Transition};
 
 #[tokio::test]
 async fn creating_is_idempotent_and_conflicts_are_refused() {
@@ -666,7 +666,7 @@ async fn the_table_is_built_from_the_template() {
 #[tokio::test]
 async fn a_missing_table_is_reported_as_unavailable_not_as_a_missing_order() {
     let env = TestEnv::new().await;
-    let wrong = shared::store::Store::new(env.dynamodb.clone(), "no-such-table");
+    let wrong = store::Store::new(env.dynamodb.clone(), "no-such-table");
     let result = wrong.get_order(&id("order_1")).await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(ref m)) if m.contains("ResourceNotFound")),
@@ -704,7 +704,7 @@ async fn a_payment_after_close_is_conditional_on_the_version_read() {
         out_request_no: OutRequestNo::parse("pac_1").expect("no"),
         amount: Amount::parse("8.00").expect("amount"),
         reason: None,
-        alipay_channel: shared::channels::ChannelId::Primary,
+        alipay_channel: domain::channel::ChannelId::Primary,
     };
     let refused = env
         .store
@@ -786,7 +786,7 @@ async fn marking_paid_from_a_stale_read_returns_exactly_what_is_stored() {
         .await
         .expect("concurrent change");
     let mut flagged = payment("88.00", false);
-    flagged.risk = Some(shared::domain::PaidRisk {
+    flagged.risk = Some(domain::states::PaidRisk {
         rules: vec!["buyer_max_customers".into()],
         customer: "c".repeat(16),
         buyer: None,
@@ -856,7 +856,7 @@ async fn a_refusal_of_an_earlier_send_never_fails_a_refund_sent_again() {
     else {
         panic!("expected a new refund")
     };
-    let claim = |refund: shared::domain::Refund| {
+    let claim = |refund: domain::states::Refund| {
         let store = env.store.clone();
         async move {
             match store

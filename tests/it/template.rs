@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use gateway_tests::local_stack::{read_template, template_path};
+use local_stack::template::{read_template, template_path};
 use serde_yaml_ng::Value;
 
 fn template() -> Value {
@@ -210,7 +210,7 @@ fn events_come_from_the_table_stream_and_the_webhook_is_authenticated() {
         Some("!GetAtt PublisherFailuresQueue.Arn")
     );
     // The filter lets through exactly the items the publisher makes events of.
-    use gateway_tests::events_path::{SortKeyFilter, template_filter};
+    use local_stack::events_path::{SortKeyFilter, template_filter};
     assert_eq!(
         template_filter().expect("filter"),
         [
@@ -1065,9 +1065,9 @@ fn the_refund_discrepancy_alarm_watches_what_the_sweeper_emits() {
         alarm.get("Dimensions").is_none(),
         "the metric has no dimension"
     );
-    let report = shared::sweeping::SweepReport {
+    let report = gateway::sweep::SweepReport {
         refunds_unproven: 2,
-        ..shared::sweeping::SweepReport::default()
+        ..gateway::sweep::SweepReport::default()
     };
     let line: serde_json::Value =
         serde_json::from_str(&report.emf_line("sweeper")).expect("EMF JSON");

@@ -1,4 +1,4 @@
-// Alipay's official Node.js SDK (npm alipay-sdk) as an oracle for shared/tests/differential.rs.
+// Alipay's official Node.js SDK (npm alipay-sdk) as an oracle for tests/it/differential.rs.
 //
 // Reads {cases, python} (JSON) on stdin, where `python` is oracle.py's output (the notification
 // and response bodies as Alipay would send them), and writes on stdout what alipay-sdk makes of

@@ -1,4 +1,4 @@
-"""python-alipay-sdk as an oracle for shared/tests/differential.rs.
+"""python-alipay-sdk as an oracle for tests/it/differential.rs.
 
 Reads the cases (JSON) on stdin and writes, on stdout, what python-alipay-sdk makes of them:
   - requests: the signature of each request's parameters (its `sign_data`);

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::simulator::china_text as china_timestamp;
-use shared::Amount;
-use shared::china_time::ChinaDateTime;
-use shared::domain::{Cause, Channel, NewOrder};
-use shared::ids::{OutTradeNo, Subject};
+use alipay::Amount;
+use alipay::china_time::ChinaDateTime;
+use alipay::ids::{OutTradeNo, Subject};
+use alipay_sim::china_text as china_timestamp;
+use domain::states::{Cashier, Cause, NewOrder};
 
-use crate::simulator::Simulator;
 use crate::support::{APP_ID, RETURN_PREFIX, SELLER_ID, TestEnv, fixtures, now_ms};
+use alipay_sim::Simulator;
 
 /// The simulated Alipay application the benches' functions talk to (it trusts `env`'s KMS key).
 pub async fn simulator(env: &TestEnv) -> Simulator {
@@ -24,7 +24,7 @@ pub async fn simulator(env: &TestEnv) -> Simulator {
         APP_ID,
         SELLER_ID,
         None,
-        crate::simulator::RefundProcessing::IMMEDIATE,
+        alipay_sim::RefundProcessing::IMMEDIATE,
     )
     .await
 }
@@ -59,12 +59,12 @@ pub async fn create_order(env: &TestEnv, out_trade_no: &str) {
         out_trade_no: OutTradeNo::parse(out_trade_no).expect("id"),
         amount: Amount::parse("88.88").expect("amount"),
         subject: Subject::parse("会员 Pro 年费").expect("subject"),
-        channel: Channel::Page,
+        channel: Cashier::Page,
         return_url: None,
         time_expire: None,
         customer_ref: None,
         virtual_goods: true,
-        alipay_channel: shared::channels::ChannelId::Primary,
+        alipay_channel: domain::channel::ChannelId::Primary,
     };
     let cause = Cause::Api {
         route: "bench".into(),
@@ -105,4 +105,17 @@ pub fn paid_notification(simulator: &Simulator, out_trade_no: &str) -> String {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     simulator.sign_notification(&fields)
+}
+
+/// A release binary of the workspace (`cargo build --release` puts it there): found beside this
+/// bench's own executable (`<target>/release/deps/…`), so that `CARGO_TARGET_DIR` is honoured.
+pub fn release_binary(name: &str) -> std::path::PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|release| release.join(name)));
+    beside.unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/release")
+            .join(name)
+    })
 }

@@ -9,14 +9,14 @@ use axum::body::{Body as AxumBody, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Request as HttpRequest, StatusCode};
 use axum::response::{IntoResponse, Response};
+use gateway::startup::Gateway;
 use lambda_http::RequestExt;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
 };
 use lambda_http::request::RequestContext;
-use shared::gateway::Gateway;
 
-use crate::routes::Routes;
+use local_stack::routes::Routes;
 
 /// The functions, each with its own dependencies as separate Lambdas have. The sweeper has no
 /// HTTP route: it runs on a schedule ([`Functions::sweep`]).
@@ -46,11 +46,11 @@ impl Functions {
 
 impl Functions {
     /// One sweeper run, as its schedule would start it, with `budget` as its deadline.
-    pub async fn sweep(&self, budget: std::time::Duration) -> shared::sweeping::SweepReport {
-        let deadline = shared::budget::Deadline::after(budget);
-        match sweeper::run(&self.sweeper, &deadline).await {
+    pub async fn sweep(&self, budget: std::time::Duration) -> gateway::sweep::SweepReport {
+        let deadline = gateway::deadline::Deadline::after(budget);
+        match gateway::sweep::run(&self.sweeper, &deadline).await {
             Ok(report) => report,
-            Err(error) => panic!("the sweeper cannot run: {}", error.message),
+            Err(error) => panic!("the sweeper cannot run: {error}"),
         }
     }
 }
@@ -165,12 +165,12 @@ async fn dispatch(
     };
     // API Gateway's IAM authorization: a SigV4 signature, or 403 before any function runs.
     if host.only.is_none()
-        && let Err(denied) = crate::api_auth::verify(
+        && let Err(denied) = local_stack::api_auth::verify(
             parts.method.as_str(),
             &parts.uri,
             &parts.headers,
             &bytes,
-            &crate::api_auth::Credentials::local(),
+            &local_stack::api_auth::Credentials::local(),
             std::time::SystemTime::now(),
         )
     {

@@ -1,8 +1,8 @@
 //! What a merchant's backend does against the stack, for the end-to-end tests: create, read,
 //! pay (at the simulator), refund, and read the audit trail.
 
+use alipay::ids::OutTradeNo;
 use serde_json::{Value, json};
-use shared::ids::OutTradeNo;
 
 use crate::support::{Answer, RETURN_PREFIX, Stack, eventually};
 
@@ -66,9 +66,9 @@ pub async fn create_and_pay_with(
 ) -> Value {
     let answer = create(stack, out_trade_no, amount, "qr").await;
     assert_eq!(answer.status, 201, "{}", answer.text);
-    let payer = crate::simulator::Payer {
+    let payer = alipay_sim::Payer {
         fund_channel: Some(fund_channel.to_owned()),
-        ..crate::simulator::Payer::default()
+        ..alipay_sim::Payer::default()
     };
     stack.simulator.pay_with(out_trade_no, &payer).expect("pay");
     wait_for_status(stack, out_trade_no, "PAID").await
@@ -127,9 +127,9 @@ pub async fn refused_refund(
     amount: &str,
     out_request_no: &str,
 ) -> Value {
-    stack.simulator.inject(crate::simulator::Fault {
+    stack.simulator.inject(alipay_sim::Fault {
         target: "alipay.trade.refund".into(),
-        kind: crate::simulator::FaultKind::SellerBalanceNotEnough,
+        kind: alipay_sim::FaultKind::SellerBalanceNotEnough,
         times: 1,
     });
     let failed = refund(

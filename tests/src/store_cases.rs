@@ -1,15 +1,15 @@
 //! Orders, payments and refunds as the store tests (`tests/it/store.rs`, `tests/it/contention.rs`)
 //! make them.
 
-use shared::Amount;
-use shared::china_time::ChinaDateTime;
-use shared::domain::{Cause, Channel, NewOrder, NewRefund, Payment};
-use shared::ids::{OutRequestNo, OutTradeNo, Subject};
+use alipay::Amount;
+use alipay::china_time::ChinaDateTime;
+use alipay::ids::{OutRequestNo, OutTradeNo, Subject};
+use domain::states::{Cashier, Cause, NewOrder, NewRefund, Payment};
 
-use shared::store::{Reserved, Store, StoreError, Transition};
+use store::{Reserved, Store, StoreError, Transition};
 
-use crate::simulator::china_text;
 use crate::support::{TestEnv, now_ms};
+use alipay_sim::china_text;
 
 /// Due time for items these tests never want the sweeper to see.
 pub const NEVER_DUE: i64 = i64::MAX / 2;
@@ -28,12 +28,12 @@ pub fn new_order(out_trade_no: &str, amount: &str) -> NewOrder {
         out_trade_no: id(out_trade_no),
         amount: Amount::parse(amount).expect("amount"),
         subject: Subject::parse("会员 Pro 年费").expect("subject"),
-        channel: Channel::Page,
+        channel: Cashier::Page,
         return_url: Some("https://shop.example.com/done".into()),
         time_expire: None,
         customer_ref: None,
         virtual_goods: true,
-        alipay_channel: shared::channels::ChannelId::Primary,
+        alipay_channel: domain::channel::ChannelId::Primary,
     }
 }
 
@@ -57,7 +57,7 @@ pub fn payment(amount: &str, finished: bool) -> Payment {
         buyer_id_masked: Some("2088********8455".into()),
         finished,
         risk: None,
-        alipay_channel: shared::channels::ChannelId::Primary,
+        alipay_channel: domain::channel::ChannelId::Primary,
     }
 }
 
@@ -66,7 +66,7 @@ pub fn refund(no: &str, amount: &str) -> NewRefund {
         out_request_no: OutRequestNo::parse(no).expect("out_request_no"),
         amount: Amount::parse(amount).expect("amount"),
         reason: Some("退货".into()),
-        alipay_channel: shared::channels::ChannelId::Primary,
+        alipay_channel: domain::channel::ChannelId::Primary,
     }
 }
 

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use shared::aws::KmsSigner;
-use shared::store::Store;
+use gateway::aws::KmsSigner;
+use store::Store;
 
-use crate::local_stack::{
+use local_stack::template::{
     create_signing_key, create_table, endpoint_from_env, read_template, table_definition,
     template_path,
 };
@@ -30,10 +30,10 @@ impl TestEnv {
         // The functions' configuration, but for its 2 s attempt time-out: the stand-in answers
         // one request at a time, and on a busy machine a request can wait in its queue longer
         // than that (the chaos and contention proxies put the 2 s back, see `start_custom`).
-        let sdk_config = shared::aws::load_config()
+        let sdk_config = gateway::aws::load_config()
             .await
             .to_builder()
-            .timeout_config(shared::aws::timeouts(
+            .timeout_config(gateway::aws::timeouts(
                 std::time::Duration::from_secs(10),
                 std::time::Duration::from_secs(30),
             ))
@@ -95,7 +95,8 @@ impl TestEnv {
 }
 
 /// Milliseconds since the Unix epoch (the clock the functions use).
-pub use shared::gateway::now_ms;
+pub use gateway::clock::now_ms;
+pub use local_stack::http::{Answer, Http, eventually};
 
 /// The repository's `tests/fixtures` directory.
 pub fn fixtures() -> PathBuf {
@@ -115,9 +116,9 @@ pub const RETURN_PREFIX: &str = "https://shop.example.com/";
 /// three functions behind real HTTP.
 pub struct Stack {
     pub env: TestEnv,
-    pub simulator: crate::simulator::Simulator,
+    pub simulator: alipay_sim::Simulator,
     /// The second channel's Alipay application, when the stack has one.
-    pub secondary: Option<crate::simulator::Simulator>,
+    pub secondary: Option<alipay_sim::Simulator>,
     pub gateway: crate::host::LocalGateway,
     pub http: Http,
 }
@@ -139,7 +140,7 @@ impl Stack {
     /// A stack whose functions reach AWS at `aws_endpoint` (the chaos run's fault proxy) instead
     /// of the stand-in itself; the tests' own reads go to the stand-in directly.
     pub async fn start_custom(options: StackOptions) -> Stack {
-        use shared::gateway::{Gateway, Role};
+        use gateway::startup::{Gateway, Role};
         let StackOptions {
             alipay_timeout_ms,
             aws_endpoint,
@@ -158,7 +159,7 @@ impl Stack {
             // Behind a proxy the functions keep their own time-outs: its hangs outlast them.
             Some(url) => sdk_via(&env, url)
                 .to_builder()
-                .timeout_config(shared::aws::request_timeouts())
+                .timeout_config(gateway::aws::request_timeouts())
                 .build(),
             None => env.sdk_config.clone(),
         };
@@ -167,7 +168,7 @@ impl Stack {
             false => None,
         };
         let app_public_key = match &sealed {
-            Some(_) => shared::PublicKey::parse(
+            Some(_) => alipay::PublicKey::parse(
                 &std::fs::read_to_string(fixtures().join("keys/app_public_key.pem")).expect("key"),
             )
             .expect("fixture public key"),
@@ -178,7 +179,7 @@ impl Stack {
                 .expect("KMS public key")
                 .clone(),
         };
-        let ca = certificates.then(|| std::sync::Arc::new(crate::simulator::ca::TestCa::new()));
+        let ca = certificates.then(|| std::sync::Arc::new(alipay_sim::ca::TestCa::new()));
         let primary_certs = match &ca {
             Some(ca) => Some(
                 open_platform_certificates(
@@ -303,7 +304,7 @@ impl Stack {
             vars.insert("APP_PRIVATE_KEY_SEALED".into(), ciphertext);
             vars.insert("APP_KEY_SEALING_KMS_KEY_ID".into(), sealing_key);
         }
-        let config = shared::config::Config::from_map(&vars).expect("config");
+        let config = gateway::config::Config::from_map(&vars).expect("config");
         let gateway = |role| Gateway::with_config(config.clone(), &functions_sdk, role);
         let functions = crate::host::Functions {
             create_payment: gateway(Role::CallsAlipay).await.expect("create-payment"),
@@ -313,12 +314,15 @@ impl Stack {
             reconcile: gateway(Role::CallsAlipay).await.expect("reconcile"),
         };
         let template = read_template(&template_path()).expect("template");
-        let routes = crate::routes::Routes::from_template(&template).expect("routes");
+        let routes = local_stack::routes::Routes::from_template(&template).expect("routes");
         let gateway =
             crate::host::LocalGateway::serve(listeners, std::sync::Arc::new(functions), routes)
                 .expect("serve");
         Stack {
-            http: Http::new().for_api(&gateway.api_base_url, crate::api_auth::Credentials::local()),
+            http: Http::new().for_api(
+                &gateway.api_base_url,
+                local_stack::api_auth::Credentials::local(),
+            ),
             env,
             simulator,
             secondary: second.map(|(_, sim, _)| sim),
@@ -331,7 +335,7 @@ impl Stack {
     }
 
     /// One sweeper run (a 30 s budget).
-    pub async fn sweep(&self) -> shared::sweeping::SweepReport {
+    pub async fn sweep(&self) -> gateway::sweep::SweepReport {
         self.gateway
             .functions
             .sweep(std::time::Duration::from_secs(30))
@@ -340,7 +344,7 @@ impl Stack {
 
     /// Runs the sweeper until nothing is due within the next 2 s, for at most `seconds`; the
     /// last report.
-    pub async fn drain(&self, seconds: u64) -> shared::sweeping::SweepReport {
+    pub async fn drain(&self, seconds: u64) -> gateway::sweep::SweepReport {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
         loop {
             let report = self.sweep().await;
@@ -363,31 +367,31 @@ impl Stack {
             .bucket(&bucket)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("CreateBucket: {}", shared::aws::error_chain(&e)));
+            .unwrap_or_else(|e| panic!("CreateBucket: {}", store::error_chain(&e)));
         (s3, bucket)
     }
 
     /// One reconciliation of `day`, as the function runs it (a 60 s budget).
     pub async fn reconcile(
         &self,
-        reports: &reconcile::Reports,
-        settings: &reconcile::Settings,
-        day: shared::china_time::ChinaDate,
-    ) -> Result<reconcile::Report, reconcile::ReconcileError> {
-        self.reconcile_channel(shared::channels::ChannelId::Primary, reports, settings, day)
+        reports: &gateway::reconcile::Reports,
+        settings: &gateway::reconcile::Settings,
+        day: alipay::china_time::ChinaDate,
+    ) -> Result<gateway::reconcile::Report, gateway::reconcile::ReconcileError> {
+        self.reconcile_channel(domain::channel::ChannelId::Primary, reports, settings, day)
             .await
     }
 
     /// One reconciliation of one channel's bill of `day`.
     pub async fn reconcile_channel(
         &self,
-        channel: shared::channels::ChannelId,
-        reports: &reconcile::Reports,
-        settings: &reconcile::Settings,
-        day: shared::china_time::ChinaDate,
-    ) -> Result<reconcile::Report, reconcile::ReconcileError> {
-        let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(60));
-        reconcile::run(
+        channel: domain::channel::ChannelId,
+        reports: &gateway::reconcile::Reports,
+        settings: &gateway::reconcile::Settings,
+        day: alipay::china_time::ChinaDate,
+    ) -> Result<gateway::reconcile::Report, gateway::reconcile::ReconcileError> {
+        let deadline = gateway::deadline::Deadline::after(std::time::Duration::from_secs(60));
+        gateway::reconcile::run(
             &self.gateway.functions.reconcile,
             channel,
             reports,
@@ -400,9 +404,9 @@ impl Stack {
 
     /// The events path (stream → publisher → bus → queue) for this stack's table, on a bus and
     /// queue of its own.
-    pub async fn events_path(&self) -> crate::events_path::EventsPath {
+    pub async fn events_path(&self) -> local_stack::events_path::EventsPath {
         let name = format!("events-{}", uuid::Uuid::new_v4().simple());
-        crate::events_path::EventsPath::create(&self.env.sdk_config, &self.env.table, &name)
+        local_stack::events_path::EventsPath::create(&self.env.sdk_config, &self.env.table, &name)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -453,8 +457,8 @@ pub struct StackOptions {
     pub sealed_app_key: bool,
     /// How the simulated Alipay executes refunds: by default as harshly as Alipay may (every
     /// second payment by bank card, its refunds accepted with `fund_change=N` and executed
-    /// later); [`crate::simulator::RefundProcessing::IMMEDIATE`] for tests about something else.
-    pub refunds: crate::simulator::RefundProcessing,
+    /// later); [`alipay_sim::RefundProcessing::IMMEDIATE`] for tests about something else.
+    pub refunds: alipay_sim::RefundProcessing,
 }
 
 /// Whether the suite runs in certificate mode (`GATEWAY_TEST_ALIPAY_MODE=certificate`).
@@ -472,7 +476,7 @@ impl Default for StackOptions {
             env: Vec::new(),
             certificates: certificate_mode_from_env(),
             sealed_app_key: false,
-            refunds: crate::simulator::RefundProcessing::default(),
+            refunds: alipay_sim::RefundProcessing::default(),
         }
     }
 }
@@ -492,12 +496,12 @@ pub async fn seal_fixture_app_key(env: &TestEnv, app_id: &str) -> (String, Strin
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let key = shared::AppPrivateKey::parse(
+    let key = alipay::AppPrivateKey::parse(
         &std::fs::read_to_string(fixtures().join("keys/app_private_key_pkcs8.pem")).expect("key"),
     )
     .expect("fixture key");
     let sealed =
-        shared::sealed_key::seal(&env.kms, &alias, &key.to_pkcs8_der().expect("der"), app_id)
+        gateway::aws::sealed_key::seal(&env.kms, &alias, &key.to_pkcs8_der().expect("der"), app_id)
             .await
             .expect("kms:Encrypt");
     (
@@ -509,19 +513,21 @@ pub async fn seal_fixture_app_key(env: &TestEnv, app_id: &str) -> (String, Strin
 /// A simulated Alipay application on a free port: its own key pair (`keys/<private_key>`),
 /// verifying requests with `app_public_key`.
 pub async fn simulate(
-    app_public_key: shared::PublicKey,
+    app_public_key: alipay::PublicKey,
     private_key: &str,
     app_id: &str,
     seller_id: &str,
-    certificates: Option<crate::simulator::Certificates>,
-    refunds: crate::simulator::RefundProcessing,
-) -> crate::simulator::Simulator {
+    certificates: Option<alipay_sim::Certificates>,
+    refunds: alipay_sim::RefundProcessing,
+) -> alipay_sim::Simulator {
     let text = std::fs::read_to_string(fixtures().join("keys").join(private_key)).expect("key");
-    let alipay_key = shared::AppPrivateKey::parse(&text).expect("simulator key");
-    crate::simulator::Simulator::start(
-        crate::simulator::SimulatorConfig {
+    let alipay_key = alipay_sim::SigningKey::from_pem(&text).expect("simulator key");
+    let app_public_key = alipay_sim::VerifyKey::from_spki_der(&app_public_key.to_spki_der())
+        .expect("the application's public key");
+    alipay_sim::Simulator::start(
+        alipay_sim::SimulatorConfig {
             app_public_key,
-            alipay_signer: std::sync::Arc::new(shared::LocalKeySigner::new(&alipay_key)),
+            alipay_signer: std::sync::Arc::new(alipay_key),
             certificates,
             app_id: app_id.into(),
             seller_id: seller_id.into(),
@@ -538,14 +544,14 @@ pub async fn simulate(
 /// issued from a CSR our own code made with `signer` (KMS), and Alipay's certificate for the
 /// simulator's key `alipay_key` (a fixture).
 pub async fn open_platform_certificates(
-    ca: &std::sync::Arc<crate::simulator::ca::TestCa>,
+    ca: &std::sync::Arc<alipay_sim::ca::TestCa>,
     signer: &KmsSigner,
     app_id: &str,
     alipay_key: &str,
     serial: u64,
-) -> crate::simulator::Certificates {
+) -> alipay_sim::Certificates {
     let public = signer.public_key().await.expect("KMS public key").clone();
-    let csr = shared::alipay::csr::certificate_request(
+    let csr = alipay::csr::certificate_request(
         &format!("CN={app_id},O=Local Merchant,C=CN"),
         &public,
         signer,
@@ -557,16 +563,16 @@ pub async fn open_platform_certificates(
         .expect("the simulated open platform accepts our CSR");
     let alipay_private =
         std::fs::read_to_string(fixtures().join("keys").join(alipay_key)).expect("key");
-    let alipay_public = shared::AppPrivateKey::parse(&alipay_private)
+    let alipay_public = alipay_sim::SigningKey::from_pem(&alipay_private)
         .expect("key")
-        .public_key();
+        .spki_der();
     let alipay_cert = ca.issue_leaf(
         "CN=支付宝(中国)网络技术有限公司-2088000000000000,OU=Alipay,O=Local Alipay Simulator,C=CN",
         serial + 1,
-        &alipay_public.to_spki_der(),
+        &alipay_public,
         365,
     );
-    crate::simulator::Certificates {
+    alipay_sim::Certificates {
         ca: std::sync::Arc::clone(ca),
         app_cert_sn: app.sn.clone(),
         alipay_cert,
@@ -579,8 +585,8 @@ pub async fn open_platform_certificates(
 pub async fn certificate_vars(
     env: &TestEnv,
     prefix: &str,
-    certs: &crate::simulator::Certificates,
-    ca: &crate::simulator::ca::TestCa,
+    certs: &alipay_sim::Certificates,
+    ca: &alipay_sim::ca::TestCa,
     in_s3: bool,
 ) -> Vec<(String, String)> {
     let files = [
@@ -607,7 +613,7 @@ pub async fn certificate_vars(
             .bucket(&bucket)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("CreateBucket: {}", shared::aws::error_chain(&e)));
+            .unwrap_or_else(|e| panic!("CreateBucket: {}", store::error_chain(&e)));
         Some(s3)
     } else {
         None
@@ -621,7 +627,7 @@ pub async fn certificate_vars(
                     .body(pem.into_bytes().into())
                     .send()
                     .await
-                    .unwrap_or_else(|e| panic!("PutObject: {}", shared::aws::error_chain(&e)));
+                    .unwrap_or_else(|e| panic!("PutObject: {}", store::error_chain(&e)));
                 format!("s3://{bucket}/alipay/{file}")
             }
             None => pem,
@@ -634,178 +640,3 @@ pub async fn certificate_vars(
 /// The stack's scaled delays (production: 10 s and 3 s).
 pub const REFUND_QUERY_DELAY_MS: u64 = 200;
 pub const REFUND_SPACING_MS: u64 = 300;
-
-/// A small HTTP client for tests: JSON in, status and JSON out.
-///
-/// Requests to the merchant API (see [`Http::for_api`]) are SigV4-signed as a merchant's backend
-/// signs them, and every answer is checked against `openapi.yaml`: an answer outside the
-/// contract fails the test.
-#[derive(Clone)]
-pub struct Http {
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
-    api: Option<std::sync::Arc<ApiCaller>>,
-}
-
-/// The merchant API's base URL and the credentials its requests are signed with.
-#[derive(Debug)]
-struct ApiCaller {
-    base_url: String,
-    credentials: crate::api_auth::Credentials,
-}
-
-/// An answer: status, headers and body.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: axum::http::HeaderMap,
-    pub text: String,
-}
-
-impl Answer {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
-    }
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Http {
-    pub fn new() -> Http {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(hyper_util::client::legacy::connect::HttpConnector::new());
-        Http { client, api: None }
-    }
-
-    /// This client, signing its requests to the merchant API at `base_url` with `credentials`
-    /// and checking every answer from it against `openapi.yaml`.
-    pub fn for_api(mut self, base_url: &str, credentials: crate::api_auth::Credentials) -> Http {
-        self.api = Some(std::sync::Arc::new(ApiCaller {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            credentials,
-        }));
-        self
-    }
-
-    /// Sends without signing, even to the merchant API (what an unauthenticated caller does).
-    pub async fn send_unsigned(
-        &self,
-        method: &str,
-        url: &str,
-        content_type: &str,
-        body: impl Into<String>,
-    ) -> Answer {
-        let unsigned = Http {
-            client: self.client.clone(),
-            api: None,
-        };
-        unsigned.send(method, url, content_type, body).await
-    }
-
-    pub async fn send(
-        &self,
-        method: &str,
-        url: &str,
-        content_type: &str,
-        body: impl Into<String>,
-    ) -> Answer {
-        use http_body_util::BodyExt as _;
-        let body = bytes::Bytes::from(body.into());
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("content-type", content_type)
-            .body(http_body_util::Full::new(body.clone()))
-            .expect("request");
-        let api = self
-            .api
-            .as_deref()
-            .filter(|api| url.starts_with(&api.base_url));
-        if let Some(api) = api {
-            if let Some(authority) = request.uri().authority().cloned() {
-                let host = axum::http::HeaderValue::from_str(authority.as_str()).expect("host");
-                request.headers_mut().insert("host", host);
-            }
-            crate::api_auth::sign_request(
-                &mut request,
-                &body,
-                &api.credentials,
-                std::time::SystemTime::now(),
-            )
-            .expect("sign");
-        }
-        let path = request.uri().path().to_owned();
-        let response = self
-            .client
-            .request(request)
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let answer = Answer {
-            status,
-            headers,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        if api.is_some()
-            && let Err(problem) = crate::contract::check_answer(
-                method,
-                &path,
-                answer.status,
-                &answer.headers,
-                &answer.text,
-            )
-        {
-            panic!("outside the contract (openapi.yaml): {problem}");
-        }
-        answer
-    }
-
-    pub async fn get(&self, url: &str) -> Answer {
-        self.send("GET", url, "text/plain", "").await
-    }
-
-    pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Answer {
-        self.send("POST", url, "application/json", body.to_string())
-            .await
-    }
-
-    pub async fn post_form(&self, url: &str, body: &str) -> Answer {
-        self.send(
-            "POST",
-            url,
-            "application/x-www-form-urlencoded; charset=utf-8",
-            body,
-        )
-        .await
-    }
-}
-
-/// Polls `check` every 25 ms until it returns `Some`, for at most `seconds`.
-pub async fn eventually<T, F, Fut>(seconds: u64, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while std::time::Instant::now() < deadline {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    None
-}

@@ -8,26 +8,29 @@
 
 use std::net::IpAddr;
 
+use alipay::china_time::{ChinaDateTime, china_timestamp};
+use alipay::ids::{OutTradeNo, Subject};
+use alipay::money::Amount;
+use alipay::request::{AlipayRequest, PaymentOrder};
+use alipay::response::{Disposition, PrecreateResult};
+use domain::channel::ChannelId;
+use domain::lifecycle::TradeNext;
+use domain::risk::{self, Screening};
+use domain::states::{Cashier, Cause, NewOrder, Order, OrderStatus};
+use gateway::channel::Channel;
+use gateway::channel::client::CallError;
+use gateway::clock::now_ms;
+use gateway::deadline::Deadline;
+use gateway::http::views::payment_view;
+use gateway::http::{
+    ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
+};
+use gateway::payments::{Ended, apply_paid, end_unpaid_order, query_trade};
+use gateway::startup::Gateway;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use shared::alipay::request::{AlipayRequest, PaymentOrder};
-use shared::alipay::response::{Disposition, PrecreateResult};
-use shared::alipay_client::CallError;
-use shared::budget::Deadline;
-use shared::channels::ChannelId;
-use shared::china_time::{ChinaDateTime, china_timestamp};
-use shared::closing::{Ended, apply_paid, end_unpaid_order, query_trade};
-use shared::domain::{Cause, Channel, NewOrder, Order, OrderStatus};
-use shared::gateway::{Alipay, Gateway, now_ms, payment_view};
-use shared::http::{
-    ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
-};
-use shared::ids::{OutTradeNo, Subject};
-use shared::lifecycle::TradeNext;
-use shared::money::Amount;
-use shared::risk::{self, Screening};
-use shared::store::{AuditEvent, Created, StoreError};
+use store::{AuditEvent, Created, StoreError};
 
 /// The longest `time_expire` Alipay accepts is 15 days ahead.
 const MAX_EXPIRY_SECONDS: i64 = 15 * 86_400;
@@ -80,11 +83,11 @@ fn parse_new_order(
         Amount::parse(body.required("amount")?).map_err(|e| ApiError::invalid("amount", e))?;
     let subject =
         Subject::parse(body.required("subject")?).map_err(|e| ApiError::invalid("subject", e))?;
-    let channel = Channel::parse(body.required("channel")?)
+    let channel = Cashier::parse(body.required("channel")?)
         .ok_or_else(|| ApiError::invalid("channel", "must be one of page, wap, app, qr"))?;
     let return_url = body.string("return_url")?.map(str::to_owned);
     if let Some(url) = &return_url {
-        if !matches!(channel, Channel::Page | Channel::Wap) {
+        if !matches!(channel, Cashier::Page | Cashier::Wap) {
             return Err(ApiError::invalid(
                 "return_url",
                 "applies to the page and wap channels only",
@@ -203,7 +206,7 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     };
     let due_at_ms = time_expire.unix_seconds() * 1000 + lifecycle.expiry_grace_ms;
     // The first channel whose circuit is closed; none: 503 at once, nothing written.
-    new.alipay_channel = gateway.pick_channel().await?.channel;
+    new.alipay_channel = gateway.pick_channel().await?.id;
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
@@ -240,7 +243,7 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     };
     tracing::info!(out_trade_no = %order.out_trade_no, channel = order.channel.as_str(), alipay_channel = %order.alipay_channel, new = status == StatusCode::CREATED, "payment created");
     // A repeat keeps the channel that created the order, open or not.
-    let alipay = gateway.alipay_for(order.alipay_channel)?;
+    let alipay = gateway.channel(order.alipay_channel)?;
     let next_step = match payable_until(&order, now) {
         Some(time_expire) => Some(next_step(alipay, &order, time_expire).await?),
         None => None,
@@ -313,7 +316,7 @@ fn payable_until(order: &Order, now_ms: i64) -> Option<ChinaDateTime> {
 /// What the buyer does next: open a URL, hand an order string to the app, or scan a QR code.
 /// Built from the stored order, so a repeat signs exactly what the first request signed.
 async fn next_step(
-    alipay: &Alipay,
+    alipay: &Channel,
     stored: &Order,
     time_expire: ChinaDateTime,
 ) -> Result<Value, ApiError> {
@@ -324,21 +327,21 @@ async fn next_step(
         time_expire: Some(time_expire),
     };
     let request = match stored.channel {
-        Channel::Page => AlipayRequest::PagePay {
+        Cashier::Page => AlipayRequest::PagePay {
             order,
             return_url: stored.return_url.clone(),
         },
-        Channel::Wap => AlipayRequest::WapPay {
+        Cashier::Wap => AlipayRequest::WapPay {
             order,
             return_url: stored.return_url.clone(),
             quit_url: None,
         },
-        Channel::App => AlipayRequest::AppPay { order },
-        Channel::Qr => return precreate(alipay, AlipayRequest::Precreate { order }).await,
+        Cashier::App => AlipayRequest::AppPay { order },
+        Cashier::Qr => return precreate(alipay, AlipayRequest::Precreate { order }).await,
     };
     let signed = alipay.sign(&request).await.map_err(ApiError::from)?;
     Ok(match stored.channel {
-        Channel::App => json!({ "type": "app", "order_string": signed.order_string() }),
+        Cashier::App => json!({ "type": "app", "order_string": signed.order_string() }),
         _ => json!({ "type": "redirect", "url": signed.gateway_url(alipay.client.gateway_url()) }),
     })
 }
@@ -367,7 +370,7 @@ async fn close(
             let cause = Cause::Api {
                 route: "POST /payments/{out_trade_no}/close".into(),
             };
-            let alipay = gateway.alipay_for(order.alipay_channel)?;
+            let alipay = gateway.channel(order.alipay_channel)?;
             // The order's channel is failing: say so at once, the order unchanged.
             if let Err(open) = alipay.breaker.check(now_ms()).await {
                 return Ok(
@@ -402,7 +405,7 @@ async fn close(
     })
 }
 
-async fn precreate(alipay: &Alipay, request: AlipayRequest) -> Result<Value, ApiError> {
+async fn precreate(alipay: &Channel, request: AlipayRequest) -> Result<Value, ApiError> {
     let method = request.method();
     let answer = alipay
         .call_within(&request, alipay.client.timeout())
@@ -449,7 +452,7 @@ async fn sync_with_alipay(
     order: Order,
     deadline: &Deadline,
 ) -> Result<Order, ApiError> {
-    let alipay = gateway.alipay_for(order.alipay_channel)?;
+    let alipay = gateway.channel(order.alipay_channel)?;
     alipay
         .breaker
         .check(now_ms())

@@ -3,7 +3,7 @@
 //!
 //! Lambda's event source mapping reads the stream in order, shard by shard, and hands this
 //! function batches of records. Each record becomes at most one event
-//! ([`shared::events::event_of`]); events go out in record order, ten per `PutEvents`. When an
+//! ([`gateway::events::event_of`]); events go out in record order, ten per `PutEvents`. When an
 //! entry or a call fails, the function reports the sequence number of the first record not
 //! published (`ReportBatchItemFailures`): Lambda retries from there, so nothing after a failure
 //! is skipped and nothing before it is lost. Records already published may be published again
@@ -16,7 +16,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_eventbridge::primitives::DateTime;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use shared::events::{Event, Image, SOURCE, event_of};
+use gateway::events::{Event, Image, SOURCE, event_of};
 
 /// EventBridge takes at most 10 entries and 256 KiB per `PutEvents`.
 const ENTRIES_PER_CALL: usize = 10;
@@ -65,7 +65,7 @@ impl Outcome {
     pub fn emf_line(&self, function: &str) -> String {
         serde_json::json!({
             "_aws": {
-                "Timestamp": shared::gateway::now_ms(),
+                "Timestamp": gateway::clock::now_ms(),
                 "CloudWatchMetrics": [{
                     "Namespace": "AlipayGateway",
                     "Dimensions": [["Function"]],
@@ -190,7 +190,7 @@ async fn put(publisher: &Publisher, chunk: &[Pending<'_>]) -> Result<(), (usize,
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| (0, shared::aws::error_chain(&e)))?;
+        .map_err(|e| (0, store::error_chain(&e)))?;
     if answer.failed_entry_count() == 0 {
         return Ok(());
     }

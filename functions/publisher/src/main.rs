@@ -2,29 +2,31 @@
 //! stream records (see the library for what is retried).
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
-use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+use gateway::lambda::{init_logs, keep, serve_event};
 use publisher::{Publisher, publish, records_of};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    init_logs();
     let bus = std::env::var("EVENT_BUS_NAME")
         .ok()
         .filter(|name| !name.trim().is_empty())
         .ok_or("invalid configuration: EVENT_BUS_NAME is not set")?;
-    let config = shared::aws::load_config().await;
-    let publisher: &'static Publisher = Box::leak(Box::new(Publisher {
+    let config = gateway::aws::load_config().await;
+    let publisher = keep(Publisher {
         client: aws_sdk_eventbridge::Client::new(&config),
         bus,
-    }));
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
-    let function: &'static str = Box::leak(function.into_boxed_str());
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<StreamEvent>| async move {
-            let outcome = publish(publisher, &records_of(event.payload)).await;
+    });
+    let function = keep(std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default());
+    // Publishing has no deadline of its own: Lambda's time-out bounds a batch.
+    serve_event(
+        publisher,
+        60_000,
+        move |publisher, event: StreamEvent, _| async move {
+            let outcome = publish(publisher, &records_of(event)).await;
             println!("{}", outcome.emf_line(function));
-            Ok::<_, lambda_http::Error>(outcome.response())
+            Ok(outcome.response())
         },
-    ))
+    )
     .await
 }

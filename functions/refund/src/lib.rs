@@ -5,24 +5,25 @@
 //! A refund is first reserved against the order's refundable amount (a conditional write, so
 //! concurrent refunds can never add up to more than was paid), then sent to Alipay with the
 //! merchant's `out_request_no` (required: a retry reuses it unchanged), then settled from a
-//! signed answer or a refund query (`shared::refunding`). Whatever is left uncertain stays
+//! signed answer or a refund query (`gateway::refunds`). Whatever is left uncertain stays
 //! PENDING, is answered `202` with the refund, and is finished by the sweeper.
 
+use alipay::ids::{OutRequestNo, OutTradeNo};
+use alipay::money::Amount;
+use domain::channel::ChannelId;
+use domain::states::{Cause, NewRefund, RefundStatus};
+use gateway::clock::now_ms;
+use gateway::deadline::Deadline;
+use gateway::http::views::refund_view;
+use gateway::http::{
+    ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
+};
+use gateway::refunds::{CIRCUIT_OPEN, Driven, drive_refund, start_for};
+use gateway::startup::Gateway;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use shared::budget::Deadline;
-use shared::channels::ChannelId;
-use shared::domain::{Cause, NewRefund, Refund, RefundStatus};
-use shared::gateway::{Gateway, now_ms, refund_view};
-use shared::http::{
-    ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
-};
-use shared::ids::{OutRequestNo, OutTradeNo};
-use shared::lifecycle::{RefundNext, SinceSend, resume_refund};
-use shared::money::Amount;
-use shared::refunding::{CIRCUIT_OPEN, Driven, drive_refund};
-use shared::store::Reserved;
+use store::Reserved;
 use tracing::Instrument as _;
 
 /// Refund reasons are shown to the buyer; Alipay limits them to 256 characters.
@@ -101,7 +102,7 @@ async fn create(
         Reserved::Existing(refund) => (refund, false),
     };
     // Never another channel than the order's, even when it is failing.
-    let alipay = gateway.alipay_for(refund.alipay_channel)?;
+    let alipay = gateway.channel(refund.alipay_channel)?;
     // The span goes with the future, not the thread: other requests this process serves at the
     // same time never log under this refund's numbers.
     let span = tracing::info_span!("refund", out_trade_no = %out_trade_no, out_request_no = %refund.out_request_no);
@@ -120,14 +121,6 @@ async fn create(
         },
     };
     Ok(answer(&driven, fresh))
-}
-
-/// Where a request picks up a PENDING refund (a POST retry, `GET ?sync=true`): a refund never
-/// sent is sent; one sent at least the query delay ago (Alipay asks for ≥ 10 s) is asked about;
-/// one sent more recently is left to the request that sent it.
-fn start_for(gateway: &Gateway, refund: &Refund, now: i64) -> RefundNext {
-    let since = SinceSend::of(refund, now, gateway.config.lifecycle.refund_query_delay_ms);
-    resume_refund(refund, since)
 }
 
 /// `{"refund": …}`, with `pending_reason` while it is PENDING and a reason is known.
@@ -219,7 +212,7 @@ async fn get(
         // The same path the sweeper takes: ask, then settle, re-send or wait; and no sooner
         // after the last send than a POST retry (a send in flight decides first).
         let start = start_for(gateway, &refund, now_ms());
-        let alipay = gateway.alipay_for(refund.alipay_channel)?;
+        let alipay = gateway.channel(refund.alipay_channel)?;
         let span = tracing::info_span!("refund", out_trade_no = %out_trade_no, out_request_no = %out_request_no);
         let driven = drive_refund(gateway, alipay, refund, start, deadline)
             .instrument(span)

@@ -2,5 +2,5 @@
 //! (concurrently where Lambda runs several at once in one process).
 
 fn main() -> Result<(), lambda_http::Error> {
-    shared::gateway::main(shared::gateway::Role::CallsAlipay, refund::handle)
+    gateway::lambda::main(gateway::startup::Role::CallsAlipay, refund::handle)
 }

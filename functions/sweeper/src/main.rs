@@ -1,30 +1,26 @@
-//! Lambda entry point: build everything once, then one sweep per scheduled event, within the
-//! invocation's deadline.
+//! The sweeper function: on an EventBridge schedule (a template parameter, every 5 minutes by
+//! default) one sweep within the invocation's deadline (`gateway::sweep`): PENDING refunds
+//! finished, unpaid orders past their `time_expire` ended.
 
-use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
-use shared::budget::Deadline;
-use shared::gateway::{Gateway, Role};
+use gateway::lambda::{init_logs, keep, serve_event};
+use gateway::startup::{Gateway, Role};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let gateway: &'static Gateway = Box::leak(Box::new(Gateway::init(Role::CallsAlipay).await?));
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            let deadline = Deadline::from_lambda(
-                Some(event.context.deadline),
-                std::time::SystemTime::now(),
-                gateway.config.lifecycle.default_budget_ms,
-            );
-            let report = sweeper::run(gateway, &deadline)
-                .await
-                .map_err(|e| lambda_http::Error::from(e.message))?;
-            // EMF: CloudWatch turns this line into metrics (the template alarms on the age of
-            // the oldest due item), with no PutMetricData call.
-            let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
-            println!("{}", report.emf_line(&function));
-            Ok::<_, lambda_http::Error>(serde_json::to_value(report)?)
+    init_logs();
+    let gateway = keep(Gateway::init(Role::CallsAlipay).await?);
+    let function = keep(std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default());
+    let budget = gateway.config.lifecycle.default_budget_ms;
+    serve_event(
+        gateway,
+        budget,
+        move |gateway, _event: serde_json::Value, deadline| async move {
+            let report = gateway::sweep::run(gateway, &deadline).await?;
+            // EMF: CloudWatch turns this line into metrics (the template alarms on the age of the
+            // oldest due item), with no PutMetricData call.
+            println!("{}", report.emf_line(function));
+            Ok(report)
         },
-    ))
+    )
     .await
 }

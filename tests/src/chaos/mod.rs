@@ -15,12 +15,12 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use alipay::ids::OutTradeNo;
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
-use shared::ids::OutTradeNo;
 
-use crate::simulator::{Fault, FaultKind};
 use crate::support::{Stack, StackOptions, now_ms};
+use alipay_sim::{Fault, FaultKind};
 use proxy::FaultProxy;
 
 /// How a run is shaped.
@@ -359,7 +359,7 @@ async fn create(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &
         "amount": yuan(amount_fen),
         "subject": "chaos 订单",
         "channel": channel,
-        "time_expire": crate::simulator::china_text(expiry_ms / 1000 + 1),
+        "time_expire": alipay_sim::china_text(expiry_ms / 1000 + 1),
     });
     if matches!(channel, "page" | "wap") {
         body["return_url"] = json!(format!("{}c/{out_trade_no}", crate::support::RETURN_PREFIX));
@@ -472,11 +472,11 @@ async fn pay(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
     // From the balance (refunds executed in the call) or by bank card (accepted, executed
     // 1.5 s later).
     let fund_channel = if rng.bool() {
-        crate::simulator::BANK_CARD
+        alipay_sim::BANK_CARD
     } else {
-        crate::simulator::BALANCE
+        alipay_sim::BALANCE
     };
-    let payer = crate::simulator::Payer {
+    let payer = alipay_sim::Payer {
         finished: rng.u32(0..100) < 5,
         buyer_id: None,
         fund_channel: Some(fund_channel.to_owned()),
@@ -772,18 +772,18 @@ async fn check_events(
                 "payment.closed",
                 None,
                 usize::from(
-                    order.status == shared::domain::OrderStatus::Closed || order.paid_after_close,
+                    order.status == domain::states::OrderStatus::Closed || order.paid_after_close,
                 ),
             ),
             (
                 "payment.refunded",
                 None,
-                usize::from(shared::gateway::payment_status(&order) == "REFUNDED"),
+                usize::from(gateway::http::views::payment_status(&order) == "REFUNDED"),
             ),
         ];
         for refund in &refunds {
             let no = refund.out_request_no.as_str();
-            use shared::domain::RefundStatus::*;
+            use domain::states::RefundStatus::*;
             expected.push(("refund.created", Some(no), 1));
             expected.push((
                 "refund.succeeded",
@@ -819,7 +819,7 @@ async fn check_invariants(
     report: &mut ChaosReport,
 ) {
     let now = now_ms();
-    let trades: BTreeMap<String, crate::simulator::Trade> = stack
+    let trades: BTreeMap<String, alipay_sim::Trade> = stack
         .simulator
         .trades()
         .into_iter()
@@ -868,11 +868,11 @@ async fn check_invariants(
             }
             _ => {}
         }
-        if order.status == shared::domain::OrderStatus::Created {
+        if order.status == domain::states::OrderStatus::Created {
             let expired = order
                 .time_expire
                 .as_deref()
-                .and_then(crate::simulator::china_unix)
+                .and_then(alipay_sim::china_unix)
                 .is_some_and(|t| t * 1000 < now);
             if expired {
                 violations.push(format!("{out_trade_no}: CREATED past its time_expire"));
@@ -881,7 +881,7 @@ async fn check_invariants(
         // Refunds: what Alipay executed is exactly what we recorded as succeeded.
         // What Alipay executed (a refund it accepted and failed, or still processes, moved no
         // money).
-        let executed: BTreeMap<&str, &crate::simulator::RefundRecord> = trade
+        let executed: BTreeMap<&str, &alipay_sim::RefundRecord> = trade
             .map(|t| {
                 t.executed_refunds()
                     .map(|r| (r.out_request_no.as_str(), r))
@@ -911,11 +911,11 @@ async fn check_invariants(
         for refund in &refunds {
             let at_alipay = executed.get(refund.out_request_no.as_str());
             match refund.status {
-                shared::domain::RefundStatus::Pending => violations.push(format!(
+                domain::states::RefundStatus::Pending => violations.push(format!(
                     "{out_trade_no}/{}: still PENDING after the drain",
                     refund.out_request_no
                 )),
-                shared::domain::RefundStatus::Succeeded => {
+                domain::states::RefundStatus::Succeeded => {
                     if at_alipay.map(|r| r.refund_amount.as_str())
                         != Some(refund.amount.to_string().as_str())
                     {
@@ -925,7 +925,7 @@ async fn check_invariants(
                         ));
                     }
                 }
-                shared::domain::RefundStatus::Failed => {
+                domain::states::RefundStatus::Failed => {
                     if at_alipay.is_some() {
                         violations.push(format!(
                             "{out_trade_no}/{}: FAILED here, executed at Alipay",
@@ -942,7 +942,7 @@ async fn check_invariants(
                 ));
             }
         }
-        if order.status == shared::domain::OrderStatus::Paid
+        if order.status == domain::states::OrderStatus::Paid
             && Some(order.refunded.fen() + order.refundable.fen())
                 != order.paid_amount.map(|a| a.fen())
         {
@@ -962,13 +962,13 @@ async fn check_invariants(
         let has = |kind: &str| kinds.iter().any(|k| k == kind);
         let mut expected = vec!["order.created"];
         match order.status {
-            shared::domain::OrderStatus::Closed => expected.push("order.closed"),
-            shared::domain::OrderStatus::Paid | shared::domain::OrderStatus::Finished => {
+            domain::states::OrderStatus::Closed => expected.push("order.closed"),
+            domain::states::OrderStatus::Paid | domain::states::OrderStatus::Finished => {
                 if !(has("order.paid") || has("order.finished") || has("order.paid_after_close")) {
                     violations.push(format!("{out_trade_no}: paid without an audit event"));
                 }
             }
-            shared::domain::OrderStatus::Created => {}
+            domain::states::OrderStatus::Created => {}
         }
         for kind in expected {
             if !has(kind) {

@@ -5,12 +5,12 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use alipay::canonical::{Omit, signing_string};
+use alipay::notify::verify_notification;
+use alipay::response::verify_response;
+use alipay::{AppPrivateKey, LocalKeySigner, PublicKey};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-use shared::alipay::canonical::{Omit, signing_string};
-use shared::alipay::notify::verify_notification;
-use shared::alipay::response::verify_response;
-use shared::{AppPrivateKey, LocalKeySigner, PublicKey};
 
 const EXAMPLES: &str = "\
 Keys may be PEM (PKCS#1 \"RSA PRIVATE KEY\", PKCS#8 \"PRIVATE KEY\", SPKI \"PUBLIC KEY\") or the bare
@@ -92,7 +92,7 @@ enum Command {
         subject: String,
     },
     /// Seal an application private key under a KMS symmetric key (the stack's SealingKeyId), for
-    /// local signing (APP_PRIVATE_KEY_SEALED; README, "Signing past KMS's quota"). Without
+    /// local signing (APP_PRIVATE_KEY_SEALED; docs/deploying.md, "Signing past KMS's quota"). Without
     /// --private-key a new RSA-2048 key is generated in memory: only its sealed form and its
     /// public half leave this process. Stdout: JSON {"app_private_key_sealed", "app_public_key"}
     /// (register app_public_key on Alipay's open platform as the application public key).
@@ -245,8 +245,9 @@ fn run(command: Command) -> Result<String, Failure> {
             runtime.block_on(reconcile_day(date, channel))
         }
         Command::PublicKey { kms_key_id } => async_runtime()?.block_on(async {
-            let config = shared::aws::load_config().await;
-            let signer = shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), kms_key_id);
+            let config = gateway::aws::load_config().await;
+            let signer =
+                gateway::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), kms_key_id);
             let key = signer
                 .public_key()
                 .await
@@ -264,17 +265,17 @@ fn run(command: Command) -> Result<String, Failure> {
                         .and_then(|key| key.to_pkcs8_der())
                         .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?,
                 ),
-                None => shared::sealed_key::generate_pkcs8()
+                None => gateway::aws::sealed_key::generate_pkcs8()
                     .map_err(|e| Failure::Usage(e.to_string()))?,
             };
-            let public = shared::sealed_key::LocalSigner::from_der(&der)
+            let public = gateway::aws::sealed_key::LocalSigner::from_der(&der)
                 .map_err(|e| Failure::Usage(e.to_string()))?
                 .public_key()
                 .to_spki_base64();
             async_runtime()?.block_on(async {
                 use base64::Engine as _;
-                let config = shared::aws::load_config().await;
-                let sealed = shared::sealed_key::seal(
+                let config = gateway::aws::load_config().await;
+                let sealed = gateway::aws::sealed_key::seal(
                     &aws_sdk_kms::Client::new(&config),
                     &kms_key_id,
                     &der,
@@ -294,13 +295,13 @@ fn run(command: Command) -> Result<String, Failure> {
             private_key,
             subject,
         } => async_runtime()?.block_on(async {
-            use shared::alipay::csr::certificate_request;
-            let failed = |e: shared::alipay::csr::CsrError| Failure::Usage(e.to_string());
+            use alipay::csr::certificate_request;
+            let failed = |e: alipay::csr::CsrError| Failure::Usage(e.to_string());
             match (kms_key_id, private_key) {
                 (Some(key_id), _) => {
-                    let config = shared::aws::load_config().await;
+                    let config = gateway::aws::load_config().await;
                     let signer =
-                        shared::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), key_id);
+                        gateway::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), key_id);
                     let key = signer
                         .public_key()
                         .await
@@ -326,7 +327,7 @@ fn run(command: Command) -> Result<String, Failure> {
             root_cert,
             alipay_cert,
         } => {
-            use shared::alipay::cert::{app_cert_sn, leaves, parse_pem_bundle, root_cert_sn};
+            use alipay::cert::{app_cert_sn, leaves, parse_pem_bundle, root_cert_sn};
             if app_cert.is_none() && root_cert.is_none() && alipay_cert.is_none() {
                 return Err(Failure::Usage(
                     "give --app-cert, --root-cert or --alipay-cert".into(),
@@ -362,10 +363,10 @@ fn run(command: Command) -> Result<String, Failure> {
             let keys = alipay_keys(alipay_public_key.as_deref(), alipay_cert.as_deref())?;
             let body = String::from_utf8(read_stdin()?)
                 .map_err(|_| Failure::NotGenuine("the response is not UTF-8".into()))?;
-            let named = shared::alipay::response::extract(&body, &method)
+            let named = alipay::response::extract(&body, &method)
                 .map_err(|e| Failure::NotGenuine(e.to_string()))?
                 .alipay_cert_sn;
-            let candidates: Vec<&shared::PublicKey> = keys
+            let candidates: Vec<&alipay::PublicKey> = keys
                 .iter()
                 .filter(|(sn, _)| match (&named, sn) {
                     (Some(named), Some(sn)) => named == sn,
@@ -403,12 +404,10 @@ fn alipay_keys(
     match (key, cert) {
         (Some(path), _) => Ok(vec![(None, read_public_key(path)?)]),
         (None, Some(path)) => {
-            let failed = |e: shared::alipay::cert::CertError| {
-                Failure::Usage(format!("{}: {e}", path.display()))
-            };
-            let certs =
-                shared::alipay::cert::parse_pem_bundle(&read_file(path)?).map_err(failed)?;
-            shared::alipay::cert::leaves(&certs)
+            let failed =
+                |e: alipay::cert::CertError| Failure::Usage(format!("{}: {e}", path.display()));
+            let certs = alipay::cert::parse_pem_bundle(&read_file(path)?).map_err(failed)?;
+            alipay::cert::leaves(&certs)
                 .into_iter()
                 .map(|leaf| {
                     Ok((
@@ -451,20 +450,20 @@ fn read_stdin() -> Result<Vec<u8>, Failure> {
 }
 
 async fn reconcile_day(date: Option<String>, channel: Option<String>) -> Result<String, Failure> {
-    use shared::gateway::{Gateway, Role};
+    use gateway::startup::{Gateway, Role};
     let payload = json!({ "date": date, "channel": channel });
-    let day =
-        reconcile::day_of_event(&payload, shared::gateway::now_ms()).map_err(Failure::Usage)?;
-    let channel = reconcile::channel_of_event(&payload).map_err(Failure::Usage)?;
-    let sdk = shared::aws::load_batch_config().await;
-    let config = shared::config::Config::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+    let day = gateway::reconcile::day_of_event(&payload, gateway::clock::now_ms())
+        .map_err(Failure::Usage)?;
+    let channel = gateway::reconcile::channel_of_event(&payload).map_err(Failure::Usage)?;
+    let sdk = gateway::aws::load_batch_config().await;
+    let config = gateway::config::Config::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
     let gateway = Gateway::with_config(config, &sdk, Role::CallsAlipay)
         .await
         .map_err(Failure::Usage)?;
-    let reports = reconcile::Reports::from_env(&sdk).map_err(Failure::Usage)?;
-    let settings = reconcile::Settings::from_env().map_err(Failure::Usage)?;
-    let deadline = shared::budget::Deadline::after(std::time::Duration::from_secs(900));
-    let report = reconcile::run(&gateway, channel, &reports, &settings, day, &deadline)
+    let reports = gateway::reconcile::Reports::from_env(&sdk).map_err(Failure::Usage)?;
+    let settings = gateway::reconcile::Settings::from_env().map_err(Failure::Usage)?;
+    let deadline = gateway::deadline::Deadline::after(std::time::Duration::from_secs(900));
+    let report = gateway::reconcile::run(&gateway, channel, &reports, &settings, day, &deadline)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     for d in &report.discrepancies {
@@ -474,10 +473,10 @@ async fn reconcile_day(date: Option<String>, channel: Option<String>) -> Result<
             d.out_trade_no,
             d.out_request_no.as_deref().unwrap_or("-"),
             d.alipay_fen
-                .map(shared::reconciliation::yuan)
+                .map(domain::reconciliation::yuan)
                 .unwrap_or_else(|| "-".into()),
             d.ours_fen
-                .map(shared::reconciliation::yuan)
+                .map(domain::reconciliation::yuan)
                 .unwrap_or_else(|| "-".into()),
             if d.repaired { " (repaired)" } else { "" },
             d.detail
@@ -486,7 +485,7 @@ async fn reconcile_day(date: Option<String>, channel: Option<String>) -> Result<
     let summary = serde_json::to_string_pretty(&report.summary())
         .map_err(|e| Failure::Usage(e.to_string()))?;
     match report.status {
-        reconcile::Status::Matched => Ok(summary),
+        gateway::reconcile::Status::Matched => Ok(summary),
         _ => Err(Failure::Differs(summary)),
     }
 }

@@ -132,15 +132,11 @@ fn verify_notify_accepts_the_real_notification_and_rejects_a_tampered_one() {
 #[test]
 fn verify_response_prints_the_verified_object() {
     let content = r#"{"code":"10000","msg":"Success","trade_no":"2026","out_trade_no":"o_1","fund_change":"Y","refund_fee":"1.00","note":"}\"{"}"#;
-    let key = shared::AppPrivateKey::parse(
+    let key = alipay_sim::SigningKey::from_pem(
         &std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key"),
     )
     .expect("key");
-    let raw = shared::LocalKeySigner::new(&key)
-        .sign_now(content.as_bytes())
-        .expect("sign");
-    use base64::Engine as _;
-    let sign = base64::engine::general_purpose::STANDARD.encode(raw);
+    let sign = key.sign_base64(content);
     let body = format!(r#"{{"alipay_trade_refund_response":{content},"sign":"{sign}"}}"#);
     let public = fixtures().join("keys/alipay_public_key.pem");
     let args = [
@@ -257,7 +253,7 @@ async fn public_key_prints_what_alipay_asks_for_from_kms() {
         !printed.contains("BEGIN"),
         "bare Base64, as the open platform wants it"
     );
-    assert!(shared::PublicKey::parse(&printed).is_ok());
+    assert!(alipay::PublicKey::parse(&printed).is_ok());
 
     let output = run(&["public-key", "--kms-key-id", "alias/nope"], b"");
     assert_eq!(output.status.code(), Some(2));
@@ -317,7 +313,7 @@ async fn csr_from_kms_verifies_with_openssl_and_carries_the_kms_key() {
     let (verified, key) = openssl_verify_csr(&pem, "kms.csr");
     assert!(verified, "openssl req -verify refused the request:\n{pem}");
     assert_eq!(
-        shared::PublicKey::parse(&key).expect("openssl's key"),
+        alipay::PublicKey::parse(&key).expect("openssl's key"),
         public,
         "the request is for the KMS key"
     );
@@ -366,8 +362,8 @@ fn csr_from_a_local_key_verifies_and_bad_subjects_are_usage_errors() {
     let app_public =
         std::fs::read_to_string(fixtures().join("keys/app_public_key.pem")).expect("key");
     assert_eq!(
-        shared::PublicKey::parse(&public).expect("key"),
-        shared::PublicKey::parse(&app_public).expect("key")
+        alipay::PublicKey::parse(&public).expect("key"),
+        alipay::PublicKey::parse(&app_public).expect("key")
     );
     let output = run(&["csr", "--private-key", key, "--subject", "nonsense"], b"");
     assert_eq!(output.status.code(), Some(2));
@@ -412,25 +408,16 @@ fn cert_sn_prints_the_published_sns() {
 
 #[test]
 fn verify_response_and_notify_take_alipays_certificate() {
-    use base64::Engine as _;
-    let ca = gateway_tests::simulator::ca::TestCa::new();
-    let alipay_key = shared::AppPrivateKey::parse(
+    let ca = alipay_sim::ca::TestCa::new();
+    // Alipay's side signs with the simulator's own RSA code, apart from the CLI's.
+    let alipay_key = alipay_sim::SigningKey::from_pem(
         &std::fs::read_to_string(fixtures().join("keys/alipay_private_key.pem")).expect("key"),
     )
     .expect("key");
-    let issued = ca.issue_leaf(
-        "CN=Alipay,C=CN",
-        77,
-        &alipay_key.public_key().to_spki_der(),
-        30,
-    );
+    let issued = ca.issue_leaf("CN=Alipay,C=CN", 77, &alipay_key.spki_der(), 30);
     let cert = temp_file("alipayCertPublicKey_RSA2.crt", &issued.pem);
     let cert = cert.to_str().expect("path");
-    let signer = shared::LocalKeySigner::new(&alipay_key);
-    let sign = |text: &str| {
-        base64::engine::general_purpose::STANDARD
-            .encode(signer.sign_now(text.as_bytes()).expect("sign"))
-    };
+    let sign = |text: &str| alipay_key.sign_base64(text);
     let content = r#"{"code":"10000","msg":"Success","trade_no":"2026","out_trade_no":"o1","trade_status":"TRADE_SUCCESS","total_amount":"1.00"}"#;
     let body = |sn: &str| {
         format!(
@@ -529,7 +516,7 @@ async fn seal_key_prints_a_sealed_key_that_opens_to_the_printed_public_key() {
         .map(|m| m.key_id().to_owned())
         .expect("key id");
     let fixture_key = fixtures().join("keys/app_private_key.pem");
-    let fixture_public = shared::PublicKey::parse(
+    let fixture_public = alipay::PublicKey::parse(
         &std::fs::read_to_string(fixtures().join("keys/app_public_key.pem")).expect("key"),
     )
     .expect("public key");
@@ -555,11 +542,15 @@ async fn seal_key_prints_a_sealed_key_that_opens_to_the_printed_public_key() {
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(text_at(&printed, "/app_private_key_sealed"))
             .expect("base64");
-        let public = shared::PublicKey::parse(text_at(&printed, "/app_public_key")).expect("key");
-        let opened =
-            shared::sealed_key::LocalSigner::unseal(&env.kms, &key_id, &sealed, "2021000123456789")
-                .await
-                .expect("opens");
+        let public = alipay::PublicKey::parse(text_at(&printed, "/app_public_key")).expect("key");
+        let opened = gateway::aws::sealed_key::LocalSigner::unseal(
+            &env.kms,
+            &key_id,
+            &sealed,
+            "2021000123456789",
+        )
+        .await
+        .expect("opens");
         assert_eq!(opened.public_key(), &public);
         if private_key.is_some() {
             assert_eq!(public, fixture_public, "the given key is the one sealed");
@@ -582,9 +573,13 @@ async fn seal_key_prints_a_sealed_key_that_opens_to_the_printed_public_key() {
             !all.contains("PRIVATE KEY") && !all.contains(&fixture_body[..60]),
             "{all}"
         );
-        let other_app =
-            shared::sealed_key::LocalSigner::unseal(&env.kms, &key_id, &sealed, "2021000999999999")
-                .await;
+        let other_app = gateway::aws::sealed_key::LocalSigner::unseal(
+            &env.kms,
+            &key_id,
+            &sealed,
+            "2021000999999999",
+        )
+        .await;
         assert!(other_app.is_err(), "opened for another application");
     }
 }

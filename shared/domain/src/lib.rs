@@ -1,0 +1,21 @@
+//! The gateway's rules, pure (no I/O, no clock: time comes in as an argument): what payments and
+//! refunds are and which states they move through, and the decisions every request handler and
+//! scheduled function drives alike.
+//!
+//! | module | what it decides |
+//! |---|---|
+//! | [`states`] | orders and refunds, their states and transitions, what caused a change |
+//! | [`reports`] | what a verified Alipay report (a notification, a query answer) does to an order |
+//! | [`lifecycle`] | given what Alipay answered about a refund or an unpaid order, what next |
+//! | [`risk`] | the fraud rules: configuration, screening, counters, after-payment flags |
+//! | [`breaker`] | the circuit breaker's arithmetic: windows, opening, trials |
+//! | [`reconciliation`] | matching Alipay's bill with our books, and classifying what differs |
+//! | [`channel`] | which Alipay application (channel) a payment belongs to |
+
+pub mod breaker;
+pub mod channel;
+pub mod lifecycle;
+pub mod reconciliation;
+pub mod reports;
+pub mod risk;
+pub mod states;

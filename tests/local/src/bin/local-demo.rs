@@ -1,0 +1,247 @@
+//! `make demo`: the whole lifecycle against the gateway that `make run` started, step by step:
+//! create → pay at the simulator → notification → paid → partial refund → full refund, with the
+//! events each step published.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use local_stack::api_auth::Credentials;
+use local_stack::http::{Answer, Http, eventually};
+use serde_json::{Value, json};
+
+fn field<'a>(value: &'a Value, name: &str) -> &'a str {
+    value.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+fn step(n: u32, title: &str) {
+    println!("\n[{n}] {title}");
+}
+
+fn show(answer: &Answer) {
+    println!("    HTTP {}", answer.status);
+    for line in serde_json::to_string_pretty(&answer.json())
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("    {line}");
+    }
+}
+
+/// The events `make run` has published for `order` (`.local/events.jsonl`).
+fn events_of(order: &str) -> Vec<Value> {
+    std::fs::read_to_string(".local/events.jsonl")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| {
+            let d = &e["detail"];
+            d["payment"]["out_trade_no"] == order || d["refund"]["out_trade_no"] == order
+        })
+        .collect()
+}
+
+/// Waits (up to 5 s) for the events `expected` about `order` after the first `seen`, and
+/// prints them as a merchant's rule receives them.
+async fn show_events(order: &str, seen: &mut usize, expected: &[&str]) -> Result<(), String> {
+    let arrived = eventually(5, || async {
+        let events = events_of(order);
+        let new: Vec<Value> = events.iter().skip(*seen).cloned().collect();
+        let types: Vec<&str> = new
+            .iter()
+            .filter_map(|e| e["detail-type"].as_str())
+            .collect();
+        expected.iter().all(|t| types.contains(t)).then_some(new)
+    })
+    .await
+    .ok_or_else(|| {
+        format!(
+            "demo failed: the events {expected:?} did not arrive within 5 s (see .local/events.log)"
+        )
+    })?;
+    for event in &arrived {
+        let detail = &event["detail"];
+        let resource = if detail["refund"].is_object() {
+            &detail["refund"]
+        } else {
+            &detail["payment"]
+        };
+        println!(
+            "    event {:<18} {} status={} amount={}",
+            event["detail-type"].as_str().unwrap_or(""),
+            detail["event_id"].as_str().unwrap_or(""),
+            resource["status"].as_str().unwrap_or(""),
+            resource["amount"].as_str().unwrap_or("")
+        );
+    }
+    *seen += arrived.len();
+    Ok(())
+}
+
+/// Refunds `amount` of `order` (number `order` + `suffix`) and waits until it SUCCEEDED: at once
+/// (`201`), or, when it is pending (`202`: Alipay executes it later, or it is sent later), as a
+/// merchant's backend does: by reading it until the sweeper has settled it.
+async fn refund_and_settle(
+    http: &Http,
+    api: &str,
+    order: &str,
+    suffix: &str,
+    amount: &str,
+    reason: &str,
+) -> Result<(), String> {
+    let out_request_no = format!("{order}{suffix}");
+    let answer = http
+        .post_json(
+            &format!("{api}/payments/{order}/refunds"),
+            &json!({"amount": amount, "reason": reason, "out_request_no": out_request_no}),
+        )
+        .await;
+    show(&answer);
+    check(matches!(answer.status, 201 | 202), "the refund failed")?;
+    if answer.status == 201 {
+        return Ok(());
+    }
+    println!(
+        "    pending ({}); waiting for the sweeper to finish it...",
+        field(&answer.json()["pending_reason"], "code")
+    );
+    let refund_url = format!("{api}/payments/{order}/refunds/{out_request_no}");
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if http.get(&refund_url).await.json()["refund"]["status"] == "SUCCEEDED" {
+            println!("    SUCCEEDED");
+            return Ok(());
+        }
+    }
+    Err("demo failed: the sweeper did not finish the refund within 30 s".into())
+}
+
+fn check(ok: bool, what: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("demo failed: {what}"))
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), String> {
+    let text = std::fs::read_to_string(".local/endpoints.json").map_err(|_| {
+        "no .local/endpoints.json: start the gateway with `make run` first".to_owned()
+    })?;
+    let endpoints: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let api = field(&endpoints, "api_base_url").to_owned();
+    let simulator = field(&endpoints, "simulator_url").to_owned();
+    // Signed with SigV4 as a merchant's backend signs its calls (the local API checks it).
+    let credentials = Credentials::from_endpoints(&endpoints)?;
+    let http = Http::new().for_api(&api, credentials);
+    let shop = field(&endpoints, "shop_url").to_owned();
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let order = format!("demo_{stamp}");
+
+    step(1, &format!("create a payment: POST {api}/payments"));
+    let body = json!({"out_trade_no": order, "amount": "299.00", "subject": "Demo: 会员 Pro 年费", "channel": "page",
+                      "return_url": format!("{shop}/orders/{order}")});
+    let created = http.post_json(&format!("{api}/payments"), &body).await;
+    show(&created);
+    check(created.status == 201, "payment not created")?;
+    let mut seen = 0;
+    show_events(&order, &mut seen, &["payment.created"]).await?;
+    let url = created.json()["next_step"]["url"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+
+    step(
+        2,
+        "the buyer opens the cashier URL at the Alipay simulator (which verifies our KMS signature)",
+    );
+    let cashier = http.get(&url).await;
+    println!(
+        "    HTTP {} ({} bytes of cashier page)",
+        cashier.status,
+        cashier.text.len()
+    );
+    check(
+        cashier.status == 200,
+        "the simulator refused the signed URL",
+    )?;
+    step(3, "the buyer presses Pay");
+    let paid = http
+        .post_form(
+            &format!("{simulator}/cashier/pay"),
+            &format!("out_trade_no={order}"),
+        )
+        .await;
+    println!(
+        "    HTTP {} -> redirect to {}",
+        paid.status,
+        paid.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("")
+    );
+
+    step(
+        4,
+        "Alipay notifies the gateway (signed TRADE_SUCCESS); the gateway answers success",
+    );
+    let delivered = eventually(60, || async {
+        let deliveries = http
+            .get(&format!("{simulator}/sim/notifications"))
+            .await
+            .json();
+        deliveries
+            .as_array()?
+            .iter()
+            .find(|d| d["out_trade_no"] == order.as_str() && d["acknowledged"] == true)
+            .cloned()
+    })
+    .await
+    .ok_or("the notification was not acknowledged")?;
+    println!(
+        "    notify_id {} trade_status {} answers {}",
+        field(&delivered, "notify_id"),
+        field(&delivered, "trade_status"),
+        delivered["attempts"]
+    );
+
+    step(
+        5,
+        &format!("the payment is PAID: GET {api}/payments/{order}"),
+    );
+    let payment = http.get(&format!("{api}/payments/{order}")).await;
+    show(&payment);
+    check(payment.json()["status"] == "PAID", "not paid")?;
+    show_events(&order, &mut seen, &["payment.paid"]).await?;
+
+    step(
+        6,
+        "partial refund of 100.00 (a buyer who paid by bank card is refunded later: 202, then the sweeper confirms it with Alipay)",
+    );
+    refund_and_settle(&http, &api, &order, "_r1", "100.00", "partial return").await?;
+    show_events(&order, &mut seen, &["refund.created", "refund.succeeded"]).await?;
+
+    step(
+        7,
+        "full refund of the remaining 199.00 (sent at once, or by the sweeper: Alipay wants refunds of one trade 3 s apart)",
+    );
+    refund_and_settle(&http, &api, &order, "_r2", "199.00", "full return").await?;
+
+    step(8, "final state");
+    let last = http.get(&format!("{api}/payments/{order}")).await;
+    show(&last);
+    check(last.json()["status"] == "REFUNDED", "not fully refunded")?;
+    show_events(
+        &order,
+        &mut seen,
+        &["refund.created", "refund.succeeded", "payment.refunded"],
+    )
+    .await?;
+    println!("\nDone: {order} was paid 299.00 and refunded in full (100.00 + 199.00).");
+    Ok(())
+}
