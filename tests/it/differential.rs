@@ -522,3 +522,180 @@ fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// One agreement API call, typed for the gateway and as documented fields for the oracle.
+fn agreement_case(rng: &mut Rng, i: usize) -> (AlipayRequest, Value, Option<String>) {
+    use alipay::agreement::{AgreementSign, PeriodRule, PeriodType, SignChannel};
+    use alipay::china_time::ChinaDate;
+    use alipay::ids::{AgreementNo, ExternalAgreementNo};
+    let agreement_no = format!("2026{:016}", rng.next() % 10_000_000_000_000_000);
+    let amount = Amount::from_fen(1 + rng.next() % 100_000).expect("amount");
+    let product = (*rng.pick(&["GENERAL_WITHHOLDING", "CYCLE_PAY_AUTH"])).to_owned();
+    let notify = Some("https://notify.example.com/alipay?x=1&y=2".to_owned());
+    match i % 5 {
+        0 => {
+            let (period_type, period) = if rng.chance(50) {
+                (PeriodType::Month, 1 + rng.below(3) as u32)
+            } else {
+                (PeriodType::Day, 7 + rng.below(60) as u32)
+            };
+            let execute_time = ChinaDate::parse(&format!(
+                "2027-{:02}-{:02}",
+                1 + rng.below(12),
+                1 + rng.below(28)
+            ))
+            .expect("date");
+            let total_amount = rng
+                .chance(50)
+                .then(|| Amount::from_fen(amount.fen() * 12).expect("total"));
+            let total_payments = rng.chance(50).then(|| 1 + rng.below(36) as u32);
+            let channel = *rng.pick(&[
+                SignChannel::AlipayApp,
+                SignChannel::Qrcode,
+                SignChannel::QrcodeOrSms,
+            ]);
+            let external = format!("sub{}", rng.next() % 1_000_000_000);
+            let sign = AgreementSign {
+                external_agreement_no: ExternalAgreementNo::parse(external.clone()).expect("no"),
+                product_code: product.clone(),
+                sign_scene: "INDUSTRY|DIGITAL_MEDIA".to_owned(),
+                channel,
+                rule: PeriodRule {
+                    period_type,
+                    period,
+                    execute_time,
+                    single_amount: amount,
+                    total_amount,
+                    total_payments,
+                },
+            };
+            let fields = json!({
+                "period_type": period_type.as_str(), "period": period,
+                "execute_time": execute_time.to_string(), "single_amount": amount.to_string(),
+                "total_amount": total_amount.map(|a| a.to_string()),
+                "total_payments": total_payments,
+                "product_code": product, "sign_scene": "INDUSTRY|DIGITAL_MEDIA",
+                "external_agreement_no": external, "channel": channel.as_str(),
+            });
+            let return_url = Some(format!(
+                "https://shop.example.com/signed?s={}",
+                rng.below(99)
+            ));
+            (
+                AlipayRequest::AgreementPageSign {
+                    sign,
+                    return_url: return_url.clone(),
+                },
+                json!({"method": "alipay.user.agreement.page.sign", "fields": fields,
+                       "notify_url": notify, "return_url": return_url}),
+                notify,
+            )
+        }
+        1 => {
+            let out_trade_no = format!("sub{}p{}", rng.next() % 1_000_000, rng.below(40));
+            let subject = format!("Plan {} month {}", rng.below(9), rng.below(12));
+            (
+                AlipayRequest::AgreementPay {
+                    out_trade_no: OutTradeNo::parse(out_trade_no.clone()).expect("id"),
+                    total_amount: amount,
+                    subject: Subject::parse(subject.clone()).expect("subject"),
+                    agreement_no: AgreementNo::parse(agreement_no.clone()).expect("no"),
+                    product_code: product.clone(),
+                },
+                json!({"method": "alipay.trade.pay", "notify_url": notify, "fields": {
+                    "out_trade_no": out_trade_no, "total_amount": amount.to_string(),
+                    "subject": subject, "product_code": product, "agreement_no": agreement_no}}),
+                notify,
+            )
+        }
+        2 => {
+            let deduct_time =
+                ChinaDate::parse(&format!("2027-03-{:02}", 1 + rng.below(28))).expect("date");
+            (
+                AlipayRequest::AgreementModify {
+                    agreement_no: AgreementNo::parse(agreement_no.clone()).expect("no"),
+                    deduct_time,
+                    memo: "paused".to_owned(),
+                },
+                json!({"method": "alipay.user.agreement.executionplan.modify", "fields": {
+                    "agreement_no": agreement_no, "deduct_time": deduct_time.to_string(),
+                    "memo": "paused"}}),
+                None,
+            )
+        }
+        3 => (
+            AlipayRequest::AgreementUnsign {
+                agreement_no: AgreementNo::parse(agreement_no.clone()).expect("no"),
+            },
+            json!({"method": "alipay.user.agreement.unsign", "notify_url": notify,
+                   "fields": {"agreement_no": agreement_no}}),
+            notify,
+        ),
+        _ => (
+            AlipayRequest::AgreementQuery {
+                agreement_no: AgreementNo::parse(agreement_no.clone()).expect("no"),
+            },
+            json!({"method": "alipay.user.agreement.query", "fields": {"agreement_no": agreement_no}}),
+            None,
+        ),
+    }
+}
+
+#[test]
+fn agreement_requests_are_signed_as_python_alipay_sdks_generic_apis_sign_them() {
+    let seed = env_number("DIFFERENTIAL_SEED", 20_261_204);
+    let mut rng = Rng(seed);
+    let signer = test_app_signer();
+    let mut ours = Vec::new();
+    let mut cases = Vec::new();
+    for i in 0..40 {
+        let (request, mut case, notify_url) = agreement_case(&mut rng, i);
+        let now = 1_796_000_000 + rng.below(100_000) as i64;
+        let app = AppParams {
+            app_id: AppId::parse(APP_ID).expect("app id"),
+            notify_url: Some("https://notify.example.com/alipay?x=1&y=2".to_owned()),
+            cert_sns: None,
+        };
+        let unsigned = UnsignedRequest::new(&request, &app, now);
+        let sign = base64(
+            &signer
+                .sign_now(unsigned.signing_string().as_bytes())
+                .expect("sign"),
+        );
+        let mut params: BTreeMap<String, String> = unsigned
+            .params()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        assert_eq!(
+            params.get("notify_url"),
+            notify_url.as_ref(),
+            "seed {seed}, agreement {i}: notify_url sent exactly where Alipay takes one"
+        );
+        params.insert("sign".to_owned(), sign);
+        case["timestamp"] = json!(alipay::china_time::china_timestamp(now));
+        ours.push(params);
+        cases.push(case);
+    }
+    let python = run_oracle(
+        &root().join(".venv-oracles/bin/python"),
+        "oracle.py",
+        &json!({
+            "app_id": APP_ID,
+            "app_private_key": fixture_text("keys/app_private_key.pem"),
+            "alipay_private_key": fixture_text("keys/alipay_private_key.pem"),
+            "alipay_public_key": fixture_text("keys/alipay_public_key.pem"),
+            "requests": [], "notifications": [], "responses": [],
+            "agreements": cases,
+        }),
+    );
+    for (i, params) in ours.iter().enumerate() {
+        let theirs: BTreeMap<String, String> =
+            serde_json::from_value(python["agreements"][i]["params"].clone()).expect("params");
+        assert_eq!(
+            &theirs, params,
+            "seed {seed}, agreement {i}: python-alipay-sdk built and signed {:?}",
+            cases[i]
+        );
+    }
+}

@@ -98,8 +98,68 @@ def main():
             "tampered_verdict": response_verdict(merchant, tampered_body, key),
         })
 
-    json.dump({"requests": requests, "notifications": notifications, "responses": responses},
+    agreements = [agreement_request(merchant, case) for case in cases.get("agreements", [])]
+
+    json.dump({"requests": requests, "notifications": notifications, "responses": responses,
+               "agreements": agreements},
               sys.stdout, ensure_ascii=False)
+
+
+def sorted_tree(value):
+    """Keys in sorted order at every level: the layout the gateway sends (JSON's key order is
+    free; the signature is over the exact text)."""
+    if isinstance(value, dict):
+        return {k: sorted_tree(value[k]) for k in sorted(value)}
+    return value
+
+
+def agreement_request(merchant, case):
+    """An agreement API built from its documented fields (docs/alipay/operations.md §4) and signed
+    as python-alipay-sdk's generic client_api (the page sign) or server_api (the rest) signs it:
+    build_body + sign_data; server_api would then POST that body."""
+    f = case["fields"]
+    method = case["method"]
+    if method == "alipay.user.agreement.page.sign":
+        rule = {
+            "period_type": f["period_type"],
+            "period": int(f["period"]),
+            "execute_time": f["execute_time"],
+            "single_amount": f["single_amount"],
+        }
+        if f.get("total_amount"):
+            rule["total_amount"] = f["total_amount"]
+        if f.get("total_payments"):
+            rule["total_payments"] = int(f["total_payments"])
+        biz = {
+            "personal_product_code": "CYCLE_PAY_AUTH_P",
+            "product_code": f["product_code"],
+            "sign_scene": f["sign_scene"],
+            "external_agreement_no": f["external_agreement_no"],
+            "access_params": {"channel": f["channel"]},
+            "period_rule_params": rule,
+        }
+    elif method == "alipay.trade.pay":
+        biz = {
+            "out_trade_no": f["out_trade_no"],
+            "total_amount": f["total_amount"],
+            "subject": f["subject"],
+            "product_code": f["product_code"],
+            "agreement_params": {"agreement_no": f["agreement_no"]},
+        }
+    elif method == "alipay.user.agreement.executionplan.modify":
+        biz = {"agreement_no": f["agreement_no"], "deduct_time": f["deduct_time"],
+               "memo": f["memo"]}
+    else:  # query, unsign
+        biz = {"agreement_no": f["agreement_no"]}
+    kwargs = {"timestamp": case["timestamp"], "format": "JSON"}
+    for key in ("notify_url", "return_url"):
+        if case.get(key):
+            kwargs[key] = case[key]
+    if method == "alipay.user.agreement.page.sign":
+        signed = merchant.client_api(method, sorted_tree(biz), **kwargs)
+    else:
+        signed = merchant.sign_data(merchant.build_body(method, sorted_tree(biz), **kwargs))
+    return {"params": dict(parse_qsl(signed, keep_blank_values=True, strict_parsing=True))}
 
 
 if __name__ == "__main__":

@@ -130,6 +130,37 @@ impl ChinaDate {
             .unix_timestamp()
     }
 
+    /// The day `days` later (earlier when negative); the same day outside time's range.
+    pub fn add_days(self, days: i64) -> Self {
+        ChinaDate(
+            self.0
+                .checked_add(time::Duration::days(days))
+                .unwrap_or(self.0),
+        )
+    }
+
+    /// The same day of the month `months` later: `None` when that month has no such day (a
+    /// day after the 28th), or past the calendar's range.
+    pub fn add_months(self, months: u32) -> Option<Self> {
+        let index = i64::from(self.0.year()) * 12 + i64::from(u8::from(self.0.month())) - 1
+            + i64::from(months);
+        let year = i32::try_from(index.div_euclid(12)).ok()?;
+        let month = time::Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
+        time::Date::from_calendar_date(year, month, self.0.day())
+            .ok()
+            .map(ChinaDate)
+    }
+
+    /// The day of the month, 1 to 31.
+    pub fn day(self) -> u8 {
+        self.0.day()
+    }
+
+    /// Whole days from `self` to `later` (negative when `later` is earlier).
+    pub fn days_until(self, later: ChinaDate) -> i64 {
+        (later.0 - self.0).whole_days()
+    }
+
     /// `yyyyMMdd`, as in the bill's file names.
     pub fn compact(self) -> String {
         format!(
@@ -156,6 +187,19 @@ impl fmt::Display for ChinaDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calendar_steps_keep_the_day_or_say_there_is_none() {
+        let day = ChinaDate::parse("2027-11-28").expect("date");
+        assert_eq!(day.add_months(3).expect("date").to_string(), "2028-02-28");
+        assert_eq!(day.add_months(14).expect("date").to_string(), "2029-01-28");
+        let end = ChinaDate::parse("2027-01-31").expect("date");
+        assert_eq!(end.add_months(1), None);
+        assert_eq!(end.add_days(29).to_string(), "2027-03-01");
+        assert_eq!(end.add_days(-31).to_string(), "2026-12-31");
+        assert_eq!(day.days_until(day.add_months(1).expect("date")), 30);
+        assert_eq!(day.day(), 28);
+    }
 
     #[test]
     fn timestamp_is_china_time_not_utc() {

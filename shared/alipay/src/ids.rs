@@ -143,6 +143,29 @@ checked_string!(
     }
 );
 
+checked_string!(
+    /// The merchant's number for an agreement (`external_agreement_no`): 1 to 32 letters or
+    /// digits (docs/alipay/operations.md §4).
+    ExternalAgreementNo,
+    |text| {
+        if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(FieldError("must be 1 to 32 letters or digits"));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// Alipay's number for a signed agreement (`agreement_no`), as Alipay gives it.
+    AgreementNo,
+    |text| {
+        if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(FieldError("must be 1 to 64 letters or digits"));
+        }
+        Ok(())
+    }
+);
+
 /// The buyer as Alipay names them (`buyer_id`, `2088…`, or `buyer_open_id`): personal data. It
 /// prints and serializes masked; only [`BuyerId::expose`] gives it whole, to digest it.
 #[derive(Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! the daily bill; the gateway's adapters send and receive what it builds. What it relies on about
 //! Alipay, with sources: `docs/alipay/`.
 
+pub mod agreement;
 #[cfg(feature = "bill")]
 pub mod bill;
 pub mod canonical;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::canonical::{Omit, signing_string};
 use super::signer::{SignError, Signer, sign_base64};
 use crate::china_time::{ChinaDateTime, china_timestamp};
-use crate::ids::{AppId, OutRequestNo, OutTradeNo, Subject, TradeNo};
+use crate::ids::{AgreementNo, AppId, OutRequestNo, OutTradeNo, Subject, TradeNo};
 use crate::money::Amount;
 
 /// What the merchant's application puts in every request.
@@ -88,6 +88,39 @@ pub enum AlipayRequest {
     CertDownload {
         alipay_cert_sn: String,
     },
+    /// `alipay.user.agreement.page.sign`: the page (or app scheme, or QR) where the buyer signs
+    /// a periodic agreement; its result is a `dut_user_sign` notification.
+    AgreementPageSign {
+        sign: crate::agreement::AgreementSign,
+        return_url: Option<String>,
+    },
+    /// `alipay.user.agreement.query`: the agreement's status at Alipay.
+    AgreementQuery {
+        agreement_no: AgreementNo,
+    },
+    /// `alipay.user.agreement.unsign`: the merchant stops the agreement.
+    AgreementUnsign {
+        agreement_no: AgreementNo,
+    },
+    /// `alipay.user.agreement.executionplan.modify`: a later next charge date (never earlier).
+    AgreementModify {
+        agreement_no: AgreementNo,
+        deduct_time: crate::china_time::ChinaDate,
+        memo: String,
+    },
+    /// `alipay.trade.pay` under an agreement: a charge without the buyer, answered at once.
+    AgreementPay {
+        out_trade_no: OutTradeNo,
+        total_amount: Amount,
+        subject: Subject,
+        agreement_no: AgreementNo,
+        /// The channel's charge product: `GENERAL_WITHHOLDING` or `CYCLE_PAY_AUTH`.
+        product_code: String,
+    },
+    /// `alipay.trade.cancel`: undoes a charge whose outcome stayed unknown.
+    Cancel {
+        trade: TradeRef,
+    },
 }
 
 impl AlipayRequest {
@@ -105,6 +138,12 @@ impl AlipayRequest {
                 "alipay.data.dataservice.bill.downloadurl.query"
             }
             AlipayRequest::CertDownload { .. } => "alipay.open.app.alipaycert.download",
+            AlipayRequest::AgreementPageSign { .. } => "alipay.user.agreement.page.sign",
+            AlipayRequest::AgreementQuery { .. } => "alipay.user.agreement.query",
+            AlipayRequest::AgreementUnsign { .. } => "alipay.user.agreement.unsign",
+            AlipayRequest::AgreementModify { .. } => "alipay.user.agreement.executionplan.modify",
+            AlipayRequest::AgreementPay { .. } => "alipay.trade.pay",
+            AlipayRequest::Cancel { .. } => "alipay.trade.cancel",
         }
     }
 
@@ -115,18 +154,43 @@ impl AlipayRequest {
                 | AlipayRequest::WapPay { .. }
                 | AlipayRequest::AppPay { .. }
                 | AlipayRequest::Precreate { .. }
+                | AlipayRequest::AgreementPageSign { .. }
+                | AlipayRequest::AgreementUnsign { .. }
+                | AlipayRequest::AgreementPay { .. }
         )
     }
 
     fn return_url(&self) -> Option<&str> {
         match self {
             AlipayRequest::PagePay { return_url, .. }
-            | AlipayRequest::WapPay { return_url, .. } => return_url.as_deref(),
+            | AlipayRequest::WapPay { return_url, .. }
+            | AlipayRequest::AgreementPageSign { return_url, .. } => return_url.as_deref(),
             _ => None,
         }
     }
 
     fn biz_content(&self) -> Value {
+        match self {
+            AlipayRequest::AgreementPageSign { sign, .. } => return sign.biz_content(),
+            AlipayRequest::AgreementPay {
+                out_trade_no,
+                total_amount,
+                subject,
+                agreement_no,
+                product_code,
+            } => {
+                let mut agreement = Map::new();
+                agreement.insert("agreement_no".into(), agreement_no.as_str().into());
+                let mut biz = Map::new();
+                biz.insert("out_trade_no".into(), out_trade_no.as_str().into());
+                biz.insert("total_amount".into(), total_amount.to_string().into());
+                biz.insert("subject".into(), subject.as_str().into());
+                biz.insert("product_code".into(), product_code.as_str().into());
+                biz.insert("agreement_params".into(), Value::Object(agreement));
+                return Value::Object(biz);
+            }
+            _ => {}
+        }
         let mut biz = Map::new();
         let mut put = |key: &str, value: Option<&str>| {
             if let Some(value) = value.filter(|v| !v.is_empty()) {
@@ -147,9 +211,9 @@ impl AlipayRequest {
                 put_order(&mut put, order, Some("QUICK_MSECURITY_PAY"))
             }
             AlipayRequest::Precreate { order } => put_order(&mut put, order, None),
-            AlipayRequest::Query { trade } | AlipayRequest::Close { trade } => {
-                put_trade(&mut put, trade)
-            }
+            AlipayRequest::Query { trade }
+            | AlipayRequest::Close { trade }
+            | AlipayRequest::Cancel { trade } => put_trade(&mut put, trade),
             AlipayRequest::Refund {
                 trade,
                 refund_amount,
@@ -175,6 +239,20 @@ impl AlipayRequest {
             AlipayRequest::CertDownload { alipay_cert_sn } => {
                 put("alipay_cert_sn", Some(alipay_cert_sn));
             }
+            AlipayRequest::AgreementQuery { agreement_no }
+            | AlipayRequest::AgreementUnsign { agreement_no } => {
+                put("agreement_no", Some(agreement_no.as_str()));
+            }
+            AlipayRequest::AgreementModify {
+                agreement_no,
+                deduct_time,
+                memo,
+            } => {
+                put("agreement_no", Some(agreement_no.as_str()));
+                put("deduct_time", Some(&deduct_time.to_string()));
+                put("memo", Some(memo));
+            }
+            AlipayRequest::AgreementPageSign { .. } | AlipayRequest::AgreementPay { .. } => {}
         }
         if let AlipayRequest::RefundQuery { .. } = self {
             // Alipay returns when it paid the refund only when asked (docs/alipay/operations.md §6): the

@@ -10,6 +10,7 @@
 //! | [`risk`] | the fraud rules: configuration, screening, counters, after-payment flags |
 //! | [`breaker`] | the circuit breaker's arithmetic: windows, opening, trials |
 //! | [`reconciliation`] | matching Alipay's bill with our books, and classifying what differs |
+//! | [`subscriptions`] | plans on Alipay agreements: dates, windows, what a charge's answer means, dunning |
 //! | [`channel`] | which Alipay application (channel) a payment belongs to |
 
 pub mod breaker;
@@ -19,3 +20,4 @@ pub mod reconciliation;
 pub mod reports;
 pub mod risk;
 pub mod states;
+pub mod subscriptions;
