@@ -533,6 +533,7 @@ pub async fn simulate(
             seller_id: seller_id.into(),
             time_scale: 0.0005,
             refunds,
+            test_clock_file: None,
         },
         0,
     )

@@ -84,6 +84,7 @@ fn parse_new_order(
     let subject =
         Subject::parse(body.required("subject")?).map_err(|e| ApiError::invalid("subject", e))?;
     let channel = Cashier::parse(body.required("channel")?)
+        .filter(|channel| *channel != Cashier::Agreement)
         .ok_or_else(|| ApiError::invalid("channel", "must be one of page, wap, app, qr"))?;
     let return_url = body.string("return_url")?.map(str::to_owned);
     if let Some(url) = &return_url {
@@ -338,6 +339,15 @@ async fn next_step(
         },
         Cashier::App => AlipayRequest::AppPay { order },
         Cashier::Qr => return precreate(alipay, AlipayRequest::Precreate { order }).await,
+        // A subscription's period: charged under its agreement, never paid at a cashier.
+        Cashier::Agreement => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "subscription_charge",
+                "this payment is a subscription's period, charged under its agreement",
+            )
+            .with_field("out_trade_no"));
+        }
     };
     let signed = alipay.sign(&request).await.map_err(ApiError::from)?;
     Ok(match stored.channel {

@@ -5,9 +5,10 @@
 //! effect is durably written, so Alipay's retries (8 over about 25 hours) lose nothing;
 //! duplicates and out-of-order deliveries change nothing and are answered `success`.
 
+use alipay::notify::Notification;
 use alipay::notify::NotifyError;
 use gateway::http::{body_bytes, text_response};
-use gateway::notifications::{Refusal, apply, verify};
+use gateway::notifications::{Refusal, apply, apply_agreement, verify};
 use gateway::startup::Gateway;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -39,6 +40,20 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
             return text_response(status, FAIL);
         }
     };
+    let notification = match notification {
+        Notification::Trade(notification) => notification,
+        Notification::Agreement(notice) => {
+            let span = tracing::info_span!(
+                "agreement_notice",
+                subscription = %notice.external_agreement_no,
+                notify_id = %notice.notify_id,
+                notify_type = %notice.notify_type
+            );
+            return async { answer(apply_agreement(gateway, &notice, signed_by).await) }
+                .instrument(span)
+                .await;
+        }
+    };
     // The span goes with the future, not the thread: with several requests at once in one
     // process, no other request's lines carry this notification's numbers.
     let span = tracing::info_span!(
@@ -47,19 +62,22 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
         notify_id = %notification.notify_id,
         trade_status = notification.trade_status.as_str()
     );
-    async {
-        match apply(gateway, &notification, signed_by).await {
-            Ok(()) => text_response(StatusCode::OK, SUCCESS),
-            Err(Refusal::Rejected(reason)) => {
-                tracing::warn!(security = true, reason = %reason, "notification not applied");
-                text_response(StatusCode::BAD_REQUEST, FAIL)
-            }
-            Err(Refusal::Unavailable(error)) => {
-                tracing::error!(error = %error, "notification not recorded; Alipay will retry");
-                text_response(StatusCode::SERVICE_UNAVAILABLE, FAIL)
-            }
+    async { answer(apply(gateway, &notification, signed_by).await) }
+        .instrument(span)
+        .await
+}
+
+/// Alipay's answer: `success` once the effect is stored; otherwise `fail`, so that it retries.
+fn answer(applied: Result<(), Refusal>) -> Response<Body> {
+    match applied {
+        Ok(()) => text_response(StatusCode::OK, SUCCESS),
+        Err(Refusal::Rejected(reason)) => {
+            tracing::warn!(security = true, reason = %reason, "notification not applied");
+            text_response(StatusCode::BAD_REQUEST, FAIL)
+        }
+        Err(Refusal::Unavailable(error)) => {
+            tracing::error!(error = %error, "notification not recorded; Alipay will retry");
+            text_response(StatusCode::SERVICE_UNAVAILABLE, FAIL)
         }
     }
-    .instrument(span)
-    .await
 }

@@ -182,6 +182,27 @@ pub fn verify_notification(
     TradeNotification::from_fields(&fields)
 }
 
+/// A verified notification of either kind Alipay posts to the notify URL, told apart by
+/// `notify_type` (docs/alipay/operations.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// `trade_status_sync`: a trade's state (and a refund's, in its fields).
+    Trade(TradeNotification),
+    /// `dut_user_sign` / `dut_user_unsign`: an agreement signed or stopped.
+    Agreement(crate::agreement::AgreementNotification),
+}
+
+/// Verifies a raw notification body and types it by its `notify_type`.
+pub fn verify_any(body: &[u8], alipay_key: &PublicKey) -> Result<Notification, NotifyError> {
+    let fields = decode_form(body)?;
+    verify_fields(&fields, alipay_key)?;
+    if crate::agreement::is_agreement_notification(&fields) {
+        return crate::agreement::AgreementNotification::from_fields(&fields)
+            .map(Notification::Agreement);
+    }
+    TradeNotification::from_fields(&fields).map(Notification::Trade)
+}
+
 /// Verifies already-decoded fields: charset, `sign_type=RSA2`, and the signature over every
 /// field but `sign` and `sign_type` (unknown fields included: Alipay adds fields over time).
 pub fn verify_fields(

@@ -54,6 +54,25 @@ impl TradeReport {
         }
     }
 
+    /// What a signed answer that says the trade is paid reports (`alipay.trade.pay` under an
+    /// agreement: `10000`, with the trade's fields).
+    pub fn paid_by_answer(
+        trade_no: &str,
+        total_amount: Amount,
+        paid_at: Option<&str>,
+        buyer_user_id: Option<&str>,
+    ) -> TradeReport {
+        let buyer = buyer_user_id.map(BuyerId::new);
+        TradeReport {
+            trade_no: trade_no.to_owned(),
+            trade_status: TradeStatus::TradeSuccess,
+            total_amount,
+            paid_at: paid_at.map(str::to_owned),
+            buyer_id_masked: buyer.as_ref().map(BuyerId::masked),
+            buyer_key: buyer.as_ref().map(buyer_key),
+        }
+    }
+
     /// The payment it reports (with no fraud assessment yet), for `order`.
     pub fn payment_for(&self, order: &Order) -> Payment {
         Payment {

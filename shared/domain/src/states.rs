@@ -27,6 +27,9 @@ pub enum Cashier {
     App,
     /// A QR code to scan (`alipay.trade.precreate`).
     Qr,
+    /// A charge under a signed agreement (`alipay.trade.pay`), without the buyer: a
+    /// subscription's period. Never asked for through `POST /payments`.
+    Agreement,
 }
 
 impl Cashier {
@@ -36,6 +39,7 @@ impl Cashier {
             Cashier::Wap => "wap",
             Cashier::App => "app",
             Cashier::Qr => "qr",
+            Cashier::Agreement => "agreement",
         }
     }
 
@@ -45,6 +49,7 @@ impl Cashier {
             "wap" => Some(Cashier::Wap),
             "app" => Some(Cashier::App),
             "qr" => Some(Cashier::Qr),
+            "agreement" => Some(Cashier::Agreement),
             _ => None,
         }
     }
@@ -318,6 +323,8 @@ pub enum Cause {
     AlipayAnswer { method: String },
     /// The sweeper, finishing interrupted or expired work.
     Sweeper,
+    /// The subscription scheduler, charging a period.
+    Scheduler,
     /// The daily reconciliation with Alipay's bill of `date` (a lost notification repaired).
     Reconciliation { date: String },
 }

@@ -352,6 +352,10 @@ pub struct Period {
     pub sent_ms: Option<i64>,
     /// When Alipay last refused a charge of this period, ms: the next try is spaced from it.
     pub refused_ms: Option<i64>,
+    /// Alipay's next date is still an earlier period's (one ended unpaid, or periods were
+    /// skipped): it must be moved to this period's date (`executionplan.modify`) before a
+    /// charge can land in this window.
+    pub alipay_date_behind: bool,
 }
 
 impl Period {
@@ -365,6 +369,7 @@ impl Period {
             agreement_checked_ms: None,
             sent_ms: None,
             refused_ms: None,
+            alipay_date_behind: false,
         }
     }
 }
@@ -387,6 +392,8 @@ pub enum PeriodEnd {
 pub enum PeriodNext {
     /// Nothing before this time (ms).
     WaitUntil(i64),
+    /// Move Alipay's next date to this period's (`alipay.user.agreement.executionplan.modify`).
+    MovePlan,
     /// Ask `alipay.user.agreement.query` before charging (a lost unsign notice, a lapsed
     /// agreement that sends none).
     CheckAgreement,
@@ -429,6 +436,9 @@ pub fn next_for_period(period: &Period, dunning: &Dunning, now_ms: i64) -> Perio
         return PeriodNext::End(PeriodEnd::Unpaid {
             code: "WINDOW_CLOSED".into(),
         });
+    }
+    if period.alipay_date_behind {
+        return PeriodNext::MovePlan;
     }
     // The last refusal's time also spaces the tries when the schedule slipped (a run missed).
     if let Some(last) = period.refused_ms
@@ -597,6 +607,69 @@ pub fn after_charge_query(
             PeriodChange::Continue(again)
         }
         _ => PeriodChange::Continue(asked),
+    }
+}
+
+/// A subscription as the gateway keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The merchant's id, sent to Alipay as `external_agreement_no`.
+    pub id: alipay::ids::ExternalAgreementNo,
+    pub customer_ref: Option<String>,
+    /// What each charge is called (`subject`).
+    pub subject: alipay::ids::Subject,
+    pub plan: Plan,
+    pub sign_channel: alipay::agreement::SignChannel,
+    pub alipay_channel: crate::channel::ChannelId,
+    pub status: SubscriptionStatus,
+    /// Given when the buyer signs.
+    pub agreement_no: Option<alipay::ids::AgreementNo>,
+    pub agreement_status: alipay::agreement::AgreementStatus,
+    /// The period being charged (or next to be).
+    pub period: Period,
+    /// Charged so far, and how many charges (the caps are checked on these).
+    pub charged: Amount,
+    pub charges: u32,
+    /// How the last period ended: `paid`, or the code it ended on.
+    pub last_period_end: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// Bumped by every write; every write is conditional on the one read.
+    pub version: u64,
+    /// What the request that created it asked, for telling a retry from a conflict.
+    pub fingerprint: String,
+}
+
+impl Subscription {
+    /// When the scheduler must look at it next (`None`: never, until something changes).
+    pub fn due_at_ms(&self, dunning: &Dunning) -> Option<i64> {
+        if !self.status.charges() || self.agreement_no.is_none() {
+            return None;
+        }
+        Some(
+            match next_for_period(&self.period, dunning, self.updated_at_ms) {
+                PeriodNext::WaitUntil(at) => at,
+                _ => self.updated_at_ms,
+            },
+        )
+    }
+
+    /// The trade of the current period.
+    pub fn period_trade_no(&self) -> Option<OutTradeNo> {
+        period_trade_no(self.id.as_str(), self.period.n)
+    }
+
+    /// Moves on to the period after the current one, after it ended as `end`: Alipay's next
+    /// date moved on only if it was paid.
+    pub fn next_period(&mut self, end: &PeriodEnd) -> bool {
+        let n = self.period.n + 1;
+        let Some(date) = self.plan.date_of(n) else {
+            return false;
+        };
+        let behind = !matches!(end, PeriodEnd::Paid);
+        self.period = Period::new(n, date);
+        self.period.alipay_date_behind = behind;
+        true
     }
 }
 
@@ -1084,5 +1157,44 @@ mod tests {
         for status in [Incomplete, Active, PastDue, Unpaid, Canceled, Paused] {
             assert_eq!(SubscriptionStatus::parse(status.as_str()), Some(status));
         }
+    }
+
+    #[test]
+    fn after_an_unpaid_period_alipays_date_is_moved_before_the_next_charge() {
+        let dunning = Dunning::default();
+        let plan = monthly("2027-01-10");
+        let mut subscription = Subscription {
+            id: alipay::ids::ExternalAgreementNo::parse("sub1").expect("id"),
+            customer_ref: None,
+            subject: alipay::ids::Subject::parse("plan").expect("subject"),
+            plan: plan.clone(),
+            sign_channel: alipay::agreement::SignChannel::Qrcode,
+            alipay_channel: crate::channel::ChannelId::Primary,
+            status: SubscriptionStatus::Active,
+            agreement_no: Some(alipay::ids::AgreementNo::parse("2026").expect("no")),
+            agreement_status: alipay::agreement::AgreementStatus::Normal,
+            period: Period::new(0, plan.first_date),
+            charged: Amount::ZERO,
+            charges: 0,
+            last_period_end: None,
+            created_at_ms: 0,
+            updated_at_ms: at("2027-01-01", 10),
+            version: 1,
+            fingerprint: String::new(),
+        };
+        assert_eq!(subscription.due_at_ms(&dunning), Some(at("2027-01-08", 9)));
+        assert!(subscription.next_period(&PeriodEnd::Paid));
+        assert!(!subscription.period.alipay_date_behind);
+        assert!(subscription.next_period(&PeriodEnd::Unpaid {
+            code: "ACQ.BUYER_BALANCE_NOT_ENOUGH".into()
+        }));
+        assert_eq!(subscription.period.n, 2);
+        assert_eq!(subscription.period.date, date("2027-03-10"));
+        assert_eq!(
+            next_for_period(&subscription.period, &dunning, at("2027-03-08", 9)),
+            PeriodNext::MovePlan
+        );
+        subscription.status = SubscriptionStatus::Paused;
+        assert_eq!(subscription.due_at_ms(&dunning), None);
     }
 }

@@ -43,7 +43,7 @@ where
     F: Fn(&'static Gateway, lambda_http::Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send + 'static,
 {
-    lambda_http::tracing::init_default_subscriber();
+    init_logs();
     // Kept for the life of the process, as a Lambda execution environment keeps it.
     let gateway: &'static Gateway = Box::leak(Box::new(Gateway::init(role).await?));
     lambda_http::run_concurrent(lambda_http::service_fn(move |request| async move {
@@ -55,6 +55,12 @@ where
 /// Logs as Lambda configures them (JSON in the template): the first thing every `main` does.
 pub fn init_logs() {
     lambda_http::tracing::init_default_subscriber();
+    // A release binary never runs on a moved clock (crate::clock): it says so and stops.
+    if let Err(refusal) = crate::clock::refuse_test_clock_in_release() {
+        tracing::error!(refusal = %refusal, "refusing to start");
+        eprintln!("{refusal}");
+        std::process::exit(78);
+    }
 }
 
 /// Keeps `value` for the life of the process, as a Lambda execution environment keeps what its

@@ -10,6 +10,7 @@
 //! | [`payments`] | ending unpaid orders (close, expiry) and accepting the trade states Alipay reports |
 //! | [`refunds`] | driving a refund to its end: send, query, settle; Alipay's refund notices |
 //! | [`sweep`] | the sweeper: due work, claimed and driven |
+//! | [`subscriptions`] | subscriptions on Alipay agreements: signing, agreement notices, cancelling, the scheduled charges |
 //! | [`reconcile`] | the daily reconciliation: the bill against our books, the report |
 //! | [`events`] | which change of the table is which merchant event |
 //! | [`config`] | the environment, read once and checked whole; a channel's keys and certificates |
@@ -17,7 +18,7 @@
 //! | [`http`] | the merchant API's error shape, request parsing and resource views |
 //! | [`lambda`] | the entry points the functions' `main`s call |
 //! | [`deadline`] | time budgets from the invocation's deadline |
-//! | [`clock`] | the process clock (the one place that reads it) |
+//! | [`clock`] | the process clock (the one place that reads it), and the test clock of debug builds |
 
 pub mod aws;
 pub mod channel;
@@ -32,4 +33,5 @@ pub mod payments;
 pub mod reconcile;
 pub mod refunds;
 pub mod startup;
+pub mod subscriptions;
 pub mod sweep;

@@ -4,7 +4,7 @@
 //! through [`crate::refunds`]. The notify function answers Alipay from what this returns.
 
 use alipay::ids::OutTradeNo;
-use alipay::notify::{NotifyError, TradeNotification, verify_notification};
+use alipay::notify::{Notification, NotifyError, TradeNotification, verify_any};
 use domain::channel::ChannelId;
 use domain::reports::TradeReport;
 use domain::states::Cause;
@@ -36,7 +36,7 @@ impl From<StoreError> for Refusal {
 pub async fn verify(
     gateway: &Gateway,
     body: &[u8],
-) -> Result<(TradeNotification, Vec<ChannelId>), NotifyError> {
+) -> Result<(Notification, Vec<ChannelId>), NotifyError> {
     let first_error = match verify_held(gateway, body) {
         Ok(verified) => return Ok(verified),
         Err(error) => error,
@@ -79,13 +79,13 @@ pub async fn verify(
 fn verify_held(
     gateway: &Gateway,
     body: &[u8],
-) -> Result<(TradeNotification, Vec<ChannelId>), NotifyError> {
+) -> Result<(Notification, Vec<ChannelId>), NotifyError> {
     let mut first_error = None;
     let mut verified = None;
     let mut signers = Vec::new();
     for (channel, trust) in &gateway.trusts {
         for key in trust.all_keys() {
-            match verify_notification(body, &key) {
+            match verify_any(body, &key) {
                 Ok(notification) => {
                     verified.get_or_insert(notification);
                     signers.push(*channel);
@@ -109,6 +109,40 @@ fn verify_held(
         None => {
             Err(first_error.unwrap_or(NotifyError::BadSignature(alipay::VerifyError::Mismatch)))
         }
+    }
+}
+
+/// Applies a verified agreement notice (`dut_user_sign` / `dut_user_unsign`): checked against
+/// the subscription's channel (signed by its key, for its application), then mirrored.
+pub async fn apply_agreement(
+    gateway: &Gateway,
+    notice: &alipay::agreement::AgreementNotification,
+    signed_by: Vec<ChannelId>,
+) -> Result<(), Refusal> {
+    use crate::subscriptions::{SubscriptionError, apply_agreement_notice};
+    let cause = Cause::Notify {
+        notify_id: notice.notify_id.clone(),
+    };
+    let subscription = gateway
+        .store
+        .get_subscription(&notice.external_agreement_no)
+        .await?
+        .ok_or_else(|| Refusal::Rejected("no such subscription".into()))?;
+    let channel = gateway.config.channel(subscription.alipay_channel);
+    match channel {
+        Some(channel)
+            if signed_by.contains(&channel.id) && notice.app_id == channel.app_id.as_str() => {}
+        _ => {
+            return Err(Refusal::Rejected(format!(
+                "not signed for the subscription's channel ({}) and application",
+                subscription.alipay_channel
+            )));
+        }
+    }
+    match apply_agreement_notice(gateway, notice, &cause).await {
+        Ok(_) => Ok(()),
+        Err(SubscriptionError::Store(error)) => Err(Refusal::Unavailable(error)),
+        Err(error) => Err(Refusal::Rejected(error.to_string())),
     }
 }
 

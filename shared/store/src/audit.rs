@@ -104,11 +104,16 @@ pub(super) fn audit_item(
     out_trade_no: &OutTradeNo,
     event: &AuditEvent,
 ) -> Result<Item, StoreError> {
+    audit_item_under(order_pk(out_trade_no), event)
+}
+
+/// An audit item under the partition `pk` (an order's, a subscription's).
+pub(super) fn audit_item_under(pk: String, event: &AuditEvent) -> Result<Item, StoreError> {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let cause =
         serde_json::to_string(&event.cause).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut item = Item::from([
-        ("pk".to_owned(), s(order_pk(out_trade_no))),
+        ("pk".to_owned(), s(pk)),
         (
             "sk".to_owned(),
             s(format!("AUDIT#{:013}#{}", event.at_ms, &nonce[..12])),

@@ -13,6 +13,8 @@
 //!
 //! | reconciliation summary | `RECON#<yyyy-MM-dd>` | `SUMMARY` |
 //! | Alipay certificate (certificate mode, see `certs`) | `ALIPAY_CERTS` | `<sn>` |
+//! | subscription (see `subscriptions`) | `SUB#<id>` | `SUB` |
+//! | subscription audit | `SUB#<id>` | `AUDIT#<ms>#<nonce>` |
 //!
 //! Two sparse indexes: `DueIndex` (work for the sweeper, see `due`) and `DayIndex` (a day's
 //! payments and refunds for reconciliation, see `days`).
@@ -64,6 +66,9 @@ mod due;
 pub use due::{DUE_INDEX, DueItem};
 
 mod risk_items;
+
+mod subscriptions;
+pub use subscriptions::{Saved, SubscriptionCreated};
 
 mod breaker;
 pub use breaker::Opening;

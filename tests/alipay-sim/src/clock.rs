@@ -12,9 +12,24 @@ pub(crate) fn machine_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Alipay's clock, Unix ms: the machine's, moved by the test clock's offset.
+/// The world's clock, Unix ms: the machine's, moved by the shared test clock (the file
+/// `SimulatorConfig::test_clock_file` names, as the gateway's debug builds read it, plus what a
+/// test set in-process). The caller's clock: requests' timestamps are checked against it.
+pub(crate) fn world_ms(inner: &Inner) -> i64 {
+    let shared = inner
+        .config
+        .test_clock_file
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    machine_ms() + shared + inner.world_offset_ms.load(Ordering::Relaxed)
+}
+
+/// Alipay's clock, Unix ms: the world's, moved by Alipay's own offset (`POST /sim/clock`: a
+/// China-time midnight on demand, or Alipay's clock a little behind ours).
 pub(crate) fn alipay_ms(inner: &Inner) -> i64 {
-    machine_ms() + inner.clock_offset_ms.load(Ordering::Relaxed)
+    world_ms(inner) + inner.clock_offset_ms.load(Ordering::Relaxed)
 }
 
 /// Alipay's clock: `yyyy-MM-dd HH:mm:ss` in China time (UTC+8; docs/alipay/openapi-v1.md), with the Unix

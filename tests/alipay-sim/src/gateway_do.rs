@@ -106,9 +106,10 @@ pub(crate) async fn gateway(
         return reply("40002", "isv.invalid-app-cert-sn", "应用未开启公钥证书模式");
     }
     // Inference from docs/alipay/openapi-v1.md: the timestamp is China time; a UTC one is 8 hours off. Checked
-    // against the machine's clock: the test clock moves Alipay's business times (answers,
-    // notifications, the bill's day), not the caller's, which keeps the machine's.
-    let now = machine_ms().div_euclid(1000);
+    // against the world's clock (the machine's moved by the shared test clock): Alipay's own
+    // offset moves its business times (answers, notifications, the bill's day), not the
+    // caller's.
+    let now = world_ms(&inner).div_euclid(1000);
     let sent = params.get("timestamp").and_then(|t| china_unix(t));
     if sent.is_none_or(|t| (t - now).abs() > 600) {
         return reply("40002", "isv.invalid-timestamp", "非法的时间戳参数");
@@ -140,7 +141,22 @@ pub(crate) async fn gateway(
                     .into_response(),
             }
         }
+        "alipay.user.agreement.page.sign" if method == Method::GET => {
+            match open_sign(&inner, &params, &biz) {
+                Ok(agreement) => sign_page(&agreement),
+                Err(e) => (
+                    StatusCode::BAD_REQUEST,
+                    Html(format!("<h1>支付宝</h1><p>{}</p>", escape(&e))),
+                )
+                    .into_response(),
+            }
+        }
         "alipay.trade.precreate"
+        | "alipay.trade.pay"
+        | "alipay.trade.cancel"
+        | "alipay.user.agreement.query"
+        | "alipay.user.agreement.unsign"
+        | "alipay.user.agreement.executionplan.modify"
         | "alipay.data.dataservice.bill.downloadurl.query"
         | "alipay.trade.query"
         | "alipay.trade.close"
@@ -352,6 +368,14 @@ pub(crate) fn execute(
     }
     if api == "alipay.trade.refund" {
         return refund(inner, field, fault);
+    }
+    match api {
+        "alipay.trade.pay" => return agreement_pay(inner, params, biz),
+        "alipay.trade.cancel" => return cancel_trade(inner, &field("out_trade_no")),
+        "alipay.user.agreement.query"
+        | "alipay.user.agreement.unsign"
+        | "alipay.user.agreement.executionplan.modify" => return agreement_api(inner, api, biz),
+        _ => {}
     }
     let out_trade_no = field("out_trade_no");
     let mut state = lock(&inner.state);

@@ -47,6 +47,7 @@
 //! | `ca` | the open platform's certificate authority (certificate mode) |
 //! | `sim_api` | the simulator's own API for tests and scripts (`/sim/*`) |
 
+mod agreements;
 pub mod bill;
 mod bill_api;
 pub mod ca;
@@ -77,12 +78,15 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use agreements::{Agreement, Charge, LEAD_DAYS};
 pub use cashier::Payer;
 pub use clock::{china_text, china_unix};
 pub use faults::{Fault, FaultKind, Outage};
 pub use keys::{SigningKey, VerifyKey};
 pub use ledger::{Delivery, LedgerEdit, RefundRecord, RefundState, Trade};
 
+#[allow(unused_imports)]
+use agreements::*;
 #[allow(unused_imports)]
 use bill_api::*;
 #[allow(unused_imports)]
@@ -124,6 +128,9 @@ pub struct SimulatorConfig {
     pub time_scale: f64,
     /// How refunds are executed: at once, or accepted and executed later.
     pub refunds: RefundProcessing,
+    /// The shared test clock's file (milliseconds ahead of the machine), as the gateway's
+    /// debug builds read `TEST_CLOCK_FILE`: Alipay's clock moves with everyone's.
+    pub test_clock_file: Option<PathBuf>,
 }
 
 /// How Alipay executes refunds (docs/alipay/openapi-v1.md, "fund_change"; docs/alipay/operations.md §6): a refund to the
@@ -207,6 +214,10 @@ pub(crate) struct State_ {
     /// How often it answered as harshly as Alipay may without a fault: a refund accepted and
     /// executed later, a query showing data without a status, `REFUND_FAIL`, an echo.
     harsh: BTreeMap<&'static str, u64>,
+    /// Agreements by `external_agreement_no`.
+    agreements: HashMap<String, Agreement>,
+    /// Every successful charge under an agreement.
+    charges: Vec<Charge>,
 }
 
 pub(crate) struct Inner {
@@ -221,6 +232,8 @@ pub(crate) struct Inner {
     /// answers and notifications arrive around a China-time midnight, or with Alipay's clock a
     /// few seconds behind ours.
     clock_offset_ms: std::sync::atomic::AtomicI64,
+    /// The shared test clock moved in-process ([`Simulator::set_world_offset_ms`]).
+    world_offset_ms: std::sync::atomic::AtomicI64,
     /// Bumped by [`Simulator::release_held`]: held notifications go out.
     released: tokio::sync::watch::Sender<u64>,
     http: hyper_util::client::legacy::Client<
@@ -271,6 +284,7 @@ impl Simulator {
             counter: AtomicU64::new(1),
             payments: AtomicU64::new(0),
             clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
+            world_offset_ms: std::sync::atomic::AtomicI64::new(0),
             released: tokio::sync::watch::Sender::new(0),
             http,
         });
@@ -290,6 +304,14 @@ impl Simulator {
             .route("/sim/ledger", post(sim_ledger))
             .route("/sim/bills/close-day", post(sim_close_day))
             .route("/sim/clock", post(sim_clock))
+            .route("/sim/agreements/sign", post(sim_sign_agreement))
+            .route("/sim/agreements/{external}", get(sim_agreement))
+            .route("/sim/agreements/{external}/stop", post(sim_stop_agreement))
+            .route(
+                "/sim/agreements/{external}/script",
+                post(sim_script_charges),
+            )
+            .route("/sim/charges", get(sim_charges))
             .route("/downloadBillFile.resource", get(download_bill))
             .with_state(Arc::clone(&inner));
         let server = tokio::spawn(async move {
@@ -418,11 +440,19 @@ impl Simulator {
             .store(offset_ms, Ordering::Relaxed);
     }
 
+    /// Moves the world's clock (the test clock the gateway shares) `offset_ms` ahead of the
+    /// machine's, in this process: Alipay's clock moves with it.
+    pub fn set_world_offset_ms(&self, offset_ms: i64) {
+        self.inner
+            .world_offset_ms
+            .store(offset_ms, Ordering::Relaxed);
+    }
+
     /// Sets Alipay's clock so that it reads `china_time` (`yyyy-MM-dd HH:mm:ss`) now, and runs
     /// on from there; the offset it took.
     pub fn set_china_time(&self, china_time: &str) -> Result<i64, String> {
         let at = china_unix(china_time).ok_or("expected yyyy-MM-dd HH:mm:ss")?;
-        let offset = at * 1000 - machine_ms();
+        let offset = at * 1000 - world_ms(&self.inner);
         self.set_clock_offset_ms(offset);
         Ok(offset)
     }
@@ -453,6 +483,56 @@ impl Simulator {
         if let (Some(certs), Some(sn)) = (keys.certificates.as_mut(), app_cert_sn) {
             certs.app_cert_sn = sn;
         }
+    }
+
+    /// The buyer signs the agreement the signing page showed; `lose_notice`: Alipay's
+    /// `dut_user_sign` notification never arrives.
+    pub fn sign_agreement(
+        &self,
+        external_agreement_no: &str,
+        buyer_id: &str,
+        lose_notice: bool,
+    ) -> Result<Agreement, String> {
+        agreements::sign_agreement(&self.inner, external_agreement_no, buyer_id, lose_notice)
+    }
+
+    /// The buyer unsigns in the Alipay app (or the agreement lapses: `notice` false).
+    pub fn stop_agreement(
+        &self,
+        external_agreement_no: &str,
+        notice: bool,
+    ) -> Result<Agreement, String> {
+        agreements::stop_agreement(&self.inner, external_agreement_no, notice)
+    }
+
+    /// The buyer's next answers to charges under the agreement, one per charge: a sub-code
+    /// (`ACQ.BUYER_BALANCE_NOT_ENOUGH`, …) or `10003`.
+    pub fn script_charges(
+        &self,
+        external_agreement_no: &str,
+        answers: &[&str],
+    ) -> Result<(), String> {
+        let mut state = lock(&self.inner.state);
+        let agreement = state
+            .agreements
+            .get_mut(external_agreement_no)
+            .ok_or("no such agreement")?;
+        agreement
+            .scripted
+            .extend(answers.iter().map(|a| (*a).to_owned()));
+        Ok(())
+    }
+
+    pub fn agreement(&self, external_agreement_no: &str) -> Option<Agreement> {
+        lock(&self.inner.state)
+            .agreements
+            .get(external_agreement_no)
+            .cloned()
+    }
+
+    /// Every successful charge under an agreement: the ledger the invariants are checked on.
+    pub fn charges(&self) -> Vec<Charge> {
+        lock(&self.inner.state).charges.clone()
     }
 
     /// Lets every notification held by [`FaultKind::Hold`] go out.

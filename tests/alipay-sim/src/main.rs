@@ -43,6 +43,10 @@ struct Args {
     /// How long after it is accepted a bank-card refund is executed, in milliseconds.
     #[arg(long, default_value_t = 3_000)]
     refund_delay_ms: u64,
+    /// The shared test clock's file (milliseconds ahead of the machine), the one the gateway's
+    /// debug builds read through TEST_CLOCK_FILE (its default here too).
+    #[arg(long, env = "TEST_CLOCK_FILE")]
+    test_clock_file: Option<PathBuf>,
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {
@@ -93,6 +97,7 @@ async fn main() -> Result<(), String> {
                 bank_card_every: args.bank_card_every,
                 delay: std::time::Duration::from_millis(args.refund_delay_ms),
             },
+            test_clock_file: args.test_clock_file,
         },
         args.port,
     )

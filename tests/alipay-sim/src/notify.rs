@@ -79,12 +79,32 @@ pub(crate) fn notify(
     if let Some(certs) = &lock(&inner.keys).certificates {
         fields.insert("alipay_cert_sn".into(), certs.alipay_cert.sn.clone());
     }
+    send_notification(
+        inner,
+        notify_url,
+        fields,
+        &trade.out_trade_no,
+        trade_status,
+        fault,
+    );
+}
+
+/// Sends signed notification `fields` to `notify_url` on Alipay's retry schedule until the
+/// answer is `success`, recorded as a delivery of `subject` (`label` says what it told).
+pub(crate) fn send_notification(
+    inner: &Arc<Inner>,
+    notify_url: String,
+    fields: BTreeMap<String, String>,
+    subject: &str,
+    label: &str,
+    fault: Option<FaultKind>,
+) {
     let index = {
         let mut state = lock(&inner.state);
         state.deliveries.push(Delivery {
-            notify_id: fields["notify_id"].clone(),
-            out_trade_no: trade.out_trade_no.clone(),
-            trade_status: trade_status.to_owned(),
+            notify_id: fields.get("notify_id").cloned().unwrap_or_default(),
+            out_trade_no: subject.to_owned(),
+            trade_status: label.to_owned(),
             attempts: Vec::new(),
             acknowledged: false,
         });

@@ -152,7 +152,7 @@ pub(crate) async fn sim_clock(State(inner): State<Arc<Inner>>, body: Bytes) -> R
     };
     let offset = match (request.china_time, request.offset_ms) {
         (Some(text), None) => match china_unix(&text) {
-            Some(at) => at * 1000 - machine_ms(),
+            Some(at) => at * 1000 - world_ms(&inner),
             None => {
                 return (StatusCode::BAD_REQUEST, "china_time: yyyy-MM-dd HH:mm:ss")
                     .into_response();
@@ -180,4 +180,121 @@ pub(crate) async fn sim_close_day(State(inner): State<Arc<Inner>>, body: Bytes) 
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignAgreement {
+    external_agreement_no: String,
+    #[serde(default = "default_buyer")]
+    buyer_id: String,
+    /// The `dut_user_sign` notification never arrives.
+    #[serde(default)]
+    lose_notice: bool,
+}
+
+fn default_buyer() -> String {
+    "2088102177846880".to_owned()
+}
+
+/// `POST /sim/agreements/sign` (the signing page's button, a form; or JSON): the buyer signs.
+pub(crate) async fn sim_sign_agreement(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let request = if json {
+        serde_json::from_slice::<SignAgreement>(&body).map_err(|e| e.to_string())
+    } else {
+        decode_form(&body).and_then(|form| {
+            Ok(SignAgreement {
+                external_agreement_no: form
+                    .get("external_agreement_no")
+                    .cloned()
+                    .ok_or("external_agreement_no is required")?,
+                buyer_id: default_buyer(),
+                lose_notice: false,
+            })
+        })
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    match sign_agreement(
+        &inner,
+        &request.external_agreement_no,
+        &request.buyer_id,
+        request.lose_notice,
+    ) {
+        Ok(agreement) if json => axum::Json(agreement).into_response(),
+        Ok(_) => Html("<h1>签约成功</h1>".to_owned()).into_response(),
+        Err(e) => (StatusCode::CONFLICT, e).into_response(),
+    }
+}
+
+pub(crate) async fn sim_agreement(
+    State(inner): State<Arc<Inner>>,
+    Path(external): Path<String>,
+) -> Response {
+    match lock(&inner.state).agreements.get(&external) {
+        Some(agreement) => axum::Json(agreement.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such agreement").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StopAgreement {
+    /// Whether Alipay tells the merchant (`dut_user_unsign`); a lapsed agreement sends nothing.
+    #[serde(default)]
+    notice: bool,
+}
+
+/// `POST /sim/agreements/{external}/stop` `{"notice": true|false}`: the buyer unsigns.
+pub(crate) async fn sim_stop_agreement(
+    State(inner): State<Arc<Inner>>,
+    Path(external): Path<String>,
+    body: Bytes,
+) -> Response {
+    let notice = serde_json::from_slice::<StopAgreement>(&body)
+        .map(|s| s.notice)
+        .unwrap_or(false);
+    match stop_agreement(&inner, &external, notice) {
+        Ok(agreement) => axum::Json(agreement).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Script {
+    answers: Vec<String>,
+}
+
+/// `POST /sim/agreements/{external}/script` `{"answers": ["ACQ.BUYER_BALANCE_NOT_ENOUGH", "10003"]}`:
+/// the buyer's next answers to charges.
+pub(crate) async fn sim_script_charges(
+    State(inner): State<Arc<Inner>>,
+    Path(external): Path<String>,
+    body: Bytes,
+) -> Response {
+    let script = match serde_json::from_slice::<Script>(&body) {
+        Ok(script) => script,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let mut state = lock(&inner.state);
+    match state.agreements.get_mut(&external) {
+        Some(agreement) => {
+            agreement.scripted.extend(script.answers);
+            axum::Json(agreement.clone()).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such agreement").into_response(),
+    }
+}
+
+/// `GET /sim/charges`: every successful charge under an agreement.
+pub(crate) async fn sim_charges(State(inner): State<Arc<Inner>>) -> Response {
+    axum::Json(lock(&inner.state).charges.clone()).into_response()
 }

@@ -36,6 +36,13 @@ pub struct ChannelConfig {
     pub standby_kms_key_id: Option<String>,
     /// `STANDBY_ALIPAY_APP_CERT` (certificate mode): the standby key's application certificate.
     pub standby_app_cert: Option<TextSource>,
+    /// `ALIPAY_AGREEMENT_PRODUCT_CODE`: the product a charge under an agreement is made with,
+    /// as the channel is contracted: `GENERAL_WITHHOLDING` (商家扣款, the default) or
+    /// `CYCLE_PAY_AUTH` (older 周期扣款 contracts) (docs/alipay/operations.md §4).
+    pub agreement_product_code: String,
+    /// `ALIPAY_AGREEMENT_SIGN_SCENE`: the merchant's contracted `sign_scene` for agreements
+    /// (never `DEFAULT|DEFAULT`, since an `external_agreement_no` is sent).
+    pub agreement_sign_scene: String,
 }
 
 /// `APP_PRIVATE_KEY_SEALED` (the `kms:Encrypt` ciphertext in Base64, inline or as an

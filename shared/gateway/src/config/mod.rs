@@ -35,6 +35,8 @@ pub struct Config {
     pub lifecycle: Lifecycle,
     /// `RISK_RULES` (JSON, see `risk`; absent: no fraud checks).
     pub risk: domain::risk::Rules,
+    /// When and how often a subscription's period is tried (`SUBSCRIPTION_*`).
+    pub dunning: domain::subscriptions::Dunning,
 }
 
 /// How long things wait. Production values by default; `make run` and the tests scale the
@@ -194,6 +196,36 @@ impl Config {
                 domain::risk::Rules::default()
             }),
         };
+        let dunning_defaults = domain::subscriptions::Dunning::default();
+        let mut day_number = |name: &str, default: u32, range: std::ops::RangeInclusive<i64>| {
+            u32::try_from(whole_number(
+                get(name),
+                name,
+                i64::from(default),
+                range,
+                &mut problems,
+            ))
+            .unwrap_or(default)
+        };
+        let dunning = domain::subscriptions::Dunning {
+            lead_days: day_number("SUBSCRIPTION_LEAD_DAYS", dunning_defaults.lead_days, 0..=5),
+            retries: day_number("SUBSCRIPTION_RETRIES", dunning_defaults.retries, 0..=5),
+            spacing_days: day_number(
+                "SUBSCRIPTION_RETRY_SPACING_DAYS",
+                dunning_defaults.spacing_days,
+                1..=5,
+            ),
+            charge_hour: day_number(
+                "SUBSCRIPTION_CHARGE_HOUR",
+                dunning_defaults.charge_hour,
+                0..=20,
+            ),
+            last_send_hour: dunning_defaults.last_send_hour,
+        };
+        let dunning = domain::subscriptions::Dunning::new(dunning).unwrap_or_else(|problem| {
+            problems.push(format!("SUBSCRIPTION_*: {problem}"));
+            dunning_defaults
+        });
         let breaker = breaker_settings(vars, alipay_timeout, &mut problems);
         let channels: Vec<ChannelConfig> = [primary, secondary.flatten()]
             .into_iter()
@@ -216,6 +248,7 @@ impl Config {
             alipay_timeout,
             lifecycle,
             risk,
+            dunning,
         })
     }
 
@@ -326,8 +359,26 @@ fn channel(
             None
         }
     };
+    let agreement_product_code = get("ALIPAY_AGREEMENT_PRODUCT_CODE")
+        .unwrap_or("GENERAL_WITHHOLDING")
+        .to_owned();
+    if !["GENERAL_WITHHOLDING", "CYCLE_PAY_AUTH"].contains(&agreement_product_code.as_str()) {
+        problems.push(format!(
+            "{prefix}ALIPAY_AGREEMENT_PRODUCT_CODE must be GENERAL_WITHHOLDING or CYCLE_PAY_AUTH"
+        ));
+    }
+    let agreement_sign_scene = get("ALIPAY_AGREEMENT_SIGN_SCENE")
+        .unwrap_or("INDUSTRY|DIGITAL_MEDIA")
+        .to_owned();
+    if agreement_sign_scene == "DEFAULT|DEFAULT" || !agreement_sign_scene.contains('|') {
+        problems.push(format!(
+            "{prefix}ALIPAY_AGREEMENT_SIGN_SCENE must be the contracted scene, like INDUSTRY|DIGITAL_MEDIA (not DEFAULT|DEFAULT)"
+        ));
+    }
     match (app_id, alipay_keys, seller_id) {
         (Some(Ok(app_id)), Ok(alipay_keys), Some(Ok(seller_id))) => Some(ChannelConfig {
+            agreement_product_code,
+            agreement_sign_scene,
             id,
             app_id,
             alipay_keys,

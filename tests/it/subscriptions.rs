@@ -1,0 +1,276 @@
+//! A year of monthly subscriptions on the test clock, against the Alipay simulator's own
+//! agreement rules (docs/alipay/operations.md §4): signing through the signed page and the
+//! `dut_user_sign` notice, then twelve periods each charged inside Alipay's window, with soft
+//! refusals, a risk refusal, a `10003`, an `ACQ.SYSTEM_ERROR`, a charge that executed but timed
+//! out, a period that stays unpaid, a hard agreement refusal, and a buyer who unsigns in the
+//! Alipay app without a notice. Every period is checked against the simulator's ledger.
+//!
+//! It moves the process clock (`gateway::clock::set_test_offset_ms`) and so runs alone, in its
+//! own test binary.
+
+use std::collections::BTreeMap;
+
+use alipay::Amount;
+use alipay::agreement::{PeriodType, SignChannel};
+use alipay::china_time::ChinaDate;
+use alipay::ids::{ExternalAgreementNo, OutTradeNo, Subject};
+use alipay_sim::{Fault, FaultKind, china_unix};
+use domain::subscriptions::{Plan, SubscriptionStatus};
+use gateway::deadline::Deadline;
+use gateway::subscriptions::{NewSubscription, create, get, run_due};
+use gateway_tests::support::{Stack, eventually};
+
+/// Everyone's clock (the gateway's, the simulator's) reads `china_time` now.
+fn set_clock(stack: &Stack, china_time: &str) {
+    let at = china_unix(china_time).expect("china time") * 1000;
+    let machine = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    gateway::clock::set_test_offset_ms(at - machine);
+    stack.simulator.set_world_offset_ms(at - machine);
+}
+
+async fn scheduler_run(stack: &Stack) -> gateway::subscriptions::ChargeRun {
+    let deadline = Deadline::after(std::time::Duration::from_secs(60));
+    run_due(&stack.gateway.functions.sweeper, &deadline)
+        .await
+        .expect("scheduler run")
+}
+
+fn monthly(first: &str, today: &str) -> Plan {
+    Plan::new(
+        Plan {
+            period_type: PeriodType::Month,
+            period: 1,
+            amount: Amount::parse("25.00").expect("amount"),
+            first_date: ChinaDate::parse(first).expect("date"),
+            single_amount: Amount::parse("30.00").expect("amount"),
+            total_amount: None,
+            total_payments: Some(12),
+        },
+        ChinaDate::parse(today).expect("date"),
+    )
+    .expect("plan")
+}
+
+/// Creates a subscription, opens its signing page as the buyer's browser does (the simulator
+/// checks our signature), and signs it; the notice reaches the notify function.
+async fn signed(stack: &Stack, id: &str, buyer: &str) -> ExternalAgreementNo {
+    let id = ExternalAgreementNo::parse(id).expect("id");
+    let new = NewSubscription {
+        id: id.clone(),
+        customer_ref: Some(format!("customer_{id}")),
+        subject: Subject::parse("Streaming Pro monthly").expect("subject"),
+        plan: monthly("2027-01-10", "2027-01-01"),
+        sign_channel: SignChannel::Qrcode,
+        return_url: None,
+    };
+    let gateway = &stack.gateway.functions.sweeper;
+    let cause = domain::states::Cause::Api {
+        route: "POST /subscriptions".into(),
+    };
+    let (subscription, signing, created) = create(gateway, &new, &cause).await.expect("create");
+    assert!(created);
+    assert_eq!(subscription.status, SubscriptionStatus::Incomplete);
+    // A retry of the same request finds it; the same id for another plan is a conflict.
+    let (_, _, again) = create(gateway, &new, &cause).await.expect("repeat");
+    assert!(!again);
+    let other = NewSubscription {
+        plan: monthly("2027-01-11", "2027-01-01"),
+        ..new.clone()
+    };
+    assert!(create(gateway, &other, &cause).await.is_err());
+
+    let page = stack.http.get(&signing.url).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("30.00"), "{}", page.text);
+    stack
+        .simulator
+        .sign_agreement(id.as_str(), buyer, false)
+        .expect("signed");
+    let active = eventually(20, || async {
+        get(gateway, &id)
+            .await
+            .ok()
+            .filter(|s| s.status == SubscriptionStatus::Active)
+    })
+    .await
+    .expect("the sign notice makes it active");
+    assert!(active.agreement_no.is_some());
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
+    let started = std::time::Instant::now();
+    let stack = Stack::start().await;
+    set_clock(&stack, "2027-01-01 10:00:00");
+    let a = signed(&stack, "subyearA", "2088102177846881").await;
+    let b = signed(&stack, "subyearB", "2088102177846882").await;
+    let c = signed(&stack, "subyearC", "2088102177846883").await;
+    let gateway = &stack.gateway.functions.sweeper;
+
+    // What the buyers' accounts answer, period by period (A's), or what happens to B and C.
+    let plan = monthly("2027-01-10", "2027-01-01");
+    for n in 0..13u32 {
+        let Some(date) = plan.date_of(n) else { break };
+        match n {
+            // One balance refusal, then the retry next morning pays.
+            1 => stack
+                .simulator
+                .script_charges(a.as_str(), &["ACQ.BUYER_BALANCE_NOT_ENOUGH"])
+                .expect("script"),
+            // Three refusals: every try of the window; the period stays unpaid.
+            3 => stack
+                .simulator
+                .script_charges(
+                    a.as_str(),
+                    &[
+                        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+                        "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
+                        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+                    ],
+                )
+                .expect("script"),
+            // Processing: 10003, settled by a query.
+            5 => stack
+                .simulator
+                .script_charges(a.as_str(), &["10003"])
+                .expect("script"),
+            // A risk refusal once, then paid.
+            7 => stack
+                .simulator
+                .script_charges(a.as_str(), &["ACQ.PAYMENT_REQUEST_HAS_RISK"])
+                .expect("script"),
+            _ => {}
+        }
+        if n == 2 {
+            // B's agreement is refused for good.
+            stack
+                .simulator
+                .script_charges(b.as_str(), &["ACQ.AGREEMENT_STATUS_NOT_NORMAL"])
+                .expect("script");
+        }
+        if n == 4 {
+            // C unsigns in the Alipay app; no notice ever comes.
+            stack
+                .simulator
+                .stop_agreement(c.as_str(), false)
+                .expect("unsign");
+        }
+        for offset in -2..=1i64 {
+            let day = date.add_days(offset);
+            if n == 6 && offset == -2 {
+                // The first try of the period is answered ACQ.SYSTEM_ERROR (not executed).
+                stack.simulator.inject(Fault {
+                    target: "alipay.trade.pay".into(),
+                    kind: FaultKind::SystemError,
+                    times: 1,
+                });
+            }
+            if n == 9 && offset == -2 {
+                // The first try executes at Alipay, but its answer never comes.
+                stack.simulator.inject(Fault {
+                    target: "alipay.trade.pay".into(),
+                    kind: FaultKind::TimeoutAfterExecute,
+                    times: 1,
+                });
+            }
+            set_clock(&stack, &format!("{day} 09:00:30"));
+            scheduler_run(&stack).await;
+            // A charge in doubt is asked about a minute later.
+            set_clock(&stack, &format!("{day} 09:02:30"));
+            scheduler_run(&stack).await;
+        }
+    }
+
+    // The ledger: Alipay's charges per agreement and period.
+    let charges = stack.simulator.charges();
+    let agreement_of = |id: &ExternalAgreementNo| {
+        stack
+            .simulator
+            .agreement(id.as_str())
+            .and_then(|a| a.agreement_no)
+            .expect("agreement")
+    };
+    let mut by_period: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for charge in &charges {
+        *by_period
+            .entry((charge.agreement_no.clone(), charge.period_date.clone()))
+            .or_default() += 1;
+        // Inside the window (3 days before the date through it), never above the cap, never
+        // under a stopped agreement.
+        let date = ChinaDate::parse(&charge.period_date).expect("date");
+        let on = ChinaDate::parse(&charge.charged_on).expect("date");
+        assert!(
+            on >= date.add_days(-3) && on <= date,
+            "charged on {on} for {date}"
+        );
+        assert!(charge.fen <= 3000);
+        assert_eq!(charge.agreement_status, "NORMAL");
+    }
+    assert!(
+        by_period.values().all(|&count| count == 1),
+        "one charge per period at most: {by_period:?}"
+    );
+    let dates_charged = |id: &ExternalAgreementNo| -> Vec<String> {
+        let number = agreement_of(id);
+        charges
+            .iter()
+            .filter(|c| c.agreement_no == number)
+            .map(|c| c.period_date.clone())
+            .collect()
+    };
+    let all_dates: Vec<String> = (0..12)
+        .map(|n| plan.date_of(n).expect("date").to_string())
+        .collect();
+    // A: every period paid but the fourth (index 3), which stayed unpaid.
+    let expected_a: Vec<String> = all_dates
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n != 3)
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert_eq!(dates_charged(&a), expected_a);
+    // B: two periods, then the agreement refusal: canceled, nothing after.
+    assert_eq!(dates_charged(&b), all_dates[..2].to_vec());
+    // C: four periods, then the unsign the agreement query found.
+    assert_eq!(dates_charged(&c), all_dates[..4].to_vec());
+
+    // Our books agree: each period's order, as GET /payments shows it.
+    for (n, date) in all_dates.iter().enumerate() {
+        let out_trade_no = OutTradeNo::parse(format!("{a}_{n:04}")).expect("id");
+        let order = gateway
+            .store
+            .get_order(&out_trade_no)
+            .await
+            .expect("read")
+            .expect("the period's order");
+        let expected = if n == 3 { "CLOSED" } else { "PAID" };
+        assert_eq!(order.status.as_str(), expected, "period {n} ({date})");
+        if n != 3 {
+            let trade = stack.simulator.trade(out_trade_no.as_str()).expect("trade");
+            assert_eq!(order.trade_no.as_deref(), Some(trade.trade_no.as_str()));
+        }
+    }
+    let a_now = get(gateway, &a).await.expect("A");
+    assert_eq!(a_now.status, SubscriptionStatus::Canceled, "{a_now:?}");
+    assert_eq!(a_now.charges, 11);
+    assert_eq!(a_now.charged, Amount::parse("275.00").expect("amount"));
+    let b_now = get(gateway, &b).await.expect("B");
+    assert_eq!(b_now.status, SubscriptionStatus::Canceled);
+    assert_eq!(
+        b_now.last_period_end.as_deref(),
+        Some("ACQ.AGREEMENT_STATUS_NOT_NORMAL")
+    );
+    let c_now = get(gateway, &c).await.expect("C");
+    assert_eq!(c_now.status, SubscriptionStatus::Canceled);
+    assert_eq!(c_now.last_period_end.as_deref(), Some("AGREEMENT_STOPPED"));
+    gateway::clock::set_test_offset_ms(0);
+    println!(
+        "a year of monthly charges for 3 subscriptions: {} charges, {:.1} s",
+        charges.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
