@@ -147,9 +147,14 @@ if [[ ! -x "$bin/local-api" ]]; then
 else
   say "building the gateway"
 fi
-cargo build -p local-stack -p alipay-sim --bins -p alipay-cli -p create-payment -p notify -p refund -p sweeper -p reconcile 2>&1 \
+cargo build -p local-stack -p alipay-sim --bins -p alipay-cli -p create-payment -p notify -p refund -p subscriptions -p sweeper -p reconcile 2>&1 \
   | grep --line-buffered -E '^\s*(Compiling|Finished|error|warning: unused)|^error' || true
 [[ ${PIPESTATUS[0]} == 0 ]] || { echo "the build failed" >&2; exit 1; }
+
+# The test clock every process shares (the functions' debug builds, the sweeper, the
+# simulators): milliseconds ahead of the machine's. `make clock ADVANCE=1d` moves it.
+export TEST_CLOCK_FILE="$state/test-clock"
+echo 0 > "$TEST_CLOCK_FILE"
 
 say "starting the AWS stand-in (moto)"
 export MOTO_STATE="$state"
@@ -253,7 +258,7 @@ export REFUND_QUERY_DELAY_MS=1000 EXPIRY_GRACE_MS=2000 SWEEP_BACKOFF_MAX_MS=1000
 export RECONCILE_BUCKET="$bucket" RECONCILE_WORK_DIR="$state"
 export RISK_RULES
 # For `make sweep`: the same environment (Alipay's public key is read from its file there).
-env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|BREAKER_[A-Z_]+|(SECONDARY_)?ALIPAY_(APP_|ROOT_)?CERT)=' \
+env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|TEST_CLOCK_FILE|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|BREAKER_[A-Z_]+|(SECONDARY_)?ALIPAY_(APP_|ROOT_)?CERT)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
 # Each function process serves up to GATEWAY_MAX_CONCURRENCY requests at once, as on Lambda
 # Managed Instances (cargo lambda forces AWS_LAMBDA_MAX_CONCURRENCY=1 on what it starts; the
@@ -279,7 +284,7 @@ start "the local API" "$state/api.log" \
   "$bin/local-api" --port "$API_PORT" --shop-port "$SHOP_PORT" --functions "http://127.0.0.1:$FUNCTIONS_PORT"
 
 say "waiting for the functions to start (cargo lambda watch builds them the first time)"
-for function in create-payment refund notify; do
+for function in create-payment refund subscriptions notify; do
   failures=0
   started=no
   for _ in $(seq 1 900); do

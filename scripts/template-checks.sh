@@ -26,13 +26,13 @@ trap 'rm -f "$copy"' EXIT
 sed 's/Architectures: \[arm64\]/Architectures: [x86_64]/' template.yaml > "$copy"
 PATH="$root/.venv-tools/bin:$PATH" CARGO_LAMBDA_COMPILER=cargo \
   "$root/.venv-sam/bin/sam" build --template "$copy" --build-dir .aws-sam/build-x86_64 --beta-features
-for function in CreatePaymentFunction RefundFunction NotifyFunction SweeperFunction ReconcileFunction PublisherFunction; do
+for function in CreatePaymentFunction RefundFunction SubscriptionsFunction NotifyFunction SweeperFunction ReconcileFunction PublisherFunction; do
   test -x ".aws-sam/build-x86_64/$function/bootstrap" || { echo "no bootstrap for $function" >&2; exit 1; }
 done
 # The deployed binaries cannot run on a moved clock: each release bootstrap sam built refuses
 # to start when TEST_CLOCK_FILE is set (shared/gateway/src/clock.rs), before it reads anything.
 echo "==> release binaries refuse the test clock"
-for function in CreatePaymentFunction RefundFunction NotifyFunction SweeperFunction ReconcileFunction PublisherFunction; do
+for function in CreatePaymentFunction RefundFunction SubscriptionsFunction NotifyFunction SweeperFunction ReconcileFunction PublisherFunction; do
   set +e
   said=$(TEST_CLOCK_FILE=/nonexistent/test-clock timeout 20 ".aws-sam/build-x86_64/$function/bootstrap" 2>&1 </dev/null)
   rc=$?

@@ -23,3 +23,4 @@ mod risk;
 mod round_trips;
 mod sealed;
 mod store;
+mod subscriptions_api;

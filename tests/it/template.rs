@@ -138,6 +138,11 @@ fn each_function_has_exactly_the_actions_it_uses() {
         actions_of(&template, "RefundRole"),
         set(&[&table[..], &logs[..], &signing[..], &certificates[..]].concat())
     );
+    assert_eq!(
+        actions_of(&template, "SubscriptionsRole"),
+        set(&[&table[..], &logs[..], &signing[..], &certificates[..]].concat()),
+        "subscriptions signs the agreement page and the unsign; it never queries"
+    );
     let mut notify: Vec<&str> = [&table[..], &logs[..], &certificates[..]].concat();
     notify.push("dynamodb:Query");
     assert_eq!(
@@ -560,6 +565,7 @@ fn only_the_payment_functions_may_sign_with(template: &Value, key: &str) {
         set(&[
             "!GetAtt CreatePaymentRole.Arn",
             "!GetAtt RefundRole.Arn",
+            "!GetAtt SubscriptionsRole.Arn",
             "!GetAtt SweeperRole.Arn",
             "!GetAtt ReconcileRole.Arn"
         ])
@@ -639,6 +645,7 @@ fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
     for (function, logs) in [
         ("CreatePaymentFunction", "CreatePaymentLogs"),
         ("RefundFunction", "RefundLogs"),
+        ("SubscriptionsFunction", "SubscriptionsLogs"),
         ("NotifyFunction", "NotifyLogs"),
         ("SweeperFunction", "SweeperLogs"),
         ("ReconcileFunction", "ReconcileLogs"),
@@ -761,6 +768,7 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
     assert_eq!(
         alarms,
         [
+            "AgreementsStoppedAlarm",
             "CreatePaymentErrorsAlarm",
             "DueWorkAgeAlarm",
             "EventsDelayedAlarm",
@@ -777,6 +785,8 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
             "RefundProblemsAlarm",
             "RiskRefusalsAlarm",
             "SecondaryChannelOpenAlarm",
+            "SubscriptionPeriodsUnpaidAlarm",
+            "SubscriptionsErrorsAlarm",
             "SweeperErrorsAlarm",
             "SweeperSecurityAlarm",
             "ThrottlesAlarm",
@@ -844,6 +854,7 @@ fn key_or_certificate_mode_and_the_rotation_key_are_parameters() {
     for function in [
         "CreatePaymentFunction",
         "RefundFunction",
+        "SubscriptionsFunction",
         "SweeperFunction",
         "ReconcileFunction",
     ] {
@@ -914,6 +925,7 @@ fn a_second_channel_and_its_key_exist_only_when_configured() {
     for function in [
         "CreatePaymentFunction",
         "RefundFunction",
+        "SubscriptionsFunction",
         "SweeperFunction",
         "ReconcileFunction",
     ] {
@@ -1009,6 +1021,7 @@ fn local_signing_is_opt_in_and_only_the_payment_functions_open_the_sealed_key() 
             for role in [
                 "CreatePaymentRole",
                 "RefundRole",
+                "SubscriptionsRole",
                 "SweeperRole",
                 "ReconcileRole",
             ] {
@@ -1032,6 +1045,7 @@ fn local_signing_is_opt_in_and_only_the_payment_functions_open_the_sealed_key() 
     for function in [
         "CreatePaymentFunction",
         "RefundFunction",
+        "SubscriptionsFunction",
         "SweeperFunction",
         "ReconcileFunction",
     ] {

@@ -23,6 +23,7 @@ use local_stack::routes::Routes;
 pub struct Functions {
     pub create_payment: Gateway,
     pub refund: Gateway,
+    pub subscriptions: Gateway,
     pub notify: Gateway,
     pub sweeper: Gateway,
     pub reconcile: Gateway,
@@ -38,6 +39,7 @@ impl Functions {
         Some(match function {
             "create-payment" => create_payment::handle(&self.create_payment, request).await,
             "refund" => refund::handle(&self.refund, request).await,
+            "subscriptions" => subscriptions::handle(&self.subscriptions, request).await,
             "notify" => notify::handle(&self.notify, request).await,
             _ => return None,
         })

@@ -309,6 +309,7 @@ impl Stack {
         let functions = crate::host::Functions {
             create_payment: gateway(Role::CallsAlipay).await.expect("create-payment"),
             refund: gateway(Role::CallsAlipay).await.expect("refund"),
+            subscriptions: gateway(Role::CallsAlipay).await.expect("subscriptions"),
             notify: gateway(Role::NotifyOnly).await.expect("notify"),
             sweeper: gateway(Role::CallsAlipay).await.expect("sweeper"),
             reconcile: gateway(Role::CallsAlipay).await.expect("reconcile"),

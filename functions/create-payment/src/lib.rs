@@ -105,21 +105,7 @@ fn parse_new_order(
         .string("time_expire")?
         .map(|text| ChinaDateTime::parse(text).map_err(|e| ApiError::invalid("time_expire", e)))
         .transpose()?;
-    let customer_ref = body
-        .string("customer_ref")?
-        .map(|text| {
-            let valid = (1..=64).contains(&text.len())
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b));
-            valid.then(|| text.to_owned()).ok_or_else(|| {
-                ApiError::invalid(
-                    "customer_ref",
-                    "must be 1 to 64 letters, digits or _ - . : @",
-                )
-            })
-        })
-        .transpose()?;
+    let customer_ref = body.customer_ref()?;
     let virtual_goods = match body.string("goods_type")? {
         None | Some("virtual") => true,
         Some("physical") => false,

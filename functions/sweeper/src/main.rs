@@ -1,6 +1,7 @@
 //! The sweeper function: on an EventBridge schedule (a template parameter, every 5 minutes by
 //! default) one sweep within the invocation's deadline (`gateway::sweep`): PENDING refunds
-//! finished, unpaid orders past their `time_expire` ended.
+//! finished, unpaid orders past their `time_expire` ended; then the subscriptions' due periods
+//! charged (`gateway::subscriptions::run_due`).
 
 use gateway::lambda::{init_logs, keep, serve_event};
 use gateway::startup::{Gateway, Role};
@@ -19,7 +20,10 @@ async fn main() -> Result<(), lambda_http::Error> {
             // EMF: CloudWatch turns this line into metrics (the template alarms on the age of the
             // oldest due item), with no PutMetricData call.
             println!("{}", report.emf_line(function));
-            Ok(report)
+            // Then the subscriptions' due periods (their tries are due on China-time mornings).
+            let charges = gateway::subscriptions::run_due(gateway, &deadline).await?;
+            println!("{}", charges.emf_line());
+            Ok(serde_json::json!({"sweep": report, "charges": charges}))
         },
     )
     .await

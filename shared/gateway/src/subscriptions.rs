@@ -320,6 +320,34 @@ pub struct ChargeRun {
     pub alipay_calls: u32,
 }
 
+impl ChargeRun {
+    /// The run as CloudWatch's Embedded Metric Format (no dimension): the template alarms on
+    /// periods that ended unpaid and on subscriptions canceled (an agreement stopped).
+    pub fn emf_line(&self) -> String {
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": now_ms(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "AlipayGateway",
+                    "Dimensions": [[]],
+                    "Metrics": [
+                        {"Name": "SubscriptionPeriodsPaid", "Unit": "Count"},
+                        {"Name": "SubscriptionPeriodsUnpaid", "Unit": "Count"},
+                        {"Name": "SubscriptionsCanceled", "Unit": "Count"},
+                        {"Name": "SubscriptionChargeRefusals", "Unit": "Count"}
+                    ]
+                }]
+            },
+            "SubscriptionPeriodsPaid": self.periods_paid,
+            "SubscriptionPeriodsUnpaid": self.periods_unpaid,
+            "SubscriptionsCanceled": self.canceled,
+            "SubscriptionChargeRefusals": self.refusals,
+            "charges": self,
+        })
+        .to_string()
+    }
+}
+
 /// One scheduler run: every subscription due now, found through the index (one Query per
 /// shard), claimed under its version, driven while the deadline allows.
 pub async fn run_due(gateway: &Gateway, deadline: &Deadline) -> Result<ChargeRun, StoreError> {

@@ -125,6 +125,13 @@ mod tests {
                     "/payments/{out_trade_no}/refunds/{out_request_no}",
                     "refund"
                 ),
+                ("POST", "/subscriptions", "subscriptions"),
+                ("GET", "/subscriptions/{subscription_id}", "subscriptions"),
+                (
+                    "POST",
+                    "/subscriptions/{subscription_id}/cancel",
+                    "subscriptions"
+                ),
             ]
         );
         assert_eq!(routes.function_url.as_deref(), Some("notify"));

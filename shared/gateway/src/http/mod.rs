@@ -377,6 +377,37 @@ impl JsonBody {
         }
     }
 
+    /// A whole-number field (a JSON integer); `None` when absent or null.
+    pub fn integer(&self, field: &str) -> Result<Option<u32>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(number)) => number
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(field, "must be a whole number")),
+            Some(_) => Err(ApiError::invalid(field, "must be a whole number")),
+        }
+    }
+
+    /// `customer_ref`: the merchant's id of its customer, 1 to 64 of `A-Za-z0-9_-.:@`.
+    pub fn customer_ref(&self) -> Result<Option<String>, ApiError> {
+        self.string("customer_ref")?
+            .map(|text| {
+                let valid = (1..=64).contains(&text.len())
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b));
+                valid.then(|| text.to_owned()).ok_or_else(|| {
+                    ApiError::invalid(
+                        "customer_ref",
+                        "must be 1 to 64 letters, digits or _ - . : @",
+                    )
+                })
+            })
+            .transpose()
+    }
+
     pub fn required(&self, field: &str) -> Result<&str, ApiError> {
         self.string(field)?
             .ok_or_else(|| ApiError::invalid(field, "is required"))

@@ -66,3 +66,43 @@ pub fn refund_view(refund: &Refund) -> Value {
         "updated_at_ms": refund.updated_at_ms,
     })
 }
+
+/// The subscription resource.
+pub fn subscription_view(subscription: &domain::subscriptions::Subscription) -> Value {
+    let plan = &subscription.plan;
+    let period = &subscription.period;
+    json!({
+        "object": "subscription",
+        "subscription_id": subscription.id,
+        "status": subscription.status.as_str(),
+        "customer_ref": subscription.customer_ref,
+        "subject": subscription.subject,
+        "plan": {
+            "period_type": plan.period_type.as_str(),
+            "period": plan.period,
+            "amount": plan.amount,
+            "first_charge_date": plan.first_date.to_string(),
+            "single_amount": plan.single_amount,
+            "total_amount": plan.total_amount,
+            "total_payments": plan.total_payments,
+        },
+        "sign_channel": subscription.sign_channel.as_str(),
+        "alipay_channel": subscription.alipay_channel.as_str(),
+        "agreement": {
+            "agreement_no": subscription.agreement_no,
+            "status": subscription.agreement_status.as_str(),
+        },
+        "current_period": {
+            "number": period.n + 1,
+            "date": period.date.to_string(),
+            "out_trade_no": subscription.period_trade_no(),
+            "refusals": period.refusals,
+            "in_doubt": period.in_doubt,
+        },
+        "charged_amount": subscription.charged,
+        "charges": subscription.charges,
+        "last_period_end": subscription.last_period_end,
+        "created_at_ms": subscription.created_at_ms,
+        "updated_at_ms": subscription.updated_at_ms,
+    })
+}

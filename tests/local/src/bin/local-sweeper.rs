@@ -1,4 +1,5 @@
-//! The sweeper under `make run`: the same `gateway::sweep::run` the Lambda runs on its schedule, here
+//! The sweeper under `make run`: the same `gateway::sweep::run` (then the subscriptions' due
+//! periods, `gateway::subscriptions::run_due`) the Lambda runs on its schedule, here
 //! every few seconds (`--every-ms`), or once (`--once`, what `make sweep` does). Reads the same
 //! environment as the functions.
 
@@ -35,7 +36,18 @@ async fn main() -> Result<(), String> {
         let report = gateway::sweep::run(&gateway, &deadline)
             .await
             .map_err(|e| e.to_string())?;
+        let charges = gateway::subscriptions::run_due(&gateway, &deadline)
+            .await
+            .map_err(|e| e.to_string())?;
         if args.once {
+            println!(
+                "charges: {} subscriptions due; periods paid {}, unpaid {}; refusals {}; canceled {}",
+                charges.claimed,
+                charges.periods_paid,
+                charges.periods_unpaid,
+                charges.refusals,
+                charges.canceled
+            );
             println!(
                 "sweep: {} due; refunds succeeded {}, failed {}, still pending {}; orders closed {}, paid {}, left open {}; errors {}",
                 report.due,
@@ -49,7 +61,7 @@ async fn main() -> Result<(), String> {
             );
             return Ok(());
         }
-        if report.due == 0 {
+        if report.due == 0 && charges.claimed == 0 {
             tokio::time::sleep(Duration::from_millis(args.every_ms)).await;
         }
     }
