@@ -4,11 +4,12 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test check lint unit template stack bench fmt moto run demo sweep reconcile chaos outage
+.PHONY: help test check lint unit template stack bench fmt moto run demo clock sweep reconcile chaos outage
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops); ALIPAY_MODE=certificate for certificate mode"
-	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full"
+	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full; then a subscription signed and three months charged on the test clock"
+	@echo "make clock ADVANCE=30d - with make run going: move the shared test clock forward (d, h or m)"
 	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
 	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary)"
 	@echo "make outage - with make run going: an Alipay outage on the primary channel, timed: detection, fail-fast, switching, recovery, breaker cost"
@@ -110,3 +111,11 @@ outage:
 ## With `make run` going in another terminal: the whole lifecycle, step by step.
 demo:
 	$(CARGO) run --quiet -p local-stack --bin local-demo
+
+## With `make run` going: the shared test clock (.local/test-clock, ms ahead of the machine)
+## moved forward by ADVANCE (30d, 12h, 90m); every process reads it (debug builds only).
+clock:
+	@test -f .local/test-clock || { echo "start make run first" >&2; exit 1; }
+	@python3 -c 'import re,sys; m=re.fullmatch(r"(\d+)([dhm])", sys.argv[1]) or sys.exit("ADVANCE must be like 30d, 12h or 90m"); \
+	  ms=int(m[1])*{"d":86400000,"h":3600000,"m":60000}[m[2]]; f=".local/test-clock"; \
+	  o=int(open(f).read().strip() or 0)+ms; open(f,"w").write(str(o)); print(f"test clock: {o/86400000:.2f} days ahead")' "$${ADVANCE:-1d}"

@@ -220,6 +220,7 @@ fn events_come_from_the_table_stream_and_the_webhook_is_authenticated() {
         template_filter().expect("filter"),
         [
             SortKeyFilter::Exactly("ORDER".into()),
+            SortKeyFilter::Exactly("SUB".into()),
             SortKeyFilter::Exactly("SUMMARY".into()),
             SortKeyFilter::Exactly("STATE".into()),
             SortKeyFilter::Prefix("REFUND#".into())

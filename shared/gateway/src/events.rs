@@ -65,6 +65,8 @@ pub fn event_of(old: Option<&Image>, new: Option<&Image>) -> Result<Option<Event
         payment_event(old, new, pk, sk)
     } else if pk.starts_with("ORDER#") && sk.starts_with("REFUND#") {
         refund_event(old, new, pk, sk)
+    } else if pk.starts_with("SUB#") && sk == "SUB" {
+        subscription_event(old, new, pk, sk)
     } else if pk.starts_with("RECON#") && sk == "SUMMARY" {
         reconciliation_event(old, new, pk, sk)
     } else if pk.starts_with("BREAKER#") && sk == BREAKER_STATE_SK {
@@ -130,6 +132,43 @@ fn refund_event(
         detail_type,
         at,
         ("refund", refund_view(&refund)),
+    )))
+}
+
+/// A subscription created, changing state, or with one more period paid; its bookkeeping
+/// (claims, tries in doubt) is no event.
+fn subscription_event(
+    old: Option<&Image>,
+    new: &Image,
+    pk: &str,
+    sk: &str,
+) -> Result<Option<Event>, StoreError> {
+    use domain::subscriptions::SubscriptionStatus;
+    let subscription = store::parse_subscription_item(new)?;
+    let before = old.map(store::parse_subscription_item).transpose()?;
+    let detail_type = match &before {
+        None => "subscription.created",
+        Some(before) if before.status != subscription.status => match subscription.status {
+            SubscriptionStatus::Incomplete => "subscription.incomplete",
+            SubscriptionStatus::Active => "subscription.active",
+            SubscriptionStatus::PastDue => "subscription.past_due",
+            SubscriptionStatus::Unpaid => "subscription.unpaid",
+            SubscriptionStatus::Canceled => "subscription.canceled",
+            SubscriptionStatus::Paused => "subscription.paused",
+        },
+        Some(before) if subscription.charges > before.charges => "subscription.period_paid",
+        Some(_) => return Ok(None),
+    };
+    let at = subscription.updated_at_ms;
+    Ok(Some(event(
+        pk,
+        sk,
+        detail_type,
+        at,
+        (
+            "subscription",
+            crate::http::views::subscription_view(&subscription),
+        ),
     )))
 }
 
@@ -360,6 +399,80 @@ mod tests {
         audit.insert("pk".into(), AttributeValue::S("ORDER#o_1".into()));
         audit.insert("sk".into(), AttributeValue::S("AUDIT#1#x".into()));
         assert_eq!(kind(None, Some(&audit)), None);
+    }
+
+    #[test]
+    fn a_subscription_is_told_when_created_when_its_state_changes_and_when_a_period_is_paid() {
+        use domain::subscriptions::{Period, Plan, Subscription, SubscriptionStatus};
+        let plan = Plan {
+            period_type: alipay::agreement::PeriodType::Month,
+            period: 1,
+            amount: alipay::Amount::parse("25.00").expect("amount"),
+            first_date: alipay::china_time::ChinaDate::parse("2027-01-05").expect("date"),
+            single_amount: alipay::Amount::parse("25.00").expect("amount"),
+            total_amount: None,
+            total_payments: None,
+        };
+        let incomplete = Subscription {
+            id: alipay::ids::ExternalAgreementNo::parse("sub1").expect("id"),
+            customer_ref: None,
+            subject: alipay::ids::Subject::parse("plan").expect("subject"),
+            period: Period::new(0, plan.first_date),
+            plan,
+            sign_channel: alipay::agreement::SignChannel::Qrcode,
+            alipay_channel: domain::channel::ChannelId::Primary,
+            status: SubscriptionStatus::Incomplete,
+            agreement_no: None,
+            agreement_status: alipay::agreement::AgreementStatus::Temp,
+            charged: alipay::Amount::ZERO,
+            charges: 0,
+            last_period_end: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            version: 1,
+            fingerprint: String::new(),
+        };
+        let image = |s: &Subscription| store::subscription_image(s);
+        let active = Subscription {
+            status: SubscriptionStatus::Active,
+            updated_at_ms: 2,
+            version: 2,
+            ..incomplete.clone()
+        };
+        let claimed = Subscription {
+            version: 3,
+            ..active.clone()
+        };
+        let paid = Subscription {
+            charges: 1,
+            updated_at_ms: 3,
+            version: 4,
+            ..active.clone()
+        };
+        let unpaid = Subscription {
+            status: SubscriptionStatus::Unpaid,
+            updated_at_ms: 4,
+            version: 5,
+            ..paid.clone()
+        };
+        let created = event_of(None, Some(&image(&incomplete)))
+            .expect("ok")
+            .expect("event");
+        assert_eq!(created.detail_type, "subscription.created");
+        assert_eq!(created.detail["subscription"]["status"], "incomplete");
+        assert_eq!(
+            kind(Some(&image(&incomplete)), Some(&image(&active))),
+            Some("subscription.active")
+        );
+        assert_eq!(kind(Some(&image(&active)), Some(&image(&claimed))), None);
+        assert_eq!(
+            kind(Some(&image(&claimed)), Some(&image(&paid))),
+            Some("subscription.period_paid")
+        );
+        assert_eq!(
+            kind(Some(&image(&paid)), Some(&image(&unpaid))),
+            Some("subscription.unpaid")
+        );
     }
 
     #[test]

@@ -86,6 +86,18 @@ pub fn parse_order_item(item: &Item) -> Result<Order, StoreError> {
     parse_order(item)
 }
 
+/// A subscription from its stored item (a stream image).
+pub fn parse_subscription_item(
+    item: &Item,
+) -> Result<domain::subscriptions::Subscription, StoreError> {
+    subscriptions::parse_subscription(item)
+}
+
+/// A subscription's stored item, as the stream carries it.
+pub fn subscription_image(subscription: &domain::subscriptions::Subscription) -> Item {
+    subscriptions::subscription_item(subscription, None)
+}
+
 /// A refund from its stored item.
 pub fn parse_refund_item(item: &Item) -> Result<Refund, StoreError> {
     parse_refund(item)

@@ -244,7 +244,7 @@ impl Store {
     }
 }
 
-fn subscription_item(sub: &Subscription, due_at_ms: Option<i64>) -> Item {
+pub(crate) fn subscription_item(sub: &Subscription, due_at_ms: Option<i64>) -> Item {
     let plan = &sub.plan;
     let period = &sub.period;
     let mut item = Item::from([

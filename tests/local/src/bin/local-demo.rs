@@ -243,5 +243,204 @@ async fn main() -> Result<(), String> {
     )
     .await?;
     println!("\nDone: {order} was paid 299.00 and refunded in full (100.00 + 199.00).");
+    subscription_demo(&http, &api, &simulator, stamp).await
+}
+
+/// The shared test clock (`make run`'s `.local/test-clock`): its offset from the machine's.
+fn clock_offset_ms() -> i64 {
+    std::fs::read_to_string(".local/test-clock")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn china_unix(text: &str) -> Option<i64> {
+    alipay::china_time::ChinaDateTime::parse(text)
+        .ok()
+        .map(|at| at.unix_seconds())
+}
+
+fn machine_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Moves everyone's clock (the functions, the sweeper, the simulator) to `china_time`.
+fn set_clock(china_time: &str) -> Result<(), String> {
+    let at = china_unix(china_time).ok_or("bad china time")? * 1000;
+    let offset = (at - machine_ms()).max(clock_offset_ms());
+    std::fs::write(".local/test-clock", offset.to_string()).map_err(|e| e.to_string())?;
+    println!(
+        "    test clock: {} China time",
+        alipay::china_time::china_timestamp(at / 1000)
+    );
     Ok(())
+}
+
+/// A subscription signed and three monthly periods charged on the test clock, one of them
+/// after a refusal and a retry the next morning.
+async fn subscription_demo(
+    http: &Http,
+    api: &str,
+    simulator: &str,
+    stamp: u64,
+) -> Result<(), String> {
+    let id = format!("demo{stamp}");
+    let now_s = (machine_ms() + clock_offset_ms()) / 1000;
+    // Day 5 of the month about 40 days ahead (MONTH dates must be days 1 to 28).
+    let first = format!(
+        "{}05",
+        &alipay::china_time::china_timestamp(now_s + 40 * 86_400)[..8]
+    );
+    step(
+        9,
+        &format!("create a monthly subscription (first charge {first}): POST {api}/subscriptions"),
+    );
+    let body = json!({"subscription_id": id, "subject": "Demo: Streaming Pro monthly", "amount": "25.00",
+                      "period_type": "MONTH", "period": 1, "first_charge_date": first, "total_payments": 12,
+                      "customer_ref": "demo_customer"});
+    let created = http.post_json(&format!("{api}/subscriptions"), &body).await;
+    show(&created);
+    check(created.status == 201, "subscription not created")?;
+    let url = created.json()["next_step"]["url"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+
+    step(
+        10,
+        "the buyer scans the QR code: the signing page (the simulator verifies our signature), then signs",
+    );
+    let page = http.get(&url).await;
+    println!(
+        "    HTTP {} ({} bytes of signing page)",
+        page.status,
+        page.text.len()
+    );
+    check(page.status == 200, "the simulator refused the signed page")?;
+    let signed = http
+        .post_json(
+            &format!("{simulator}/sim/agreements/sign"),
+            &json!({"external_agreement_no": id}),
+        )
+        .await;
+    check(signed.status == 200, "the simulator could not sign")?;
+    let active = eventually(30, || async {
+        let got = http.get(&format!("{api}/subscriptions/{id}")).await;
+        (got.json()["status"] == "active").then_some(got)
+    })
+    .await
+    .ok_or("the dut_user_sign notice did not make it active")?;
+    println!(
+        "    dut_user_sign received: status {}, agreement {}",
+        field(&active.json(), "status"),
+        active.json()["agreement"]["agreement_no"]
+    );
+
+    for month in 0..3u32 {
+        let date = {
+            let base = china_unix(&format!("{first} 00:00:00")).ok_or("date")?;
+            // The 5th of each following month.
+            let text = alipay::china_time::china_timestamp(base + i64::from(month) * 31 * 86_400);
+            format!("{}05", &text[..8])
+        };
+        let window_day = |days_before: i64| -> Result<String, String> {
+            let at = china_unix(&format!("{date} 09:00:30")).ok_or("date")?;
+            Ok(alipay::china_time::china_timestamp(
+                at - days_before * 86_400,
+            ))
+        };
+        step(
+            11 + month,
+            &format!(
+                "period {} ({date}): the sweeper charges it inside Alipay's window",
+                month + 1
+            ),
+        );
+        if month == 1 {
+            println!(
+                "    the buyer's balance is short once: ACQ.BUYER_BALANCE_NOT_ENOUGH, then a retry the next morning"
+            );
+            http.post_json(
+                &format!("{simulator}/sim/agreements/{id}/script"),
+                &json!({"answers": ["ACQ.BUYER_BALANCE_NOT_ENOUGH"]}),
+            )
+            .await;
+        }
+        set_clock(&window_day(2)?)?;
+        let charged = month + 1;
+        let mut outcome = eventually(30, || async {
+            let got = http.get(&format!("{api}/subscriptions/{id}")).await.json();
+            let done =
+                got["charges"].as_u64() == Some(u64::from(charged)) || got["status"] == "past_due";
+            done.then_some(got)
+        })
+        .await
+        .ok_or("the sweeper did not charge the period")?;
+        if outcome["status"] == "past_due" {
+            println!(
+                "    refused: status past_due, last refusal counted ({} so far)",
+                outcome["current_period"]["refusals"]
+            );
+            set_clock(&window_day(1)?)?;
+            outcome = eventually(30, || async {
+                let got = http.get(&format!("{api}/subscriptions/{id}")).await.json();
+                (got["charges"].as_u64() == Some(u64::from(charged))).then_some(got)
+            })
+            .await
+            .ok_or("the retry did not charge the period")?;
+        }
+        let trade = format!("{id}_{month:04}");
+        let payment = http.get(&format!("{api}/payments/{trade}")).await.json();
+        println!(
+            "    paid: {} {} (trade_no {}); subscription {} with {} charges, {} in all",
+            trade,
+            field(&payment, "status"),
+            field(&payment, "trade_no"),
+            field(&outcome, "status"),
+            outcome["charges"],
+            field(&outcome, "charged_amount")
+        );
+        check(
+            field(&payment, "status") == "PAID",
+            "the period's payment is not paid",
+        )?;
+    }
+
+    step(
+        14,
+        &format!("cancel: POST {api}/subscriptions/{id}/cancel (unsigned at Alipay first)"),
+    );
+    let canceled = http
+        .post_json(&format!("{api}/subscriptions/{id}/cancel"), &json!({}))
+        .await;
+    println!(
+        "    HTTP {}: status {}, agreement {}",
+        canceled.status,
+        field(&canceled.json(), "status"),
+        canceled.json()["agreement"]["status"]
+    );
+    check(canceled.json()["status"] == "canceled", "not canceled")?;
+    let charges = http.get(&format!("{simulator}/sim/charges")).await.json();
+    let ours = charges
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|c| {
+                    c["out_trade_no"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with(&id))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    println!(
+        "\nDone: {id} was signed, charged 3 periods (one after a retry), and canceled; Alipay's ledger shows {ours} charges."
+    );
+    check(
+        ours == 3,
+        "Alipay's ledger does not show exactly three charges",
+    )
 }

@@ -75,6 +75,15 @@ fn one_line(event: &Value) -> String {
             text(&r["status"]),
             text(&r["amount"])
         )
+    } else if detail["subscription"].is_object() {
+        let s = &detail["subscription"];
+        format!(
+            "{} {} period {} charged {}",
+            text(&s["subscription_id"]),
+            text(&s["status"]),
+            s["current_period"]["number"],
+            text(&s["charged_amount"])
+        )
     } else {
         let r = &detail["reconciliation"];
         format!("{} {} discrepancies", text(&r["date"]), r["discrepancies"])
