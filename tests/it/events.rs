@@ -31,6 +31,8 @@ const SEQUENCE: &[(&str, u16, &str)] = &[
         200,
         "\"out_request_no\":\"event_refund_1\"",
     ),
+    ("create-subscription.json", 201, "\"type\":\"qr\""),
+    ("get-subscription.json", 200, "\"status\":\"incomplete\""),
 ];
 
 /// The reconcile function's events: (file, the day it names; `None` = yesterday in China).
@@ -97,7 +99,7 @@ fn the_env_vars_file_configures_every_function() {
         })
         .filter_map(|(id, _)| id.as_str().map(str::to_owned))
         .collect();
-    assert_eq!(functions.len(), 6);
+    assert_eq!(functions.len(), 7);
     let test_alipay_key = alipay::PublicKey::parse(
         &std::fs::read_to_string(fixtures().join("keys/alipay_public_key.pem")).expect("key"),
     )

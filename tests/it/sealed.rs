@@ -21,7 +21,7 @@ async fn a_sealed_key_signs_payments_and_refunds_without_kms_sign() {
     .await;
     let at_start = proxy.take_requests();
     // Each function that signs opened the sealed key once, at start.
-    assert_eq!(at_start.get("KMS.Decrypt"), Some(&4), "{at_start:?}");
+    assert_eq!(at_start.get("KMS.Decrypt"), Some(&5), "{at_start:?}");
     assert_eq!(at_start.get("KMS.GetPublicKey"), None, "{at_start:?}");
 
     let created = create(&stack, "sealed_qr", "30.00", "qr").await;
