@@ -47,13 +47,19 @@ impl Functions {
 }
 
 impl Functions {
-    /// One sweeper run, as its schedule would start it, with `budget` as its deadline.
+    /// One sweeper run, as its schedule would start it, with `budget` as its deadline: the
+    /// sweep, then the subscriptions' due periods.
     pub async fn sweep(&self, budget: std::time::Duration) -> gateway::sweep::SweepReport {
         let deadline = gateway::deadline::Deadline::after(budget);
-        match gateway::sweep::run(&self.sweeper, &deadline).await {
+        let report = match gateway::sweep::run(&self.sweeper, &deadline).await {
             Ok(report) => report,
             Err(error) => panic!("the sweeper cannot run: {error}"),
+        };
+        // Then the subscriptions' due periods, as the Lambda's run does.
+        if let Err(error) = gateway::subscriptions::run_due(&self.sweeper, &deadline).await {
+            panic!("the sweeper cannot charge: {error}");
         }
+        report
     }
 }
 

@@ -643,7 +643,9 @@ pub struct Subscription {
 impl Subscription {
     /// When the scheduler must look at it next (`None`: never, until something changes).
     pub fn due_at_ms(&self, dunning: &Dunning) -> Option<i64> {
-        if !self.status.charges() || self.agreement_no.is_none() {
+        // A charge in doubt is settled whatever became of the subscription meanwhile (a
+        // cancel does not abandon money that may have moved).
+        if !(self.status.charges() || self.period.in_doubt) || self.agreement_no.is_none() {
             return None;
         }
         Some(

@@ -318,6 +318,9 @@ pub struct ChargeRun {
     pub canceled: u32,
     pub refusals: u32,
     pub alipay_calls: u32,
+    /// Store failures (a shard not read, a claim or a write not made): that work is due again
+    /// at the next run.
+    pub errors: u32,
 }
 
 impl ChargeRun {
@@ -334,7 +337,8 @@ impl ChargeRun {
                         {"Name": "SubscriptionPeriodsPaid", "Unit": "Count"},
                         {"Name": "SubscriptionPeriodsUnpaid", "Unit": "Count"},
                         {"Name": "SubscriptionsCanceled", "Unit": "Count"},
-                        {"Name": "SubscriptionChargeRefusals", "Unit": "Count"}
+                        {"Name": "SubscriptionChargeRefusals", "Unit": "Count"},
+                        {"Name": "SubscriptionChargeErrors", "Unit": "Count"}
                     ]
                 }]
             },
@@ -342,6 +346,7 @@ impl ChargeRun {
             "SubscriptionPeriodsUnpaid": self.periods_unpaid,
             "SubscriptionsCanceled": self.canceled,
             "SubscriptionChargeRefusals": self.refusals,
+            "SubscriptionChargeErrors": self.errors,
             "charges": self,
         })
         .to_string()
@@ -349,29 +354,48 @@ impl ChargeRun {
 }
 
 /// One scheduler run: every subscription due now, found through the index (one Query per
-/// shard), claimed under its version, driven while the deadline allows.
+/// shard), claimed under its version, driven while the deadline allows. A store failure stops
+/// that subscription (or shard) only: it is due again at the next run, and counted.
 pub async fn run_due(gateway: &Gateway, deadline: &Deadline) -> Result<ChargeRun, StoreError> {
     let mut run = ChargeRun::default();
     let batch = gateway.config.lifecycle.sweep_batch;
     for shard in 0..store::DUE_SHARDS {
-        let due = gateway
+        let due = match gateway
             .store
             .due_subscriptions(shard, now_ms(), batch)
-            .await?;
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(shard, error = %error, "due subscriptions not read");
+                run.errors += 1;
+                continue;
+            }
+        };
         for (subscription, seen_due) in due {
             run.looked_at += 1;
             if deadline.remaining() < std::time::Duration::from_secs(3) {
                 return Ok(run);
             }
-            let Some(claimed) = gateway
+            let claimed = gateway
                 .store
                 .claim_subscription(&subscription, seen_due, now_ms() + CLAIM_LEASE_MS)
-                .await?
-            else {
-                continue;
+                .await;
+            let claimed = match claimed {
+                Ok(Some(claimed)) => claimed,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(subscription = %subscription.id, error = %error, "not claimed");
+                    run.errors += 1;
+                    continue;
+                }
             };
             run.claimed += 1;
-            drive(gateway, claimed, deadline, &mut run).await?;
+            if let Err(error) = drive(gateway, claimed, deadline, &mut run).await {
+                // Claimed with a lease: the next run after it takes it again.
+                tracing::warn!(subscription = %subscription.id, error = %error, "not driven");
+                run.errors += 1;
+            }
         }
     }
     Ok(run)
@@ -390,7 +414,8 @@ pub async fn drive(
         return Ok(subscription);
     };
     for _ in 0..MAX_STEPS {
-        if !subscription.status.charges() || subscription.agreement_no.is_none() {
+        let settling = subscription.period.in_doubt;
+        if !(subscription.status.charges() || settling) || subscription.agreement_no.is_none() {
             break;
         }
         let now = now_ms();
@@ -866,6 +891,12 @@ async fn end_period(
     }
     subscription.period.in_doubt = false;
     let n = subscription.period.n;
+    // A subscription canceled (or paused) while its charge was in doubt stays so: the period
+    // is only settled.
+    if !subscription.status.charges() {
+        subscription.last_period_end = Some(end_code(end));
+        return Ok(());
+    }
     subscription.status = after_period_end(&subscription.plan, n, end);
     subscription.last_period_end = Some(end_code(end));
     if let PeriodEnd::AgreementStopped { code } = end

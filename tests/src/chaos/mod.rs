@@ -5,6 +5,14 @@
 //! point, as Lambda drops an invocation it kills). Then faults off, the sweeper drained, and the
 //! invariants checked against the simulator's ledger: what Alipay executed.
 //!
+//! Subscriptions are in the mix: created through their function, signed at the simulator (the
+//! sign notice lost now and then), buyers whose accounts refuse (soft, risk, `10003`, a hard
+//! agreement refusal), buyers who unsign with and without a notice, merchants who cancel, and
+//! faults on `alipay.trade.pay` and `alipay.user.agreement.query`; the sweeper's runs charge
+//! them. Checked against the simulator's charges: at most one per period, none outside its
+//! window, none above the signed cap, none under a stopped agreement, each recorded here as a
+//! paid payment, and each subscription's count of charges equal to Alipay's.
+//!
 //! The run is split into rounds, each on a fresh table, key and simulator, so that the
 //! stand-in's cost (it copies state on every transaction) stays flat however long the run.
 
@@ -116,8 +124,20 @@ struct Known {
     refunds: Vec<(String, String)>,
 }
 
+/// What the workload knows about one subscription.
+#[derive(Clone, Debug)]
+struct SubKnown {
+    body: Value,
+    signed: bool,
+}
+
+/// The chaos run's shift of the test clock (it moves forward at the end of each round, so that
+/// charges left in doubt are asked about): every round's simulator starts from it.
+static CLOCK_SHIFT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 struct World {
     orders: Mutex<BTreeMap<String, Known>>,
+    subscriptions: Mutex<BTreeMap<String, SubKnown>>,
     report: Mutex<ChaosReport>,
     crash_per_mille: u32,
     latest_expiry_ms: Mutex<i64>,
@@ -224,11 +244,15 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     stack
         .simulator
         .set_clock_offset_ms(-i64::try_from(clock.u64(0..=2_000)).unwrap_or(0));
+    stack
+        .simulator
+        .set_world_offset_ms(CLOCK_SHIFT_MS.load(std::sync::atomic::Ordering::Relaxed));
     // The events path reads the stand-in directly (the stream is Lambda's to read, not ours).
     let mut path = stack.events_path().await;
     let stack = Arc::new(stack);
     let world = Arc::new(World {
         orders: Mutex::new(BTreeMap::new()),
+        subscriptions: Mutex::new(BTreeMap::new()),
         report: Mutex::new(ChaosReport::default()),
         crash_per_mille: config.crash_per_mille,
         latest_expiry_ms: Mutex::new(0),
@@ -269,6 +293,16 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
             .violations
             .push(format!("the sweeper could not drain: {drained:?}"));
     }
+    // Charges left in doubt are asked about a minute after they were sent, and a claim cut
+    // short (a crash, a store fault) is taken again after its 5-minute lease: everyone's clock
+    // moves on six and a half minutes, and the sweeper runs again.
+    let step = gateway::subscriptions::CLAIM_LEASE_MS + 90_000;
+    let shift = CLOCK_SHIFT_MS.fetch_add(step, std::sync::atomic::Ordering::Relaxed) + step;
+    gateway::clock::set_test_offset_ms(shift);
+    stack.simulator.set_world_offset_ms(shift);
+    for _ in 0..3 {
+        stack.gateway.functions.sweep(Duration::from_secs(30)).await;
+    }
     for ((boundary, fault), count) in proxy.injected() {
         report.fault(&boundary, fault.name(), count);
     }
@@ -284,7 +318,13 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         }
     };
     check_invariants(&stack, &known, &mut report).await;
-    check_events(&stack, &known, &events, &mut report).await;
+    let subscriptions = world
+        .subscriptions
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    check_subscriptions(&stack, &subscriptions, &mut report).await;
+    check_events(&stack, &known, &subscriptions, &events, &mut report).await;
     stack.env.drop_table().await;
     report
 }
@@ -303,6 +343,7 @@ async fn operation(stack: &Stack, world: &World, seed: u64, prefix: &str) {
         76..=80 => sync(stack, world, &mut rng).await,
         81..=87 => sweep(stack, world, &mut rng).await,
         88..=91 => forge(stack, world, &mut rng).await,
+        92..=95 => subscription(stack, world, &mut rng, prefix).await,
         _ => alipay_fault(stack, world, &mut rng),
     }
 }
@@ -668,7 +709,9 @@ fn alipay_fault(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
         "alipay.trade.query",
         "alipay.trade.close",
         "alipay.trade.precreate",
-    ][rng.usize(0..5)];
+        "alipay.trade.pay",
+        "alipay.user.agreement.query",
+    ][rng.usize(0..7)];
     let kind = match (target, rng.u32(0..11)) {
         (_, 0) => FaultKind::Timeout,
         (_, 1) => FaultKind::TimeoutAfterExecute,
@@ -697,6 +740,235 @@ fn alipay_fault(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
     });
 }
 
+/// A subscription operation: create, open the signing page and sign, a buyer's account that
+/// will refuse, a buyer who unsigns, a merchant who cancels.
+async fn subscription(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &str) {
+    let pick = |signed: Option<bool>, rng: &mut fastrand::Rng| {
+        let subscriptions = world.subscriptions.lock().ok()?;
+        let ids: Vec<&String> = subscriptions
+            .iter()
+            .filter(|(_, s)| signed.is_none_or(|want| s.signed == want))
+            .map(|(id, _)| id)
+            .collect();
+        (!ids.is_empty()).then(|| ids[rng.usize(0..ids.len())].clone())
+    };
+    match rng.u32(0..7) {
+        0 | 1 => {
+            world.count("subscription created");
+            let id: String = format!("s{prefix}")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect();
+            let fen = rng.u64(100..5_000);
+            // Due tomorrow (China time): its window is open now, its first try due.
+            let tomorrow = alipay_sim::china_text(now_ms() / 1000 + 86_400)[..10].to_owned();
+            let body = json!({
+                "subscription_id": id, "subject": "Chaos plan", "amount": yuan(fen),
+                "period_type": "DAY", "period": 7, "first_charge_date": tomorrow,
+                "single_amount": yuan(fen + rng.u64(0..100)), "total_payments": rng.u32(1..4),
+                "customer_ref": "chaos_subscriber",
+            });
+            // Remembered first: a crash after the write still leaves it to look at.
+            if let Ok(mut subscriptions) = world.subscriptions.lock() {
+                subscriptions.insert(
+                    id,
+                    SubKnown {
+                        body: body.clone(),
+                        signed: false,
+                    },
+                );
+            }
+            invoke(
+                stack,
+                world,
+                rng,
+                "subscriptions",
+                "POST",
+                "/subscriptions",
+                Some(&body),
+            )
+            .await;
+        }
+        2 | 3 => {
+            let Some(id) = pick(Some(false), rng) else {
+                return;
+            };
+            world.count("subscription signed");
+            let body = world
+                .subscriptions
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&id).map(|k| k.body.clone()));
+            let Some(body) = body else { return };
+            // The merchant asks again (idempotent) for where the buyer signs.
+            let Some((_, answer)) = invoke(
+                stack,
+                world,
+                rng,
+                "subscriptions",
+                "POST",
+                "/subscriptions",
+                Some(&body),
+            )
+            .await
+            else {
+                return;
+            };
+            let Some(url) = answer["next_step"]["url"].as_str() else {
+                return;
+            };
+            if stack.http.get(url).await.status != 200 {
+                return;
+            }
+            let lose_notice = rng.u32(0..5) == 0;
+            if stack
+                .simulator
+                .sign_agreement(&id, "2088102177849999", lose_notice)
+                .is_ok()
+                && let Ok(mut subscriptions) = world.subscriptions.lock()
+                && let Some(known) = subscriptions.get_mut(&id)
+            {
+                known.signed = true;
+            }
+        }
+        4 => {
+            let Some(id) = pick(Some(true), rng) else {
+                return;
+            };
+            world.count("subscription buyer's account scripted");
+            let answer = [
+                "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+                "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
+                "ACQ.PAYMENT_REQUEST_HAS_RISK",
+                "10003",
+                "ACQ.AGREEMENT_INVALID",
+            ][rng.usize(0..5)];
+            world.fault("alipay", &format!("buyer answers {answer}"));
+            let _ = stack.simulator.script_charges(&id, &[answer]);
+        }
+        5 => {
+            let Some(id) = pick(Some(true), rng) else {
+                return;
+            };
+            world.count("subscription unsigned by the buyer");
+            let _ = stack.simulator.stop_agreement(&id, rng.bool());
+        }
+        _ => {
+            let Some(id) = pick(None, rng) else { return };
+            world.count("subscription canceled");
+            let path = format!("/subscriptions/{id}/cancel");
+            invoke(
+                stack,
+                world,
+                rng,
+                "subscriptions",
+                "POST",
+                &path,
+                Some(&json!({})),
+            )
+            .await;
+        }
+    }
+}
+
+/// The subscriptions' charges against the simulator's ledger.
+async fn check_subscriptions(
+    stack: &Stack,
+    known: &BTreeMap<String, SubKnown>,
+    report: &mut ChaosReport,
+) {
+    use alipay::china_time::ChinaDate;
+    let charges = stack.simulator.charges();
+    *report
+        .operations
+        .entry("subscription charges (Alipay's ledger)")
+        .or_default() += charges.len() as u64;
+    let violations = &mut report.violations;
+    let mut per_period: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for charge in &charges {
+        let count = per_period
+            .entry((charge.agreement_no.clone(), charge.period_date.clone()))
+            .or_default();
+        *count += 1;
+        if *count > 1 {
+            violations.push(format!(
+                "agreement {}: charged twice for {}",
+                charge.agreement_no, charge.period_date
+            ));
+        }
+        let (Ok(date), Ok(on)) = (
+            ChinaDate::parse(&charge.period_date),
+            ChinaDate::parse(&charge.charged_on),
+        ) else {
+            violations.push(format!("{}: unreadable dates", charge.out_trade_no));
+            continue;
+        };
+        if on < date.add_days(-3) || on > date {
+            violations.push(format!(
+                "{}: charged on {on}, outside the window of {date}",
+                charge.out_trade_no
+            ));
+        }
+        if charge.agreement_status != "NORMAL" {
+            violations.push(format!(
+                "{}: charged under a {} agreement",
+                charge.out_trade_no, charge.agreement_status
+            ));
+        }
+        // Recorded here as a paid payment, with Alipay's trade.
+        let paid_here = match OutTradeNo::parse(charge.out_trade_no.as_str()) {
+            Ok(id) => stack.env.store.get_order(&id).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let trade = stack.simulator.trade(&charge.out_trade_no);
+        match paid_here {
+            Some(order)
+                if order.status.is_paid()
+                    && order.trade_no.as_deref() == trade.as_ref().map(|t| t.trade_no.as_str()) => {
+            }
+            Some(order) => violations.push(format!(
+                "{}: charged at Alipay, {} here",
+                charge.out_trade_no, order.status
+            )),
+            None => violations.push(format!(
+                "{}: charged at Alipay, unknown here",
+                charge.out_trade_no
+            )),
+        }
+    }
+    for id in known.keys() {
+        let Some(agreement) = stack.simulator.agreement(id) else {
+            continue;
+        };
+        let ours: Vec<&alipay_sim::Charge> = charges
+            .iter()
+            .filter(|c| Some(&c.agreement_no) == agreement.agreement_no.as_ref())
+            .collect();
+        if ours.iter().any(|c| c.fen > agreement.single_fen) {
+            violations.push(format!("{id}: a charge above the signed cap"));
+        }
+        let Ok(sub_id) = alipay::ids::ExternalAgreementNo::parse(id.as_str()) else {
+            continue;
+        };
+        match stack.env.store.get_subscription(&sub_id).await {
+            Ok(Some(subscription)) => {
+                if subscription.charges as usize != ours.len() {
+                    violations.push(format!(
+                        "{id}: {} charges here, {} at Alipay",
+                        subscription.charges,
+                        ours.len()
+                    ));
+                }
+            }
+            Ok(None) if !ours.is_empty() => {
+                violations.push(format!("{id}: charged at Alipay, unknown here"))
+            }
+            Ok(None) => {}
+            Err(error) => violations.push(format!("{id}: unreadable: {error}")),
+        }
+    }
+}
+
 fn fault_name(kind: &FaultKind) -> String {
     match kind {
         FaultKind::UnsignedError { code, .. } => format!("unsigned {code}"),
@@ -713,6 +985,7 @@ fn fault_name(kind: &FaultKind) -> String {
 async fn check_events(
     stack: &Stack,
     known: &BTreeMap<String, Known>,
+    subscriptions: &BTreeMap<String, SubKnown>,
     events: &[Value],
     report: &mut ChaosReport,
 ) {
@@ -723,6 +996,17 @@ async fn check_events(
         let detail = &event["detail"];
         if !ids.insert(detail["event_id"].as_str().unwrap_or("").to_owned()) {
             violations.push(format!("event {} published twice", detail["event_id"]));
+        }
+        if detail["subscription"].is_object() {
+            let id = detail["subscription"]["subscription_id"]
+                .as_str()
+                .unwrap_or("");
+            if !subscriptions.contains_key(id) {
+                violations.push(format!(
+                    "a subscription event for {id}, which does not exist"
+                ));
+            }
+            continue;
         }
         let (order, refund) = if detail["refund"].is_object() {
             (
@@ -742,7 +1026,16 @@ async fn check_events(
                 refund,
             ));
     }
-    for out_trade_no in known.keys() {
+    // The orders the workload made, and the subscriptions' periods (payments like any other).
+    let periods: Vec<String> = by_order
+        .keys()
+        .filter(|no| {
+            no.rsplit_once('_')
+                .is_some_and(|(id, _)| subscriptions.contains_key(id))
+        })
+        .cloned()
+        .collect();
+    for out_trade_no in known.keys().chain(periods.iter()) {
         let Ok(id) = OutTradeNo::parse(out_trade_no.as_str()) else {
             continue;
         };
