@@ -11,107 +11,9 @@ use std::collections::BTreeMap;
 
 use gateway_tests::chaos::proxy::FaultProxy;
 use gateway_tests::merchant::{close, create, refund, wait_for_status};
+use gateway_tests::round_trips::{Meter, parse_cell};
 use gateway_tests::support::{Stack, StackOptions, eventually};
 use serde_json::json;
-
-/// `N Operation + N Operation (…)` → {Operation: N}; `–` → nothing.
-fn parse_cell(cell: &str) -> BTreeMap<String, u64> {
-    let main = cell.split('(').next().unwrap_or("").trim();
-    let mut counts = BTreeMap::new();
-    for part in main.split('+') {
-        let mut words = part.split_whitespace();
-        let (Some(n), Some(op)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Ok(n) = n.parse::<u64>() else {
-            continue;
-        };
-        *counts
-            .entry(op.trim_matches(|c: char| !c.is_alphanumeric()).to_owned())
-            .or_default() += n;
-    }
-    counts
-}
-
-/// The docs/performance.md row whose first cell is `route`: (DynamoDB, KMS, Alipay) counts.
-fn readme_row(route: &str) -> [BTreeMap<String, u64>; 3] {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/performance.md"
-    ))
-    .expect("docs/performance.md");
-    let section = doc
-        .split("## AWS round trips per route")
-        .nth(1)
-        .expect("docs/performance.md has the round-trips table");
-    let row = section
-        .lines()
-        .take_while(|line| !line.starts_with("## "))
-        .filter_map(|line| {
-            let cells: Vec<&str> = line
-                .trim()
-                .trim_matches('|')
-                .split('|')
-                .map(str::trim)
-                .collect();
-            (cells.len() == 4 && cells[0] == route).then_some(cells)
-        })
-        .next()
-        .unwrap_or_else(|| panic!("no docs/performance.md row for {route}"));
-    [parse_cell(row[1]), parse_cell(row[2]), parse_cell(row[3])]
-}
-
-struct Meter {
-    stack: Stack,
-    proxy: FaultProxy,
-    alipay_seen: usize,
-}
-
-impl Meter {
-    /// Starts counting afresh.
-    fn reset(&mut self) {
-        self.proxy.take_requests();
-        self.alipay_seen = self.stack.simulator.calls().len();
-    }
-
-    /// What was counted since the last reset: (DynamoDB, KMS, Alipay).
-    fn take(&mut self) -> [BTreeMap<String, u64>; 3] {
-        let mut dynamodb = BTreeMap::new();
-        let mut kms = BTreeMap::new();
-        for (operation, n) in self.proxy.take_requests() {
-            match operation.split_once('.') {
-                Some(("DynamoDB", op)) => dynamodb.insert(op.to_owned(), n),
-                Some(("KMS", op)) => kms.insert(op.to_owned(), n),
-                _ => panic!("unexpected request {operation}"),
-            };
-        }
-        let calls = self.stack.simulator.calls();
-        let mut alipay = BTreeMap::new();
-        for (method, _) in calls.iter().skip(self.alipay_seen) {
-            let short = method.strip_prefix("alipay.trade.").unwrap_or(method);
-            *alipay.entry(short.to_owned()).or_default() += 1;
-        }
-        self.alipay_seen = calls.len();
-        [dynamodb, kms, alipay]
-    }
-
-    /// What was counted since the last reset must be the sum of these rows.
-    fn check(&mut self, routes: &[&str]) {
-        let measured = self.take();
-        let mut expected: [BTreeMap<String, u64>; 3] = Default::default();
-        for route in routes {
-            for (sum, row) in expected.iter_mut().zip(readme_row(route)) {
-                for (op, n) in row {
-                    *sum.entry(op).or_default() += n;
-                }
-            }
-        }
-        assert_eq!(
-            measured, expected,
-            "{routes:?}: measured (DynamoDB, KMS, Alipay) differs from the rows of docs/performance.md"
-        );
-    }
-}
 
 /// Waits until Alipay's `count`th notification about `out_trade_no` was acknowledged.
 async fn delivered(stack: &Stack, out_trade_no: &str, count: usize) {
@@ -254,6 +156,35 @@ async fn every_route_costs_what_the_readme_says() {
         .await;
     assert_eq!(got.status, 200, "{}", got.text);
     meter.check(&["`GET .../refunds/{no}`"]);
+
+    // Subscriptions (a charge run is measured in tests/it/subscriptions.rs, on the test clock).
+    let first = format!(
+        "{}05",
+        &alipay_sim::china_text(gateway::clock::now_ms() / 1000 + 40 * 86_400)[..8]
+    );
+    let body = json!({"subscription_id": "rtsub1", "subject": "Plan", "amount": "25.00",
+                      "period_type": "MONTH", "period": 1, "first_charge_date": first});
+    // Warm-up: the subscriptions function reads the breaker's shared state once.
+    let mut warm = body.clone();
+    warm["subscription_id"] = json!("rtsubwarm");
+    let stack = &meter.stack;
+    let warmed = stack
+        .http
+        .post_json(&stack.api("/subscriptions"), &warm)
+        .await;
+    assert_eq!(warmed.status, 201, "{}", warmed.text);
+    meter.reset();
+    let stack = &meter.stack;
+    let created = stack
+        .http
+        .post_json(&stack.api("/subscriptions"), &body)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    meter.check(&["`POST /subscriptions`"]);
+    let stack = &meter.stack;
+    let got = stack.http.get(&stack.api("/subscriptions/rtsub1")).await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    meter.check(&["`GET /subscriptions/{id}`"]);
 }
 
 #[test]

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod chaos;
 pub mod host;
 pub mod merchant;
+pub mod round_trips;
 pub mod store_cases;
 pub mod support;

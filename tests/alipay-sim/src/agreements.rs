@@ -10,7 +10,8 @@
 //! - a refused charge creates no trade, so the same `out_trade_no` may be tried again;
 //! - `10003` (a buyer scenario) creates the trade as processing; it is paid by the time it is
 //!   queried, and no answer says so at once;
-//! - every second successful charge is followed by a `trade_status_sync` notification.
+//! - every second successful charge is followed by a `trade_status_sync` notification
+//!   (`Simulator::set_charge_notifications`).
 
 #[allow(unused_imports)]
 use crate::*;
@@ -484,7 +485,8 @@ pub(crate) fn agreement_pay(
         fund_channel: BALANCE.to_owned(),
     };
     state.trades.insert(out_trade_no.clone(), trade.clone());
-    let notify_later = state.charges.len().is_multiple_of(2);
+    let every = inner.charge_notify_every.load(Ordering::Relaxed);
+    let notify_later = every > 0 && (state.charges.len() as u64).is_multiple_of(every);
     drop(state);
     if processing {
         // 10003: the outcome is not told now; a query finds it paid.

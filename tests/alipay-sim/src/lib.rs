@@ -234,6 +234,9 @@ pub(crate) struct Inner {
     clock_offset_ms: std::sync::atomic::AtomicI64,
     /// The shared test clock moved in-process ([`Simulator::set_world_offset_ms`]).
     world_offset_ms: std::sync::atomic::AtomicI64,
+    /// Every n-th successful charge under an agreement is followed by a `trade_status_sync`
+    /// notification (0: none). Whether Alipay sends one is unconfirmed (docs/alipay/operations.md §4).
+    charge_notify_every: AtomicU64,
     /// Bumped by [`Simulator::release_held`]: held notifications go out.
     released: tokio::sync::watch::Sender<u64>,
     http: hyper_util::client::legacy::Client<
@@ -285,6 +288,7 @@ impl Simulator {
             payments: AtomicU64::new(0),
             clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             world_offset_ms: std::sync::atomic::AtomicI64::new(0),
+            charge_notify_every: AtomicU64::new(2),
             released: tokio::sync::watch::Sender::new(0),
             http,
         });
@@ -503,6 +507,13 @@ impl Simulator {
         notice: bool,
     ) -> Result<Agreement, String> {
         agreements::stop_agreement(&self.inner, external_agreement_no, notice)
+    }
+
+    /// Every `every`-th successful charge is followed by a notification (0: none; 2 by default).
+    pub fn set_charge_notifications(&self, every: u64) {
+        self.inner
+            .charge_notify_every
+            .store(every, Ordering::Relaxed);
     }
 
     /// The buyer's next answers to charges under the agreement, one per charge: a sub-code
