@@ -1097,3 +1097,73 @@ fn the_refund_discrepancy_alarm_watches_what_the_sweeper_emits() {
     assert_eq!(directive["Dimensions"], serde_json::json!([[]]));
     assert_eq!(line["RefundDiscrepancies"], 2);
 }
+
+#[test]
+fn the_subscription_settings_are_parameters_every_function_reads() {
+    let template = template();
+    let variables = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("Environment"))
+        .and_then(|e| e.get("Variables"))
+        .expect("global variables");
+    let parameters = template.get("Parameters").expect("parameters");
+    // Each variable is its parameter; with the parameters' defaults the configuration reads
+    // them as the defaults the code documents.
+    let mut vars = std::collections::HashMap::from([
+        ("ORDERS_TABLE".to_owned(), "t".to_owned()),
+        ("ALIPAY_APP_ID".to_owned(), "2021000000000001".to_owned()),
+        ("ALIPAY_SELLER_ID".to_owned(), "2088000000000001".to_owned()),
+        (
+            "ALIPAY_PUBLIC_KEY".to_owned(),
+            std::fs::read_to_string(
+                gateway_tests::support::fixtures().join("keys/alipay_public_key.pem"),
+            )
+            .expect("key"),
+        ),
+    ]);
+    for (variable, parameter) in [
+        ("ALIPAY_AGREEMENT_PRODUCT_CODE", "AgreementProductCode"),
+        ("ALIPAY_AGREEMENT_SIGN_SCENE", "AgreementSignScene"),
+        (
+            "SECONDARY_ALIPAY_AGREEMENT_PRODUCT_CODE",
+            "AgreementProductCode",
+        ),
+        (
+            "SECONDARY_ALIPAY_AGREEMENT_SIGN_SCENE",
+            "AgreementSignScene",
+        ),
+        ("SUBSCRIPTION_LEAD_DAYS", "SubscriptionLeadDays"),
+        ("SUBSCRIPTION_RETRIES", "SubscriptionRetries"),
+        (
+            "SUBSCRIPTION_RETRY_SPACING_DAYS",
+            "SubscriptionRetrySpacingDays",
+        ),
+        ("SUBSCRIPTION_CHARGE_HOUR", "SubscriptionChargeHour"),
+    ] {
+        assert_eq!(
+            variables.get(variable).map(text).as_deref(),
+            Some(format!("!Ref {parameter}").as_str()),
+            "{variable}"
+        );
+        let default = parameters
+            .get(parameter)
+            .and_then(|p| p.get("Default"))
+            .map(text)
+            .expect("a default");
+        vars.insert(variable.to_owned(), default);
+    }
+    let config = gateway::config::Config::from_map(&vars).expect("the defaults configure");
+    assert_eq!(config.dunning, domain::subscriptions::Dunning::default());
+    assert_eq!(
+        config.primary().agreement_product_code,
+        "GENERAL_WITHHOLDING"
+    );
+    assert_eq!(
+        config.primary().agreement_sign_scene,
+        "INDUSTRY|DIGITAL_MEDIA"
+    );
+    // A schedule that does not fit in the window is refused at start.
+    vars.insert("SUBSCRIPTION_LEAD_DAYS".into(), "1".into());
+    assert!(gateway::config::Config::from_map(&vars).is_err());
+}
