@@ -2,8 +2,8 @@
 //! agreement rules (docs/alipay/operations.md §4): signing through the signed page and the
 //! `dut_user_sign` notice, then twelve periods each charged inside Alipay's window, with soft
 //! refusals, a risk refusal, a `10003`, an `ACQ.SYSTEM_ERROR`, a charge that executed but timed
-//! out, a period that stays unpaid, a hard agreement refusal, and a buyer who unsigns in the
-//! Alipay app without a notice. Every period is checked against the simulator's ledger.
+//! out, a period that stays unpaid, a hard agreement refusal, a buyer who unsigns in the
+//! Alipay app without a notice, and a merchant who pauses for two periods and resumes. Every period is checked against the simulator's ledger.
 //!
 //! It moves the process clock (`gateway::clock::set_test_offset_ms`) and so runs alone, in its
 //! own test binary.
@@ -17,7 +17,7 @@ use alipay::ids::{ExternalAgreementNo, OutTradeNo, Subject};
 use alipay_sim::{Fault, FaultKind, china_unix};
 use domain::subscriptions::{Plan, SubscriptionStatus};
 use gateway::deadline::Deadline;
-use gateway::subscriptions::{NewSubscription, create, get, run_due};
+use gateway::subscriptions::{NewSubscription, create, get, pause_or_resume, run_due};
 use gateway_tests::chaos::proxy::FaultProxy;
 use gateway_tests::round_trips::Meter;
 use gateway_tests::support::{Stack, StackOptions, eventually};
@@ -123,6 +123,7 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
     let a = signed(&stack, "subyearA", "2088102177846881").await;
     let b = signed(&stack, "subyearB", "2088102177846882").await;
     let c = signed(&stack, "subyearC", "2088102177846883").await;
+    let d = signed(&stack, "subyearD", "2088102177846884").await;
 
     // What the buyers' accounts answer, period by period (A's), or what happens to B and C.
     let plan = monthly("2027-01-10", "2027-01-01");
@@ -165,6 +166,26 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
                 .script_charges(b.as_str(), &["ACQ.AGREEMENT_STATUS_NOT_NORMAL"])
                 .expect("script");
         }
+        let merchant = domain::states::Cause::Api {
+            route: "POST /subscriptions/{id}/pause".into(),
+        };
+        if n == 2 {
+            // D is paused before the third period and resumed after the fourth's window closed:
+            // two periods skipped, Alipay's next date moved forward before the fifth.
+            set_clock(&stack, &format!("{} 08:00:00", date.add_days(-3)));
+            let paused = pause_or_resume(&stack.gateway.functions.sweeper, &d, false, &merchant)
+                .await
+                .expect("paused");
+            assert_eq!(paused.status, SubscriptionStatus::Paused);
+        }
+        if n == 4 {
+            set_clock(&stack, &format!("{} 08:00:00", date.add_days(-3)));
+            let resumed = pause_or_resume(&stack.gateway.functions.sweeper, &d, true, &merchant)
+                .await
+                .expect("resumed");
+            assert_eq!(resumed.status, SubscriptionStatus::Active);
+            assert_eq!(resumed.period.n, 4);
+        }
         if n == 4 {
             // C unsigns in the Alipay app; no notice ever comes.
             stack
@@ -192,7 +213,7 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
             }
             set_clock(&stack, &format!("{day} 09:00:30"));
             if n == 0 && offset == -2 {
-                // The first run: each of the three subscriptions charged at its first try,
+                // The first run: each of the four subscriptions charged at its first try,
                 // counted against docs/performance.md (no notification racing the count).
                 stack.simulator.set_charge_notifications(0);
                 let mut meter = Meter {
@@ -202,9 +223,9 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
                 };
                 meter.reset();
                 let run = scheduler_run(&meter.stack).await;
-                assert_eq!(run.periods_paid, 3, "{run:?}");
+                assert_eq!(run.periods_paid, 4, "{run:?}");
                 let per = "subscription period charged at its first try";
-                meter.check(&["subscription charge run", per, per, per]);
+                meter.check(&["subscription charge run", per, per, per, per]);
                 Meter { stack, proxy, .. } = meter;
                 stack.simulator.set_charge_notifications(2);
             } else {
@@ -268,6 +289,21 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
     assert_eq!(dates_charged(&b), all_dates[..2].to_vec());
     // C: four periods, then the unsign the agreement query found.
     assert_eq!(dates_charged(&c), all_dates[..4].to_vec());
+    // D: the third and fourth periods skipped while paused; the plan moved; the rest charged.
+    let expected_d: Vec<String> = all_dates
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n != 2 && *n != 3)
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert_eq!(dates_charged(&d), expected_d);
+    assert!(
+        stack
+            .simulator
+            .agreement(d.as_str())
+            .is_some_and(|a| a.modifications == 1),
+        "Alipay's next date moved once, after the pause"
+    );
 
     // Our books agree: each period's order, as GET /payments shows it.
     let gateway = &stack.gateway.functions.sweeper;
@@ -301,7 +337,7 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
     assert_eq!(c_now.last_period_end.as_deref(), Some("AGREEMENT_STOPPED"));
     gateway::clock::set_test_offset_ms(0);
     println!(
-        "a year of monthly charges for 3 subscriptions: {} charges, {:.1} s",
+        "a year of monthly charges for 4 subscriptions: {} charges, {:.1} s",
         charges.len(),
         started.elapsed().as_secs_f64()
     );

@@ -93,6 +93,21 @@ async fn a_subscription_is_created_signed_and_canceled_through_the_api() {
         "the notify function acknowledged the sign notice"
     );
 
+    // Pause and resume (its current period's window is ahead: nothing skipped).
+    let paused = stack
+        .http
+        .post_json(&stack.api("/subscriptions/subapi1/pause"), &json!({}))
+        .await;
+    assert_eq!(paused.status, 200, "{}", paused.text);
+    assert_eq!(paused.json()["status"], "paused");
+    let resumed = stack
+        .http
+        .post_json(&stack.api("/subscriptions/subapi1/resume"), &json!({}))
+        .await;
+    assert_eq!(resumed.status, 200, "{}", resumed.text);
+    assert_eq!(resumed.json()["status"], "active");
+    assert_eq!(resumed.json()["current_period"]["number"], 1);
+
     // Cancel: unsigned at Alipay first.
     let canceled = stack
         .http
@@ -107,6 +122,18 @@ async fn a_subscription_is_created_signed_and_canceled_through_the_api() {
     );
     let unknown = stack.http.get(&stack.api("/subscriptions/nosuch1")).await;
     assert_eq!(unknown.status, 404, "{}", unknown.text);
+    // Canceled, it can be neither paused nor resumed.
+    for action in ["pause", "resume"] {
+        let refused = stack
+            .http
+            .post_json(
+                &stack.api(&format!("/subscriptions/subapi1/{action}")),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(refused.status, 409, "{}", refused.text);
+        assert_eq!(refused.json()["error"]["code"], "invalid_state");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

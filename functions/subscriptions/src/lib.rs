@@ -1,6 +1,7 @@
 //! The subscriptions function: `POST /subscriptions` creates a subscription and answers where
 //! the buyer signs its Alipay agreement; `GET /subscriptions/{subscription_id}` returns it;
-//! `POST /subscriptions/{subscription_id}/cancel` stops the agreement at Alipay, then cancels.
+//! `POST /subscriptions/{subscription_id}/cancel` stops the agreement at Alipay, then cancels;
+//! `POST /subscriptions/{subscription_id}/pause` and `/resume` skip periods meanwhile.
 //!
 //! The charges are not made here: the sweeper's schedule charges every due period
 //! (`gateway::subscriptions::run_due`), and the agreement's state arrives as Alipay's notices at
@@ -19,7 +20,9 @@ use gateway::deadline::Deadline;
 use gateway::http::views::subscription_view;
 use gateway::http::{ApiError, JsonBody, json_response, method_not_allowed, path_segments};
 use gateway::startup::Gateway;
-use gateway::subscriptions::{NewSubscription, SubscriptionError, cancel, create, get};
+use gateway::subscriptions::{
+    NewSubscription, SubscriptionError, cancel, create, get, pause_or_resume,
+};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -44,9 +47,15 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
         (&Method::POST, ["subscriptions"]) => post(gateway, &request).await,
         (&Method::GET, ["subscriptions", id]) => show(gateway, id).await,
         (&Method::POST, ["subscriptions", id, "cancel"]) => stop(gateway, id, &deadline).await,
-        (method, ["subscriptions"] | ["subscriptions", _] | ["subscriptions", _, "cancel"]) => {
-            Err(method_not_allowed(method))
+        (&Method::POST, ["subscriptions", id, action @ ("pause" | "resume")]) => {
+            pause(gateway, id, *action == "resume").await
         }
+        (
+            method,
+            ["subscriptions"]
+            | ["subscriptions", _]
+            | ["subscriptions", _, "cancel" | "pause" | "resume"],
+        ) => Err(method_not_allowed(method)),
         _ => Err(ApiError::not_found(format!(
             "no route for {}",
             request.uri().path()
@@ -148,6 +157,24 @@ async fn stop(
     let subscription = cancel(gateway, &id, &Cause::Api { route }, deadline)
         .await
         .map_err(api_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &subscription_view(&subscription),
+    ))
+}
+
+async fn pause(gateway: &Gateway, id: &str, resume: bool) -> Result<Response<Body>, ApiError> {
+    let id = parse_id(id)?;
+    let action = if resume { "resume" } else { "pause" };
+    let route = format!("POST /subscriptions/{id}/{action}");
+    let subscription = pause_or_resume(gateway, &id, resume, &Cause::Api { route })
+        .await
+        .map_err(|error| match error {
+            SubscriptionError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_state", message)
+            }
+            other => api_error(other),
+        })?;
     Ok(json_response(
         StatusCode::OK,
         &subscription_view(&subscription),

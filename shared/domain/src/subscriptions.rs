@@ -696,6 +696,61 @@ pub fn after_refusal(status: SubscriptionStatus) -> SubscriptionStatus {
     }
 }
 
+/// The merchant pauses: no period is charged until it is resumed (a charge already in doubt is
+/// still settled). Only a signed, charging subscription can be paused.
+pub fn pause(status: SubscriptionStatus) -> Result<SubscriptionStatus, &'static str> {
+    match status {
+        SubscriptionStatus::Active
+        | SubscriptionStatus::PastDue
+        | SubscriptionStatus::Unpaid
+        | SubscriptionStatus::Paused => Ok(SubscriptionStatus::Paused),
+        SubscriptionStatus::Incomplete => Err("is not signed yet"),
+        SubscriptionStatus::Canceled => Err("is canceled"),
+    }
+}
+
+/// The merchant resumes a paused subscription at `now_ms`: charging goes on from the current
+/// period if its window has not closed, else from the first period whose date is still ahead
+/// (the ones between are skipped, and Alipay's next date is moved forward to it with
+/// `executionplan.modify` before its charge). Past the plan's last period: canceled.
+pub fn resume(
+    subscription: &Subscription,
+    dunning: &Dunning,
+    now_ms: i64,
+) -> Result<(SubscriptionStatus, Period), &'static str> {
+    match subscription.status {
+        SubscriptionStatus::Paused => {}
+        SubscriptionStatus::Active | SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid => {
+            return Ok((subscription.status, subscription.period.clone()));
+        }
+        SubscriptionStatus::Incomplete => return Err("is not signed yet"),
+        SubscriptionStatus::Canceled => return Err("is canceled"),
+    }
+    let current = &subscription.period;
+    if now_ms < dunning.closed_at_ms(current.date) {
+        return Ok((SubscriptionStatus::Active, current.clone()));
+    }
+    let mut n = current.n;
+    loop {
+        n += 1;
+        if subscription
+            .plan
+            .total_payments
+            .is_some_and(|count| n >= count)
+        {
+            return Ok((SubscriptionStatus::Canceled, current.clone()));
+        }
+        let Some(date) = subscription.plan.date_of(n) else {
+            return Ok((SubscriptionStatus::Canceled, current.clone()));
+        };
+        if now_ms < dunning.closed_at_ms(date) {
+            let mut period = Period::new(n, date);
+            period.alipay_date_behind = true;
+            return Ok((SubscriptionStatus::Active, period));
+        }
+    }
+}
+
 /// The subscription after Alipay told its agreement's status (a notification or a query).
 pub fn on_agreement_status(
     status: SubscriptionStatus,
@@ -1198,5 +1253,56 @@ mod tests {
         );
         subscription.status = SubscriptionStatus::Paused;
         assert_eq!(subscription.due_at_ms(&dunning), None);
+    }
+
+    #[test]
+    fn a_resume_skips_the_periods_whose_window_closed_and_moves_alipays_date() {
+        let dunning = Dunning::default();
+        let plan = monthly("2027-01-10");
+        let paused = Subscription {
+            id: alipay::ids::ExternalAgreementNo::parse("sub1").expect("id"),
+            customer_ref: None,
+            subject: alipay::ids::Subject::parse("plan").expect("subject"),
+            plan: Plan {
+                total_payments: Some(6),
+                ..plan.clone()
+            },
+            sign_channel: alipay::agreement::SignChannel::Qrcode,
+            alipay_channel: crate::channel::ChannelId::Primary,
+            status: SubscriptionStatus::Paused,
+            agreement_no: Some(alipay::ids::AgreementNo::parse("2026").expect("no")),
+            agreement_status: alipay::agreement::AgreementStatus::Normal,
+            period: Period::new(1, date("2027-02-10")),
+            charged: Amount::ZERO,
+            charges: 1,
+            last_period_end: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            version: 1,
+            fingerprint: String::new(),
+        };
+        // Inside the current period's window: it goes on, nothing skipped.
+        let (status, period) = resume(&paused, &dunning, at("2027-02-10", 10)).expect("resumed");
+        assert_eq!(status, SubscriptionStatus::Active);
+        assert_eq!(period, paused.period);
+        // Two windows later: periods 2 and 3 (March, April) skipped, Alipay's date to be moved to May's.
+        let (status, period) = resume(&paused, &dunning, at("2027-04-11", 10)).expect("resumed");
+        assert_eq!(status, SubscriptionStatus::Active);
+        assert_eq!((period.n, period.date), (4, date("2027-05-10")));
+        assert!(period.alipay_date_behind);
+        // Past the plan's last period.
+        let (status, _) = resume(&paused, &dunning, at("2027-08-01", 10)).expect("resumed");
+        assert_eq!(status, SubscriptionStatus::Canceled);
+        assert_eq!(
+            pause(SubscriptionStatus::PastDue),
+            Ok(SubscriptionStatus::Paused)
+        );
+        assert!(pause(SubscriptionStatus::Incomplete).is_err());
+        assert!(pause(SubscriptionStatus::Canceled).is_err());
+        let canceled = Subscription {
+            status: SubscriptionStatus::Canceled,
+            ..paused
+        };
+        assert!(resume(&canceled, &dunning, 0).is_err());
     }
 }

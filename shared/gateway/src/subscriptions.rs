@@ -300,6 +300,48 @@ pub async fn cancel(
     }
 }
 
+/// The merchant pauses (`Some(false)`) or resumes (`Some(true)`) a subscription: no charge while
+/// paused; a resume skips the periods whose window closed meanwhile (`domain::subscriptions::resume`).
+/// [`SubscriptionError::Conflict`] when its state does not allow it.
+pub async fn pause_or_resume(
+    gateway: &Gateway,
+    id: &ExternalAgreementNo,
+    resume: bool,
+    cause: &Cause,
+) -> Result<Subscription, SubscriptionError> {
+    for _ in 0..3 {
+        let current = get(gateway, id).await?;
+        let mut next = current.clone();
+        if resume {
+            let (status, period) =
+                domain::subscriptions::resume(&current, &gateway.config.dunning, now_ms())
+                    .map_err(|why| {
+                        SubscriptionError::Conflict(format!("the subscription {why}"))
+                    })?;
+            next.status = status;
+            next.period = period;
+        } else {
+            next.status = domain::subscriptions::pause(current.status)
+                .map_err(|why| SubscriptionError::Conflict(format!("the subscription {why}")))?;
+        }
+        if next.status == current.status && next.period == current.period {
+            return Ok(current);
+        }
+        let kind = if resume {
+            "subscription.resumed"
+        } else {
+            "subscription.paused"
+        };
+        match save(gateway, next, kind, cause, None).await? {
+            Saved::Written(saved) => return Ok(saved),
+            Saved::Stale(_) => continue,
+        }
+    }
+    Err(SubscriptionError::Store(StoreError::Conflict(
+        "the subscription kept changing".into(),
+    )))
+}
+
 fn is_agreement_gone(answer: &VerifiedResponse) -> bool {
     answer
         .status

@@ -132,6 +132,16 @@ mod tests {
                     "/subscriptions/{subscription_id}/cancel",
                     "subscriptions"
                 ),
+                (
+                    "POST",
+                    "/subscriptions/{subscription_id}/pause",
+                    "subscriptions"
+                ),
+                (
+                    "POST",
+                    "/subscriptions/{subscription_id}/resume",
+                    "subscriptions"
+                ),
             ]
         );
         assert_eq!(routes.function_url.as_deref(), Some("notify"));
