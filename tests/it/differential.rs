@@ -532,7 +532,60 @@ fn agreement_case(rng: &mut Rng, i: usize) -> (AlipayRequest, Value, Option<Stri
     let amount = Amount::from_fen(1 + rng.next() % 100_000).expect("amount");
     let product = (*rng.pick(&["GENERAL_WITHHOLDING", "CYCLE_PAY_AUTH"])).to_owned();
     let notify = Some("https://notify.example.com/alipay?x=1&y=2".to_owned());
-    match i % 5 {
+    match i % 6 {
+        5 => {
+            let out_trade_no = format!("sub{}_0000", rng.next() % 1_000_000);
+            let external = format!("sub{}", rng.next() % 1_000_000_000);
+            let execute_time = ChinaDate::parse(&format!(
+                "2027-{:02}-{:02}",
+                1 + rng.below(12),
+                1 + rng.below(28)
+            ))
+            .expect("date");
+            let sign = AgreementSign {
+                external_agreement_no: ExternalAgreementNo::parse(external.clone()).expect("no"),
+                product_code: product.clone(),
+                sign_scene: "INDUSTRY|DIGITAL_MEDIA".to_owned(),
+                channel: SignChannel::Qrcode,
+                rule: PeriodRule {
+                    period_type: PeriodType::Month,
+                    period: 1,
+                    execute_time,
+                    single_amount: amount,
+                    total_amount: None,
+                    total_payments: None,
+                },
+            };
+            let sign_notify = "https://notify.example.com/alipay?x=1&y=2".to_owned();
+            let return_url = Some(format!(
+                "https://shop.example.com/subscribed?s={}",
+                rng.below(99)
+            ));
+            let subject = format!("Plan {} first month", rng.below(9));
+            (
+                AlipayRequest::PagePayAndSign {
+                    order: PaymentOrder {
+                        out_trade_no: OutTradeNo::parse(out_trade_no.clone()).expect("id"),
+                        total_amount: amount,
+                        subject: Subject::parse(subject.clone()).expect("subject"),
+                        time_expire: None,
+                    },
+                    return_url: return_url.clone(),
+                    sign,
+                    sign_notify_url: Some(sign_notify.clone()),
+                },
+                json!({"method": "alipay.trade.page.pay", "notify_url": notify, "return_url": return_url,
+                       "fields": {"out_trade_no": out_trade_no, "total_amount": amount.to_string(),
+                                  "subject": subject, "sign": {
+                                      "period_type": "MONTH", "period": 1,
+                                      "execute_time": execute_time.to_string(),
+                                      "single_amount": amount.to_string(),
+                                      "sign_scene": "INDUSTRY|DIGITAL_MEDIA",
+                                      "external_agreement_no": external, "channel": "QRCODE",
+                                      "sign_notify_url": sign_notify}}}),
+                notify,
+            )
+        }
         0 => {
             let (period_type, period) = if rng.chance(50) {
                 (PeriodType::Month, 1 + rng.below(3) as u32)
@@ -648,7 +701,7 @@ fn agreement_requests_are_signed_as_python_alipay_sdks_generic_apis_sign_them() 
     let signer = test_app_signer();
     let mut ours = Vec::new();
     let mut cases = Vec::new();
-    for i in 0..40 {
+    for i in 0..48 {
         let (request, mut case, notify_url) = agreement_case(&mut rng, i);
         let now = 1_796_000_000 + rng.below(100_000) as i64;
         let app = AppParams {

@@ -67,6 +67,7 @@ async fn signed(stack: &Stack, id: &str, buyer: &str) -> ExternalAgreementNo {
         plan: monthly("2027-01-10", "2027-01-01"),
         sign_channel: SignChannel::Qrcode,
         return_url: None,
+        pay_and_sign: None,
     };
     let gateway = &stack.gateway.functions.sweeper;
     let cause = domain::states::Cause::Api {
@@ -84,7 +85,7 @@ async fn signed(stack: &Stack, id: &str, buyer: &str) -> ExternalAgreementNo {
     };
     assert!(create(gateway, &other, &cause).await.is_err());
 
-    let page = stack.http.get(&signing.url).await;
+    let page = stack.http.get(signing.url.as_deref().unwrap_or("")).await;
     assert_eq!(page.status, 200, "{}", page.text);
     assert!(page.text.contains("30.00"), "{}", page.text);
     stack
@@ -335,10 +336,84 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
     let c_now = get(gateway, &c).await.expect("C");
     assert_eq!(c_now.status, SubscriptionStatus::Canceled);
     assert_eq!(c_now.last_period_end.as_deref(), Some("AGREEMENT_STOPPED"));
+    pay_and_sign(&stack).await;
     gateway::clock::set_test_offset_ms(0);
     println!(
         "a year of monthly charges for 4 subscriptions: {} charges, {:.1} s",
         charges.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Pay-and-sign: the buyer pays the first period at the cashier and signs in the same step
+/// (`agreement_sign_params`); the sign notice and the payment's notification arrive, the
+/// scheduler asks Alipay about the first period and records it paid, and the second period is
+/// charged under the agreement on its date (the agreement's first `execute_time`).
+async fn pay_and_sign(stack: &Stack) {
+    set_clock(stack, "2028-03-03 10:00:00");
+    let gateway = &stack.gateway.functions.sweeper;
+    let id = ExternalAgreementNo::parse("subpayE").expect("id");
+    let plan = Plan::new(
+        Plan {
+            first_date: ChinaDate::parse("2028-03-03").expect("date"),
+            ..monthly("2028-03-03", "2028-03-03")
+        },
+        ChinaDate::parse("2028-03-03").expect("date"),
+    )
+    .expect("plan");
+    let new = NewSubscription {
+        id: id.clone(),
+        customer_ref: None,
+        subject: Subject::parse("Streaming Pro monthly").expect("subject"),
+        plan,
+        sign_channel: SignChannel::Qrcode,
+        return_url: Some("https://shop.example.com/subscribed".into()),
+        pay_and_sign: Some(domain::states::Cashier::Page),
+    };
+    let cause = domain::states::Cause::Api {
+        route: "POST /subscriptions".into(),
+    };
+    let (_, signing, _) = create(gateway, &new, &cause).await.expect("create");
+    assert_eq!(signing.kind, "redirect");
+    let url = signing.url.expect("the cashier's URL");
+    assert!(url.contains("agreement_sign_params"), "{url}");
+    let cashier = stack.http.get(&url).await;
+    assert_eq!(cashier.status, 200, "{}", cashier.text);
+    stack.simulator.pay("subpayE_0000", false).expect("paid");
+    let first = OutTradeNo::parse("subpayE_0000").expect("id");
+    eventually(20, || async {
+        let subscription = get(gateway, &id).await.ok()?;
+        let order = gateway.store.get_order(&first).await.ok()??;
+        (subscription.status == SubscriptionStatus::Active && order.status.is_paid()).then_some(())
+    })
+    .await
+    .expect("the sign notice and the payment's notification are applied");
+    // A minute later the scheduler asks about the first period and records it.
+    set_clock(stack, "2028-03-03 10:02:00");
+    scheduler_run(stack).await;
+    let after_first = get(gateway, &id).await.expect("E");
+    assert_eq!(after_first.charges, 1, "{after_first:?}");
+    assert_eq!(after_first.period.n, 1);
+    assert!(!after_first.period.alipay_date_behind);
+    // The second period, under the agreement, inside its window.
+    set_clock(stack, "2028-04-01 09:00:30");
+    scheduler_run(stack).await;
+    let after_second = get(gateway, &id).await.expect("E");
+    assert_eq!(after_second.charges, 2, "{after_second:?}");
+    let agreement = stack.simulator.agreement("subpayE").expect("agreement");
+    let charges: Vec<_> = stack
+        .simulator
+        .charges()
+        .into_iter()
+        .filter(|c| Some(&c.agreement_no) == agreement.agreement_no.as_ref())
+        .collect();
+    assert_eq!(
+        charges.len(),
+        1,
+        "one charge under the agreement: {charges:?}"
+    );
+    assert_eq!(charges[0].period_date, "2028-04-03");
+    assert_eq!(charges[0].out_trade_no, "subpayE_0001");
+    // The agreement counts the periods the cashier did not take.
+    assert_eq!(agreement.total_payments, Some(11));
 }

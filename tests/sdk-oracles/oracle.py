@@ -138,6 +138,29 @@ def agreement_request(merchant, case):
             "access_params": {"channel": f["channel"]},
             "period_rule_params": rule,
         }
+    elif method == "alipay.trade.page.pay":
+        # Pay-and-sign: the cashier payment with the agreement to sign.
+        sign = dict(f["sign"])
+        rule = {
+            "period_type": sign["period_type"],
+            "period": int(sign["period"]),
+            "execute_time": sign["execute_time"],
+            "single_amount": sign["single_amount"],
+        }
+        biz = {
+            "out_trade_no": f["out_trade_no"],
+            "total_amount": f["total_amount"],
+            "subject": f["subject"],
+            "product_code": "FAST_INSTANT_TRADE_PAY",
+            "agreement_sign_params": {
+                "personal_product_code": "CYCLE_PAY_AUTH_P",
+                "sign_scene": sign["sign_scene"],
+                "external_agreement_no": sign["external_agreement_no"],
+                "access_params": {"channel": sign["channel"]},
+                "period_rule_params": rule,
+                "sign_notify_url": sign["sign_notify_url"],
+            },
+        }
     elif method == "alipay.trade.pay":
         biz = {
             "out_trade_no": f["out_trade_no"],
@@ -155,7 +178,7 @@ def agreement_request(merchant, case):
     for key in ("notify_url", "return_url"):
         if case.get(key):
             kwargs[key] = case[key]
-    if method == "alipay.user.agreement.page.sign":
+    if method in ("alipay.user.agreement.page.sign", "alipay.trade.page.pay"):
         signed = merchant.client_api(method, sorted_tree(biz), **kwargs)
     else:
         signed = merchant.sign_data(merchant.build_body(method, sorted_tree(biz), **kwargs))

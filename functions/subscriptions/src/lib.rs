@@ -27,7 +27,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 13] = [
     "subscription_id",
     "customer_ref",
     "subject",
@@ -39,6 +39,8 @@ const FIELDS: [&str; 11] = [
     "total_amount",
     "total_payments",
     "sign_channel",
+    "pay_and_sign",
+    "return_url",
 ];
 
 pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
@@ -94,6 +96,31 @@ pub fn parse(request: &Request, today: ChinaDate) -> Result<NewSubscription, Api
         })?,
     };
     let customer_ref = body.customer_ref()?;
+    let pay_and_sign = match body.string("pay_and_sign")? {
+        None => None,
+        Some("page") => Some(domain::states::Cashier::Page),
+        Some("app") => Some(domain::states::Cashier::App),
+        Some(_) => return Err(ApiError::invalid("pay_and_sign", "must be page or app")),
+    };
+    let return_url = body.string("return_url")?.map(str::to_owned);
+    if return_url.is_some() && pay_and_sign != Some(domain::states::Cashier::Page) {
+        return Err(ApiError::invalid(
+            "return_url",
+            "applies to pay_and_sign page only",
+        ));
+    }
+    if pay_and_sign.is_some() && first_date != today {
+        return Err(ApiError::invalid(
+            "first_charge_date",
+            "must be today with pay_and_sign (the first period is paid now)",
+        ));
+    }
+    if pay_and_sign.is_some() && body.integer("total_payments")? == Some(1) {
+        return Err(ApiError::invalid(
+            "total_payments",
+            "must be at least 2 with pay_and_sign (the agreement is for the later periods)",
+        ));
+    }
     let plan = Plan::new(
         Plan {
             period_type,
@@ -113,13 +140,22 @@ pub fn parse(request: &Request, today: ChinaDate) -> Result<NewSubscription, Api
         subject,
         plan,
         sign_channel,
-        return_url: None,
+        return_url,
+        pay_and_sign,
     })
 }
 
 async fn post(gateway: &Gateway, request: &Request) -> Result<Response<Body>, ApiError> {
     let today = ChinaDate::of_unix(now_ms() / 1000);
     let new = parse(request, today)?;
+    if let Some(url) = &new.return_url
+        && !gateway.config.return_url_allowed(url)
+    {
+        return Err(ApiError::invalid(
+            "return_url",
+            "must start with one of RETURN_URL_PREFIXES",
+        ));
+    }
     let cause = Cause::Api {
         route: "POST /subscriptions".into(),
     };

@@ -140,6 +140,23 @@ impl AgreementSign {
     }
 }
 
+impl AgreementSign {
+    /// `agreement_sign_params` of a cashier payment that signs the agreement as the buyer pays
+    /// (pay-and-sign): the agreement's fields, and where its sign notice goes.
+    pub fn sign_params(&self, sign_notify_url: Option<&str>) -> Value {
+        let mut params = match self.biz_content() {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        // The charge's product is the payment's own here.
+        params.remove("product_code");
+        if let Some(url) = sign_notify_url {
+            params.insert("sign_notify_url".into(), url.into());
+        }
+        Value::Object(params)
+    }
+}
+
 /// The Alipay app's scheme that opens a signed agreement query (`ALIPAYAPP` channel).
 pub fn app_sign_scheme(signed_query: &str) -> String {
     let encoded: String = form_urlencoded::byte_serialize(signed_query.as_bytes()).collect();

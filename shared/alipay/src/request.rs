@@ -117,6 +117,20 @@ pub enum AlipayRequest {
         /// The channel's charge product: `GENERAL_WITHHOLDING` or `CYCLE_PAY_AUTH`.
         product_code: String,
     },
+    /// Pay-and-sign on the PC cashier (`alipay.trade.page.pay` with `agreement_sign_params`):
+    /// the buyer pays the first period and signs the agreement in one step.
+    PagePayAndSign {
+        order: PaymentOrder,
+        return_url: Option<String>,
+        sign: crate::agreement::AgreementSign,
+        sign_notify_url: Option<String>,
+    },
+    /// Pay-and-sign in the Alipay app (`alipay.trade.app.pay` with `agreement_sign_params`).
+    AppPayAndSign {
+        order: PaymentOrder,
+        sign: crate::agreement::AgreementSign,
+        sign_notify_url: Option<String>,
+    },
     /// `alipay.trade.cancel`: undoes a charge whose outcome stayed unknown.
     Cancel {
         trade: TradeRef,
@@ -126,9 +140,13 @@ pub enum AlipayRequest {
 impl AlipayRequest {
     pub fn method(&self) -> &'static str {
         match self {
-            AlipayRequest::PagePay { .. } => "alipay.trade.page.pay",
+            AlipayRequest::PagePay { .. } | AlipayRequest::PagePayAndSign { .. } => {
+                "alipay.trade.page.pay"
+            }
             AlipayRequest::WapPay { .. } => "alipay.trade.wap.pay",
-            AlipayRequest::AppPay { .. } => "alipay.trade.app.pay",
+            AlipayRequest::AppPay { .. } | AlipayRequest::AppPayAndSign { .. } => {
+                "alipay.trade.app.pay"
+            }
             AlipayRequest::Precreate { .. } => "alipay.trade.precreate",
             AlipayRequest::Query { .. } => "alipay.trade.query",
             AlipayRequest::Close { .. } => "alipay.trade.close",
@@ -155,6 +173,8 @@ impl AlipayRequest {
                 | AlipayRequest::AppPay { .. }
                 | AlipayRequest::Precreate { .. }
                 | AlipayRequest::AgreementPageSign { .. }
+                | AlipayRequest::PagePayAndSign { .. }
+                | AlipayRequest::AppPayAndSign { .. }
                 | AlipayRequest::AgreementUnsign { .. }
                 | AlipayRequest::AgreementPay { .. }
         )
@@ -164,7 +184,8 @@ impl AlipayRequest {
         match self {
             AlipayRequest::PagePay { return_url, .. }
             | AlipayRequest::WapPay { return_url, .. }
-            | AlipayRequest::AgreementPageSign { return_url, .. } => return_url.as_deref(),
+            | AlipayRequest::AgreementPageSign { return_url, .. }
+            | AlipayRequest::PagePayAndSign { return_url, .. } => return_url.as_deref(),
             _ => None,
         }
     }
@@ -189,6 +210,19 @@ impl AlipayRequest {
                 biz.insert("agreement_params".into(), Value::Object(agreement));
                 return Value::Object(biz);
             }
+            AlipayRequest::PagePayAndSign {
+                order,
+                sign,
+                sign_notify_url,
+                ..
+            } => {
+                return order_and_sign(order, "FAST_INSTANT_TRADE_PAY", sign, sign_notify_url);
+            }
+            AlipayRequest::AppPayAndSign {
+                order,
+                sign,
+                sign_notify_url,
+            } => return order_and_sign(order, "QUICK_MSECURITY_PAY", sign, sign_notify_url),
             _ => {}
         }
         let mut biz = Map::new();
@@ -252,7 +286,10 @@ impl AlipayRequest {
                 put("deduct_time", Some(&deduct_time.to_string()));
                 put("memo", Some(memo));
             }
-            AlipayRequest::AgreementPageSign { .. } | AlipayRequest::AgreementPay { .. } => {}
+            AlipayRequest::AgreementPageSign { .. }
+            | AlipayRequest::AgreementPay { .. }
+            | AlipayRequest::PagePayAndSign { .. }
+            | AlipayRequest::AppPayAndSign { .. } => {}
         }
         if let AlipayRequest::RefundQuery { .. } = self {
             // Alipay returns when it paid the refund only when asked (docs/alipay/operations.md §6): the
@@ -279,6 +316,27 @@ fn put_order(
         "time_expire",
         order.time_expire.as_ref().map(ChinaDateTime::as_str),
     );
+}
+
+/// A cashier payment's fields with `agreement_sign_params` (pay-and-sign).
+fn order_and_sign(
+    order: &PaymentOrder,
+    product_code: &str,
+    sign: &crate::agreement::AgreementSign,
+    sign_notify_url: &Option<String>,
+) -> Value {
+    let mut biz = Map::new();
+    let mut put = |key: &str, value: Option<&str>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            biz.insert(key.to_owned(), Value::String(value.to_owned()));
+        }
+    };
+    put_order(&mut put, order, Some(product_code));
+    biz.insert(
+        "agreement_sign_params".to_owned(),
+        sign.sign_params(sign_notify_url.as_deref()),
+    );
+    Value::Object(biz)
 }
 
 fn put_trade(put: &mut impl FnMut(&str, Option<&str>), trade: &TradeRef) {

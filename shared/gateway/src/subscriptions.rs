@@ -66,13 +66,16 @@ pub struct NewSubscription {
     pub plan: Plan,
     pub sign_channel: SignChannel,
     pub return_url: Option<String>,
+    /// Pay-and-sign: the first period is paid at this cashier (`Page` or `App`) as the buyer
+    /// signs; its date is today. `None`: the buyer only signs, and the first period is charged.
+    pub pay_and_sign: Option<Cashier>,
 }
 
 impl NewSubscription {
     fn fingerprint(&self) -> String {
         let plan = &self.plan;
         format!(
-            "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{}",
             self.subject,
             plan.period_type.as_str(),
             plan.period,
@@ -82,18 +85,24 @@ impl NewSubscription {
             plan.total_amount.map(|a| a.fen()),
             plan.total_payments,
             self.sign_channel.as_str(),
-            self.customer_ref.as_deref().unwrap_or("")
+            self.customer_ref.as_deref().unwrap_or(""),
+            self.pay_and_sign.map_or("", Cashier::as_str)
         )
     }
 }
 
-/// Where the buyer signs: a URL to open (page, QR), or the Alipay app's scheme.
+/// Where the buyer signs: a URL to open (page, QR), the Alipay app's scheme, or (pay-and-sign
+/// in the app) the order string for the Alipay app SDK.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Signing {
-    /// `redirect` (open it), `qr` (show it as a QR code), `app` (open it in the Alipay app).
+    /// `redirect` (open it), `qr` (show it as a QR code), `app` (open it in the Alipay app, or
+    /// hand `order_string` to the app SDK).
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_string: Option<String>,
 }
 
 /// Creates a subscription (or finds the one a retry created) and signs the page where the buyer
@@ -118,7 +127,7 @@ pub async fn create(
         status: SubscriptionStatus::Incomplete,
         agreement_no: None,
         agreement_status: AgreementStatus::Temp,
-        period: Period::new(0, new.plan.first_date),
+        period: first_period(new, now),
         charged: alipay::Amount::ZERO,
         charges: 0,
         last_period_end: None,
@@ -140,8 +149,136 @@ pub async fn create(
     let channel = gateway
         .channel(stored.alipay_channel)
         .map_err(|e| SubscriptionError::Unavailable(e.to_string()))?;
-    let signing = signing(gateway, channel, &stored, new.return_url.clone()).await?;
+    let signing = match new.pay_and_sign {
+        None => signing(gateway, channel, &stored, new.return_url.clone()).await?,
+        Some(cashier) => pay_and_sign(gateway, channel, &stored, cashier, new, now).await?,
+    };
     Ok((stored, signing, created))
+}
+
+/// The first period: due to be charged, or (pay-and-sign) already sent to the cashier, its
+/// outcome unknown until Alipay tells it (asked about once the agreement is signed).
+fn first_period(new: &NewSubscription, now: i64) -> Period {
+    let mut period = Period::new(0, new.plan.first_date);
+    if new.pay_and_sign.is_some() {
+        period.in_doubt = true;
+        period.sent_ms = Some(now);
+    }
+    period
+}
+
+/// Pay-and-sign: the first period's order (a payment like any other) and its cashier request
+/// carrying `agreement_sign_params`; the agreement's first charge is the second period's date,
+/// and its caps count what the cashier did not take.
+async fn pay_and_sign(
+    gateway: &Gateway,
+    channel: &Channel,
+    subscription: &Subscription,
+    cashier: Cashier,
+    new: &NewSubscription,
+    now: i64,
+) -> Result<Signing, SubscriptionError> {
+    let settings = gateway
+        .config
+        .channel(channel.id)
+        .ok_or_else(|| SubscriptionError::Unavailable("channel not configured".into()))?;
+    let plan = &subscription.plan;
+    let refused = |why: &str| SubscriptionError::Conflict(format!("pay_and_sign: {why}"));
+    let second = plan
+        .date_of(1)
+        .ok_or_else(|| refused("the plan has no second period"))?;
+    let mut rule = plan.rule();
+    rule.execute_time = second;
+    rule.total_payments = plan.total_payments.map(|count| count.saturating_sub(1));
+    rule.total_amount = plan.total_amount.map(|total| {
+        total
+            .checked_sub(plan.amount)
+            .unwrap_or(alipay::Amount::ZERO)
+    });
+    let out_trade_no = subscription
+        .period_trade_no()
+        .ok_or_else(|| refused("no order number"))?;
+    let lifecycle = &gateway.config.lifecycle;
+    let expiry = ChinaDateTime::parse(&china_timestamp(
+        now.div_euclid(1000) + lifecycle.default_expiry_seconds,
+    ))
+    .map_err(|e| SubscriptionError::Unavailable(e.0.into()))?;
+    let order = NewOrder {
+        out_trade_no: out_trade_no.clone(),
+        amount: plan.amount,
+        subject: subscription.subject.clone(),
+        channel: cashier,
+        return_url: new.return_url.clone(),
+        time_expire: Some(expiry.clone()),
+        customer_ref: subscription.customer_ref.clone(),
+        virtual_goods: false,
+        alipay_channel: subscription.alipay_channel,
+    };
+    let rules = &gateway.config.risk;
+    let screening = domain::risk::Screening {
+        customer_ref: order.customer_ref.as_deref(),
+        ip: None,
+        amount: order.amount,
+        virtual_goods: false,
+    };
+    if let Err(refusal) = domain::risk::screen(rules, &screening) {
+        return Err(SubscriptionError::Store(StoreError::RiskRefused {
+            rule: refusal.rule.to_owned(),
+            message: refusal.message,
+        }));
+    }
+    let counters = domain::risk::counters(rules, &screening, now);
+    let due = expiry.unix_seconds() * 1000 + lifecycle.expiry_grace_ms;
+    let cause = Cause::Api {
+        route: "POST /subscriptions".into(),
+    };
+    gateway
+        .store
+        .create_order(&order, &expiry, due, &cause, now, &counters)
+        .await?;
+    let sign = AgreementSign {
+        external_agreement_no: subscription.id.clone(),
+        product_code: settings.agreement_product_code.clone(),
+        sign_scene: settings.agreement_sign_scene.clone(),
+        channel: subscription.sign_channel,
+        rule,
+    };
+    let payment = alipay::request::PaymentOrder {
+        out_trade_no,
+        total_amount: plan.amount,
+        subject: subscription.subject.clone(),
+        time_expire: Some(expiry),
+    };
+    let sign_notify_url = gateway.config.notify_url.clone();
+    let request = match cashier {
+        Cashier::App => AlipayRequest::AppPayAndSign {
+            order: payment,
+            sign,
+            sign_notify_url,
+        },
+        _ => AlipayRequest::PagePayAndSign {
+            order: payment,
+            return_url: new.return_url.clone(),
+            sign,
+            sign_notify_url,
+        },
+    };
+    let signed = channel
+        .sign(&request)
+        .await
+        .map_err(|e| SubscriptionError::Unavailable(e.to_string()))?;
+    Ok(match cashier {
+        Cashier::App => Signing {
+            kind: "app",
+            url: None,
+            order_string: Some(signed.order_string()),
+        },
+        _ => Signing {
+            kind: "redirect",
+            url: Some(signed.gateway_url(channel.client.gateway_url())),
+            order_string: None,
+        },
+    })
 }
 
 /// The signed `alipay.user.agreement.page.sign` for a subscription, in its channel's form.
@@ -172,11 +309,13 @@ async fn signing(
     Ok(match subscription.sign_channel {
         SignChannel::AlipayApp => Signing {
             kind: "app",
-            url: app_sign_scheme(&signed.form_body()),
+            url: Some(app_sign_scheme(&signed.form_body())),
+            order_string: None,
         },
         SignChannel::Qrcode | SignChannel::QrcodeOrSms => Signing {
             kind: "qr",
-            url: signed.gateway_url(channel.client.gateway_url()),
+            url: Some(signed.gateway_url(channel.client.gateway_url())),
+            order_string: None,
         },
     })
 }

@@ -70,6 +70,45 @@ pub(crate) fn open_sign(
     params: &BTreeMap<String, String>,
     biz: &Value,
 ) -> Result<Agreement, String> {
+    let product_code = biz
+        .get("product_code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if !["GENERAL_WITHHOLDING", "CYCLE_PAY_AUTH"].contains(&product_code.as_str()) {
+        return Err("product_code: GENERAL_WITHHOLDING or CYCLE_PAY_AUTH".into());
+    }
+    record_agreement(inner, biz, product_code, params.get("notify_url").cloned())
+}
+
+/// A cashier payment with `agreement_sign_params` (pay-and-sign): the agreement is recorded
+/// (TEMP) with the trade, and signed when the buyer pays; its notice goes to `sign_notify_url`,
+/// else `notify_url` (docs/alipay/operations.md §4). Charges under it may use either product.
+pub(crate) fn open_pay_and_sign(
+    inner: &Inner,
+    out_trade_no: &str,
+    params: &BTreeMap<String, String>,
+    sign_params: &Value,
+) -> Result<Agreement, String> {
+    let notify_url = sign_params
+        .get("sign_notify_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| params.get("notify_url").cloned());
+    let agreement = record_agreement(inner, sign_params, "*".to_owned(), notify_url)?;
+    lock(&inner.state).pay_and_sign.insert(
+        out_trade_no.to_owned(),
+        agreement.external_agreement_no.clone(),
+    );
+    Ok(agreement)
+}
+
+fn record_agreement(
+    inner: &Inner,
+    biz: &Value,
+    product_code: String,
+    notify_url: Option<String>,
+) -> Result<Agreement, String> {
     let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or("").to_owned();
     let external = text(biz.get("external_agreement_no"));
     if external.is_empty()
@@ -84,10 +123,6 @@ pub(crate) fn open_sign(
     let sign_scene = text(biz.get("sign_scene"));
     if sign_scene.is_empty() || sign_scene == "DEFAULT|DEFAULT" {
         return Err("sign_scene: not DEFAULT|DEFAULT with an external_agreement_no".into());
-    }
-    let product_code = text(biz.get("product_code"));
-    if !["GENERAL_WITHHOLDING", "CYCLE_PAY_AUTH"].contains(&product_code.as_str()) {
-        return Err("product_code: GENERAL_WITHHOLDING or CYCLE_PAY_AUTH".into());
     }
     let channel = text(biz.get("access_params").and_then(|a| a.get("channel")));
     if !["ALIPAYAPP", "QRCODE", "QRCODEORSMS"].contains(&channel.as_str()) {
@@ -130,7 +165,7 @@ pub(crate) fn open_sign(
         charged_fen: 0,
         charges: 0,
         modifications: 0,
-        notify_url: params.get("notify_url").cloned(),
+        notify_url,
         buyer_id: String::new(),
         sign_time: None,
         scripted: VecDeque::new(),
@@ -412,7 +447,7 @@ pub(crate) fn agreement_pay(
     if agreement.status != "NORMAL" {
         return business_error("ACQ.AGREEMENT_STATUS_NOT_NORMAL", "用户协议状态非NORMAL");
     }
-    if text("product_code") != agreement.product_code {
+    if agreement.product_code != "*" && text("product_code") != agreement.product_code {
         return business_error("ACQ.ACCESS_FORBIDDEN", "产品码与协议不符");
     }
     // The window: LEAD_DAYS before the agreement's next date through it, by Alipay's clock.

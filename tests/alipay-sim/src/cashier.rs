@@ -44,10 +44,15 @@ pub(crate) fn pay(inner: &Arc<Inner>, out_trade_no: &str, payer: &Payer) -> Resu
         None => BALANCE.to_owned(),
     };
     let snapshot = trade.clone();
+    let signs = state.pay_and_sign.remove(out_trade_no);
     drop(state);
     notify(inner, &snapshot, "TRADE_SUCCESS", &[]);
     if payer.finished {
         notify(inner, &snapshot, "TRADE_FINISHED", &[]);
+    }
+    // Pay-and-sign: paying signs the agreement the payment carried.
+    if let Some(external) = signs {
+        sign_agreement(inner, &external, &snapshot.buyer_id, false)?;
     }
     Ok(snapshot)
 }

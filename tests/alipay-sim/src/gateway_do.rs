@@ -310,6 +310,12 @@ pub(crate) fn open_trade(
         }
         Some(at)
     };
+    if let Some(sign_params) = biz.get("agreement_sign_params") {
+        if api == "alipay.trade.wap.pay" || api == "alipay.trade.precreate" {
+            return Err("agreement_sign_params: page or app pay only".into());
+        }
+        open_pay_and_sign(inner, &out_trade_no, params, sign_params)?;
+    }
     let mut state = lock(&inner.state);
     if let Some(existing) = state.trades.get_mut(&out_trade_no) {
         existing.expire_if_due(unix_now);

@@ -218,6 +218,8 @@ pub(crate) struct State_ {
     agreements: HashMap<String, Agreement>,
     /// Every successful charge under an agreement.
     charges: Vec<Charge>,
+    /// Pay-and-sign: the trade whose payment signs the agreement (`external_agreement_no`).
+    pay_and_sign: HashMap<String, String>,
 }
 
 pub(crate) struct Inner {
