@@ -299,6 +299,8 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     // 11 minutes, and the sweeper runs again.
     let step = gateway::subscriptions::UNREACHABLE_RETRY_MS + 60_000;
     let shift = CLOCK_SHIFT_MS.fetch_add(step, std::sync::atomic::Ordering::Relaxed) + step;
+    // (The test clock exists in debug builds only; the chaos run is a test, never a bench.)
+    #[cfg(debug_assertions)]
     gateway::clock::set_test_offset_ms(shift);
     stack.simulator.set_world_offset_ms(shift);
     for _ in 0..3 {
