@@ -296,14 +296,18 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     // Charges left in doubt are asked about a minute after they were sent, a claim cut short
     // (a crash, a store fault) is taken again after its 5-minute lease, and a subscription whose
     // agreement could not be asked about is due again 10 minutes later: everyone's clock moves on
-    // 11 minutes, and the sweeper runs again.
-    let step = gateway::subscriptions::UNREACHABLE_RETRY_MS + 60_000;
-    let shift = CLOCK_SHIFT_MS.fetch_add(step, std::sync::atomic::Ordering::Relaxed) + step;
-    // (The test clock exists in debug builds only; the chaos run is a test, never a bench.)
-    #[cfg(debug_assertions)]
-    gateway::clock::set_test_offset_ms(shift);
-    stack.simulator.set_world_offset_ms(shift);
-    for _ in 0..3 {
+    // 11 minutes, and the sweeper runs; then twice 2 minutes more (a charge sent by those runs,
+    // answered "processing", is asked about after its minute).
+    for step in [
+        gateway::subscriptions::UNREACHABLE_RETRY_MS + 60_000,
+        2 * domain::subscriptions::QUERY_AFTER_MS,
+        2 * domain::subscriptions::QUERY_AFTER_MS,
+    ] {
+        let shift = CLOCK_SHIFT_MS.fetch_add(step, std::sync::atomic::Ordering::Relaxed) + step;
+        // (The test clock exists in debug builds only; the chaos run is a test, never a bench.)
+        #[cfg(debug_assertions)]
+        gateway::clock::set_test_offset_ms(shift);
+        stack.simulator.set_world_offset_ms(shift);
         stack.gateway.functions.sweep(Duration::from_secs(30)).await;
     }
     for ((boundary, fault), count) in proxy.injected() {
@@ -978,9 +982,13 @@ async fn check_subscriptions(
                 *report.operations.entry(state).or_default() += 1;
                 if subscription.charges as usize != ours.len() {
                     violations.push(format!(
-                        "{id}: {} charges here, {} at Alipay",
+                        "{id}: {} charges here, {} at Alipay ({} {:?} {:?}, agreement {})",
                         subscription.charges,
-                        ours.len()
+                        ours.len(),
+                        subscription.status.as_str(),
+                        subscription.period,
+                        subscription.last_period_end,
+                        subscription.agreement_status.as_str()
                     ));
                 }
             }
