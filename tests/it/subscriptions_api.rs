@@ -82,16 +82,19 @@ async fn a_subscription_is_created_signed_and_canceled_through_the_api() {
             .and_then(|a| a.agreement_no),
         Some(agreement_no)
     );
-    assert!(
+    // Alipay records the answer once it has read it (after the notify function wrote).
+    eventually(20, || async {
         stack
             .simulator
             .deliveries()
             .iter()
-            .any(|d| d.out_trade_no == "subapi1"
-                && d.trade_status == "dut_user_sign"
-                && d.acknowledged),
-        "the notify function acknowledged the sign notice"
-    );
+            .any(|d| {
+                d.out_trade_no == "subapi1" && d.trade_status == "dut_user_sign" && d.acknowledged
+            })
+            .then_some(())
+    })
+    .await
+    .expect("the notify function acknowledged the sign notice");
 
     // Pause and resume (its current period's window is ahead: nothing skipped).
     let paused = stack
