@@ -470,6 +470,12 @@ pub enum AgreementCheck {
     Unknown,
 }
 
+/// Whether a sub-code says Alipay has no such agreement (`USER_AGREEMENT_NOT_EXIST`,
+/// `ACQ.AGREEMENT_NOT_EXIST`, …): it is stopped, as far as charging goes.
+pub fn agreement_not_exist(sub_code: Option<&str>) -> bool {
+    sub_code.is_some_and(|c| c.contains("AGREEMENT") && c.contains("NOT_EXIST"))
+}
+
 /// Reads an `alipay.user.agreement.query` answer and the status it carries.
 pub fn after_agreement_query(
     reply: Option<Reply<'_>>,
@@ -486,13 +492,7 @@ pub fn after_agreement_query(
             // TEMP (never signed) or no status: nothing to charge under.
             Some(AgreementStatus::Temp) | None => AgreementCheck::Unknown,
         },
-        Disposition::BusinessFailure
-            if reply
-                .status
-                .sub_code
-                .as_deref()
-                .is_some_and(|c| c.contains("AGREEMENT") && c.contains("NOT_EXIST")) =>
-        {
+        Disposition::BusinessFailure if agreement_not_exist(reply.status.sub_code.as_deref()) => {
             AgreementCheck::Stopped
         }
         _ => AgreementCheck::Unknown,

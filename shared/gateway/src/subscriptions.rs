@@ -214,28 +214,11 @@ async fn pay_and_sign(
         virtual_goods: false,
         alipay_channel: subscription.alipay_channel,
     };
-    let rules = &gateway.config.risk;
-    let screening = domain::risk::Screening {
-        customer_ref: order.customer_ref.as_deref(),
-        ip: None,
-        amount: order.amount,
-        virtual_goods: false,
-    };
-    if let Err(refusal) = domain::risk::screen(rules, &screening) {
-        return Err(SubscriptionError::Store(StoreError::RiskRefused {
-            rule: refusal.rule.to_owned(),
-            message: refusal.message,
-        }));
-    }
-    let counters = domain::risk::counters(rules, &screening, now);
     let due = expiry.unix_seconds() * 1000 + lifecycle.expiry_grace_ms;
     let cause = Cause::Api {
         route: "POST /subscriptions".into(),
     };
-    gateway
-        .store
-        .create_order(&order, &expiry, due, &cause, now, &counters)
-        .await?;
+    create_order(gateway, &order, &expiry, due, &cause, now).await?;
     let sign = AgreementSign {
         external_agreement_no: subscription.id.clone(),
         product_code: settings.agreement_product_code.clone(),
@@ -482,11 +465,7 @@ pub async fn pause_or_resume(
 }
 
 fn is_agreement_gone(answer: &VerifiedResponse) -> bool {
-    answer
-        .status
-        .sub_code
-        .as_deref()
-        .is_some_and(|code| code.contains("AGREEMENT") && code.contains("NOT_EXIST"))
+    domain::subscriptions::agreement_not_exist(answer.status.sub_code.as_deref())
 }
 
 /// What one scheduler run did.
@@ -871,9 +850,17 @@ async fn charge(
         let result = answer
             .as_ref()
             .and_then(|a| a.parse::<PayResult>(request.method()).ok())
-            .filter(|r| r.out_trade_no == out_trade_no.as_str());
-        if let Some(result) = result
-            && paid(gateway, &out_trade_no, &result, "alipay.trade.pay").await?
+            .filter(|r| r.out_trade_no == out_trade_no.as_str())
+            .map(|r| {
+                TradeReport::paid_by_answer(
+                    &r.trade_no,
+                    r.total_amount,
+                    r.gmt_payment.as_deref(),
+                    r.buyer_user_id.as_deref(),
+                )
+            });
+        if let Some(report) = result
+            && paid(gateway, &out_trade_no, &report, "alipay.trade.pay").await?
         {
             let end = PeriodEnd::Paid;
             end_period(gateway, channel, &mut next, &end, deadline, run).await?;
@@ -930,12 +917,27 @@ async fn period_order(
         virtual_goods: false,
         alipay_channel: subscription.alipay_channel,
     };
+    let due = closes_ms + gateway.config.lifecycle.expiry_grace_ms;
+    create_order(gateway, &new, &expiry, due, &Cause::Scheduler, now).await
+}
+
+/// A period's order (a payment like any other): screened by the fraud rules (the merchant's
+/// customer; no buyer IP, the buyer is not there) and counted, then created, or found when a
+/// retry created it.
+async fn create_order(
+    gateway: &Gateway,
+    new: &NewOrder,
+    expiry: &ChinaDateTime,
+    due_at_ms: i64,
+    cause: &Cause,
+    now: i64,
+) -> Result<domain::states::Order, StoreError> {
     let rules = &gateway.config.risk;
     let screening = domain::risk::Screening {
         customer_ref: new.customer_ref.as_deref(),
         ip: None,
         amount: new.amount,
-        virtual_goods: false,
+        virtual_goods: new.virtual_goods,
     };
     if let Err(refusal) = domain::risk::screen(rules, &screening) {
         return Err(StoreError::RiskRefused {
@@ -944,11 +946,9 @@ async fn period_order(
         });
     }
     let counters = domain::risk::counters(rules, &screening, now);
-    let cause = Cause::Scheduler;
-    let due = closes_ms + gateway.config.lifecycle.expiry_grace_ms;
     match gateway
         .store
-        .create_order(&new, &expiry, due, &cause, now, &counters)
+        .create_order(new, expiry, due_at_ms, cause, now, &counters)
         .await?
     {
         Created::New(order) | Created::Existing(order) => Ok(order),
@@ -960,23 +960,17 @@ async fn period_order(
 async fn paid(
     gateway: &Gateway,
     out_trade_no: &OutTradeNo,
-    result: &PayResult,
+    report: &TradeReport,
     method: &str,
 ) -> Result<bool, StoreError> {
     let Some(order) = gateway.store.get_order(out_trade_no).await? else {
         return Ok(false);
     };
-    let report = TradeReport::paid_by_answer(
-        &result.trade_no,
-        result.total_amount,
-        result.gmt_payment.as_deref(),
-        result.buyer_user_id.as_deref(),
-    );
     let cause = Cause::AlipayAnswer {
         method: method.to_owned(),
     };
     Ok(matches!(
-        apply_paid_because(gateway, order, &report, &cause).await?,
+        apply_paid_because(gateway, order, report, &cause).await?,
         Ended::Paid(_)
     ))
 }
@@ -1015,15 +1009,11 @@ async fn query_charge(
         &dunning,
         now_ms(),
     );
-    if let (PeriodChange::End(PeriodEnd::Paid), Some(result)) = (&change, &result) {
-        let pay = PayResult {
-            trade_no: result.trade_no.clone(),
-            out_trade_no: result.out_trade_no.clone(),
-            total_amount: result.total_amount,
-            buyer_user_id: result.buyer_user_id.clone(),
-            gmt_payment: result.send_pay_date.clone(),
-        };
-        if !paid(gateway, &out_trade_no, &pay, request.method()).await? {
+    if let (PeriodChange::End(PeriodEnd::Paid), Some(result), Some(status)) =
+        (&change, &result, status)
+    {
+        let report = TradeReport::from_query(result, status);
+        if !paid(gateway, &out_trade_no, &report, request.method()).await? {
             return Ok(PeriodChange::Continue(subscription.period.clone()));
         }
     }
