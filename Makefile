@@ -31,7 +31,7 @@ stack:
 ## The quick loop: fmt, clippy, and every test that needs nothing installed (no AWS stand-in, no
 ## SDK oracles, no browser). The integration tests need the stand-in: see docs/testing.md.
 check: lint
-	$(CARGO) test --locked -p alipay -p domain -p store -p gateway -p alipay-sim -p local-stack
+	$(CARGO) test --locked -p money -p alipay -p antom -p domain -p store -p gateway -p alipay-sim -p local-stack
 	$(CARGO) test --locked -p gateway-tests --lib --test template
 
 lint:

@@ -16,3 +16,5 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   (cd "$oracles" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" > "$stamp"
 fi
+# Ant International's Python SDK for the Antom differential tests, in a venv of its own.
+scripts/venv.sh "$root/.venv-antom-oracle" "$root/scripts/python/antom-oracle-requirements.txt"

@@ -15,6 +15,11 @@
 //! gets them as sent. A gateway that signed an empty value would differ from both.
 //!
 //! `DIFFERENTIAL_SEED` picks another seed (printed on failure); `DIFFERENTIAL_CASES` the count.
+//!
+//! Antom's protocol against Ant International's Python SDK: `differential/antom.rs`.
+
+#[path = "differential/antom.rs"]
+mod antom_sdk;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -28,6 +28,8 @@ pub enum AmountError {
     Zero,
     #[error("must be at most 100000000.00")]
     TooLarge,
+    #[error("must be in CNY: Alipay v1 prices web, wap, app and QR payments in yuan")]
+    NotCny,
 }
 
 impl Amount {
@@ -109,6 +111,26 @@ impl Amount {
     }
 }
 
+/// Alipay v1 prices page, wap, app and QR payments in CNY only: a [`money::Money`] crosses into
+/// v1 only in CNY.
+impl TryFrom<money::Money> for Amount {
+    type Error = AmountError;
+    fn try_from(money: money::Money) -> Result<Amount, AmountError> {
+        if money.currency() != money::Currency::CNY {
+            return Err(AmountError::NotCny);
+        }
+        Amount::from_fen_allow_zero(money.minor())
+    }
+}
+
+impl From<Amount> for money::Money {
+    fn from(amount: Amount) -> money::Money {
+        // At most MAX_FEN, far below money's sixteen digits.
+        money::Money::from_minor(amount.0, money::Currency::CNY)
+            .unwrap_or_else(|_| money::Money::zero(money::Currency::CNY))
+    }
+}
+
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
@@ -140,6 +162,17 @@ impl<'de> Deserialize<'de> for Amount {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn crosses_to_and_from_money_in_cny_only() {
+        let yuan = money::Money::parse("299.00", money::Currency::CNY).unwrap();
+        assert_eq!(Amount::try_from(yuan).map(Amount::fen), Ok(29_900));
+        assert_eq!(money::Money::from(Amount(29_900)), yuan);
+        let dollars = money::Money::parse("299.00", money::Currency::USD).unwrap();
+        assert_eq!(Amount::try_from(dollars), Err(AmountError::NotCny));
+        let too_much = money::Money::from_minor(MAX_FEN + 1, money::Currency::CNY).unwrap();
+        assert_eq!(Amount::try_from(too_much), Err(AmountError::TooLarge));
+    }
 
     #[test]
     fn parses_exactly() {
