@@ -28,10 +28,20 @@ Examples:
     --subject 'CN=2021000123456789,O=Example Ltd,C=CN' > app.csr
   alipay-cli cert-sn --app-cert appCertPublicKey_2021000123456789.crt --root-cert alipayRootCert.crt
   curl -s ... | alipay-cli verify-response --alipay-public-key alipay_public_key.txt \\
-    --method alipay.trade.refund";
+    --method alipay.trade.refund
+
+Antom (cross-border, /ams/api/v1):
+  alipay-cli antom-sign --private-key merchant_private_key.pem --client-id SANDBOX_5Y... \\
+    --path /ams/api/v1/payments/pay < pay.json
+  alipay-cli antom-verify-notify --antom-public-key antom_public_key.pem --client-id SANDBOX_5Y... \\
+    --path /notify/antom -H 'request-time: 2026-12-05T10:00:00+08:00' \\
+    -H 'signature: algorithm=RSA256,keyVersion=1,signature=...' -H 'client-id: SANDBOX_5Y...' < body.json
+  curl -s -D headers.txt ... > body.json; alipay-cli antom-verify-response \\
+    --antom-public-key antom_public_key.pem --client-id SANDBOX_5Y... \\
+    --path /ams/api/v1/payments/inquiryPayment --headers-file headers.txt < body.json";
 
 #[derive(Parser)]
-#[command(name = "alipay-cli", version, about = "Sign and verify Alipay OpenAPI (v1, RSA2) messages", after_help = EXAMPLES)]
+#[command(name = "alipay-cli", version, about = "Sign and verify Alipay OpenAPI (v1, RSA2) and Antom messages", after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -141,6 +151,50 @@ enum Command {
         #[arg(long, value_name = "METHOD")]
         method: String,
     },
+    /// Sign an Antom request. Stdin: the body, exactly as it will be sent. Stdout: JSON
+    /// {"signing_string", "headers": {"client-id", "request-time", "signature"}}.
+    AntomSign {
+        /// Our (the merchant's) private key, the one whose public half Antom holds.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "kms_key_id",
+            required_unless_present = "kms_key_id"
+        )]
+        private_key: Option<PathBuf>,
+        /// Or the KMS signing key (the Antom channel's key): id, ARN or alias.
+        #[arg(long, value_name = "ID")]
+        kms_key_id: Option<String>,
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// The API path, such as /ams/api/v1/payments/pay (a SANDBOX_ client id signs the
+        /// /ams/sandbox/api path, as it is sent).
+        #[arg(long, value_name = "PATH")]
+        path: String,
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The request-time to sign; default now, in epoch milliseconds.
+        #[arg(long, value_name = "TIME")]
+        request_time: Option<String>,
+        /// The keyVersion Antom holds our public key under.
+        #[arg(long, default_value = "1")]
+        key_version: String,
+    },
+    /// Verify a notification Antom POSTed to us. Stdin: the raw body. Stdout: the verified body.
+    /// On failure the string that was verified is printed on stderr.
+    AntomVerifyNotify {
+        #[command(flatten)]
+        message: AntomMessage,
+    },
+    /// Verify an answer from Antom. Stdin: the raw body. Stdout: the verified body. An answer
+    /// without a signature is refused (fail closed).
+    AntomVerifyResponse {
+        #[command(flatten)]
+        message: AntomMessage,
+        /// The method of the request answered.
+        #[arg(long, default_value = "POST")]
+        method: String,
+    },
     /// Reconcile one China-time day with Alipay's bill, as the reconcile function does, with
     /// the functions' environment (ORDERS_TABLE, KMS_KEY_ID, ALIPAY_*, RECONCILE_BUCKET). A
     /// re-run replaces the day's report. Stdout: the report's summary; stderr: one line per
@@ -154,6 +208,27 @@ enum Command {
         #[arg(long, value_name = "CHANNEL")]
         channel: Option<String>,
     },
+}
+
+/// What verifying an Antom message needs besides its body.
+#[derive(clap::Args)]
+struct AntomMessage {
+    /// Antom's public key (SPKI PEM or bare Base64).
+    #[arg(long, value_name = "FILE")]
+    antom_public_key: PathBuf,
+    /// Our client id: a message for another client is refused.
+    #[arg(long, value_name = "ID")]
+    client_id: String,
+    /// For a notification, the path of our endpoint (no host); for an answer, the request's path.
+    #[arg(long, value_name = "PATH")]
+    path: String,
+    /// A header as 'name: value' (repeatable): client-id, request-time or response-time,
+    /// signature.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// A file of 'name: value' lines (such as curl -D writes); read before --header.
+    #[arg(long, value_name = "FILE")]
+    headers_file: Option<PathBuf>,
 }
 
 /// A failure and the exit status it earns.
@@ -237,6 +312,72 @@ fn run(command: Command) -> Result<String, Failure> {
                 first_error.map_or_else(|| "no key".into(), |e| e.to_string()),
             ))
         }
+        Command::AntomSign {
+            private_key,
+            kms_key_id,
+            client_id,
+            path,
+            method,
+            request_time,
+            key_version,
+        } => {
+            let body = read_stdin()?;
+            let path = antom::paths::for_client(&path, &client_id);
+            let time = request_time.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+                    .to_string()
+            });
+            let signing = antom::signature::signing_bytes(&method, &path, &client_id, &time, &body);
+            let signature = async_runtime()?.block_on(async {
+                let failed = |e: alipay::SignError| Failure::Usage(e.to_string());
+                match (private_key, kms_key_id) {
+                    (Some(file), _) => {
+                        let key = AppPrivateKey::parse(&read_file(&file)?)
+                            .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+                        antom::signature::sign_request(
+                            &LocalKeySigner::new(&key),
+                            &key_version,
+                            &method,
+                            &path,
+                            &client_id,
+                            &time,
+                            &body,
+                        )
+                        .await
+                        .map_err(failed)
+                    }
+                    (None, Some(key_id)) => {
+                        let config = gateway::aws::load_config().await;
+                        let signer =
+                            gateway::aws::KmsSigner::new(aws_sdk_kms::Client::new(&config), key_id);
+                        antom::signature::sign_request(
+                            &signer,
+                            &key_version,
+                            &method,
+                            &path,
+                            &client_id,
+                            &time,
+                            &body,
+                        )
+                        .await
+                        .map_err(failed)
+                    }
+                    (None, None) => {
+                        Err(Failure::Usage("give --private-key or --kms-key-id".into()))
+                    }
+                }
+            })?;
+            Ok(json!({
+                "signing_string": String::from_utf8_lossy(&signing),
+                "path": path,
+                "headers": {"client-id": client_id, "request-time": time, "signature": signature},
+            })
+            .to_string())
+        }
+        Command::AntomVerifyNotify { message } => antom_verify(&message, None),
+        Command::AntomVerifyResponse { message, method } => antom_verify(&message, Some(&method)),
         Command::Reconcile { date, channel } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -391,6 +532,60 @@ fn run(command: Command) -> Result<String, Failure> {
                 );
             }
             Ok(verified.content)
+        }
+    }
+}
+
+/// Verifies an Antom notification (`method` None: POST to our endpoint) or answer; on failure,
+/// says why and prints the string that was verified.
+fn antom_verify(message: &AntomMessage, method: Option<&str>) -> Result<String, Failure> {
+    use antom::signature::{SignedHeaders, signing_bytes, verify_notification, verify_response};
+    let key = read_public_key(&message.antom_public_key)?;
+    let mut lines: Vec<String> = match &message.headers_file {
+        Some(path) => read_file(path)?.lines().map(str::to_owned).collect(),
+        None => Vec::new(),
+    };
+    lines.extend(message.headers.iter().cloned());
+    let pairs: Vec<(&str, &str)> = lines
+        .iter()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim(), value.trim()))
+        .collect();
+    let time_header = if method.is_some() {
+        "response-time"
+    } else {
+        "request-time"
+    };
+    let headers = SignedHeaders::from_pairs(pairs.iter().copied(), time_header);
+    let body = read_stdin()?;
+    let verified = match method {
+        Some(method) => verify_response(
+            &key,
+            &message.client_id,
+            method,
+            &message.path,
+            headers,
+            &body,
+        ),
+        None => verify_notification(&key, &message.client_id, &message.path, headers, &body),
+    };
+    match verified {
+        Ok(_) => {
+            String::from_utf8(body).map_err(|_| Failure::NotGenuine("the body is not UTF-8".into()))
+        }
+        Err(error) => {
+            let signed = signing_bytes(
+                method.unwrap_or("POST"),
+                &message.path,
+                headers.client_id.unwrap_or("<no client-id>"),
+                headers.time.unwrap_or("<no time>"),
+                &body,
+            );
+            eprintln!(
+                "alipay-cli: the string verified (between the lines):\n----\n{}\n----",
+                String::from_utf8_lossy(&signed)
+            );
+            Err(Failure::NotGenuine(error.to_string()))
         }
     }
 }

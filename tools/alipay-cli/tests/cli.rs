@@ -583,3 +583,157 @@ async fn seal_key_prints_a_sealed_key_that_opens_to_the_printed_public_key() {
         assert!(other_app.is_err(), "opened for another application");
     }
 }
+
+/// openssl's SHA256withRSA over `message` with a key file: the raw signature.
+fn openssl_sign(key: &str, message: &[u8], name: &str) -> Vec<u8> {
+    let input = temp_file(name, "");
+    std::fs::write(&input, message).expect("write message");
+    let output = Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-sign",
+            key,
+            input.to_str().expect("path"),
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("escape");
+            out.push(u8::from_str_radix(hex, 16).expect("hex"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn antom_sign_gives_the_headers_openssl_agrees_with() {
+    let key = fixtures().join("keys/app_private_key.pem");
+    let body = br#"{"paymentRequestId":"o-1","paymentAmount":{"currency":"USD","value":"1099"}}"#;
+    let output = run(
+        &[
+            "antom-sign",
+            "--private-key",
+            key.to_str().expect("path"),
+            "--client-id",
+            "SANDBOX_5YBZ",
+            "--path",
+            "/ams/api/v1/payments/pay",
+            "--request-time",
+            "1764900000000",
+        ],
+        body,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer = stdout_json(&output);
+    let expected = format!(
+        "POST /ams/sandbox/api/v1/payments/pay\nSANDBOX_5YBZ.1764900000000.{}",
+        String::from_utf8_lossy(body)
+    );
+    assert_eq!(answer["signing_string"], expected.as_str());
+    assert_eq!(answer["headers"]["request-time"], "1764900000000");
+    let header = answer["headers"]["signature"].as_str().expect("signature");
+    let encoded = header
+        .strip_prefix("algorithm=RSA256,keyVersion=1,signature=")
+        .expect("header layout");
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(percent_decode(encoded))
+        .expect("url-encoded base64");
+    // PKCS#1 v1.5 signatures are deterministic: openssl's over the same string is the same.
+    let theirs = openssl_sign(
+        key.to_str().expect("path"),
+        expected.as_bytes(),
+        "antom-sign",
+    );
+    assert_eq!(raw, theirs);
+}
+
+#[test]
+fn antom_verify_notify_takes_antoms_signature_and_shows_the_string_on_failure() {
+    let antom_private = fixtures().join("keys/antom_private_key.pem");
+    let antom_public = fixtures().join("keys/antom_public_key.pem");
+    let body = br#"{"notifyType":"PAYMENT_RESULT","result":{"resultStatus":"S"},"paymentRequestId":"o-1"}"#;
+    let time = "2026-12-05T10:00:00+08:00";
+    let signed = format!(
+        "POST /notify/antom\nCID.{time}.{}",
+        String::from_utf8_lossy(body)
+    );
+    let raw = openssl_sign(
+        antom_private.to_str().expect("path"),
+        signed.as_bytes(),
+        "antom-notify",
+    );
+    use base64::Engine as _;
+    let encoded: String = base64::engine::general_purpose::STANDARD
+        .encode(raw)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let signature = format!("signature: algorithm=RSA256,keyVersion=1,signature={encoded}");
+    let request_time = format!("request-time: {time}");
+    let verify = |path: &str, extra: &[&str], body: &[u8]| {
+        let mut args = vec![
+            "antom-verify-notify",
+            "--antom-public-key",
+            antom_public.to_str().expect("path"),
+            "--client-id",
+            "CID",
+            "--path",
+            path,
+            "-H",
+            "client-id: CID",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, body)
+    };
+    let ok = verify(
+        "/notify/antom",
+        &["-H", &request_time, "-H", &signature],
+        body,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(ok.stdout.trim_ascii_end(), body);
+
+    let wrong_path = verify(
+        "/notify/other",
+        &["-H", &request_time, "-H", &signature],
+        body,
+    );
+    assert_eq!(wrong_path.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong_path.stderr);
+    assert!(
+        stderr.contains("POST /notify/other\nCID.2026-12-05T10:00:00+08:00.{"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("does not verify"), "{stderr}");
+
+    let unsigned = verify("/notify/antom", &["-H", &request_time], body);
+    assert_eq!(unsigned.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("signature header is missing"));
+}
