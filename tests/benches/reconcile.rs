@@ -13,7 +13,7 @@ use alipay::china_time::ChinaDate;
 use alipay::ids::{OutRequestNo, OutTradeNo, Subject};
 use alipay::money::Amount;
 use alipay_sim::{BALANCE, RefundRecord, RefundState, Trade};
-use domain::states::{CNY, Cashier, Order, OrderStatus, Refund, RefundStatus};
+use domain::states::{Cashier, Order, OrderStatus, Refund, RefundStatus};
 use gateway_tests::support::{APP_ID, SELLER_ID, Stack, fixtures};
 
 fn day_records(
@@ -67,18 +67,17 @@ fn day_records(
         let amount = Amount::from_fen(fen).expect("amount");
         let order = Order {
             out_trade_no: out_trade_no.clone(),
-            amount,
-            currency: CNY.into(),
+            amount: amount.into(),
             subject: Subject::parse("会员, 年卡").expect("subject"),
             channel: Cashier::Qr,
             status: OrderStatus::Paid,
             return_url: None,
             time_expire: None,
             trade_no: Some(trade_no),
-            paid_amount: Some(amount),
+            paid_amount: Some(amount.into()),
             paid_at: Some(at.clone()),
-            refunded: Amount::ZERO,
-            refundable: amount,
+            refunded: Amount::ZERO.into(),
+            refundable: amount.into(),
             buyer_id_masked: None,
             created_at_ms: 0,
             updated_at_ms: 0,
@@ -96,7 +95,7 @@ fn day_records(
             .map(|(r, f)| Refund {
                 out_trade_no: out_trade_no.clone(),
                 out_request_no: OutRequestNo::parse(&r).expect("id"),
-                amount: Amount::from_fen(f).expect("amount"),
+                amount: Amount::from_fen(f).expect("amount").into(),
                 reason: None,
                 status: RefundStatus::Succeeded,
                 failure_code: None,

@@ -62,7 +62,7 @@ async fn main() {
         let out_trade_no = OutTradeNo::parse(format!("bench_{round}")).expect("id");
         let order = NewOrder {
             out_trade_no: out_trade_no.clone(),
-            amount: Amount::parse("299.00").expect("amount"),
+            amount: Amount::parse("299.00").expect("amount").into(),
             subject: Subject::parse("bench").expect("subject"),
             channel: Cashier::Qr,
             return_url: None,
@@ -93,7 +93,7 @@ async fn main() {
         let screening = domain::risk::Screening {
             customer_ref: checked.customer_ref.as_deref(),
             ip: format!("198.51.100.{}", round % 250).parse().ok(),
-            amount: checked.amount,
+            amount: domain::risk::cny_part(checked.amount),
             virtual_goods: false,
         };
         let t = Instant::now();
@@ -123,7 +123,7 @@ async fn main() {
 
         let refund = NewRefund {
             out_request_no: OutRequestNo::parse("r_1").expect("id"),
-            amount: Amount::parse("1.00").expect("amount"),
+            amount: Amount::parse("1.00").expect("amount").into(),
             reason: None,
             alipay_channel: domain::channel::ChannelId::Primary,
         };

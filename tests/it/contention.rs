@@ -160,9 +160,12 @@ async fn fifty_concurrent_refunds_never_exceed_the_payment_under_conflicts_and_t
         .await
         .expect("query")
         .expect("order");
-    assert_eq!(order.refundable.fen(), 900);
+    assert_eq!(order.refundable.minor(), 900);
     assert_eq!(refunds.len(), 29);
-    assert_eq!(refunds.iter().map(|r| r.amount.fen()).sum::<u64>(), 29_000);
+    assert_eq!(
+        refunds.iter().map(|r| r.amount.minor()).sum::<u64>(),
+        29_000
+    );
 }
 
 /// Concurrent creates that all add to one fraud counter (one buyer IP behind a NAT, one busy

@@ -171,6 +171,33 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing() {
             400,
             Some("out_trade_no"),
         ),
+        // Currencies: an ISO code of our table, and amounts with at most its decimals.
+        (
+            json!({"out_trade_no": "o_1", "amount": "1.00", "currency": "usd", "subject": "s", "channel": "qr"}),
+            400,
+            Some("currency"),
+        ),
+        (
+            json!({"out_trade_no": "o_1", "amount": "1.00", "currency": "XAU", "subject": "s", "channel": "qr"}),
+            400,
+            Some("currency"),
+        ),
+        (
+            json!({"out_trade_no": "o_1", "amount": "1250.5", "currency": "JPY", "subject": "s", "channel": "qr"}),
+            400,
+            Some("amount"),
+        ),
+        (
+            json!({"out_trade_no": "o_1", "amount": "1000.50", "currency": "IDR", "subject": "s", "channel": "qr"}),
+            400,
+            Some("amount"),
+        ),
+        // A currency no configured channel prices in (Alipay v1 channels take CNY only).
+        (
+            json!({"out_trade_no": "o_1", "amount": "12.50", "currency": "USD", "subject": "s", "channel": "qr"}),
+            422,
+            Some("currency"),
+        ),
     ];
     for (body, status, field) in cases {
         let answer = stack.http.post_json(&stack.api("/payments"), &body).await;
@@ -480,6 +507,7 @@ async fn partial_then_full_refund_and_refusals() {
     .await;
     assert_eq!(partial.status, 201, "{}", partial.text);
     assert_eq!(partial.json()["refund"]["status"], "SUCCEEDED");
+    assert_eq!(partial.json()["refund"]["currency"], "CNY");
     let payment_now = payment(&stack, "refund_1").await;
     assert_eq!(
         (
@@ -506,6 +534,20 @@ async fn partial_then_full_refund_and_refusals() {
     assert_eq!(over.status, 422, "{}", over.text);
     assert_eq!(over.json()["error"]["code"], "amount_exceeds_refundable");
     assert_eq!(over.json()["error"]["field"], "amount");
+    // A refund is in the payment's currency: saying another is refused, nothing reserved.
+    let dollars = refund(
+        &stack,
+        "refund_1",
+        json!({"amount": "1.00", "currency": "USD", "out_request_no": "r_usd"}),
+    )
+    .await;
+    assert_eq!(
+        (dollars.status, dollars.json()["error"]["code"].as_str()),
+        (422, Some("currency_mismatch")),
+        "{}",
+        dollars.text
+    );
+    assert_eq!(dollars.json()["error"]["field"], "currency");
 
     stack.after_spacing().await;
     let full = refund(

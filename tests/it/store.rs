@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use alipay::Amount;
 use alipay::ids::OutRequestNo;
-use domain::states::{NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus};
+use domain::states::{
+    Currency, Money, NewOrder, NewRefund, OrderStatus, Payment, RefundOutcome, RefundStatus,
+};
 use gateway_tests::store_cases::{
     NEVER_DUE, api, created_order, fifty_payments, fifty_refunds, id, later, new_order, notify,
     paid_order, payment, refund,
@@ -27,7 +29,7 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
         panic!("expected a new order, got {first:?}")
     };
     assert_eq!(
-        (created.status, created.amount.fen(), created.version),
+        (created.status, created.amount.minor(), created.version),
         (OrderStatus::Created, 29_900, 1)
     );
 
@@ -41,7 +43,7 @@ async fn creating_is_idempotent_and_conflicts_are_refused() {
     );
 
     let different = NewOrder {
-        amount: Amount::parse("1.00").expect("amount"),
+        amount: Amount::parse("1.00").expect("amount").into(),
         ..order
     };
     let conflict = env
@@ -92,8 +94,8 @@ async fn paid_then_finished_with_duplicates_recognised() {
         panic!("expected applied, got {paid:?}")
     };
     assert_eq!(paid.status, OrderStatus::Paid);
-    assert_eq!(paid.refundable.fen(), 29_900);
-    assert_eq!(paid.paid_amount.map(Amount::fen), Some(29_900));
+    assert_eq!(paid.refundable.minor(), 29_900);
+    assert_eq!(paid.paid_amount.map(Money::minor), Some(29_900));
     assert_eq!(paid.buyer_id_masked.as_deref(), Some("2088********8455"));
     assert_eq!(paid.version, 2);
 
@@ -115,7 +117,7 @@ async fn paid_then_finished_with_duplicates_recognised() {
     };
     assert_eq!(
         (finished.status, finished.refundable),
-        (OrderStatus::Finished, Amount::ZERO)
+        (OrderStatus::Finished, Money::zero(Currency::CNY))
     );
 
     // A late TRADE_SUCCESS after TRADE_FINISHED (out of order delivery) changes nothing.
@@ -316,8 +318,23 @@ async fn refunds_reserve_settle_and_release() {
     assert_eq!(
         too_much,
         Err(StoreError::ExceedsRefundable {
-            requested: Amount::parse("199.01").expect("amount"),
-            refundable: Amount::parse("199.00").expect("amount"),
+            requested: Amount::parse("199.01").expect("amount").into(),
+            refundable: Amount::parse("199.00").expect("amount").into(),
+        })
+    );
+    // Minor units of another currency never come out of this order's refundable (the
+    // condition's own check, whatever the caller did).
+    let mut dollars = refund("r_usd", "1.00");
+    dollars.amount = Money::parse("1.00", Currency::USD).expect("money");
+    let other_currency = env
+        .store
+        .reserve_refund(&order, &dollars, NEVER_DUE, &api(), now_ms())
+        .await;
+    assert_eq!(
+        other_currency,
+        Err(StoreError::CurrencyMismatch {
+            payment: Currency::CNY,
+            requested: Currency::USD,
         })
     );
 
@@ -385,8 +402,8 @@ async fn refunds_reserve_settle_and_release() {
         .expect("get")
         .expect("order");
     assert_eq!(
-        (after_reserve.refundable, after_reserve.refunded.fen()),
-        (Amount::ZERO, 10_000)
+        (after_reserve.refundable, after_reserve.refunded.minor()),
+        (Money::zero(Currency::CNY), 10_000)
     );
     let failed = RefundOutcome::Failed {
         code: "ACQ.SELLER_BALANCE_NOT_ENOUGH".into(),
@@ -409,7 +426,10 @@ async fn refunds_reserve_settle_and_release() {
         .expect("get")
         .expect("order");
     assert_eq!(
-        (after_release.refundable.fen(), after_release.refunded.fen()),
+        (
+            after_release.refundable.minor(),
+            after_release.refunded.minor()
+        ),
         (19_900, 10_000)
     );
 
@@ -546,9 +566,12 @@ async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
         .await
         .expect("query")
         .expect("order");
-    assert_eq!(order.refundable.fen(), 900);
+    assert_eq!(order.refundable.minor(), 900);
     assert_eq!(refunds.len(), 29);
-    assert_eq!(refunds.iter().map(|r| r.amount.fen()).sum::<u64>(), 29_000);
+    assert_eq!(
+        refunds.iter().map(|r| r.amount.minor()).sum::<u64>(),
+        29_000
+    );
 
     // Settle them all at once too: the refunded total lands exactly on what was reserved.
     let tasks: Vec<_> = refunds
@@ -575,10 +598,10 @@ async fn fifty_concurrent_refunds_never_exceed_the_paid_amount() {
         .expect("get")
         .expect("order");
     assert_eq!(
-        (order.refunded.fen(), order.refundable.fen()),
+        (order.refunded.minor(), order.refundable.minor()),
         (29_000, 900)
     );
-    assert!(order.refunded <= order.paid_amount.expect("paid"));
+    assert!(order.refunded.minor() <= order.paid_amount.expect("paid").minor());
 }
 
 #[tokio::test]
@@ -702,7 +725,7 @@ async fn a_payment_after_close_is_conditional_on_the_version_read() {
     stale.version -= 1;
     let refund = NewRefund {
         out_request_no: OutRequestNo::parse("pac_1").expect("no"),
-        amount: Amount::parse("8.00").expect("amount"),
+        amount: Amount::parse("8.00").expect("amount").into(),
         reason: None,
         alipay_channel: domain::channel::ChannelId::Primary,
     };
@@ -734,7 +757,7 @@ async fn a_payment_after_close_is_conditional_on_the_version_read() {
     let order = applied.into_inner();
     assert_eq!(
         (order.status, order.paid_after_close, order.refundable),
-        (OrderStatus::Paid, true, Amount::ZERO)
+        (OrderStatus::Paid, true, Money::zero(Currency::CNY))
     );
     let reserved = env
         .store
@@ -893,7 +916,7 @@ async fn a_refusal_of_an_earlier_send_never_fails_a_refund_sent_again() {
         .await
         .expect("get")
         .expect("order");
-    assert_eq!(after.refundable.fen(), 4_000, "the reservation is kept");
+    assert_eq!(after.refundable.minor(), 4_000, "the reservation is kept");
     // The second send's own refusal is the judged one.
     let judged = env
         .store
@@ -970,7 +993,10 @@ async fn a_success_proven_after_failed_is_a_correction_or_a_discrepancy() {
         .await
         .expect("get")
         .expect("order");
-    assert_eq!((now.refunded.fen(), now.refundable.fen()), (6_000, 4_000));
+    assert_eq!(
+        (now.refunded.minor(), now.refundable.minor()),
+        (6_000, 4_000)
+    );
     let stored = env
         .store
         .get_refund(&order, &OutRequestNo::parse("c_1").expect("no"))
@@ -1022,7 +1048,10 @@ async fn a_success_proven_after_failed_is_a_correction_or_a_discrepancy() {
         .await
         .expect("get")
         .expect("order");
-    assert_eq!((now.refunded.fen(), now.refundable.fen()), (6_000, 1_000));
+    assert_eq!(
+        (now.refunded.minor(), now.refundable.minor()),
+        (6_000, 1_000)
+    );
     let kinds: Vec<String> = env
         .store
         .audit_trail(&order)

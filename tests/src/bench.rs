@@ -57,7 +57,7 @@ pub async fn create_order(env: &TestEnv, out_trade_no: &str) {
     let expire = ChinaDateTime::parse(&china_timestamp(now_ms() / 1000 + 3_600)).expect("time");
     let order = NewOrder {
         out_trade_no: OutTradeNo::parse(out_trade_no).expect("id"),
-        amount: Amount::parse("88.88").expect("amount"),
+        amount: Amount::parse("88.88").expect("amount").into(),
         subject: Subject::parse("会员 Pro 年费").expect("subject"),
         channel: Cashier::Page,
         return_url: None,

@@ -26,7 +26,7 @@ pub fn id(text: &str) -> OutTradeNo {
 pub fn new_order(out_trade_no: &str, amount: &str) -> NewOrder {
     NewOrder {
         out_trade_no: id(out_trade_no),
-        amount: Amount::parse(amount).expect("amount"),
+        amount: Amount::parse(amount).expect("amount").into(),
         subject: Subject::parse("会员 Pro 年费").expect("subject"),
         channel: Cashier::Page,
         return_url: Some("https://shop.example.com/done".into()),
@@ -52,7 +52,7 @@ pub fn notify(n: u32) -> Cause {
 pub fn payment(amount: &str, finished: bool) -> Payment {
     Payment {
         trade_no: "2026112622001468450512505578".into(),
-        amount: Amount::parse(amount).expect("amount"),
+        amount: Amount::parse(amount).expect("amount").into(),
         paid_at: Some("2026-11-26 18:30:04".into()),
         buyer_id_masked: Some("2088********8455".into()),
         finished,
@@ -64,7 +64,7 @@ pub fn payment(amount: &str, finished: bool) -> Payment {
 pub fn refund(no: &str, amount: &str) -> NewRefund {
     NewRefund {
         out_request_no: OutRequestNo::parse(no).expect("out_request_no"),
-        amount: Amount::parse(amount).expect("amount"),
+        amount: Amount::parse(amount).expect("amount").into(),
         reason: Some("退货".into()),
         alipay_channel: domain::channel::ChannelId::Primary,
     }
@@ -175,14 +175,14 @@ pub async fn fifty_refunds(store: &Store, out_trade_no: &str) -> (u64, u32, u32)
         let (outcome, retries) = task.await.expect("task");
         retried += retries;
         match outcome {
-            Ok(Reserved::New(r) | Reserved::Existing(r)) => reserved += r.amount.fen(),
+            Ok(Reserved::New(r) | Reserved::Existing(r)) => reserved += r.amount.minor(),
             Err(StoreError::ExceedsRefundable {
                 requested,
                 refundable,
             }) => {
-                assert_eq!(requested.fen(), 1_000);
+                assert_eq!(requested.minor(), 1_000);
                 assert!(
-                    refundable.fen() < 1_000,
+                    refundable.minor() < 1_000,
                     "refused while {refundable} was left"
                 );
                 refused += 1;

@@ -16,7 +16,7 @@ use alipay::response::{Disposition, PrecreateResult};
 use domain::channel::ChannelId;
 use domain::lifecycle::TradeNext;
 use domain::risk::{self, Screening};
-use domain::states::{Cashier, Cause, NewOrder, Order, OrderStatus};
+use domain::states::{Cashier, Cause, Currency, Money, NewOrder, Order, OrderStatus};
 use gateway::channel::Channel;
 use gateway::channel::client::CallError;
 use gateway::clock::now_ms;
@@ -68,6 +68,7 @@ fn parse_new_order(
         &[
             "out_trade_no",
             "amount",
+            "currency",
             "subject",
             "channel",
             "return_url",
@@ -79,8 +80,16 @@ fn parse_new_order(
     )?;
     let out_trade_no = OutTradeNo::parse(body.required("out_trade_no")?)
         .map_err(|e| ApiError::invalid("out_trade_no", e))?;
-    let amount =
-        Amount::parse(body.required("amount")?).map_err(|e| ApiError::invalid("amount", e))?;
+    let currency = match body.string("currency")? {
+        None => Currency::CNY,
+        Some(code) => Currency::parse(code).map_err(|e| ApiError::invalid("currency", e))?,
+    };
+    let amount = Money::parse_payment(body.required("amount")?, currency)
+        .map_err(|e| ApiError::invalid("amount", e))?;
+    // Alipay v1's ceiling for a CNY payment: 100000000.00.
+    if currency == Currency::CNY {
+        Amount::try_from(amount).map_err(|e| ApiError::invalid("amount", e))?;
+    }
     let subject =
         Subject::parse(body.required("subject")?).map_err(|e| ApiError::invalid("subject", e))?;
     let channel = Cashier::parse(body.required("channel")?)
@@ -193,7 +202,7 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     };
     let due_at_ms = time_expire.unix_seconds() * 1000 + lifecycle.expiry_grace_ms;
     // The first channel whose circuit is closed; none: 503 at once, nothing written.
-    new.alipay_channel = gateway.pick_channel().await?.id;
+    new.alipay_channel = gateway.pick_channel(new.amount.currency()).await?.id;
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
@@ -203,7 +212,7 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     let screening = Screening {
         customer_ref: new.customer_ref.as_deref(),
         ip: buyer_ip,
-        amount: new.amount,
+        amount: risk::cny_part(new.amount),
         virtual_goods: new.virtual_goods,
     };
     let rules = &gateway.config.risk;
@@ -307,9 +316,13 @@ async fn next_step(
     stored: &Order,
     time_expire: ChinaDateTime,
 ) -> Result<Value, ApiError> {
+    let total_amount = Amount::try_from(stored.amount).map_err(|e| {
+        ApiError::new(StatusCode::CONFLICT, "unsupported_currency", e.to_string())
+            .with_field("currency")
+    })?;
     let order = PaymentOrder {
         out_trade_no: stored.out_trade_no.clone(),
-        total_amount: stored.amount,
+        total_amount,
         subject: stored.subject.clone(),
         time_expire: Some(time_expire),
     };

@@ -9,9 +9,8 @@
 //! PENDING, is answered `202` with the refund, and is finished by the sweeper.
 
 use alipay::ids::{OutRequestNo, OutTradeNo};
-use alipay::money::Amount;
 use domain::channel::ChannelId;
-use domain::states::{Cause, NewRefund, RefundStatus};
+use domain::states::{Cause, Currency, Money, NewRefund, RefundStatus};
 use gateway::clock::now_ms;
 use gateway::deadline::Deadline;
 use gateway::http::views::refund_view;
@@ -23,7 +22,7 @@ use gateway::startup::Gateway;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use store::Reserved;
+use store::{Reserved, StoreError};
 use tracing::Instrument as _;
 
 /// Refund reasons are shown to the buyer; Alipay limits them to 256 characters.
@@ -53,14 +52,27 @@ fn parse_out_trade_no(text: &str) -> Result<OutTradeNo, ApiError> {
     OutTradeNo::parse(text).map_err(|e| ApiError::invalid("out_trade_no", e))
 }
 
-fn parse_refund(request: &Request) -> Result<NewRefund, ApiError> {
-    let body = JsonBody::parse(request, &["amount", "reason", "out_request_no"])?;
+fn parse_refund(request: &Request, payment_currency: Currency) -> Result<NewRefund, ApiError> {
+    let body = JsonBody::parse(request, &["amount", "currency", "reason", "out_request_no"])?;
     // The merchant's idempotency key, as Alipay intends it: a retry after any failure reuses
     // it, so one refund can never be paid out twice.
     let out_request_no = OutRequestNo::parse(body.required("out_request_no")?)
         .map_err(|e| ApiError::invalid("out_request_no", e))?;
-    let amount =
-        Amount::parse(body.required("amount")?).map_err(|e| ApiError::invalid("amount", e))?;
+    // In the payment's currency; a `currency` given must be it (checked once the payment's is
+    // known, and again by the store's condition).
+    let stated = body
+        .string("currency")?
+        .map(|code| Currency::parse(code).map_err(|e| ApiError::invalid("currency", e)))
+        .transpose()?;
+    let currency = stated.unwrap_or(payment_currency);
+    if currency != payment_currency {
+        return Err(ApiError::from(StoreError::CurrencyMismatch {
+            payment: payment_currency,
+            requested: currency,
+        }));
+    }
+    let amount = Money::parse_payment(body.required("amount")?, currency)
+        .map_err(|e| ApiError::invalid("amount", e))?;
     let reason = body.string("reason")?.map(str::to_owned);
     if let Some(reason) = &reason
         && (reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control))
@@ -86,8 +98,9 @@ async fn create(
     deadline: &Deadline,
 ) -> Result<Response<Body>, ApiError> {
     let out_trade_no = parse_out_trade_no(out_trade_no)?;
-    let mut new = parse_refund(request)?;
-    new.alipay_channel = gateway.channel_of(&out_trade_no).await?;
+    let (channel, currency) = gateway.refund_target(&out_trade_no).await?;
+    let mut new = parse_refund(request, currency)?;
+    new.alipay_channel = channel;
     let cause = Cause::Api {
         route: "POST /payments/{out_trade_no}/refunds".into(),
     };

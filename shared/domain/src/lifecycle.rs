@@ -7,7 +7,7 @@
 //! move and will not; a payment is closed only when Alipay says it cannot be paid (or never knew
 //! it, past its `time_expire`). Everything uncertain waits, and is asked about again.
 
-use crate::states::{Refund, RefundOutcome};
+use crate::states::{Money, Refund, RefundOutcome};
 use alipay::money::Amount;
 use alipay::notify::TradeStatus;
 use alipay::response::{Disposition, Status, VerifiedResponse};
@@ -207,7 +207,7 @@ const REFUND_FAIL: &str = "REFUND_FAIL";
 /// at all, settle FAILED only when a signed terminal refusal of the identical request agrees
 /// (`if_absent`); otherwise they are handled the same way.
 pub fn after_refund_query(
-    ours: (&str, Amount),
+    ours: (&str, Money),
     reply: Option<Reply<'_>>,
     answer: Option<&RefundQueryAnswer>,
     if_absent: Option<RefundOutcome>,
@@ -243,7 +243,7 @@ pub fn after_refund_query(
                 ));
             }
             if let Some(amount) = refund_amount
-                && *amount != our_amount
+                && Money::from(*amount) != our_amount
             {
                 return RefundNext::Contradiction(format!(
                     "Alipay refunded {amount} for {our_no}; we asked for {our_amount}"
@@ -466,13 +466,13 @@ mod tests {
         since: SinceSend,
     ) -> RefundNext {
         let ok = status("10000", None);
-        let ours = ("r1", Amount::parse("10.00").expect("amount"));
+        let ours = ("r1", Amount::parse("10.00").expect("amount").into());
         after_refund_query(ours, signed(&ok), Some(answer), if_absent, since)
     }
 
     #[test]
     fn the_query_decides_from_signed_answers_only() {
-        let ours = ("r1", Amount::parse("10.00").expect("amount"));
+        let ours = ("r1", Amount::parse("10.00").expect("amount").into());
         let ok = status("10000", None);
         let success = found("r1", "10.00", Some("REFUND_SUCCESS"));
         for since in [after(0), after(DELAY)] {
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn an_absent_refund_is_resent_or_failed_with_proof() {
-        let ours = ("r1", Amount::parse("10.00").expect("amount"));
+        let ours = ("r1", Amount::parse("10.00").expect("amount").into());
         let absent = RefundQueryAnswer::Absent;
         assert_eq!(query(&absent, None, after(DELAY)), RefundNext::Resend);
         assert_eq!(
@@ -587,7 +587,7 @@ mod tests {
         Refund {
             out_trade_no: alipay::ids::OutTradeNo::parse("o1").expect("no"),
             out_request_no: alipay::ids::OutRequestNo::parse("r1").expect("no"),
-            amount: Amount::parse("10.00").expect("amount"),
+            amount: Amount::parse("10.00").expect("amount").into(),
             reason: None,
             status: crate::states::RefundStatus::Pending,
             failure_code: None,

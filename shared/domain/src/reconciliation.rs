@@ -11,9 +11,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::states::{Order, OrderStatus, Refund, RefundStatus};
+use crate::states::{Money, Order, OrderStatus, Refund, RefundStatus};
 use alipay::bill::{BillRow, RowKind};
-use alipay::money::Amount;
 
 /// A record of our books for a day, as the day index shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -365,7 +364,7 @@ pub fn classify_unrecorded(row: &BillRow, order: Option<(&Order, &[Refund])>) ->
             match order.status {
                 OrderStatus::Created | OrderStatus::Closed => Unrecorded::VerifyAndRepair,
                 OrderStatus::Paid | OrderStatus::Finished => {
-                    let paid = order.paid_amount.map(Amount::fen);
+                    let paid = order.paid_amount.map(Money::minor);
                     if paid == Some(alipay_fen) {
                         Unrecorded::OtherDay
                     } else {
@@ -403,9 +402,9 @@ pub fn classify_unrecorded(row: &BillRow, order: Option<(&Order, &[Refund])>) ->
                     "we never made this refund",
                 );
             };
-            let ours = Some(refund.amount.fen());
+            let ours = Some(refund.amount.minor());
             match refund.status {
-                RefundStatus::Succeeded if refund.amount.fen() == alipay_fen => {
+                RefundStatus::Succeeded if refund.amount.minor() == alipay_fen => {
                     Unrecorded::OtherDay
                 }
                 RefundStatus::Succeeded => differs(
@@ -463,7 +462,7 @@ pub fn signed_yuan(fen: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::states::{CNY, Cashier};
+    use crate::states::{Cashier, Currency};
     use alipay::ids::{OutRequestNo, OutTradeNo, Subject};
 
     fn row(kind: RowKind, out_trade_no: &str, fen: i64, out_request_no: Option<&str>) -> BillRow {
@@ -590,18 +589,17 @@ mod tests {
     fn order(status: OrderStatus, paid: Option<u64>) -> Order {
         Order {
             out_trade_no: OutTradeNo::parse("a").expect("id"),
-            amount: Amount::from_fen(100).expect("amount"),
-            currency: CNY.into(),
+            amount: Money::from_minor(100, Currency::CNY).expect("amount"),
             subject: Subject::parse("s").expect("subject"),
             channel: Cashier::Page,
             status,
             return_url: None,
             time_expire: None,
             trade_no: None,
-            paid_amount: paid.map(|f| Amount::from_fen(f).expect("amount")),
+            paid_amount: paid.map(|f| Money::from_minor(f, Currency::CNY).expect("amount")),
             paid_at: None,
-            refunded: Amount::ZERO,
-            refundable: Amount::ZERO,
+            refunded: Money::zero(Currency::CNY),
+            refundable: Money::zero(Currency::CNY),
             buyer_id_masked: None,
             created_at_ms: 0,
             updated_at_ms: 0,
@@ -620,7 +618,7 @@ mod tests {
         Refund {
             out_trade_no: OutTradeNo::parse("a").expect("id"),
             out_request_no: OutRequestNo::parse(no).expect("id"),
-            amount: Amount::from_fen(fen).expect("amount"),
+            amount: Money::from_minor(fen, Currency::CNY).expect("amount"),
             reason: None,
             status,
             failure_code: None,

@@ -13,7 +13,7 @@ use alipay::response::QueryResult;
 use sha2::{Digest as _, Sha256};
 
 use crate::channel::ChannelId;
-use crate::states::{NewRefund, Order, OrderStatus, Payment};
+use crate::states::{Money, NewRefund, Order, OrderStatus, Payment};
 
 /// A trade state that Alipay reported, already verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl TradeReport {
     pub fn payment_for(&self, order: &Order) -> Payment {
         Payment {
             trade_no: self.trade_no.clone(),
-            amount: self.total_amount,
+            amount: self.total_amount.into(),
             paid_at: self.paid_at.clone(),
             buyer_id_masked: self.buyer_id_masked.clone(),
             finished: self.trade_status == TradeStatus::TradeFinished,
@@ -112,7 +112,7 @@ pub enum ReportEffect {
 pub fn effect_on(order: &Order, report: &TradeReport) -> ReportEffect {
     match report.trade_status {
         status if status.is_paid() => {
-            if report.total_amount != order.amount {
+            if Money::from(report.total_amount) != order.amount {
                 ReportEffect::Mismatch(format!(
                     "total_amount {} does not match the order's {}",
                     report.total_amount, order.amount
@@ -145,14 +145,13 @@ pub fn auto_refund(payment: &Payment, channel: ChannelId) -> Option<NewRefund> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::states::{CNY, Cashier};
+    use crate::states::{Cashier, Currency};
     use alipay::ids::{OutTradeNo, Subject};
 
     fn order(status: OrderStatus, amount: &str) -> Order {
         Order {
             out_trade_no: OutTradeNo::parse("o_1").expect("id"),
-            amount: Amount::parse(amount).expect("amount"),
-            currency: CNY.into(),
+            amount: Amount::parse(amount).expect("amount").into(),
             subject: Subject::parse("s").expect("subject"),
             channel: Cashier::Qr,
             status,
@@ -161,8 +160,8 @@ mod tests {
             trade_no: None,
             paid_amount: None,
             paid_at: None,
-            refunded: Amount::ZERO,
-            refundable: Amount::ZERO,
+            refunded: Money::zero(Currency::CNY),
+            refundable: Money::zero(Currency::CNY),
             buyer_id_masked: None,
             created_at_ms: 0,
             updated_at_ms: 0,

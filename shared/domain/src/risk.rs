@@ -156,6 +156,13 @@ impl Rules {
     }
 }
 
+/// The part of a payment the amount rules count: its amount when it is in CNY, nothing when it
+/// is in another currency. The rules' amounts are CNY and we never convert (a rate is Antom's to
+/// give, after the payment); counts, lists and the other rules apply in every currency.
+pub fn cny_part(amount: money::Money) -> Amount {
+    Amount::try_from(amount).unwrap_or(Amount::ZERO)
+}
+
 /// What a create is screened on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Screening<'a> {
@@ -421,6 +428,14 @@ mod tests {
             amount: amount(value),
             virtual_goods: true,
         }
+    }
+
+    #[test]
+    fn only_cny_counts_toward_the_amount_rules() {
+        let yuan = money::Money::parse("12.50", money::Currency::CNY).expect("money");
+        assert_eq!(cny_part(yuan), amount("12.50"));
+        let dollars = money::Money::parse("12.50", money::Currency::USD).expect("money");
+        assert_eq!(cny_part(dollars), Amount::ZERO);
     }
 
     #[test]

@@ -9,11 +9,7 @@ use sha2::{Digest as _, Sha256};
 use crate::channel::ChannelId;
 use alipay::china_time::ChinaDateTime;
 use alipay::ids::{OutRequestNo, OutTradeNo, Subject};
-use alipay::money::Amount;
-
-/// The only currency Alipay's domestic cashier settles in; kept explicit so that cross-border
-/// payments can add others without a schema change.
-pub const CNY: &str = "CNY";
+pub use money::{Currency, Money};
 
 /// Which Alipay cashier the buyer pays in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +118,8 @@ impl fmt::Display for OrderStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrder {
     pub out_trade_no: OutTradeNo,
-    pub amount: Amount,
+    /// In the currency the merchant priced it in (CNY unless it says otherwise).
+    pub amount: Money,
     pub subject: Subject,
     pub channel: Cashier,
     pub return_url: Option<String>,
@@ -142,7 +139,7 @@ impl NewOrder {
         let mut hash = Sha256::new();
         for field in [
             self.out_trade_no.as_str(),
-            &self.amount.fen().to_string(),
+            &self.amount.minor().to_string(),
             self.subject.as_str(),
             self.channel.as_str(),
             self.return_url.as_deref().unwrap_or(""),
@@ -160,6 +157,10 @@ impl NewOrder {
         if !self.virtual_goods {
             hash.update(b"physical");
         }
+        if self.amount.currency() != Currency::CNY {
+            hash.update(b"currency");
+            hash.update(self.amount.currency().code().as_bytes());
+        }
         hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
@@ -168,8 +169,8 @@ impl NewOrder {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Order {
     pub out_trade_no: OutTradeNo,
-    pub amount: Amount,
-    pub currency: String,
+    /// Every amount of the order is in this one's currency.
+    pub amount: Money,
     pub subject: Subject,
     pub channel: Cashier,
     pub status: OrderStatus,
@@ -177,12 +178,12 @@ pub struct Order {
     pub time_expire: Option<String>,
     /// Alipay's trade number, known once Alipay reports the trade.
     pub trade_no: Option<String>,
-    pub paid_amount: Option<Amount>,
+    pub paid_amount: Option<Money>,
     pub paid_at: Option<String>,
     /// Refunds that Alipay confirmed.
-    pub refunded: Amount,
+    pub refunded: Money,
     /// What may still be refunded: paid, less confirmed and pending refunds.
-    pub refundable: Amount,
+    pub refundable: Money,
     pub buyer_id_masked: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
@@ -204,6 +205,10 @@ pub struct Order {
 }
 
 impl Order {
+    pub fn currency(&self) -> Currency {
+        self.amount.currency()
+    }
+
     /// True when confirmed refunds add up to everything that was paid.
     pub fn fully_refunded(&self) -> bool {
         self.status.is_paid() && !self.refunded.is_zero() && Some(self.refunded) == self.paid_amount
@@ -214,7 +219,7 @@ impl Order {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payment {
     pub trade_no: String,
-    pub amount: Amount,
+    pub amount: Money,
     pub paid_at: Option<String>,
     pub buyer_id_masked: Option<String>,
     /// `TRADE_FINISHED`: paid and no longer refundable.
@@ -268,7 +273,8 @@ impl RefundStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewRefund {
     pub out_request_no: OutRequestNo,
-    pub amount: Amount,
+    /// In the order's currency.
+    pub amount: Money,
     pub reason: Option<String>,
     /// The order's Alipay channel (see `Gateway::channel_of`).
     pub alipay_channel: ChannelId,
@@ -279,7 +285,7 @@ pub struct NewRefund {
 pub struct Refund {
     pub out_trade_no: OutTradeNo,
     pub out_request_no: OutRequestNo,
-    pub amount: Amount,
+    pub amount: Money,
     pub reason: Option<String>,
     pub status: RefundStatus,
     /// Alipay's `sub_code` when the refund failed.
@@ -368,7 +374,7 @@ mod tests {
     fn fingerprints_separate_fields() {
         let order = |subject: &str, return_url: Option<&str>| NewOrder {
             out_trade_no: OutTradeNo::parse("o_1").expect("id"),
-            amount: Amount::parse("1.00").expect("amount"),
+            amount: Money::parse("1.00", Currency::CNY).expect("amount"),
             subject: Subject::parse(subject).expect("subject"),
             channel: Cashier::Page,
             return_url: return_url.map(str::to_owned),

@@ -240,9 +240,19 @@ async fn send(
     first_send: bool,
     deadline: &Deadline,
 ) -> (RefundNext, Option<String>) {
+    // A v1 channel only ever holds CNY orders (a payment keeps the channel that accepted its
+    // currency); anything else is refused here rather than sent.
+    let Ok(refund_amount) = Amount::try_from(refund.amount) else {
+        tracing::error!(
+            out_request_no = %refund.out_request_no,
+            currency = %refund.amount.currency(),
+            "not sent: Alipay v1 refunds CNY only"
+        );
+        return (RefundNext::Wait, None);
+    };
     let request = AlipayRequest::Refund {
         trade: TradeRef::OutTradeNo(refund.out_trade_no.clone()),
-        refund_amount: refund.amount,
+        refund_amount,
         out_request_no: refund.out_request_no.clone(),
         refund_reason: refund.reason.clone(),
     };
@@ -528,7 +538,7 @@ pub async fn apply_refund_notice(
             .filter(|r| {
                 r.status != RefundStatus::Failed || proven.as_ref() == Some(&r.out_request_no)
             })
-            .map(|r| r.amount.fen())
+            .map(|r| r.amount.minor())
             .sum();
         if refund_fee.fen() > sent {
             contradictions.push(format!(

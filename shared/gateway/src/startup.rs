@@ -11,6 +11,7 @@ use alipay::request::AppParams;
 use alipay::signer::Signer;
 use alipay::trust::AlipayTrust;
 use domain::channel::ChannelId;
+use domain::states::Currency;
 use store::{Store, StoreError};
 
 use crate::aws::KmsSigner;
@@ -38,6 +39,12 @@ pub enum ChannelError {
     AllOpen { retry_after_ms: i64 },
     #[error("no payment with out_trade_no {0}")]
     NoSuchPayment(OutTradeNo),
+    /// No configured channel prices payments in this currency.
+    #[error("no channel of this gateway accepts {currency} (accepted: {accepted})")]
+    UnsupportedCurrency {
+        currency: Currency,
+        accepted: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -251,11 +258,17 @@ impl Gateway {
             .ok_or(ChannelError::NotConfigured(id))
     }
 
-    /// The channel for a new payment: the first, in configured order, whose circuit is not
-    /// open. All open: [`ChannelError::AllOpen`] with the soonest reopening, and no call.
-    pub async fn pick_channel(&self) -> Result<&Channel, ChannelError> {
+    /// The channel for a new payment in `currency`: the first, in configured order, that accepts
+    /// the currency and whose circuit is not open. All open: [`ChannelError::AllOpen`] with the
+    /// soonest reopening, and no call; none accepts it: [`ChannelError::UnsupportedCurrency`].
+    pub async fn pick_channel(&self, currency: Currency) -> Result<&Channel, ChannelError> {
         let mut soonest: Option<i64> = None;
+        let mut accepted = false;
         for channel in &self.channels {
+            if !self.accepts(channel.id, currency) {
+                continue;
+            }
+            accepted = true;
             match channel.breaker.check(now_ms()).await {
                 Ok(()) => return Ok(channel),
                 Err(CallError::Open { retry_after_ms, .. }) => {
@@ -264,23 +277,56 @@ impl Gateway {
                 Err(_) => {}
             }
         }
+        if !accepted && !self.channels.is_empty() {
+            return Err(ChannelError::UnsupportedCurrency {
+                currency,
+                accepted: self.accepted_currencies(),
+            });
+        }
         Err(match soonest {
             Some(retry_after_ms) => ChannelError::AllOpen { retry_after_ms },
             None => ChannelError::NoneConfigured,
         })
     }
 
-    /// The channel of an existing order: read only when more than one is configured.
-    pub async fn channel_of(&self, out_trade_no: &OutTradeNo) -> Result<ChannelId, ChannelError> {
-        if self.config.channels.len() < 2 {
-            return Ok(ChannelId::Primary);
+    /// Whether the configured channel `id` prices payments in `currency`.
+    pub fn accepts(&self, id: ChannelId, currency: Currency) -> bool {
+        self.config
+            .channels
+            .iter()
+            .any(|c| c.id == id && c.currencies().contains(&currency))
+    }
+
+    /// Every currency some channel accepts, for error messages.
+    fn accepted_currencies(&self) -> String {
+        let mut codes: Vec<&str> = self
+            .config
+            .channels
+            .iter()
+            .flat_map(|c| c.currencies().iter().map(|c| c.code()))
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes.join(", ")
+    }
+
+    /// The channel and currency of an existing order (a refund's): read only when the
+    /// configuration cannot tell (more than one channel, or one with several currencies).
+    pub async fn refund_target(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<(ChannelId, Currency), ChannelError> {
+        if let [only] = self.config.channels.as_slice()
+            && let [currency] = only.currencies()
+        {
+            return Ok((only.id, *currency));
         }
         let order = self
             .store
             .get_order(out_trade_no)
             .await?
             .ok_or_else(|| ChannelError::NoSuchPayment(out_trade_no.clone()))?;
-        Ok(order.alipay_channel)
+        Ok((order.alipay_channel, order.currency()))
     }
 
     /// The Alipay client for one channel of a configuration.

@@ -114,7 +114,8 @@ pub async fn create(
 ) -> Result<(Subscription, Signing, bool), SubscriptionError> {
     let now = now_ms();
     let channel = gateway
-        .pick_channel()
+        // Agreements are Alipay v1's, in CNY.
+        .pick_channel(domain::states::Currency::CNY)
         .await
         .map_err(|e| SubscriptionError::Unavailable(e.to_string()))?;
     let subscription = Subscription {
@@ -205,7 +206,7 @@ async fn pay_and_sign(
     .map_err(|e| SubscriptionError::Unavailable(e.0.into()))?;
     let order = NewOrder {
         out_trade_no: out_trade_no.clone(),
-        amount: plan.amount,
+        amount: plan.amount.into(),
         subject: subscription.subject.clone(),
         channel: cashier,
         return_url: new.return_url.clone(),
@@ -908,7 +909,7 @@ async fn period_order(
         .map_err(|e| StoreError::Corrupt(e.0.into()))?;
     let new = NewOrder {
         out_trade_no: out_trade_no.clone(),
-        amount: subscription.plan.amount,
+        amount: subscription.plan.amount.into(),
         subject: subscription.subject.clone(),
         channel: Cashier::Agreement,
         return_url: None,
@@ -936,7 +937,7 @@ async fn create_order(
     let screening = domain::risk::Screening {
         customer_ref: new.customer_ref.as_deref(),
         ip: None,
-        amount: new.amount,
+        amount: domain::risk::cny_part(new.amount),
         virtual_goods: new.virtual_goods,
     };
     if let Err(refusal) = domain::risk::screen(rules, &screening) {

@@ -341,6 +341,14 @@ impl fmt::Display for Money {
     }
 }
 
+/// As its decimal text (`"12.50"`): a resource states its currency once, beside its amounts.
+/// There is no `Deserialize`: reading an amount needs its currency ([`Money::parse`]).
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.decimal())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub struct AuditEvent {
     pub cause: Cause,
     pub from: Option<String>,
     pub to: Option<String>,
-    pub amount: Option<Amount>,
+    pub amount: Option<Money>,
     pub detail: Option<String>,
     pub at_ms: i64,
     /// Unix seconds after which DynamoDB may delete the event (TTL).
@@ -40,7 +40,7 @@ impl AuditEvent {
         self
     }
 
-    pub fn amount(mut self, amount: Amount) -> Self {
+    pub fn amount(mut self, amount: Money) -> Self {
         self.amount = Some(amount);
         self
     }
@@ -132,7 +132,8 @@ pub(super) fn audit_item_under(pk: String, event: &AuditEvent) -> Result<Item, S
     put_opt(&mut item, "to_state", event.to.as_deref());
     put_opt(&mut item, "detail", event.detail.as_deref());
     if let Some(amount) = event.amount {
-        item.insert("amount_fen".to_owned(), n(amount.fen()));
+        item.insert("amount_fen".to_owned(), n(amount.minor()));
+        item.insert("amount_currency".to_owned(), s(amount.currency().code()));
     }
     Ok(item)
 }
@@ -146,7 +147,7 @@ pub(super) fn parse_audit(item: &Item) -> Result<AuditEvent, StoreError> {
         to: get_opt_s(item, "to_state"),
         amount: item
             .get("amount_fen")
-            .map(|_| get_amount(item, "amount_fen"))
+            .map(|_| get_money(item, "amount_fen", get_currency(item, "amount_currency")?))
             .transpose()?,
         detail: get_opt_s(item, "detail"),
         at_ms: get_n(item, "at_ms")?,

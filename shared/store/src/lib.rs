@@ -38,10 +38,10 @@ use sha2::{Digest as _, Sha256};
 use alipay::china_time::ChinaDateTime;
 use alipay::ids::{OutRequestNo, OutTradeNo, Subject};
 use alipay::money::Amount;
-use domain::risk::Counter;
+use domain::risk::{Counter, cny_part};
 use domain::states::{
-    CNY, Cashier, Cause, NewOrder, NewRefund, Order, OrderStatus, PaidRisk, Payment, Refund,
-    RefundOutcome, RefundStatus,
+    Cashier, Cause, Currency, Money, NewOrder, NewRefund, Order, OrderStatus, PaidRisk, Payment,
+    Refund, RefundOutcome, RefundStatus,
 };
 
 /// Audit events are kept at least 180 days (the audit requirement); one more day of margin so
@@ -115,11 +115,13 @@ pub enum StoreError {
     IllegalTransition { from: String, to: String },
     #[error("the order is {status}; only PAID orders can be refunded")]
     NotRefundable { status: OrderStatus },
-    #[error("refund of {requested} exceeds the refundable {refundable}")]
-    ExceedsRefundable {
-        requested: Amount,
-        refundable: Amount,
+    #[error("the payment is in {payment}; a refund of it must be too, not {requested}")]
+    CurrencyMismatch {
+        payment: Currency,
+        requested: Currency,
     },
+    #[error("refund of {requested} exceeds the refundable {refundable}")]
+    ExceedsRefundable { requested: Money, refundable: Money },
     #[error("DynamoDB is throttling requests")]
     Throttled,
     #[error("DynamoDB unavailable: {0}")]
@@ -475,6 +477,23 @@ pub(crate) fn get_n_or_zero<T: FromStr + Default>(
 pub(crate) fn get_amount(item: &Item, name: &str) -> Result<Amount, StoreError> {
     Amount::from_fen_allow_zero(get_n(item, name)?)
         .map_err(|e| StoreError::Corrupt(format!("{name} {e}")))
+}
+
+/// An amount in minor units (the attributes are named `*_fen` from when every amount was CNY)
+/// of `currency`.
+pub(crate) fn get_money(item: &Item, name: &str, currency: Currency) -> Result<Money, StoreError> {
+    Money::from_minor(get_n(item, name)?, currency)
+        .map_err(|e| StoreError::Corrupt(format!("{name} {e}")))
+}
+
+/// The currency attribute `name`; CNY when absent (items written before currencies).
+pub(crate) fn get_currency(item: &Item, name: &str) -> Result<Currency, StoreError> {
+    match get_opt_s(item, name) {
+        None => Ok(Currency::CNY),
+        Some(code) => {
+            Currency::parse(&code).map_err(|e| StoreError::Corrupt(format!("{name} {code}: {e}")))
+        }
+    }
 }
 
 pub(crate) fn corrupt<E: std::fmt::Display>(name: &'static str) -> impl Fn(E) -> StoreError {

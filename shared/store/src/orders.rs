@@ -23,7 +23,7 @@ impl Store {
         now_ms: i64,
         counters: &[Counter],
     ) -> Result<Created, StoreError> {
-        match self.count_payment(counters, new.amount).await {
+        match self.count_payment(counters, cny_part(new.amount)).await {
             Ok(()) => {}
             // A repeat of a payment created before the limit was reached is answered, not
             // refused (one read, on refusals only).
@@ -44,7 +44,7 @@ impl Store {
         );
         if not_this_one {
             let counted: Vec<&Counter> = counters.iter().collect();
-            self.uncount_payment(&counted, new.amount).await;
+            self.uncount_payment(&counted, cny_part(new.amount)).await;
         }
         created
     }
@@ -61,7 +61,6 @@ impl Store {
         let order = Order {
             out_trade_no: new.out_trade_no.clone(),
             amount: new.amount,
-            currency: CNY.to_owned(),
             subject: new.subject.clone(),
             channel: new.channel,
             status: OrderStatus::Created,
@@ -70,8 +69,8 @@ impl Store {
             trade_no: None,
             paid_amount: None,
             paid_at: None,
-            refunded: Amount::ZERO,
-            refundable: Amount::ZERO,
+            refunded: Money::zero(new.amount.currency()),
+            refundable: Money::zero(new.amount.currency()),
             buyer_id_masked: None,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
@@ -222,7 +221,7 @@ impl Store {
     ) -> Result<Result<Order, Order>, StoreError> {
         let out_trade_no = &read.out_trade_no;
         let refundable = if payment.finished {
-            Amount::ZERO
+            Money::zero(payment.amount.currency())
         } else {
             payment.amount
         };
@@ -244,8 +243,8 @@ impl Store {
             .expression_attribute_values(":from", s(OrderStatus::Created.as_str()))
             .expression_attribute_values(":version", n(read.version))
             .expression_attribute_values(":trade_no", s(&payment.trade_no))
-            .expression_attribute_values(":paid", n(payment.amount.fen()))
-            .expression_attribute_values(":refundable", n(refundable.fen()))
+            .expression_attribute_values(":paid", n(payment.amount.minor()))
+            .expression_attribute_values(":refundable", n(refundable.minor()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1));
         // The order enters the day index on the day Alipay says it was paid (the bill's day).
@@ -305,7 +304,7 @@ impl Store {
             self.audit_put(out_trade_no, &event)?,
         ];
         if let Some(risk) = &payment.risk {
-            items.extend(self.history_updates(risk, payment.amount, now_ms)?);
+            items.extend(self.history_updates(risk, cny_part(payment.amount), now_ms)?);
         }
         match self.transact(items).await? {
             Ok(()) => Ok(Ok(paid(read, target, payment, now_ms))),
@@ -397,11 +396,11 @@ impl Store {
             OrderStatus::Paid
         };
         let refund = refund.filter(|_| !payment.finished);
-        let reserved = refund.map_or(Amount::ZERO, |(r, _)| r.amount);
+        let reserved = refund.map_or(0, |(r, _)| r.amount.minor());
         let refundable_fen = if payment.finished {
             0
         } else {
-            payment.amount.fen().saturating_sub(reserved.fen())
+            payment.amount.minor().saturating_sub(reserved)
         };
         let day = day_values(day_keys(
             &order.out_trade_no,
@@ -425,7 +424,7 @@ impl Store {
             .expression_attribute_values(":closed", s(OrderStatus::Closed.as_str()))
             .expression_attribute_values(":version", n(order.version))
             .expression_attribute_values(":trade_no", s(&payment.trade_no))
-            .expression_attribute_values(":paid", n(payment.amount.fen()))
+            .expression_attribute_values(":paid", n(payment.amount.minor()))
             .expression_attribute_values(":refundable", n(refundable_fen))
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .expression_attribute_values(
@@ -580,13 +579,13 @@ fn order_item_without_due(order: &Order) -> Item {
         ("sk".to_owned(), s(ORDER_SK)),
         ("kind".to_owned(), s("order")),
         ("out_trade_no".to_owned(), s(order.out_trade_no.as_str())),
-        ("amount_fen".to_owned(), n(order.amount.fen())),
-        ("currency".to_owned(), s(&order.currency)),
+        ("amount_fen".to_owned(), n(order.amount.minor())),
+        ("currency".to_owned(), s(order.currency().code())),
         ("subject".to_owned(), s(order.subject.as_str())),
         ("channel".to_owned(), s(order.channel.as_str())),
         ("status".to_owned(), s(order.status.as_str())),
-        ("refunded_fen".to_owned(), n(order.refunded.fen())),
-        ("refundable_fen".to_owned(), n(order.refundable.fen())),
+        ("refunded_fen".to_owned(), n(order.refunded.minor())),
+        ("refundable_fen".to_owned(), n(order.refundable.minor())),
         ("created_at_ms".to_owned(), n(order.created_at_ms)),
         ("updated_at_ms".to_owned(), n(order.updated_at_ms)),
         ("version".to_owned(), n(order.version)),
@@ -610,7 +609,7 @@ fn order_item_without_due(order: &Order) -> Item {
         order.buyer_id_masked.as_deref(),
     );
     if let Some(paid) = order.paid_amount {
-        item.insert("paid_fen".to_owned(), n(paid.fen()));
+        item.insert("paid_fen".to_owned(), n(paid.minor()));
     }
     put_opt(&mut item, "customer_ref", order.customer_ref.as_deref());
     if !order.risk_rules.is_empty() {
@@ -637,7 +636,7 @@ fn paid(read: &Order, target: OrderStatus, payment: &Payment, now_ms: i64) -> Or
         trade_no: Some(payment.trade_no.clone()),
         paid_amount: Some(payment.amount),
         refundable: if target == OrderStatus::Finished {
-            Amount::ZERO
+            Money::zero(payment.amount.currency())
         } else {
             payment.amount
         },
@@ -657,11 +656,11 @@ fn paid(read: &Order, target: OrderStatus, payment: &Payment, now_ms: i64) -> Or
 pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
     let status = get_s(item, "status")?;
     let channel = get_s(item, "channel")?;
+    let currency = get_currency(item, "currency")?;
     Ok(Order {
         out_trade_no: OutTradeNo::parse(get_s(item, "out_trade_no")?)
             .map_err(corrupt("out_trade_no"))?,
-        amount: get_amount(item, "amount_fen")?,
-        currency: get_s(item, "currency")?,
+        amount: get_money(item, "amount_fen", currency)?,
         subject: Subject::parse(get_s(item, "subject")?).map_err(corrupt("subject"))?,
         channel: Cashier::parse(&channel)
             .ok_or_else(|| StoreError::Corrupt(format!("channel {channel}")))?,
@@ -672,11 +671,11 @@ pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
         trade_no: get_opt_s(item, "trade_no"),
         paid_amount: item
             .get("paid_fen")
-            .map(|_| get_amount(item, "paid_fen"))
+            .map(|_| get_money(item, "paid_fen", currency))
             .transpose()?,
         paid_at: get_opt_s(item, "paid_at"),
-        refunded: get_amount(item, "refunded_fen")?,
-        refundable: get_amount(item, "refundable_fen")?,
+        refunded: get_money(item, "refunded_fen", currency)?,
+        refundable: get_money(item, "refundable_fen", currency)?,
         buyer_id_masked: get_opt_s(item, "buyer_id_masked"),
         created_at_ms: get_n(item, "created_at_ms")?,
         updated_at_ms: get_n(item, "updated_at_ms")?,

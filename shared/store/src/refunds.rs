@@ -76,10 +76,12 @@ impl Store {
             .key("pk", s(order_pk(out_trade_no)))
             .key("sk", s(ORDER_SK))
             .update_expression("SET refundable_fen = refundable_fen - :amount, updated_at_ms = :now, version = version + :one")
-            .condition_expression("#status = :paid AND refundable_fen >= :amount")
+            // Minor units compare only within one currency: the refund's must be the order's.
+            .condition_expression("#status = :paid AND refundable_fen >= :amount AND currency = :currency")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":paid", s(OrderStatus::Paid.as_str()))
-            .expression_attribute_values(":amount", n(refund.amount.fen()))
+            .expression_attribute_values(":amount", n(refund.amount.minor()))
+            .expression_attribute_values(":currency", s(refund.amount.currency().code()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -123,6 +125,12 @@ impl Store {
             )));
         }
         let order = self.old_order(&reasons, 0, out_trade_no).await?;
+        if order.currency() != refund.amount.currency() {
+            return Err(StoreError::CurrencyMismatch {
+                payment: order.currency(),
+                requested: refund.amount.currency(),
+            });
+        }
         if order.status != OrderStatus::Paid {
             return Err(StoreError::NotRefundable {
                 status: order.status,
@@ -251,7 +259,7 @@ impl Store {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(target.as_str()))
             .expression_attribute_values(":pending", s(RefundStatus::Pending.as_str()))
-            .expression_attribute_values(":amount", n(refund.amount.fen()))
+            .expression_attribute_values(":amount", n(refund.amount.minor()))
             .expression_attribute_values(":now", n(now_ms))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         refund_update = match outcome {
@@ -286,7 +294,7 @@ impl Store {
                 "{order_expression}, updated_at_ms = :now, version = version + :one"
             ))
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":amount", n(refund.amount.fen()))
+            .expression_attribute_values(":amount", n(refund.amount.minor()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
             .build()
@@ -377,7 +385,7 @@ impl Store {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":failed", s(RefundStatus::Failed.as_str()))
             .expression_attribute_values(":to", s(RefundStatus::Succeeded.as_str()))
-            .expression_attribute_values(":amount", n(failed.amount.fen()))
+            .expression_attribute_values(":amount", n(failed.amount.minor()))
             .expression_attribute_values(":now", n(now_ms));
         for (name, value) in refund_day_values(failed, refunded_at, now_ms) {
             refund_update = refund_update.expression_attribute_values(name, value);
@@ -390,7 +398,7 @@ impl Store {
                 "SET refundable_fen = refundable_fen - :amount, refunded_fen = refunded_fen + :amount, updated_at_ms = :now, version = version + :one",
             )
             .condition_expression("attribute_exists(pk) AND refundable_fen >= :amount")
-            .expression_attribute_values(":amount", n(failed.amount.fen()))
+            .expression_attribute_values(":amount", n(failed.amount.minor()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
             .build()
@@ -514,7 +522,8 @@ pub(super) fn refund_item(refund: &Refund) -> Item {
             "out_request_no".to_owned(),
             s(refund.out_request_no.as_str()),
         ),
-        ("amount_fen".to_owned(), n(refund.amount.fen())),
+        ("amount_fen".to_owned(), n(refund.amount.minor())),
+        ("currency".to_owned(), s(refund.amount.currency().code())),
         ("status".to_owned(), s(refund.status.as_str())),
         ("created_at_ms".to_owned(), n(refund.created_at_ms)),
         ("updated_at_ms".to_owned(), n(refund.updated_at_ms)),
@@ -559,7 +568,7 @@ pub(super) fn parse_refund(item: &Item) -> Result<Refund, StoreError> {
             .map_err(corrupt("out_trade_no"))?,
         out_request_no: OutRequestNo::parse(get_s(item, "out_request_no")?)
             .map_err(corrupt("out_request_no"))?,
-        amount: get_amount(item, "amount_fen")?,
+        amount: get_money(item, "amount_fen", get_currency(item, "currency")?)?,
         reason: get_opt_s(item, "reason"),
         status: RefundStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("refund status {status}")))?,

@@ -60,7 +60,7 @@ impl Store {
             .map_err(build_error)?;
         let event = AuditEvent::new("subscription.created", cause, subscription.created_at_ms)
             .change("", subscription.status.as_str())
-            .amount(subscription.plan.amount);
+            .amount(subscription.plan.amount.into());
         let items = vec![
             TransactWriteItem::builder().put(put).build(),
             self.sub_audit_put(&subscription.id, &event)?,

@@ -233,7 +233,7 @@ mod tests {
             ("amount", serde_json::json!("1.001")),
             ("status", serde_json::json!("SETTLED")),
             ("paid_at", serde_json::json!("2026-11-28T10:00:00Z")),
-            ("currency", serde_json::json!("USD")),
+            ("currency", serde_json::json!("XAU")),
         ] {
             let mut changed = payment.clone();
             changed[field] = bad.clone();

@@ -1184,7 +1184,7 @@ async fn check_invariants(
             )),
             (true, true, Some(trade))
                 if order.trade_no.as_deref() != Some(trade.trade_no.as_str())
-                    || order.paid_amount.map(|a| a.fen()) != Some(trade.total_fen) =>
+                    || order.paid_amount.map(|a| a.minor()) != Some(trade.total_fen) =>
             {
                 violations.push(format!(
                     "{out_trade_no}: paid {:?} {:?} here, {} {} at Alipay",
@@ -1222,7 +1222,7 @@ async fn check_invariants(
             }
         }
         let executed_fen: u64 = trade.map_or(0, |t| t.refunded_fen);
-        if executed_fen != order.refunded.fen() {
+        if executed_fen != order.refunded.minor() {
             violations.push(format!(
                 "{out_trade_no}: Alipay refunded {} fen, we recorded {}",
                 executed_fen, order.refunded
@@ -1268,8 +1268,8 @@ async fn check_invariants(
             }
         }
         if order.status == domain::states::OrderStatus::Paid
-            && Some(order.refunded.fen() + order.refundable.fen())
-                != order.paid_amount.map(|a| a.fen())
+            && Some(order.refunded.minor() + order.refundable.minor())
+                != order.paid_amount.map(|a| a.minor())
         {
             violations.push(format!(
                 "{out_trade_no}: refunded {} + refundable {} != paid {:?}",

@@ -4,6 +4,7 @@
 use alipay::ids::{AppId, SellerId};
 use alipay::keys::PublicKey;
 use domain::channel::ChannelId;
+use domain::states::Currency;
 
 /// The prefix of a channel's environment variables (`SECONDARY_ALIPAY_APP_ID`, ...).
 pub fn env_prefix(id: ChannelId) -> &'static str {
@@ -43,6 +44,14 @@ pub struct ChannelConfig {
     /// `ALIPAY_AGREEMENT_SIGN_SCENE`: the merchant's contracted `sign_scene` for agreements
     /// (never `DEFAULT|DEFAULT`, since an `external_agreement_no` is sent).
     pub agreement_sign_scene: String,
+}
+
+impl ChannelConfig {
+    /// The currencies a payment through this channel may be priced in: Alipay v1 prices web,
+    /// wap, app and QR payments in CNY only (docs/alipay/operations.md §5).
+    pub fn currencies(&self) -> &'static [Currency] {
+        &[Currency::CNY]
+    }
 }
 
 /// `APP_PRIVATE_KEY_SEALED` (the `kms:Encrypt` ciphertext in Base64, inline or as an

@@ -113,6 +113,12 @@ impl From<ChannelError> for ApiError {
                 crate::deadline::seconds_after(retry_after_ms),
             ),
             ChannelError::NoSuchPayment(_) => ApiError::not_found(error.to_string()),
+            ChannelError::UnsupportedCurrency { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported_currency",
+                error.to_string(),
+            )
+            .with_field("currency"),
             ChannelError::Store(error) => error.into(),
         }
     }
@@ -135,6 +141,12 @@ impl From<StoreError> for ApiError {
                 "payment_not_refundable",
                 error.to_string(),
             ),
+            StoreError::CurrencyMismatch { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_mismatch",
+                error.to_string(),
+            )
+            .with_field("currency"),
             StoreError::ExceedsRefundable { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "amount_exceeds_refundable",
