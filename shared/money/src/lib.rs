@@ -335,9 +335,17 @@ impl Money {
 }
 
 impl fmt::Display for Money {
-    /// `12.50 USD`.
+    /// The decimal text, `12.50` (as [`Money::decimal`]; as `Serialize` writes it). With the
+    /// code: [`Money::with_code`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.decimal(), self.currency)
+        f.write_str(&self.decimal())
+    }
+}
+
+impl Money {
+    /// `12.50 USD`, for messages.
+    pub fn with_code(self) -> String {
+        format!("{} {}", self.decimal(), self.currency)
     }
 }
 
@@ -474,7 +482,8 @@ mod tests {
         assert_eq!(a.compare(y), None);
         let top = Money::from_minor(MAX_MINOR, Currency::USD).unwrap();
         assert_eq!(top.checked_add(b), Err(MoneyError::TooLarge));
-        assert_eq!(a.to_string(), "10.00 USD");
+        assert_eq!(a.to_string(), "10.00");
+        assert_eq!(a.with_code(), "10.00 USD");
     }
 
     fn any_currency() -> impl Strategy<Value = Currency> {

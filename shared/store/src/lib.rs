@@ -120,7 +120,7 @@ pub enum StoreError {
         payment: Currency,
         requested: Currency,
     },
-    #[error("refund of {requested} exceeds the refundable {refundable}")]
+    #[error("refund of {} exceeds the refundable {}", requested.with_code(), refundable.with_code())]
     ExceedsRefundable { requested: Money, refundable: Money },
     #[error("DynamoDB is throttling requests")]
     Throttled,

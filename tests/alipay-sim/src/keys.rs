@@ -31,6 +31,14 @@ impl SigningKey {
         }
     }
 
+    /// The standard Base64 signature over bytes (an Antom message's string to sign).
+    pub fn sign_base64_bytes(&self, content: &[u8]) -> String {
+        match self.0.try_sign(content) {
+            Ok(signature) => BASE64.encode(signature.to_vec()),
+            Err(_) => String::new(),
+        }
+    }
+
     /// Its public half as SPKI DER (what a certificate for it carries).
     pub fn spki_der(&self) -> Vec<u8> {
         self.0

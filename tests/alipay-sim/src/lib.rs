@@ -46,8 +46,10 @@
 //! | `bill`, `bill_api` | the daily bill: its files, and their download |
 //! | `ca` | the open platform's certificate authority (certificate mode) |
 //! | `sim_api` | the simulator's own API for tests and scripts (`/sim/*`) |
+//! | `antom` | a local Antom (`/ams/api/v1/payments/…`), a server of its own: docs/antom/protocol.md |
 
 mod agreements;
+pub mod antom;
 pub mod bill;
 mod bill_api;
 pub mod ca;
