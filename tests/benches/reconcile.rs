@@ -89,6 +89,7 @@ fn day_records(
             customer_ref: None,
             risk_rules: Vec::new(),
             alipay_channel: domain::channel::ChannelId::Primary,
+            settlement: None,
         };
         let refunds = refund
             .into_iter()

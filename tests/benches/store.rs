@@ -113,6 +113,7 @@ async fn main() {
             finished: false,
             risk: None,
             alipay_channel: domain::channel::ChannelId::Primary,
+            settlement: None,
         };
         let t = Instant::now();
         env.store

@@ -58,6 +58,7 @@ pub fn payment(amount: &str, finished: bool) -> Payment {
         finished,
         risk: None,
         alipay_channel: domain::channel::ChannelId::Primary,
+        settlement: None,
     }
 }
 

@@ -36,6 +36,14 @@ pub mod paths {
     }
 }
 
+/// An Antom time (ISO 8601 / RFC 3339 with its offset, milliseconds or not:
+/// `2026-12-05T10:30:00+08:00`, `2026-12-05T02:30:00.123Z`) as Unix milliseconds.
+pub fn unix_ms(text: &str) -> Option<i64> {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// A request ready to send: POST `path` with these headers and exactly this body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedRequest {
@@ -105,6 +113,16 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_with_any_offset_read_as_the_same_instant() {
+        assert_eq!(
+            unix_ms("2025-12-05T10:00:00+08:00"),
+            Some(1_764_900_000_000)
+        );
+        assert_eq!(unix_ms("2025-12-05T02:00:00.250Z"), Some(1_764_900_000_250));
+        assert_eq!(unix_ms("2025-12-05 10:00:00"), None);
+    }
 
     #[test]
     fn sandbox_clients_call_the_sandbox_path() {

@@ -611,6 +611,7 @@ mod tests {
             customer_ref: None,
             risk_rules: Vec::new(),
             alipay_channel: crate::channel::ChannelId::Primary,
+            settlement: None,
         }
     }
 

@@ -13,19 +13,23 @@ use alipay::response::QueryResult;
 use sha2::{Digest as _, Sha256};
 
 use crate::channel::ChannelId;
-use crate::states::{Money, NewRefund, Order, OrderStatus, Payment};
+use crate::states::{Money, NewRefund, Order, OrderStatus, Payment, SettlementFacts};
 
 /// A trade state that Alipay reported, already verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TradeReport {
     pub trade_no: String,
     pub trade_status: TradeStatus,
-    pub total_amount: Amount,
-    /// When Alipay says it was paid (`gmt_payment`, `send_pay_date`): the bill's day.
+    /// In the order's currency when it is genuine (compared with the order's before anything
+    /// is applied).
+    pub total_amount: Money,
+    /// When Alipay says it was paid (`gmt_payment`, `send_pay_date`), China time: the bill's day.
     pub paid_at: Option<String>,
     pub buyer_id_masked: Option<String>,
     /// A digest of the buyer's id, for the fraud checks (never the id itself).
     pub buyer_key: Option<String>,
+    /// The conversion and settlement the provider reported (Antom).
+    pub settlement: Option<SettlementFacts>,
 }
 
 impl TradeReport {
@@ -34,10 +38,11 @@ impl TradeReport {
         TradeReport {
             trade_no: notification.trade_no.clone(),
             trade_status: notification.trade_status,
-            total_amount: notification.total_amount,
+            total_amount: notification.total_amount.into(),
             paid_at: notification.gmt_payment.clone(),
             buyer_id_masked: notification.buyer.as_ref().map(BuyerId::masked),
             buyer_key: notification.buyer.as_ref().map(buyer_key),
+            settlement: None,
         }
     }
 
@@ -47,10 +52,11 @@ impl TradeReport {
         TradeReport {
             trade_no: result.trade_no.clone(),
             trade_status,
-            total_amount: result.total_amount,
+            total_amount: result.total_amount.into(),
             paid_at: result.send_pay_date.clone(),
             buyer_id_masked: buyer.as_ref().map(BuyerId::masked),
             buyer_key: buyer.as_ref().map(buyer_key),
+            settlement: None,
         }
     }
 
@@ -66,10 +72,11 @@ impl TradeReport {
         TradeReport {
             trade_no: trade_no.to_owned(),
             trade_status: TradeStatus::TradeSuccess,
-            total_amount,
+            total_amount: total_amount.into(),
             paid_at: paid_at.map(str::to_owned),
             buyer_id_masked: buyer.as_ref().map(BuyerId::masked),
             buyer_key: buyer.as_ref().map(buyer_key),
+            settlement: None,
         }
     }
 
@@ -77,12 +84,13 @@ impl TradeReport {
     pub fn payment_for(&self, order: &Order) -> Payment {
         Payment {
             trade_no: self.trade_no.clone(),
-            amount: self.total_amount.into(),
+            amount: self.total_amount,
             paid_at: self.paid_at.clone(),
             buyer_id_masked: self.buyer_id_masked.clone(),
             finished: self.trade_status == TradeStatus::TradeFinished,
             risk: None,
             alipay_channel: order.alipay_channel,
+            settlement: self.settlement.clone(),
         }
     }
 }
@@ -112,7 +120,7 @@ pub enum ReportEffect {
 pub fn effect_on(order: &Order, report: &TradeReport) -> ReportEffect {
     match report.trade_status {
         status if status.is_paid() => {
-            if Money::from(report.total_amount) != order.amount {
+            if report.total_amount != order.amount {
                 ReportEffect::Mismatch(format!(
                     "total_amount {} does not match the order's {}",
                     report.total_amount, order.amount
@@ -173,6 +181,7 @@ mod tests {
             customer_ref: None,
             risk_rules: Vec::new(),
             alipay_channel: ChannelId::Primary,
+            settlement: None,
         }
     }
 
@@ -180,10 +189,11 @@ mod tests {
         TradeReport {
             trade_no: "2026000000000000000000000001".into(),
             trade_status: status,
-            total_amount: Amount::parse(amount).expect("amount"),
+            total_amount: Amount::parse(amount).expect("amount").into(),
             paid_at: Some("2026-11-27 10:00:00".into()),
             buyer_id_masked: None,
             buyer_key: None,
+            settlement: None,
         }
     }
 

@@ -202,6 +202,24 @@ pub struct Order {
     pub risk_rules: Vec<String>,
     /// The Alipay channel (application) that created it: every later call uses it.
     pub alipay_channel: ChannelId,
+    /// How the provider converted and settled it, as it reported (Antom: the settlement
+    /// currency and amount and the quote); `None` when nothing was reported.
+    pub settlement: Option<SettlementFacts>,
+}
+
+/// What a provider reported about converting and settling a payment: recorded as reported,
+/// never computed by us (a rate is kept as the text it was written in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SettlementFacts {
+    /// In the settlement currency (`grossSettlementAmount`).
+    pub amount: Money,
+    pub quote_id: Option<String>,
+    /// `USD/CNY`.
+    pub quote_pair: Option<String>,
+    /// The rate, as written.
+    pub quote_price: Option<String>,
+    pub quote_start: Option<String>,
+    pub quote_expiry: Option<String>,
 }
 
 impl Order {
@@ -228,6 +246,8 @@ pub struct Payment {
     pub risk: Option<PaidRisk>,
     /// The channel it was paid through (the order's): its bill lists it.
     pub alipay_channel: ChannelId,
+    /// The settlement the provider reported with the payment.
+    pub settlement: Option<SettlementFacts>,
 }
 
 /// What the after-payment fraud checks found, and the history the payment adds to.

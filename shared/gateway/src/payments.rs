@@ -122,7 +122,8 @@ async fn paid_risk(
     let history = store
         .risk_history(&customer, report.buyer_key.as_deref())
         .await?;
-    let flags = domain::risk::assess_paid(rules, &customer, report.total_amount, &history);
+    let amount = domain::risk::cny_part(report.total_amount);
+    let flags = domain::risk::assess_paid(rules, &customer, amount, &history);
     if !flags.is_empty() {
         tracing::warn!(out_trade_no = %order.out_trade_no, rules = ?flags, "payment flagged by the fraud checks");
     }

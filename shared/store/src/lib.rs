@@ -41,7 +41,7 @@ use alipay::money::Amount;
 use domain::risk::{Counter, cny_part};
 use domain::states::{
     Cashier, Cause, Currency, Money, NewOrder, NewRefund, Order, OrderStatus, PaidRisk, Payment,
-    Refund, RefundOutcome, RefundStatus,
+    Refund, RefundOutcome, RefundStatus, SettlementFacts,
 };
 
 /// Audit events are kept at least 180 days (the audit requirement); one more day of margin so

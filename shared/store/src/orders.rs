@@ -82,6 +82,7 @@ impl Store {
             customer_ref: new.customer_ref.clone(),
             risk_rules: Vec::new(),
             alipay_channel: new.alipay_channel,
+            settlement: None,
         };
         let put = Put::builder()
             .table_name(&self.table)
@@ -272,6 +273,10 @@ impl Store {
             set.push("risk_rules = :risk");
             update = update.expression_attribute_values(":risk", risk_list(&risk.rules));
         }
+        if let Some(facts) = &payment.settlement {
+            set.push("settlement = :settlement");
+            update = update.expression_attribute_values(":settlement", settlement_value(facts));
+        }
         let update = update
             .update_expression(format!(
                 "SET {} REMOVE due_shard, due_at_ms",
@@ -293,11 +298,12 @@ impl Store {
         .amount(payment.amount)
         .detail(match flagged {
             Some(risk) => format!(
-                "trade_no {}; flagged by the fraud checks: {}",
+                "trade_no {}; flagged by the fraud checks: {}{}",
                 payment.trade_no,
-                risk.rules.join(", ")
+                risk.rules.join(", "),
+                settled_text(payment)
             ),
-            None => format!("trade_no {}", payment.trade_no),
+            None => format!("trade_no {}{}", payment.trade_no, settled_text(payment)),
         });
         let mut items = vec![
             TransactWriteItem::builder().update(update).build(),
@@ -415,7 +421,7 @@ impl Store {
             .update_expression(
                 "SET #status = :to, trade_no = :trade_no, paid_fen = :paid, refundable_fen = :refundable, \
                  paid_after_close = :yes, paid_at = :paid_at, updated_at_ms = :now, version = version + :one, \
-                 day_key = :day_key, day_sk = :day_sk \
+                 day_key = :day_key, day_sk = :day_sk, settlement = :settlement \
                  REMOVE due_shard, due_at_ms",
             )
             .condition_expression("#status = :closed AND version = :version")
@@ -433,6 +439,13 @@ impl Store {
             )
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(
+                ":settlement",
+                payment
+                    .settlement
+                    .as_ref()
+                    .map_or(AttributeValue::Null(true), settlement_value),
+            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (name, value) in day {
             update = update.expression_attribute_values(name, value);
@@ -441,7 +454,11 @@ impl Store {
         let event = AuditEvent::new("order.paid_after_close", cause, now_ms)
             .change(OrderStatus::Closed, target)
             .amount(payment.amount)
-            .detail(format!("trade_no {}", payment.trade_no));
+            .detail(format!(
+                "trade_no {}{}",
+                payment.trade_no,
+                settled_text(payment)
+            ));
         let mut items = vec![
             TransactWriteItem::builder().update(update).build(),
             self.audit_put(&order.out_trade_no, &event)?,
@@ -615,6 +632,9 @@ fn order_item_without_due(order: &Order) -> Item {
     if !order.risk_rules.is_empty() {
         item.insert("risk_rules".to_owned(), risk_list(&order.risk_rules));
     }
+    if let Some(facts) = &order.settlement {
+        item.insert("settlement".to_owned(), settlement_value(facts));
+    }
     item
 }
 
@@ -649,8 +669,55 @@ fn paid(read: &Order, target: OrderStatus, payment: &Payment, now_ms: i64) -> Or
             .or_else(|| read.buyer_id_masked.clone()),
         risk_rules: flagged.map_or_else(|| read.risk_rules.clone(), |r| r.rules.clone()),
         due_at_ms: None,
+        settlement: payment
+            .settlement
+            .clone()
+            .or_else(|| read.settlement.clone()),
         ..read.clone()
     }
+}
+
+/// The settlement facts as one map attribute.
+fn settlement_value(facts: &SettlementFacts) -> AttributeValue {
+    let mut map = Item::from([
+        ("currency".to_owned(), s(facts.amount.currency().code())),
+        ("minor".to_owned(), n(facts.amount.minor())),
+    ]);
+    put_opt(&mut map, "quote_id", facts.quote_id.as_deref());
+    put_opt(&mut map, "quote_pair", facts.quote_pair.as_deref());
+    put_opt(&mut map, "quote_price", facts.quote_price.as_deref());
+    put_opt(&mut map, "quote_start", facts.quote_start.as_deref());
+    put_opt(&mut map, "quote_expiry", facts.quote_expiry.as_deref());
+    AttributeValue::M(map)
+}
+
+fn parse_settlement(item: &Item) -> Result<Option<SettlementFacts>, StoreError> {
+    let Some(map) = item.get("settlement").and_then(|v| v.as_m().ok()) else {
+        return Ok(None);
+    };
+    let currency = get_currency(map, "currency")?;
+    Ok(Some(SettlementFacts {
+        amount: get_money(map, "minor", currency)?,
+        quote_id: get_opt_s(map, "quote_id"),
+        quote_pair: get_opt_s(map, "quote_pair"),
+        quote_price: get_opt_s(map, "quote_price"),
+        quote_start: get_opt_s(map, "quote_start"),
+        quote_expiry: get_opt_s(map, "quote_expiry"),
+    }))
+}
+
+/// "; settled 78.29 CNY at 7.123456 (USD/CNY, quote Q1)", for the audit trail.
+fn settled_text(payment: &Payment) -> String {
+    let Some(facts) = &payment.settlement else {
+        return String::new();
+    };
+    format!(
+        "; settled {} at {} ({}, quote {})",
+        facts.amount.with_code(),
+        facts.quote_price.as_deref().unwrap_or("-"),
+        facts.quote_pair.as_deref().unwrap_or("-"),
+        facts.quote_id.as_deref().unwrap_or("-")
+    )
 }
 
 pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
@@ -698,6 +765,7 @@ pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
             .map(|list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
             .unwrap_or_default(),
         alipay_channel: parse_channel(item)?,
+        settlement: parse_settlement(item)?,
     })
 }
 
