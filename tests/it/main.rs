@@ -9,6 +9,7 @@
 //! (the long run, `make chaos`), `template` (reads template.yaml only, needs nothing running)
 //! and `differential` (against Alipay's SDKs, which `scripts/sdk-oracles.sh` installs).
 
+mod antom_e2e;
 mod antom_sim;
 mod breaker;
 mod certificates;

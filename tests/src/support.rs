@@ -108,6 +108,8 @@ pub const APP_ID: &str = "2021000000000001";
 pub const SELLER_ID: &str = "2088000000000001";
 /// The second channel's application (a second simulated Alipay application, own keys).
 pub const APP_ID_2: &str = "2021000000000002";
+/// The simulated Antom account's client id.
+pub const ANTOM_CLIENT_ID: &str = "SANDBOX_5YTEST0001";
 pub const SELLER_ID_2: &str = "2088000000000002";
 /// Where test payments may return the buyer to.
 pub const RETURN_PREFIX: &str = "https://shop.example.com/";
@@ -119,6 +121,8 @@ pub struct Stack {
     pub simulator: alipay_sim::Simulator,
     /// The second channel's Alipay application, when the stack has one.
     pub secondary: Option<alipay_sim::Simulator>,
+    /// The Antom account, when the stack has an Antom channel.
+    pub antom: Option<alipay_sim::antom::AntomSimulator>,
     pub gateway: crate::host::LocalGateway,
     pub http: Http,
 }
@@ -150,6 +154,7 @@ impl Stack {
             certificates,
             sealed_app_key,
             refunds,
+            antom,
         } = options;
         let certificates = certificates && !sealed_app_key;
         let env = TestEnv::new().await;
@@ -248,6 +253,60 @@ impl Stack {
         };
         let listeners = crate::host::LocalGateway::bind().await.expect("listeners");
         let notify_url = format!("http://{}/", listeners.1.local_addr().expect("address"));
+        // The Antom channel: its own KMS key (registered with the simulated Antom) and account.
+        let antom = match antom {
+            false => None,
+            true => {
+                let template = read_template(&template_path()).expect("template");
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let alias = create_signing_key(
+                    &env.kms,
+                    &template,
+                    "AntomSigningKey",
+                    &format!("antom-{id}"),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+                let public = KmsSigner::new(env.kms.clone(), &alias)
+                    .public_key()
+                    .await
+                    .expect("KMS public key")
+                    .to_spki_der();
+                let config = alipay_sim::antom::AntomConfig::with_keys(
+                    ANTOM_CLIENT_ID,
+                    alipay_sim::VerifyKey::from_spki_der(&public).expect("key"),
+                    alipay_sim::SigningKey::from_pem(
+                        &std::fs::read_to_string(fixtures().join("keys/antom_private_key.pem"))
+                            .expect("key"),
+                    )
+                    .expect("antom key"),
+                );
+                let sim = alipay_sim::antom::AntomSimulator::start(config, 0)
+                    .await
+                    .expect("antom simulator");
+                let vars = vec![
+                    ("ANTOM_CLIENT_ID".to_owned(), ANTOM_CLIENT_ID.to_owned()),
+                    (
+                        "ANTOM_PUBLIC_KEY".to_owned(),
+                        std::fs::read_to_string(fixtures().join("keys/antom_public_key.pem"))
+                            .expect("key"),
+                    ),
+                    ("ANTOM_GATEWAY_URL".to_owned(), sim.base_url().to_owned()),
+                    ("ANTOM_KMS_KEY_ID".to_owned(), alias),
+                    ("ANTOM_CURRENCIES".to_owned(), "USD,JPY,IDR,EUR".to_owned()),
+                    ("ANTOM_SETTLEMENT_CURRENCY".to_owned(), "CNY".to_owned()),
+                    (
+                        "ANTOM_NOTIFY_URL".to_owned(),
+                        format!("{notify_url}notify/antom"),
+                    ),
+                    (
+                        "ANTOM_REDIRECT_URL".to_owned(),
+                        format!("{RETURN_PREFIX}antom-done"),
+                    ),
+                ];
+                Some((sim, vars))
+            }
+        };
         // Key mode: Alipay's public key. Certificate mode: the three files, the primary's from
         // S3 (as deployed), the secondary's inline.
         let primary_trust = match (&primary_certs, &ca) {
@@ -297,6 +356,7 @@ impl Stack {
                 ("SECONDARY_ALIPAY_GATEWAY_URL".to_owned(), sim.gateway_url()),
             ]
         }))
+        .chain(antom.iter().flat_map(|(_, vars)| vars.clone()))
         .chain(extra_env)
         .collect();
         if let Some((ciphertext, sealing_key)) = sealed {
@@ -327,6 +387,7 @@ impl Stack {
             env,
             simulator,
             secondary: second.map(|(_, sim, _)| sim),
+            antom: antom.map(|(sim, _)| sim),
             gateway,
         }
     }
@@ -460,6 +521,8 @@ pub struct StackOptions {
     /// second payment by bank card, its refunds accepted with `fund_change=N` and executed
     /// later); [`alipay_sim::RefundProcessing::IMMEDIATE`] for tests about something else.
     pub refunds: alipay_sim::RefundProcessing,
+    /// An Antom channel (its own KMS key, a simulated Antom) for `ANTOM_CURRENCIES`.
+    pub antom: bool,
 }
 
 /// Whether the suite runs in certificate mode (`GATEWAY_TEST_ALIPAY_MODE=certificate`).
@@ -478,6 +541,7 @@ impl Default for StackOptions {
             certificates: certificate_mode_from_env(),
             sealed_app_key: false,
             refunds: alipay_sim::RefundProcessing::default(),
+            antom: false,
         }
     }
 }

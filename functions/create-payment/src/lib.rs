@@ -17,7 +17,9 @@ use domain::channel::ChannelId;
 use domain::lifecycle::TradeNext;
 use domain::risk::{self, Screening};
 use domain::states::{Cashier, Cause, Currency, Money, NewOrder, Order, OrderStatus};
+use gateway::antom::{self, NextStep};
 use gateway::channel::Channel;
+use gateway::channel::antom::AntomChannel;
 use gateway::channel::client::CallError;
 use gateway::clock::now_ms;
 use gateway::deadline::Deadline;
@@ -25,7 +27,8 @@ use gateway::http::views::payment_view;
 use gateway::http::{
     ApiError, JsonBody, json_response, method_not_allowed, path_segments, query_flag,
 };
-use gateway::payments::{Ended, apply_paid, end_unpaid_order, query_trade};
+use gateway::payments::{Ended, apply_paid_because, end_unpaid_order};
+use gateway::provider::{AnyChannel, Provider as _};
 use gateway::startup::Gateway;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -202,7 +205,7 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     };
     let due_at_ms = time_expire.unix_seconds() * 1000 + lifecycle.expiry_grace_ms;
     // The first channel whose circuit is closed; none: 503 at once, nothing written.
-    new.alipay_channel = gateway.pick_channel(new.amount.currency()).await?.id;
+    new.alipay_channel = gateway.pick(new.amount.currency()).await?;
     let cause = Cause::Api {
         route: "POST /payments".into(),
     };
@@ -239,15 +242,100 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     };
     tracing::info!(out_trade_no = %order.out_trade_no, channel = order.channel.as_str(), alipay_channel = %order.alipay_channel, new = status == StatusCode::CREATED, "payment created");
     // A repeat keeps the channel that created the order, open or not.
-    let alipay = gateway.channel(order.alipay_channel)?;
-    let next_step = match payable_until(&order, now) {
-        Some(time_expire) => Some(next_step(alipay, &order, time_expire).await?),
-        None => None,
+    let (order, next_step) = match payable_until(&order, now) {
+        None => (order, None),
+        Some(time_expire) => match gateway.provider(order.alipay_channel)? {
+            AnyChannel::V1(alipay) => {
+                let step = next_step(alipay, &order, time_expire).await?;
+                (order, Some(step))
+            }
+            AnyChannel::Antom(antom) => {
+                let deadline =
+                    Deadline::of_request(request, gateway.config.lifecycle.default_budget_ms);
+                match antom_next_step(gateway, antom, order, &time_expire, &cause, &deadline)
+                    .await?
+                {
+                    Ok(next) => next,
+                    Err(answered) => return Ok(answered),
+                }
+            }
+        },
     };
     Ok(json_response(
         status,
         &json!({ "payment": payment_view(&order, None), "next_step": next_step }),
     ))
+}
+
+/// Antom's cashier: `payments/pay` for the stored order (a repeat sends the same request id and
+/// gets the same payment). Paid already: the inquiry's answer applied, no next step. Refused
+/// for good: the order closed, 422 with Antom's code. No answer: 503, the order unchanged.
+/// `Ok(Err(response))`: the answer to give, the payment in it.
+async fn antom_next_step(
+    gateway: &Gateway,
+    antom: &AntomChannel,
+    order: Order,
+    time_expire: &ChinaDateTime,
+    cause: &Cause,
+    deadline: &Deadline,
+) -> Result<Result<(Order, Option<Value>), Response<Body>>, ApiError> {
+    let step = antom::pay(antom, &order, time_expire, deadline)
+        .await
+        .map_err(|problem| ApiError::unavailable("misconfigured", problem, 60))?;
+    Ok(match step {
+        NextStep::Cashier(step) => Ok((order, Some(step))),
+        NextStep::Inquire => match end_unpaid_order_probe(gateway, antom, order, deadline).await? {
+            Ended::Paid(order) | Ended::Closed(order) => Ok((order, None)),
+            Ended::Open { order, reason } => {
+                Err(ApiError::unavailable("antom_unavailable", reason, 5)
+                    .into_response_with("payment", payment_view(&order, None)))
+            }
+        },
+        NextStep::Refused { code, message } => {
+            let closed = gateway
+                .store
+                .close(&order.out_trade_no, None, cause, now_ms())
+                .await?
+                .into_inner();
+            tracing::warn!(out_trade_no = %closed.out_trade_no, code = %code, "Antom refused the payment");
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "payment_refused",
+                format!("Antom refused the payment: {code} {message}"),
+            )
+            .into_response_with("payment", payment_view(&closed, None)))
+        }
+        NextStep::Unknown(reason) => Err(ApiError::unavailable(
+            "antom_unavailable",
+            format!("Antom did not answer the payment ({reason}); retry the same request"),
+            5,
+        )
+        .into_response_with("payment", payment_view(&order, None))),
+    })
+}
+
+/// Antom says a payment it was just asked to start is paid: ask, apply what it says.
+async fn end_unpaid_order_probe(
+    gateway: &Gateway,
+    antom: &AntomChannel,
+    order: Order,
+    deadline: &Deadline,
+) -> Result<Ended, ApiError> {
+    let queried = antom.query_trade(&order, deadline).await;
+    let cause = Cause::AlipayAnswer {
+        method: antom.names().query.into(),
+    };
+    Ok(match (queried.next, queried.report) {
+        (TradeNext::ApplyPaid, Some(report)) => {
+            apply_paid_because(gateway, order, &report, &cause).await?
+        }
+        _ => Ended::Open {
+            order,
+            reason: queried
+                .reason
+                .unwrap_or_else(|| "Antom could not be asked".into()),
+        },
+    })
 }
 
 /// A create the fraud checks refused: 422 naming the rule, an audit entry under the
@@ -379,16 +467,16 @@ async fn close(
             let cause = Cause::Api {
                 route: "POST /payments/{out_trade_no}/close".into(),
             };
-            let alipay = gateway.channel(order.alipay_channel)?;
+            let provider = gateway.provider(order.alipay_channel)?;
             // The order's channel is failing: say so at once, the order unchanged.
-            if let Err(open) = alipay.breaker.check(now_ms()).await {
+            if let Err(open) = provider.breaker().check(now_ms()).await {
                 return Ok(
                     ApiError::from(open).into_response_with("payment", payment_view(&order, None))
                 );
             }
             end_unpaid_order(
                 gateway,
-                alipay,
+                &provider,
                 order,
                 TradeNext::CloseAtAlipay,
                 &cause,
@@ -461,22 +549,27 @@ async fn sync_with_alipay(
     order: Order,
     deadline: &Deadline,
 ) -> Result<Order, ApiError> {
-    let alipay = gateway.channel(order.alipay_channel)?;
-    alipay
-        .breaker
+    let provider = gateway.provider(order.alipay_channel)?;
+    provider
+        .breaker()
         .check(now_ms())
         .await
         .map_err(ApiError::from)?;
-    let queried = query_trade(alipay, &order, deadline).await;
+    let queried = provider.query_trade(&order, deadline).await;
+    let cause = Cause::AlipayAnswer {
+        method: provider.names().query.into(),
+    };
     match (queried.next, queried.report) {
-        (TradeNext::ApplyPaid, Some(report)) => match apply_paid(gateway, order, &report).await? {
-            Ended::Paid(order) | Ended::Closed(order) => Ok(order),
-            Ended::Open { reason, .. } => Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "alipay_mismatch",
-                reason,
-            )),
-        },
+        (TradeNext::ApplyPaid, Some(report)) => {
+            match apply_paid_because(gateway, order, &report, &cause).await? {
+                Ended::Paid(order) | Ended::Closed(order) => Ok(order),
+                Ended::Open { reason, .. } => Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "alipay_mismatch",
+                    reason,
+                )),
+            }
+        }
         (TradeNext::Wait, _) => Err(ApiError::unavailable(
             "alipay_unavailable",
             queried

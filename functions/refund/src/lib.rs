@@ -115,7 +115,7 @@ async fn create(
         Reserved::Existing(refund) => (refund, false),
     };
     // Never another channel than the order's, even when it is failing.
-    let alipay = gateway.channel(refund.alipay_channel)?;
+    let provider = gateway.provider(refund.alipay_channel)?;
     // The span goes with the future, not the thread: other requests this process serves at the
     // same time never log under this refund's numbers.
     let span = tracing::info_span!("refund", out_trade_no = %out_trade_no, out_request_no = %refund.out_request_no);
@@ -123,7 +123,7 @@ async fn create(
     let driven = match refund.status {
         RefundStatus::Pending => {
             let start = start_for(gateway, &refund, now);
-            drive_refund(gateway, alipay, refund, start, deadline)
+            drive_refund(gateway, &provider, refund, start, deadline)
                 .instrument(span)
                 .await
         }
@@ -225,9 +225,9 @@ async fn get(
         // The same path the sweeper takes: ask, then settle, re-send or wait; and no sooner
         // after the last send than a POST retry (a send in flight decides first).
         let start = start_for(gateway, &refund, now_ms());
-        let alipay = gateway.channel(refund.alipay_channel)?;
+        let provider = gateway.provider(refund.alipay_channel)?;
         let span = tracing::info_span!("refund", out_trade_no = %out_trade_no, out_request_no = %out_request_no);
-        let driven = drive_refund(gateway, alipay, refund, start, deadline)
+        let driven = drive_refund(gateway, &provider, refund, start, deadline)
             .instrument(span)
             .await;
         return Ok(json_response(StatusCode::OK, &refund_body(&driven)));

@@ -20,6 +20,7 @@
 //! | [`deadline`] | time budgets from the invocation's deadline |
 //! | [`clock`] | the process clock (the one place that reads it), and the test clock of debug builds |
 
+pub mod antom;
 pub mod aws;
 pub mod channel;
 pub mod clock;
@@ -30,6 +31,7 @@ pub mod http;
 pub mod lambda;
 pub mod notifications;
 pub mod payments;
+pub mod provider;
 pub mod reconcile;
 pub mod refunds;
 pub mod startup;

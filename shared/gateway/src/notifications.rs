@@ -15,8 +15,10 @@ use crate::payments::{Applied, ApplyError, apply_trade_report};
 use crate::refunds::apply_refund_notice;
 use crate::startup::Gateway;
 
-/// Why a verified notification was not applied.
+/// Why a notification was not applied.
 pub enum Refusal {
+    /// An Antom notification whose signature did not verify (fail closed).
+    Unverified(antom::AntomVerifyError),
     /// Verified but not about our order as we know it (recorded where an order exists).
     Rejected(String),
     /// The store could not record it: answer so that Alipay retries.

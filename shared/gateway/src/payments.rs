@@ -19,6 +19,7 @@ use crate::channel::client::CallError;
 use crate::clock::now_ms;
 use crate::config::Lifecycle;
 use crate::deadline::{ANSWER_RESERVE, Deadline};
+use crate::provider::{Closing, Provider};
 use crate::startup::Gateway;
 
 // ---- accepting what Alipay reports ----------------------------------------------------------
@@ -215,9 +216,9 @@ pub enum Ended {
 
 /// Drives `order` (CREATED) from `start`: [`TradeNext::CloseAtAlipay`] or [`TradeNext::Query`].
 #[tracing::instrument(skip_all, fields(out_trade_no = %order.out_trade_no))]
-pub async fn end_unpaid_order(
+pub async fn end_unpaid_order<P: Provider>(
     gateway: &Gateway,
-    alipay: &Channel,
+    provider: &P,
     order: Order,
     start: TradeNext,
     cause: &Cause,
@@ -241,20 +242,16 @@ pub async fn end_unpaid_order(
             TradeNext::CloseAtAlipay | TradeNext::Query if calls >= MAX_CALLS => TradeNext::Wait,
             TradeNext::CloseAtAlipay => {
                 calls += 1;
-                let request = AlipayRequest::Close {
-                    trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),
-                };
-                let answer = alipay.call_before(&request, deadline).await;
-                if let Some(why) = unanswered(&answer) {
+                let closing = provider.close_trade(&order, deadline).await;
+                if let Some(why) = closing.reason {
                     reason = why;
                 }
-                let answer = answer.ok();
-                unknown_at_alipay = answer.as_ref().is_some_and(not_exist);
-                after_trade_close(answer.as_ref().map(Reply::of))
+                unknown_at_alipay = closing.unknown_at_provider;
+                closing.next
             }
             TradeNext::Query => {
                 calls += 1;
-                let queried = query_trade(alipay, &order, deadline).await;
+                let queried = provider.query_trade(&order, deadline).await;
                 unknown_at_alipay = queried.unknown_at_alipay;
                 if let Some(why) = queried.reason {
                     reason = why;
@@ -263,8 +260,11 @@ pub async fn end_unpaid_order(
                 queried.next
             }
             TradeNext::ApplyPaid => {
+                let cause = Cause::AlipayAnswer {
+                    method: provider.names().query.into(),
+                };
                 return match report.take() {
-                    Some(report) => apply_paid(gateway, order, &report).await,
+                    Some(report) => apply_paid_because(gateway, order, &report, &cause).await,
                     None => Ok(Ended::Open { order, reason }),
                 };
             }
@@ -326,16 +326,21 @@ pub fn order_expiry_ms(order: &Order) -> i64 {
 /// paid-after-close path). Waiting for the buyer at Alipay (the buyer opened the cashier after
 /// our close, and Alipay's clock has not passed `time_expire` yet) → closed there, and watched
 /// until Alipay confirms. Closed there, or still unknown there → it needs no more attention.
-pub async fn recheck_closed_order(
+pub async fn recheck_closed_order<P: Provider>(
     gateway: &Gateway,
-    alipay: &Channel,
+    provider: &P,
     order: Order,
     deadline: &Deadline,
 ) -> Result<Ended, StoreError> {
-    let queried = query_trade(alipay, &order, deadline).await;
+    let queried = provider.query_trade(&order, deadline).await;
     let next = match (queried.next, queried.report) {
-        (TradeNext::ApplyPaid, Some(report)) => return apply_paid(gateway, order, &report).await,
-        (TradeNext::CloseAtAlipay, _) => close_at_alipay(alipay, &order, deadline).await,
+        (TradeNext::ApplyPaid, Some(report)) => {
+            let cause = Cause::AlipayAnswer {
+                method: provider.names().query.into(),
+            };
+            return apply_paid_because(gateway, order, &report, &cause).await;
+        }
+        (TradeNext::CloseAtAlipay, _) => provider.close_trade(&order, deadline).await.next,
         (next, _) => next,
     };
     match next {
@@ -354,13 +359,23 @@ pub async fn recheck_closed_order(
     }
 }
 
-/// `alipay.trade.close` of a trade Alipay says is waiting for the buyer, decided.
-async fn close_at_alipay(alipay: &Channel, order: &Order, deadline: &Deadline) -> TradeNext {
+/// `alipay.trade.close`, decided.
+pub(crate) async fn close_at_alipay(
+    alipay: &Channel,
+    order: &Order,
+    deadline: &Deadline,
+) -> Closing {
     let request = AlipayRequest::Close {
         trade: TradeRef::OutTradeNo(order.out_trade_no.clone()),
     };
-    let answer = alipay.call_before(&request, deadline).await.ok();
-    after_trade_close(answer.as_ref().map(Reply::of))
+    let answer = alipay.call_before(&request, deadline).await;
+    let reason = unanswered(&answer);
+    let answer = answer.ok();
+    Closing {
+        next: after_trade_close(answer.as_ref().map(Reply::of)),
+        unknown_at_provider: answer.as_ref().is_some_and(not_exist),
+        reason,
+    }
 }
 
 /// What `alipay.trade.query` said about an order, read and decided.

@@ -21,6 +21,7 @@ use crate::channel::Channel;
 use crate::channel::client::CallError;
 use crate::clock::now_ms;
 use crate::deadline::{ANSWER_RESERVE, Deadline, MIN_CALL, STORE_STEP, seconds_after};
+use crate::provider::Provider;
 use crate::startup::Gateway;
 
 /// At most this many Alipay calls per drive; what remains is the sweeper's.
@@ -67,9 +68,9 @@ pub fn start_for(gateway: &Gateway, refund: &Refund, now_ms: i64) -> RefundNext 
 
 /// Drives `refund` from `start` (`Resend` to send it, `QueryNow` to ask about it first).
 #[tracing::instrument(skip_all, fields(out_trade_no = %refund.out_trade_no, out_request_no = %refund.out_request_no))]
-pub async fn drive_refund(
+pub async fn drive_refund<P: Provider>(
     gateway: &Gateway,
-    alipay: &Channel,
+    provider: &P,
     refund: Refund,
     start: RefundNext,
     deadline: &Deadline,
@@ -78,7 +79,7 @@ pub async fn drive_refund(
     // The refund's channel is failing: neither sent nor asked about; it stays reserved as
     // PENDING and the sweeper finishes it once the channel is closed again.
     if refund.status == RefundStatus::Pending
-        && let Err(open) = alipay.breaker.check(now_ms()).await
+        && let Err(open) = provider.breaker().check(now_ms()).await
     {
         let retry_after = match &open {
             CallError::Open { retry_after_ms, .. } => seconds_after(*retry_after_ms),
@@ -92,7 +93,8 @@ pub async fn drive_refund(
     let mut refund = refund;
     let mut next = start;
     let mut calls = 0;
-    let mut last_method = "alipay.trade.refund";
+    let names = provider.names();
+    let mut last_method = names.refund;
     let mut why = None;
     // Alipay's time of the refund, when an answer gave it: the day the bill shows it on.
     let mut refunded_at: Option<String> = None;
@@ -124,7 +126,7 @@ pub async fn drive_refund(
                     pending: why.or_else(|| {
                         pending(
                             "refund_processing",
-                            "Alipay has not confirmed the refund yet; it is finished automatically",
+                            "the provider (Alipay or Antom) has not confirmed the refund yet; it is finished automatically",
                             u32::try_from(timing.refund_query_delay_ms / 1000)
                                 .unwrap_or(10)
                                 .max(1),
@@ -184,8 +186,9 @@ pub async fn drive_refund(
                         })) => {
                             refund = claimed;
                             calls += 1;
-                            last_method = "alipay.trade.refund";
-                            let (next, at) = send(alipay, &refund, first_send, deadline).await;
+                            last_method = names.refund;
+                            let (next, at) =
+                                provider.send_refund(&refund, first_send, deadline).await;
                             refunded_at = at.or(refunded_at);
                             next
                         }
@@ -220,9 +223,11 @@ pub async fn drive_refund(
             }
             RefundNext::QueryNow { if_absent } => {
                 calls += 1;
-                last_method = "alipay.trade.fastpay.refund.query";
+                last_method = names.refund_query;
                 let since = SinceSend::of(&refund, now_ms(), timing.refund_query_delay_ms);
-                let (next, reason, at) = query(alipay, &refund, if_absent, since, deadline).await;
+                let (next, reason, at) = provider
+                    .query_refund(&refund, if_absent, since, deadline)
+                    .await;
                 refunded_at = at.or(refunded_at);
                 if reason.is_some() {
                     why = reason;
@@ -234,7 +239,7 @@ pub async fn drive_refund(
 }
 
 /// `alipay.trade.refund` with the refund's unchanged parameters.
-async fn send(
+pub(crate) async fn send(
     alipay: &Channel,
     refund: &Refund,
     first_send: bool,
@@ -274,7 +279,7 @@ async fn send(
 }
 
 /// `alipay.trade.fastpay.refund.query`, decided.
-async fn query(
+pub(crate) async fn query(
     alipay: &Channel,
     refund: &Refund,
     if_absent: Option<RefundOutcome>,

@@ -10,11 +10,12 @@ use alipay::ids::OutTradeNo;
 use alipay::request::AppParams;
 use alipay::signer::Signer;
 use alipay::trust::AlipayTrust;
-use domain::channel::ChannelId;
+use domain::channel::{ChannelId, Protocol};
 use domain::states::Currency;
 use store::{Store, StoreError};
 
 use crate::aws::KmsSigner;
+use crate::channel::antom::AntomChannel;
 use crate::channel::breaker::Breaker;
 use crate::channel::client::{AlipayClient, CallError, CertCache, StoreCertCache};
 use crate::channel::{Channel, Standby};
@@ -22,6 +23,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::channels::{ChannelConfig, SealedKey};
 use crate::config::trust::Texts;
+use crate::provider::{AnyChannel, Provider as _};
 
 /// A channel lookup that found none to use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +113,8 @@ pub struct Gateway {
     pub channels: Vec<Channel>,
     /// What each channel trusts Alipay's signatures with (every function, notify included).
     pub trusts: Vec<(ChannelId, Arc<AlipayTrust>)>,
+    /// The Antom account, in the functions that call it (`ANTOM_*` configured).
+    pub antom: Option<AntomChannel>,
 }
 
 /// Whether the function calls Alipay (and so signs through KMS).
@@ -234,11 +238,36 @@ impl Gateway {
                 standby,
             ));
         }
+        // Only the functions that call Antom hold its key (ANTOM_KMS_KEY_ID): create-payment,
+        // refund and the sweeper; elsewhere the channel is known (its currencies, its public
+        // key) but not called.
+        let antom = match (&config.antom, role) {
+            (Some(antom), Role::CallsAlipay) => match &antom.kms_key_id {
+                None => None,
+                Some(key_id) => {
+                    let signer = Arc::new(KmsSigner::new(kms.clone(), key_id));
+                    // Proves the key is usable now, not at the first payment.
+                    signer
+                        .public_key()
+                        .await
+                        .map_err(|e| format!("ANTOM_KMS_KEY_ID {key_id}: {e}"))?;
+                    Some(AntomChannel::new(
+                        antom.clone(),
+                        signer,
+                        Breaker::new(ChannelId::Antom, config.breaker.clone(), store.clone()),
+                        store.clone(),
+                        config.alipay_timeout,
+                    )?)
+                }
+            },
+            _ => None,
+        };
         Ok(Gateway {
             config,
             store,
             channels,
             trusts,
+            antom,
         })
     }
 
@@ -258,30 +287,42 @@ impl Gateway {
             .ok_or(ChannelError::NotConfigured(id))
     }
 
-    /// The channel for a new payment in `currency`: the first, in configured order, that accepts
-    /// the currency and whose circuit is not open. All open: [`ChannelError::AllOpen`] with the
-    /// soonest reopening, and no call; none accepts it: [`ChannelError::UnsupportedCurrency`].
-    pub async fn pick_channel(&self, currency: Currency) -> Result<&Channel, ChannelError> {
+    /// The channel for a new payment in `currency`: the first, in configured order (the Alipay
+    /// v1 channels, then Antom), that accepts the currency and whose circuit is not open;
+    /// failing over only to channels of the first one's protocol. All open:
+    /// [`ChannelError::AllOpen`] with the soonest reopening, and no call; none accepts the
+    /// currency: [`ChannelError::UnsupportedCurrency`].
+    pub async fn pick(&self, currency: Currency) -> Result<ChannelId, ChannelError> {
+        let configured: Vec<ChannelId> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.id)
+            .chain(self.config.antom.as_ref().map(|_| ChannelId::Antom))
+            .filter(|id| self.accepts(*id, currency))
+            .collect();
+        let Some(first) = configured.first() else {
+            return Err(ChannelError::UnsupportedCurrency {
+                currency,
+                accepted: self.accepted_currencies(),
+            });
+        };
+        let protocol = first.protocol();
         let mut soonest: Option<i64> = None;
-        let mut accepted = false;
-        for channel in &self.channels {
-            if !self.accepts(channel.id, currency) {
+        for id in configured
+            .into_iter()
+            .filter(|id| id.protocol() == protocol)
+        {
+            let Ok(provider) = self.provider(id) else {
                 continue;
-            }
-            accepted = true;
-            match channel.breaker.check(now_ms()).await {
-                Ok(()) => return Ok(channel),
+            };
+            match provider.breaker().check(now_ms()).await {
+                Ok(()) => return Ok(id),
                 Err(CallError::Open { retry_after_ms, .. }) => {
                     soonest = Some(soonest.map_or(retry_after_ms, |s| s.min(retry_after_ms)));
                 }
                 Err(_) => {}
             }
-        }
-        if !accepted && !self.channels.is_empty() {
-            return Err(ChannelError::UnsupportedCurrency {
-                currency,
-                accepted: self.accepted_currencies(),
-            });
         }
         Err(match soonest {
             Some(retry_after_ms) => ChannelError::AllOpen { retry_after_ms },
@@ -289,12 +330,39 @@ impl Gateway {
         })
     }
 
+    /// The Alipay v1 channel for a new payment in `currency` (subscriptions: agreements are
+    /// v1's), as [`Gateway::pick`].
+    pub async fn pick_channel(&self, currency: Currency) -> Result<&Channel, ChannelError> {
+        let id = self.pick(currency).await?;
+        self.channel(id)
+    }
+
+    /// A channel of either protocol (an order's, a refund's): never another's.
+    pub fn provider(&self, id: ChannelId) -> Result<AnyChannel<'_>, ChannelError> {
+        match id.protocol() {
+            Protocol::AlipayV1 => self.channel(id).map(AnyChannel::V1),
+            Protocol::Antom => self
+                .antom
+                .as_ref()
+                .map(AnyChannel::Antom)
+                .ok_or(ChannelError::NotConfigured(id)),
+        }
+    }
+
     /// Whether the configured channel `id` prices payments in `currency`.
     pub fn accepts(&self, id: ChannelId, currency: Currency) -> bool {
-        self.config
-            .channels
-            .iter()
-            .any(|c| c.id == id && c.currencies().contains(&currency))
+        match id.protocol() {
+            Protocol::AlipayV1 => self
+                .config
+                .channels
+                .iter()
+                .any(|c| c.id == id && c.currencies().contains(&currency)),
+            Protocol::Antom => self
+                .config
+                .antom
+                .as_ref()
+                .is_some_and(|a| a.currencies.contains(&currency)),
+        }
     }
 
     /// Every currency some channel accepts, for error messages.
@@ -304,6 +372,12 @@ impl Gateway {
             .channels
             .iter()
             .flat_map(|c| c.currencies().iter().map(|c| c.code()))
+            .chain(
+                self.config
+                    .antom
+                    .iter()
+                    .flat_map(|a| a.currencies.iter().map(|c| c.code())),
+            )
             .collect();
         codes.sort_unstable();
         codes.dedup();
@@ -318,6 +392,7 @@ impl Gateway {
     ) -> Result<(ChannelId, Currency), ChannelError> {
         if let [only] = self.config.channels.as_slice()
             && let [currency] = only.currencies()
+            && self.config.antom.is_none()
         {
             return Ok((only.id, *currency));
         }

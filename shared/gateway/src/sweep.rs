@@ -184,8 +184,8 @@ async fn sweep_one(
         DueItem::Order(order) => order.alipay_channel,
         DueItem::Refund(refund) => refund.alipay_channel,
     };
-    let alipay = match gateway.channel(channel) {
-        Ok(alipay) => alipay,
+    let provider = match gateway.provider(channel) {
+        Ok(provider) => provider,
         Err(error) => {
             tracing::error!(error = %error, channel = %channel, "due item's channel is not configured");
             report.errors += 1;
@@ -199,7 +199,7 @@ async fn sweep_one(
                 return;
             }
             let start = start_for(gateway, &refund, now_ms());
-            let driven = drive_refund(gateway, alipay, refund, start, deadline).await;
+            let driven = drive_refund(gateway, &provider, refund, start, deadline).await;
             match driven.refund.status {
                 RefundStatus::Succeeded => report.refunds_succeeded += 1,
                 RefundStatus::Failed => report.refunds_failed += 1,
@@ -211,7 +211,7 @@ async fn sweep_one(
             }
         }
         DueItem::Order(order) if order.status == OrderStatus::Closed => {
-            match recheck_closed_order(gateway, alipay, order, deadline).await {
+            match recheck_closed_order(gateway, &provider, order, deadline).await {
                 Ok(Ended::Paid(_)) => report.orders_paid += 1,
                 Ok(Ended::Closed(_)) => report.orders_closed += 1,
                 Ok(Ended::Open { .. }) => report.orders_open += 1,
@@ -228,7 +228,7 @@ async fn sweep_one(
             }
             let ended = end_unpaid_order(
                 gateway,
-                alipay,
+                &provider,
                 order,
                 TradeNext::Query,
                 &Cause::Sweeper,

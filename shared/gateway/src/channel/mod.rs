@@ -3,6 +3,7 @@
 //! signature goes through the breaker; a call refused for its signature is tried once with the
 //! other key, and the key Alipay accepted signs first from then on.
 
+pub mod antom;
 pub mod breaker;
 pub mod client;
 

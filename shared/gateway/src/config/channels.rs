@@ -11,6 +11,7 @@ pub fn env_prefix(id: ChannelId) -> &'static str {
     match id {
         ChannelId::Primary => "",
         ChannelId::Secondary => "SECONDARY_",
+        ChannelId::Antom => "ANTOM_",
     }
 }
 

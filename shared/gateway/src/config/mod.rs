@@ -1,6 +1,7 @@
 //! The gateway's configuration: read from the environment once, at init, and validated whole,
 //! so that a misconfigured function fails at start with every problem listed.
 
+pub mod antom;
 pub mod channels;
 pub mod trust;
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub risk: domain::risk::Rules,
     /// When and how often a subscription's period is tried (`SUBSCRIPTION_*`).
     pub dunning: domain::subscriptions::Dunning,
+    /// The Antom account (`ANTOM_*`), when `ANTOM_CLIENT_ID` is set.
+    pub antom: Option<antom::AntomChannelConfig>,
 }
 
 /// How long things wait. Production values by default; `make run` and the tests scale the
@@ -227,6 +230,7 @@ impl Config {
             dunning_defaults
         });
         let breaker = breaker_settings(vars, alipay_timeout, &mut problems);
+        let antom = antom::antom_channel(vars, &mut problems);
         let channels: Vec<ChannelConfig> = [primary, secondary.flatten()]
             .into_iter()
             .flatten()
@@ -249,6 +253,7 @@ impl Config {
             lifecycle,
             risk,
             dunning,
+            antom,
         })
     }
 

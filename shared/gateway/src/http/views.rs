@@ -39,6 +39,17 @@ pub fn payment_view(order: &Order, refunds: Option<&[Refund]>) -> Value {
             "flagged": !order.risk_rules.is_empty(),
             "rules": order.risk_rules,
         },
+        "settlement": order.settlement.as_ref().map(|facts| json!({
+            "amount": facts.amount,
+            "currency": facts.amount.currency(),
+            "quote": {
+                "id": facts.quote_id,
+                "pair": facts.quote_pair,
+                "rate": facts.quote_price,
+                "start": facts.quote_start,
+                "expiry": facts.quote_expiry,
+            },
+        })),
         "created_at_ms": order.created_at_ms,
         "updated_at_ms": order.updated_at_ms,
     });
