@@ -461,6 +461,7 @@ fn no_wildcards_and_no_broad_policy_templates() {
                     "!GetAtt AppSigningKey.Arn",
                     "!GetAtt AppSigningKeyB.Arn",
                     "!GetAtt SecondaryAppSigningKey.Arn",
+                    "!GetAtt AntomSigningKey.Arn",
                     "!GetAtt AppKeySealingKey.Arn",
                 ],
                 Some("events") => &[
@@ -505,11 +506,21 @@ fn no_wildcards_and_no_broad_policy_templates() {
 fn only_the_payment_functions_may_sign_and_only_with_rsa2() {
     let template = template();
     for key in ["AppSigningKey", "AppSigningKeyB", "SecondaryAppSigningKey"] {
-        only_the_payment_functions_may_sign_with(&template, key);
+        only_these_may_sign_with(
+            &template,
+            key,
+            &[
+                "!GetAtt CreatePaymentRole.Arn",
+                "!GetAtt RefundRole.Arn",
+                "!GetAtt SubscriptionsRole.Arn",
+                "!GetAtt SweeperRole.Arn",
+                "!GetAtt ReconcileRole.Arn",
+            ],
+        );
     }
 }
 
-fn only_the_payment_functions_may_sign_with(template: &Value, key: &str) {
+fn only_these_may_sign_with(template: &Value, key: &str, expected: &[&str]) {
     let key = props(template, key);
     assert_eq!(key.get("KeySpec").map(text).as_deref(), Some("RSA_2048"));
     assert_eq!(
@@ -561,16 +572,111 @@ fn only_the_payment_functions_may_sign_with(template: &Value, key: &str) {
             );
         }
     }
+    assert_eq!(signers, set(expected));
+}
+
+/// The Antom channel exists only with `AntomClientId`: its key, alias, signing policy, alarm
+/// and outputs under `HasAntom`; only the functions that call Antom (create-payment, refund, the
+/// sweeper) may sign with its key, and only they are given it.
+#[test]
+fn an_antom_channel_and_its_key_exist_only_when_configured() {
+    let template = template();
+    let raw = |value: &Value| serde_yaml_ng::to_string(value).expect("yaml");
+    let mut conditional = BTreeSet::new();
+    for (id, resource) in template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("resources")
+    {
+        let id = text(id);
+        if id.starts_with("Antom") {
+            assert_eq!(
+                resource.get("Condition").map(text).as_deref(),
+                Some("HasAntom"),
+                "{id}"
+            );
+            conditional.insert(id.clone());
+        }
+        let environment = resource
+            .get("Properties")
+            .and_then(|p| p.get("Environment"))
+            .map(raw)
+            .unwrap_or_default();
+        let calls_antom = matches!(
+            id.as_str(),
+            "CreatePaymentFunction" | "RefundFunction" | "SweeperFunction"
+        );
+        assert_eq!(
+            environment.contains("ANTOM_KMS_KEY_ID"),
+            calls_antom,
+            "{id}: only the functions that call Antom hold its key"
+        );
+        if calls_antom {
+            assert!(environment.contains("HasAntom"), "{id}: {environment}");
+            assert!(
+                environment.contains("notify/antom"),
+                "{id}: ANTOM_NOTIFY_URL"
+            );
+        }
+    }
     assert_eq!(
-        signers,
+        conditional,
         set(&[
-            "!GetAtt CreatePaymentRole.Arn",
-            "!GetAtt RefundRole.Arn",
-            "!GetAtt SubscriptionsRole.Arn",
-            "!GetAtt SweeperRole.Arn",
-            "!GetAtt ReconcileRole.Arn"
+            "AntomChannelOpenAlarm",
+            "AntomSigningKey",
+            "AntomSigningKeyAlias",
+            "AntomSigningPolicy",
         ])
     );
+    only_these_may_sign_with(
+        &template,
+        "AntomSigningKey",
+        &[
+            "!GetAtt CreatePaymentRole.Arn",
+            "!GetAtt RefundRole.Arn",
+            "!GetAtt SweeperRole.Arn",
+        ],
+    );
+    let policy = props(&template, "AntomSigningPolicy");
+    assert_eq!(
+        list(policy.get("Roles")),
+        [
+            "!Ref CreatePaymentRole",
+            "!Ref RefundRole",
+            "!Ref SweeperRole"
+        ]
+    );
+    let globals = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("Environment"))
+        .and_then(|e| e.get("Variables"))
+        .expect("globals");
+    for variable in [
+        "ANTOM_CLIENT_ID",
+        "ANTOM_PUBLIC_KEY",
+        "ANTOM_GATEWAY_URL",
+        "ANTOM_CURRENCIES",
+        "ANTOM_SETTLEMENT_CURRENCY",
+        "ANTOM_REDIRECT_URL",
+    ] {
+        assert!(globals.get(variable).is_some(), "{variable}");
+    }
+    assert!(raw(globals.get("ANTOM_CLIENT_ID").expect("client id")).contains("HasAntom"));
+    let alarm = props(&template, "AntomChannelOpenAlarm");
+    assert!(raw(alarm.get("Dimensions").expect("dimensions")).contains("antom"));
+    let outputs = template.get("Outputs").expect("outputs");
+    for output in ["AntomPublicKeyCommand", "AntomNotifyUrl"] {
+        assert_eq!(
+            outputs
+                .get(output)
+                .and_then(|o| o.get("Condition"))
+                .map(text)
+                .as_deref(),
+            Some("HasAntom"),
+            "{output}"
+        );
+    }
 }
 
 #[test]
@@ -770,6 +876,7 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
         alarms,
         [
             "AgreementsStoppedAlarm",
+            "AntomChannelOpenAlarm",
             "CreatePaymentErrorsAlarm",
             "DueWorkAgeAlarm",
             "EventsDelayedAlarm",
