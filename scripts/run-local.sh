@@ -2,13 +2,14 @@
 # `make run`: the whole gateway on this machine, no AWS account needed.
 #   - moto (the AWS stand-in) with the table and KMS key from template.yaml
 #   - the Alipay simulator (its own TEST key; verifies requests with the KMS key's public half),
-#     and a second one for the second channel (a second application, key and KMS key)
+#     and a second one for the second channel (a second application, key and KMS key); and a
+#     simulated Antom for the Antom channel (its own KMS key; USD, EUR, GBP, JPY, IDR, HKD)
 #   - the three HTTP functions and the reconcile function under `cargo lambda watch`, and the
 #     sweeper every 2 s (`make reconcile` reconciles today's simulated day)
 #   - the merchant API under one base URL, routed exactly as template.yaml routes it, checking
 #     SigV4 as API Gateway's IAM authorization does; and a demo shop's return page
 # Ctrl-C stops everything. Ports: API_PORT (3000), SHOP_PORT (3001), SIMULATOR_PORT (9100),
-# SIMULATOR2_PORT (9101), FUNCTIONS_PORT (9000). LOCAL_STATE (.local) holds logs and pids.
+# SIMULATOR2_PORT (9101), ANTOM_PORT (9102), FUNCTIONS_PORT (9000). LOCAL_STATE (.local) holds logs and pids.
 #
 # Every process it starts runs in its own process group, recorded in $LOCAL_STATE/run-local.pids,
 # and is stopped by group: on Ctrl-C, on a failed start, when a component dies, and (through a
@@ -79,6 +80,8 @@ SHOP_PORT=${SHOP_PORT:-3001}
 SIMULATOR_PORT=${SIMULATOR_PORT:-9100}
 FUNCTIONS_PORT=${FUNCTIONS_PORT:-9000}
 SIMULATOR2_PORT=${SIMULATOR2_PORT:-9101}
+ANTOM_PORT=${ANTOM_PORT:-9102}
+ANTOM_CLIENT_ID=SANDBOX_5YLOCAL0001
 APP_ID=2021000000000001
 SELLER_ID=2088000000000001
 APP_ID_2=2021000000000002
@@ -170,11 +173,13 @@ stack=$("$bin/local-bootstrap")
 table=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["table"])' "$stack")
 key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kms_key_id"])' "$stack")
 key2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["secondary_kms_key_id"])' "$stack")
+antom_key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["antom_kms_key_id"])' "$stack")
 bucket=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["bucket"])' "$stack")
 # The template's default fraud rules unless RISK_RULES is given ('{}' turns them off).
 RISK_RULES=${RISK_RULES:-$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["risk_rules"])' "$stack")}
 "$bin/alipay-cli" public-key --kms-key-id "$key" > "$state/app_public_key.txt"
 "$bin/alipay-cli" public-key --kms-key-id "$key2" > "$state/app2_public_key.txt"
+"$bin/alipay-cli" public-key --kms-key-id "$antom_key" > "$state/antom_merchant_public_key.txt"
 
 # ALIPAY_MODE=certificate: the applications in certificate mode (公钥证书), set up as a merchant
 # does: a CSR signed in KMS (alipay-cli csr), certificates from the (simulated) open platform,
@@ -204,6 +209,11 @@ start "the second Alipay simulator" "$state/simulator2.log" \
   "$bin/alipay-simulator" --port "$SIMULATOR2_PORT" --app-id "$APP_ID_2" --seller-id "$SELLER_ID_2" \
   --app-public-key "$state/app2_public_key.txt" \
   --alipay-private-key "$root/tests/fixtures/keys/alipay2_private_key.pem" "${secondary_certs[@]}"
+say "starting the Antom channel's account (simulated Antom, cross-border currencies) on :$ANTOM_PORT"
+start "the Antom simulator" "$state/antom.log" \
+  "$bin/antom-simulator" --port "$ANTOM_PORT" --client-id "$ANTOM_CLIENT_ID" \
+  --merchant-public-key "$state/antom_merchant_public_key.txt" \
+  --antom-private-key "$root/tests/fixtures/keys/antom_private_key.pem"
 if [ "$mode" = certificate ]; then
   for channel in primary secondary; do
     for _ in $(seq 1 100); do
@@ -246,6 +256,13 @@ if [ "$mode" = key ]; then
   export SECONDARY_ALIPAY_PUBLIC_KEY
 fi
 export SECONDARY_ALIPAY_GATEWAY_URL="http://127.0.0.1:$SIMULATOR2_PORT/gateway.do"
+# The Antom channel: payments in these currencies go to the simulated Antom, settled in CNY.
+# Antom's public key as one line (bare Base64), so that sweeper.env can hold it.
+ANTOM_PUBLIC_KEY=$(grep -v -- '-----' "$root/tests/fixtures/keys/antom_public_key.pem" | tr -d '\n')
+export ANTOM_CLIENT_ID ANTOM_PUBLIC_KEY ANTOM_KMS_KEY_ID="$antom_key" \
+  ANTOM_GATEWAY_URL="http://127.0.0.1:$ANTOM_PORT" ANTOM_CURRENCIES=USD,EUR,GBP,JPY,IDR,HKD \
+  ANTOM_SETTLEMENT_CURRENCY=CNY ANTOM_REDIRECT_URL="http://127.0.0.1:$SHOP_PORT/antom/done" \
+  ANTOM_NOTIFY_URL="http://127.0.0.1:$FUNCTIONS_PORT/lambda-url/notify/notify/antom"
 # The breaker scaled down too: 5 calls, 10 s of cool-down (production: 10 calls, 30 s).
 export BREAKER_MIN_CALLS=${BREAKER_MIN_CALLS:-5} BREAKER_COOL_DOWN_SECONDS=${BREAKER_COOL_DOWN_SECONDS:-10}
 export ALIPAY_NOTIFY_URL="http://127.0.0.1:$FUNCTIONS_PORT/lambda-url/notify/"
@@ -258,7 +275,7 @@ export REFUND_QUERY_DELAY_MS=1000 EXPIRY_GRACE_MS=2000 SWEEP_BACKOFF_MAX_MS=1000
 export RECONCILE_BUCKET="$bucket" RECONCILE_WORK_DIR="$state"
 export RISK_RULES
 # For `make sweep`: the same environment (Alipay's public key is read from its file there).
-env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|TEST_CLOCK_FILE|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|BREAKER_[A-Z_]+|(SECONDARY_)?ALIPAY_(APP_|ROOT_)?CERT)=' \
+env | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION|AWS_DEFAULT_REGION|ORDERS_TABLE|KMS_KEY_ID|ALIPAY_APP_ID|ALIPAY_SELLER_ID|ALIPAY_GATEWAY_URL|ALIPAY_NOTIFY_URL|RETURN_URL_PREFIXES|REFUND_QUERY_DELAY_MS|EXPIRY_GRACE_MS|SWEEP_BACKOFF_MAX_MS|RECONCILE_BUCKET|RECONCILE_WORK_DIR|RISK_RULES|TEST_CLOCK_FILE|SECONDARY_ALIPAY_APP_ID|SECONDARY_ALIPAY_SELLER_ID|SECONDARY_KMS_KEY_ID|SECONDARY_ALIPAY_GATEWAY_URL|ANTOM_[A-Z_]+|BREAKER_[A-Z_]+|(SECONDARY_)?ALIPAY_(APP_|ROOT_)?CERT)=' \
   | sed "s/=\(.*\)/='\1'/" > "$state/sweeper.env"
 # Each function process serves up to GATEWAY_MAX_CONCURRENCY requests at once, as on Lambda
 # Managed Instances (cargo lambda forces AWS_LAMBDA_MAX_CONCURRENCY=1 on what it starts; the
@@ -320,6 +337,7 @@ cat > "$state/endpoints.json" <<JSON
   "notify_url": "$ALIPAY_NOTIFY_URL",
   "simulator_url": "http://127.0.0.1:$SIMULATOR_PORT",
   "secondary_simulator_url": "http://127.0.0.1:$SIMULATOR2_PORT",
+  "antom_simulator_url": "http://127.0.0.1:$ANTOM_PORT",
   "functions_url": "http://127.0.0.1:$FUNCTIONS_PORT",
   "reports_bucket": "$bucket",
   "aws_access_key_id": "$AWS_ACCESS_KEY_ID",
@@ -340,6 +358,7 @@ The gateway is running locally.
   Notify URL     $ALIPAY_NOTIFY_URL
   Alipay (sim.)  http://127.0.0.1:$SIMULATOR_PORT   (primary channel, app $APP_ID)
                  http://127.0.0.1:$SIMULATOR2_PORT   (secondary channel, app $APP_ID_2)
+  Antom (sim.)   http://127.0.0.1:$ANTOM_PORT   (the Antom channel: USD, EUR, GBP, JPY, IDR, HKD; settled in CNY)
   Endpoints and credentials for scripts: $state/endpoints.json; logs: $state/*.log
 
 Create a payment (curl signs it: --aws-sigv4, as production's IAM authorization requires):
@@ -347,7 +366,8 @@ Create a payment (curl signs it: --aws-sigv4, as production's IAM authorization 
   curl -s "\${SIGN[@]}" -X POST http://127.0.0.1:$API_PORT/payments -H 'content-type: application/json' \\
     -d '{"out_trade_no":"order_1","amount":"299.00","subject":"Demo order","channel":"page","return_url":"http://127.0.0.1:$SHOP_PORT/orders/order_1"}'
 Then open the "url" of its next_step in a browser: that is the simulator's cashier; press Pay,
-and Alipay sends you back to the demo shop's page for the order.
+and Alipay sends you back to the demo shop's page for the order. Priced in another currency
+("currency":"USD", "amount":"10.99") it goes to the Antom channel: its next_step is Antom's cashier.
   curl -s "\${SIGN[@]}" http://127.0.0.1:$API_PORT/payments/order_1            # the payment, with its refunds
   curl -s "\${SIGN[@]}" -X POST http://127.0.0.1:$API_PORT/payments/order_1/refunds -H 'content-type: application/json' -d '{"amount":"100.00","out_request_no":"order_1_r1"}'
   curl -s "\${SIGN[@]}" -X POST http://127.0.0.1:$API_PORT/payments/order_1/close    # close an unpaid payment

@@ -21,6 +21,9 @@ struct Args {
     /// The second channel's signing key (SecondaryAppSigningKey).
     #[arg(long, default_value = "alias/alipay-gateway-local-secondary")]
     secondary_key_alias: String,
+    /// The Antom channel's signing key (AntomSigningKey).
+    #[arg(long, default_value = "alias/alipay-gateway-local-antom")]
+    antom_key_alias: String,
     /// The reconciliation reports bucket (ReconcileReportsBucket).
     #[arg(long, default_value = "alipay-gateway-local-reports")]
     bucket: String,
@@ -67,6 +70,19 @@ async fn main() -> Result<(), String> {
     {
         create_signing_key(&kms, &template, "SecondaryAppSigningKey", &secondary_alias).await?;
     }
+    let antom_alias = format!(
+        "alias/{}",
+        args.antom_key_alias.trim_start_matches("alias/")
+    );
+    if kms
+        .describe_key()
+        .key_id(&antom_alias)
+        .send()
+        .await
+        .is_err()
+    {
+        create_signing_key(&kms, &template, "AntomSigningKey", &antom_alias).await?;
+    }
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)
@@ -82,7 +98,7 @@ async fn main() -> Result<(), String> {
     }
     println!(
         "{}",
-        serde_json::json!({ "table": args.table, "kms_key_id": alias, "secondary_kms_key_id": secondary_alias, "bucket": args.bucket, "created_table": !exists, "created_key": !key_exists, "created_bucket": !bucket_exists,
+        serde_json::json!({ "table": args.table, "kms_key_id": alias, "secondary_kms_key_id": secondary_alias, "antom_kms_key_id": antom_alias, "bucket": args.bucket, "created_table": !exists, "created_key": !key_exists, "created_bucket": !bucket_exists,
             // The fraud rules a deployment gets by default (template.yaml's RiskRules).
             "risk_rules": template["Parameters"]["RiskRules"]["Default"].as_str() })
     );

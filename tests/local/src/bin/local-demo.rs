@@ -243,7 +243,107 @@ async fn main() -> Result<(), String> {
     )
     .await?;
     println!("\nDone: {order} was paid 299.00 and refunded in full (100.00 + 199.00).");
+    let antom = field(&endpoints, "antom_simulator_url").to_owned();
+    cross_border_demo(&http, &api, &antom, &shop, stamp).await?;
     subscription_demo(&http, &api, &simulator, stamp).await
+}
+
+/// A USD payment through the Antom channel: priced in dollars, paid at Antom's cashier,
+/// settled in CNY at Antom's quote (recorded as Antom reported it), refunded in two parts.
+async fn cross_border_demo(
+    http: &Http,
+    api: &str,
+    antom: &str,
+    shop: &str,
+    stamp: u64,
+) -> Result<(), String> {
+    let order = format!("demo_usd_{stamp}");
+    step(
+        9,
+        &format!(
+            "cross-border: a payment priced in USD goes to the Antom channel: POST {api}/payments"
+        ),
+    );
+    let body = json!({"out_trade_no": order, "amount": "10.99", "currency": "USD",
+                      "subject": "Demo: Pro plan (USD)", "channel": "page",
+                      "return_url": format!("{shop}/orders/{order}")});
+    let created = http.post_json(&format!("{api}/payments"), &body).await;
+    show(&created);
+    check(created.status == 201, "the USD payment was not created")?;
+    check(
+        created.json()["payment"]["alipay_channel"] == "antom",
+        "the USD payment did not go to Antom",
+    )?;
+    let cashier = created.json()["next_step"]["url"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+
+    step(
+        10,
+        "the buyer pays at Antom's cashier (the simulated Antom verified our KMS signature on payments/pay)",
+    );
+    let page = http.get(&cashier).await;
+    println!(
+        "    HTTP {} ({} bytes of cashier page)",
+        page.status,
+        page.text.len()
+    );
+    let paid = http
+        .send(
+            "POST",
+            &format!("{cashier}/pay"),
+            "application/x-www-form-urlencoded",
+            "",
+        )
+        .await;
+    println!("    HTTP {} (paid)", paid.status);
+    check(paid.status == 303, "Antom's cashier refused the payment")?;
+
+    step(
+        11,
+        "Antom notifies the gateway (notifyPayment, signed; answered with Antom's acknowledgement): PAID, settled in CNY",
+    );
+    let payment = eventually(30, || async {
+        let payment = http.get(&format!("{api}/payments/{order}")).await.json();
+        (payment["status"] == "PAID").then_some(payment)
+    })
+    .await
+    .ok_or("the USD payment was not paid within 30 s")?;
+    for line in serde_json::to_string_pretty(&payment)
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("    {line}");
+    }
+
+    step(12, "refund 5.00 USD, then the remaining 5.99 USD");
+    refund_and_settle(http, api, &order, "_r1", "5.00", "partial return").await?;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    refund_and_settle(http, api, &order, "_r2", "5.99", "full return").await?;
+    let last = http.get(&format!("{api}/payments/{order}")).await.json();
+    check(
+        last["status"] == "REFUNDED",
+        "the USD payment is not fully refunded",
+    )?;
+    let ledger = http
+        .get(&format!("{antom}/sim/payments/{order}"))
+        .await
+        .json();
+    println!(
+        "    {order}: {} here; at Antom {} {} paid, {} refunded (minor units)",
+        field(&last, "status"),
+        ledger["value"],
+        field(&ledger, "currency"),
+        ledger["refunded"]
+    );
+    println!(
+        "\nDone: {order} was paid 10.99 USD (settled {} {} at {}) and refunded in full.",
+        field(&payment["settlement"], "amount"),
+        field(&payment["settlement"], "currency"),
+        field(&payment["settlement"]["quote"], "rate")
+    );
+    Ok(())
 }
 
 /// The shared test clock (`make run`'s `.local/test-clock`): its offset from the machine's.
@@ -295,7 +395,7 @@ async fn subscription_demo(
         &alipay::china_time::china_timestamp(now_s + 40 * 86_400)[..8]
     );
     step(
-        9,
+        13,
         &format!("create a monthly subscription (first charge {first}): POST {api}/subscriptions"),
     );
     let body = json!({"subscription_id": id, "subject": "Demo: Streaming Pro monthly", "amount": "25.00",
@@ -310,7 +410,7 @@ async fn subscription_demo(
         .to_owned();
 
     step(
-        10,
+        14,
         "the buyer scans the QR code: the signing page (the simulator verifies our signature), then signs",
     );
     let page = http.get(&url).await;
@@ -353,7 +453,7 @@ async fn subscription_demo(
             ))
         };
         step(
-            11 + month,
+            15 + month,
             &format!(
                 "period {} ({date}): the sweeper charges it inside Alipay's window",
                 month + 1
@@ -410,7 +510,7 @@ async fn subscription_demo(
     }
 
     step(
-        14,
+        18,
         &format!("cancel: POST {api}/subscriptions/{id}/cancel (unsigned at Alipay first)"),
     );
     let canceled = http
