@@ -16,6 +16,7 @@
 //! The run is split into rounds, each on a fresh table, key and simulator, so that the
 //! stand-in's cost (it copies state on every transaction) stays flat however long the run.
 
+mod antom;
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -137,6 +138,8 @@ static CLOCK_SHIFT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI
 
 struct World {
     orders: Mutex<BTreeMap<String, Known>>,
+    /// The payments priced in another currency, at the simulated Antom.
+    antom: Mutex<BTreeMap<String, antom::AntomKnown>>,
     subscriptions: Mutex<BTreeMap<String, SubKnown>>,
     report: Mutex<ChaosReport>,
     crash_per_mille: u32,
@@ -235,6 +238,7 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         // Alipay's clock runs behind ours by up to the skew below: unpaid orders are ended
         // after it has passed at Alipay too (production waits 60 s).
         env: vec![("EXPIRY_GRACE_MS".into(), "2500".into())],
+        antom: true,
         ..StackOptions::default()
     })
     .await;
@@ -247,11 +251,15 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     stack
         .simulator
         .set_world_offset_ms(CLOCK_SHIFT_MS.load(std::sync::atomic::Ordering::Relaxed));
+    if let Some(antom) = &stack.antom {
+        antom.set_world_offset_ms(CLOCK_SHIFT_MS.load(std::sync::atomic::Ordering::Relaxed));
+    }
     // The events path reads the stand-in directly (the stream is Lambda's to read, not ours).
     let mut path = stack.events_path().await;
     let stack = Arc::new(stack);
     let world = Arc::new(World {
         orders: Mutex::new(BTreeMap::new()),
+        antom: Mutex::new(BTreeMap::new()),
         subscriptions: Mutex::new(BTreeMap::new()),
         report: Mutex::new(ChaosReport::default()),
         crash_per_mille: config.crash_per_mille,
@@ -275,6 +283,9 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     // Faults off; every order past its time_expire; the sweeper drained.
     proxy.set_rate_per_mille(0);
     stack.simulator.clear_faults();
+    if let Some(antom) = &stack.antom {
+        antom.clear_faults();
+    }
     let latest = world.latest_expiry_ms.lock().map_or(0, |l| *l);
     // Past the last time_expire and the grace after it.
     let wait = (latest - now_ms() + 2_500 + 500).max(0);
@@ -308,6 +319,9 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         #[cfg(debug_assertions)]
         gateway::clock::set_test_offset_ms(shift);
         stack.simulator.set_world_offset_ms(shift);
+        if let Some(antom) = &stack.antom {
+            antom.set_world_offset_ms(shift);
+        }
         stack.gateway.functions.sweep(Duration::from_secs(30)).await;
     }
     for ((boundary, fault), count) in proxy.injected() {
@@ -315,6 +329,9 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
     }
     for (kind, count) in stack.simulator.harsh_answers() {
         report.fault("alipay, as Alipay answers", kind, count);
+    }
+    if let Some(antom) = &stack.antom {
+        antom::harsh_answers(antom, &mut report);
     }
     let known = world.orders.lock().map(|o| o.clone()).unwrap_or_default();
     let events = match path.events().await {
@@ -325,13 +342,18 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
         }
     };
     check_invariants(&stack, &known, &mut report).await;
+    let abroad = world.antom.lock().map(|o| o.clone()).unwrap_or_default();
+    antom::check(&stack, &abroad, &mut report).await;
+    // Events are checked for every order the workload made, whatever its channel.
+    let mut every_order = known.clone();
+    every_order.extend(abroad.keys().map(|no| (no.clone(), Known::default())));
     let subscriptions = world
         .subscriptions
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
     check_subscriptions(&stack, &subscriptions, &mut report).await;
-    check_events(&stack, &known, &subscriptions, &events, &mut report).await;
+    check_events(&stack, &every_order, &subscriptions, &events, &mut report).await;
     stack.env.drop_table().await;
     report
 }
@@ -339,6 +361,10 @@ async fn run_round(config: &ChaosConfig, seed: u64, round: u32, operations: u32)
 /// One random operation.
 async fn operation(stack: &Stack, world: &World, seed: u64, prefix: &str) {
     let mut rng = fastrand::Rng::with_seed(seed);
+    // One operation in six is on a payment priced in another currency, at Antom.
+    if rng.u32(0..6) == 0 {
+        return Box::pin(antom::operation(stack, world, &mut rng, prefix)).await;
+    }
     match rng.u32(0..100) {
         0..=21 => create(stack, world, &mut rng, prefix).await,
         22..=26 => retry_create(stack, world, &mut rng).await,
@@ -376,7 +402,8 @@ async fn invoke(
             .headers_mut()
             .insert(lambda_http::http::header::CONTENT_TYPE, value);
     }
-    let call = stack.gateway.functions.invoke(function, request);
+    // Boxed: a handler's future is large in a debug build, and a worker's stack is 2 MiB.
+    let call = Box::pin(stack.gateway.functions.invoke(function, request));
     let response = if rng.u32(0..1000) < world.crash_per_mille {
         world.fault("lambda", "crash (future dropped)");
         let after = Duration::from_millis(rng.u64(0..120));
