@@ -652,6 +652,10 @@ fn agreement_case(rng: &mut Rng, i: usize) -> (AlipayRequest, Value, Option<Stri
         1 => {
             let out_trade_no = format!("sub{}p{}", rng.next() % 1_000_000, rng.below(40));
             let subject = format!("Plan {} month {}", rng.below(9), rng.below(12));
+            // A merchant contracted for cross-border settlement, now and then.
+            let settle_currency = ["USD", "HKD", "EUR"]
+                .get(rng.below(6))
+                .map(|c| (*c).to_owned());
             (
                 AlipayRequest::AgreementPay {
                     out_trade_no: OutTradeNo::parse(out_trade_no.clone()).expect("id"),
@@ -659,10 +663,12 @@ fn agreement_case(rng: &mut Rng, i: usize) -> (AlipayRequest, Value, Option<Stri
                     subject: Subject::parse(subject.clone()).expect("subject"),
                     agreement_no: AgreementNo::parse(agreement_no.clone()).expect("no"),
                     product_code: product.clone(),
+                    settle_currency: settle_currency.clone(),
                 },
                 json!({"method": "alipay.trade.pay", "notify_url": notify, "fields": {
                     "out_trade_no": out_trade_no, "total_amount": amount.to_string(),
-                    "subject": subject, "product_code": product, "agreement_no": agreement_no}}),
+                    "subject": subject, "product_code": product, "agreement_no": agreement_no,
+                    "settle_currency": settle_currency}}),
                 notify,
             )
         }

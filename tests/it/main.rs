@@ -15,6 +15,7 @@ mod breaker;
 mod certificates;
 mod contention;
 mod contract;
+mod cross_border_v1;
 mod e2e;
 mod events;
 mod kms;

@@ -169,6 +169,9 @@ def agreement_request(merchant, case):
             "product_code": f["product_code"],
             "agreement_params": {"agreement_no": f["agreement_no"]},
         }
+        if f.get("settle_currency"):
+            biz["trans_currency"] = "CNY"
+            biz["settle_currency"] = f["settle_currency"]
     elif method == "alipay.user.agreement.executionplan.modify":
         biz = {"agreement_no": f["agreement_no"], "deduct_time": f["deduct_time"],
                "memo": f["memo"]}

@@ -10,6 +10,7 @@ pub mod bill;
 pub mod canonical;
 pub mod cert;
 pub mod china_time;
+pub mod cross_border;
 pub mod csr;
 pub mod ids;
 pub mod keys;

@@ -133,6 +133,10 @@ pub struct TradeNotification {
     pub gmt_refund: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gmt_close: Option<String>,
+    /// The cross-border fields, when present (the query stays authoritative). Boxed: most
+    /// notifications have none.
+    #[serde(skip)]
+    pub cross_border: Box<crate::cross_border::CrossBorder>,
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body exactly once (`+` is a space, `%XX` a
@@ -293,6 +297,7 @@ impl TradeNotification {
             out_biz_no: optional("out_biz_no"),
             gmt_refund: optional("gmt_refund"),
             gmt_close: optional("gmt_close"),
+            cross_border: Box::new(crate::cross_border::CrossBorder::from_fields(optional)),
         })
     }
 }

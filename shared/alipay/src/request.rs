@@ -116,6 +116,9 @@ pub enum AlipayRequest {
         agreement_no: AgreementNo,
         /// The channel's charge product: `GENERAL_WITHHOLDING` or `CYCLE_PAY_AUTH`.
         product_code: String,
+        /// For a merchant contracted for cross-border settlement: `settle_currency`, sent with
+        /// `trans_currency` CNY (the amount is CNY yuan).
+        settle_currency: Option<String>,
     },
     /// Pay-and-sign on the PC cashier (`alipay.trade.page.pay` with `agreement_sign_params`):
     /// the buyer pays the first period and signs the agreement in one step.
@@ -199,6 +202,7 @@ impl AlipayRequest {
                 subject,
                 agreement_no,
                 product_code,
+                settle_currency,
             } => {
                 let mut agreement = Map::new();
                 agreement.insert("agreement_no".into(), agreement_no.as_str().into());
@@ -208,6 +212,10 @@ impl AlipayRequest {
                 biz.insert("subject".into(), subject.as_str().into());
                 biz.insert("product_code".into(), product_code.as_str().into());
                 biz.insert("agreement_params".into(), Value::Object(agreement));
+                if let Some(settle_currency) = settle_currency {
+                    biz.insert("trans_currency".into(), "CNY".into());
+                    biz.insert("settle_currency".into(), settle_currency.as_str().into());
+                }
                 return Value::Object(biz);
             }
             AlipayRequest::PagePayAndSign {

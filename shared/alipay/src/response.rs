@@ -274,6 +274,9 @@ pub struct QueryResult {
     pub buyer_user_id: Option<String>,
     #[serde(default)]
     pub send_pay_date: Option<String>,
+    /// The cross-border fields, when the merchant is contracted for them.
+    #[serde(flatten)]
+    pub cross_border: crate::cross_border::CrossBorder,
 }
 
 /// `alipay.trade.refund`.

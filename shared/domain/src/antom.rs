@@ -163,6 +163,8 @@ pub fn settlement(gross: Option<&WireAmount>, quote: Option<&Quote>) -> Option<S
         quote_price: quote.quote_price.map(|p| p.0),
         quote_start: quote.quote_start_time,
         quote_expiry: quote.quote_expiry_time,
+        buyer_paid: None,
+        buyer_rate: None,
     })
 }
 

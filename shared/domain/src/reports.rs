@@ -6,6 +6,7 @@
 //! Where "a verified payment becomes PAID" is decided. The store writes what this decides
 //! (`gateway::payments` drives it).
 
+use alipay::cross_border::CrossBorder;
 use alipay::ids::{BuyerId, OutRequestNo};
 use alipay::money::Amount;
 use alipay::notify::{TradeNotification, TradeStatus};
@@ -28,7 +29,8 @@ pub struct TradeReport {
     pub buyer_id_masked: Option<String>,
     /// A digest of the buyer's id, for the fraud checks (never the id itself).
     pub buyer_key: Option<String>,
-    /// The conversion and settlement the provider reported (Antom).
+    /// The conversion and settlement the provider reported (Antom; v1 for merchants contracted
+    /// for cross-border settlement).
     pub settlement: Option<SettlementFacts>,
 }
 
@@ -42,7 +44,7 @@ impl TradeReport {
             paid_at: notification.gmt_payment.clone(),
             buyer_id_masked: notification.buyer.as_ref().map(BuyerId::masked),
             buyer_key: notification.buyer.as_ref().map(buyer_key),
-            settlement: None,
+            settlement: settlement(&notification.cross_border),
         }
     }
 
@@ -56,7 +58,7 @@ impl TradeReport {
             paid_at: result.send_pay_date.clone(),
             buyer_id_masked: buyer.as_ref().map(BuyerId::masked),
             buyer_key: buyer.as_ref().map(buyer_key),
-            settlement: None,
+            settlement: settlement(&result.cross_border),
         }
     }
 
@@ -93,6 +95,33 @@ impl TradeReport {
             settlement: self.settlement.clone(),
         }
     }
+}
+
+/// What Alipay v1's cross-border fields report, recorded as written: the settlement amount in
+/// its currency (`settle_amount`, `settle_currency`) with its rate (`settle_trans_rate`, from
+/// `trans_currency`, CNY when absent), and what the buyer paid (`pay_amount`, `pay_currency`)
+/// with its rate (`trans_pay_rate`). `None` unless the settlement amount and its currency are
+/// both there and readable in our money type; a buyer's side that is not readable is left out.
+pub fn settlement(fields: &CrossBorder) -> Option<SettlementFacts> {
+    let money = |amount: Option<&String>, currency: Option<&String>| {
+        let currency = crate::states::Currency::parse(currency?.trim()).ok()?;
+        Money::parse(amount?.trim(), currency).ok()
+    };
+    let amount = money(
+        fields.settle_amount.as_ref(),
+        fields.settle_currency.as_ref(),
+    )?;
+    let priced_in = fields.trans_currency.as_deref().unwrap_or("CNY");
+    Some(SettlementFacts {
+        amount,
+        quote_id: None,
+        quote_pair: Some(format!("{priced_in}/{}", amount.currency().code())),
+        quote_price: fields.settle_trans_rate.clone(),
+        quote_start: None,
+        quote_expiry: None,
+        buyer_paid: money(fields.pay_amount.as_ref(), fields.pay_currency.as_ref()),
+        buyer_rate: fields.trans_pay_rate.clone(),
+    })
 }
 
 /// The key a buyer is counted under by the fraud checks: a digest, never the id.
@@ -195,6 +224,53 @@ mod tests {
             buyer_key: None,
             settlement: None,
         }
+    }
+
+    #[test]
+    fn v1_cross_border_fields_are_recorded_as_written_and_only_when_readable() {
+        let fields = CrossBorder {
+            trans_currency: None,
+            settle_currency: Some("USD".into()),
+            settle_amount: Some("14.04".into()),
+            settle_trans_rate: Some("0.140380".into()),
+            pay_currency: Some("HKD".into()),
+            pay_amount: Some("109.60".into()),
+            trans_pay_rate: Some("1.096000".into()),
+        };
+        let facts = settlement(&fields).expect("facts");
+        assert_eq!(facts.amount.with_code(), "14.04 USD");
+        assert_eq!(facts.quote_pair.as_deref(), Some("CNY/USD"));
+        assert_eq!(facts.quote_price.as_deref(), Some("0.140380"));
+        assert_eq!(
+            facts.buyer_paid.map(|m| m.with_code()).as_deref(),
+            Some("109.60 HKD")
+        );
+        assert_eq!(facts.buyer_rate.as_deref(), Some("1.096000"));
+        // No amount, no currency, an amount with more decimals than its currency has, a
+        // currency we do not know: nothing is recorded.
+        for (amount, currency) in [
+            (None, Some("USD")),
+            (Some("14.04"), None),
+            (Some("14.045"), Some("USD")),
+            (Some("1404"), Some("XXX")),
+        ] {
+            let odd = CrossBorder {
+                settle_amount: amount.map(str::to_owned),
+                settle_currency: currency.map(str::to_owned),
+                ..fields.clone()
+            };
+            assert_eq!(settlement(&odd), None, "{amount:?} {currency:?}");
+        }
+        // An unreadable buyer's side is left out, the settlement kept.
+        let no_buyer = CrossBorder {
+            pay_currency: Some("156".into()),
+            ..fields.clone()
+        };
+        assert_eq!(
+            settlement(&no_buyer).map(|f| (f.amount.minor(), f.buyer_paid)),
+            Some((1_404, None))
+        );
+        assert_eq!(settlement(&CrossBorder::default()), None);
     }
 
     #[test]

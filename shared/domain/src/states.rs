@@ -220,6 +220,10 @@ pub struct SettlementFacts {
     pub quote_price: Option<String>,
     pub quote_start: Option<String>,
     pub quote_expiry: Option<String>,
+    /// What the buyer paid, in the currency it paid in (v1 `pay_amount` in `pay_currency`).
+    pub buyer_paid: Option<Money>,
+    /// The rate from the payment's currency to the buyer's (v1 `trans_pay_rate`), as written.
+    pub buyer_rate: Option<String>,
 }
 
 impl Order {

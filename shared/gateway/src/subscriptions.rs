@@ -754,6 +754,9 @@ struct PayResult {
     buyer_user_id: Option<String>,
     #[serde(default)]
     gmt_payment: Option<String>,
+    /// For a merchant contracted for cross-border settlement.
+    #[serde(flatten)]
+    cross_border: alipay::cross_border::CrossBorder,
 }
 
 /// The period's try: the order first (a payment like any other), the try written in doubt,
@@ -830,6 +833,9 @@ async fn charge(
         product_code: settings
             .map(|s| s.agreement_product_code.clone())
             .unwrap_or_else(|| "GENERAL_WITHHOLDING".into()),
+        settle_currency: settings
+            .and_then(|s| s.settle_currency)
+            .map(|c| c.code().to_owned()),
     };
     run.alipay_calls += 1;
     let answer = channel.call_before(&request, deadline).await;
@@ -852,8 +858,9 @@ async fn charge(
             .as_ref()
             .and_then(|a| a.parse::<PayResult>(request.method()).ok())
             .filter(|r| r.out_trade_no == out_trade_no.as_str())
-            .map(|r| {
-                TradeReport::paid_by_answer(
+            .map(|r| TradeReport {
+                settlement: domain::reports::settlement(&r.cross_border),
+                ..TradeReport::paid_by_answer(
                     &r.trade_no,
                     r.total_amount,
                     r.gmt_payment.as_deref(),

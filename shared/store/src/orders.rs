@@ -688,6 +688,11 @@ fn settlement_value(facts: &SettlementFacts) -> AttributeValue {
     put_opt(&mut map, "quote_price", facts.quote_price.as_deref());
     put_opt(&mut map, "quote_start", facts.quote_start.as_deref());
     put_opt(&mut map, "quote_expiry", facts.quote_expiry.as_deref());
+    if let Some(paid) = facts.buyer_paid {
+        map.insert("buyer_currency".to_owned(), s(paid.currency().code()));
+        map.insert("buyer_minor".to_owned(), n(paid.minor()));
+    }
+    put_opt(&mut map, "buyer_rate", facts.buyer_rate.as_deref());
     AttributeValue::M(map)
 }
 
@@ -703,6 +708,14 @@ fn parse_settlement(item: &Item) -> Result<Option<SettlementFacts>, StoreError> 
         quote_price: get_opt_s(map, "quote_price"),
         quote_start: get_opt_s(map, "quote_start"),
         quote_expiry: get_opt_s(map, "quote_expiry"),
+        buyer_paid: match map.get("buyer_currency") {
+            Some(_) => {
+                let currency = get_currency(map, "buyer_currency")?;
+                Some(get_money(map, "buyer_minor", currency)?)
+            }
+            None => None,
+        },
+        buyer_rate: get_opt_s(map, "buyer_rate"),
     }))
 }
 
@@ -711,8 +724,18 @@ fn settled_text(payment: &Payment) -> String {
     let Some(facts) = &payment.settlement else {
         return String::new();
     };
+    let buyer = facts
+        .buyer_paid
+        .map(|paid| {
+            format!(
+                "; the buyer paid {} at {}",
+                paid.with_code(),
+                facts.buyer_rate.as_deref().unwrap_or("-")
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "; settled {} at {} ({}, quote {})",
+        "; settled {} at {} ({}, quote {}){buyer}",
         facts.amount.with_code(),
         facts.quote_price.as_deref().unwrap_or("-"),
         facts.quote_pair.as_deref().unwrap_or("-"),

@@ -61,6 +61,9 @@ pub struct Charge {
     pub period_date: String,
     /// The agreement's status when it was taken.
     pub agreement_status: String,
+    /// The `settle_currency` the charge asked for (a merchant contracted for cross-border
+    /// settlement).
+    pub settle_currency: Option<String>,
 }
 
 /// `alipay.user.agreement.page.sign`: the signed request is checked by `gateway.do`; here the
@@ -429,6 +432,18 @@ pub(crate) fn agreement_pay(
     if out_trade_no.is_empty() || text("subject").is_empty() {
         return business_error("ACQ.INVALID_PARAMETER", "参数有误");
     }
+    // trans_currency and settle_currency: only for a merchant contracted for them, in the
+    // contracted settlement currency; when they differ, trans_currency is CNY or TWD
+    // (ALIPAY-OPS.md §5). Our amounts are CNY yuan.
+    let (trans, settle) = (text("trans_currency"), text("settle_currency"));
+    if !trans.is_empty() || !settle.is_empty() {
+        let contracted = lock(&inner.cross_border)
+            .as_ref()
+            .is_some_and(|c| c.currency == settle);
+        if !contracted || !matches!(trans.as_str(), "CNY" | "") {
+            return business_error("ACQ.CURRENCY_NOT_SUPPORT", "币种不支持");
+        }
+    }
     let (now_text, now_unix) = china_now(inner);
     let today = now_text.get(..10).unwrap_or("").to_owned();
     let mut state = lock(&inner.state);
@@ -498,6 +513,7 @@ pub(crate) fn agreement_pay(
         charged_on: today,
         period_date: next,
         agreement_status,
+        settle_currency: (!settle.is_empty()).then_some(settle),
     });
     let n = inner.counter.fetch_add(1, Ordering::Relaxed);
     let trade = Trade {
@@ -530,14 +546,18 @@ pub(crate) fn agreement_pay(
     if notify_later {
         notify(inner, &trade, "TRADE_SUCCESS", &[]);
     }
-    success(json!({
+    let mut answer = json!({
         "out_trade_no": out_trade_no,
         "trade_no": trade.trade_no,
         "total_amount": trade.total_amount,
         "receipt_amount": trade.total_amount,
         "buyer_user_id": trade.buyer_id,
         "gmt_payment": now_text,
-    }))
+    });
+    for (name, value) in crate::cross_border_fields(inner, &trade) {
+        answer[name] = json!(value);
+    }
+    success(answer)
 }
 
 /// `alipay.trade.cancel`: a trade not paid is closed, and one Alipay never saw can no longer be

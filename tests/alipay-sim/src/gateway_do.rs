@@ -402,6 +402,11 @@ pub(crate) fn execute(
                 if let Some(at) = &trade.gmt_payment {
                     object.insert("send_pay_date".into(), json!(at));
                 }
+                if matches!(trade.status.as_str(), "TRADE_SUCCESS" | "TRADE_FINISHED") {
+                    for (name, value) in crate::cross_border_fields(inner, trade) {
+                        object.insert(name.into(), json!(value));
+                    }
+                }
             }
             success(content)
         }

@@ -243,10 +243,45 @@ pub(crate) struct Inner {
     charge_notify_every: AtomicU64,
     /// Bumped by [`Simulator::release_held`]: held notifications go out.
     released: tokio::sync::watch::Sender<u64>,
+    /// A merchant contracted for cross-border settlement ([`Simulator::settle_in`]).
+    cross_border: Mutex<Option<CrossBorderContract>>,
     http: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<Bytes>,
     >,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CrossBorderContract {
+    currency: String,
+    rate_millionths: u64,
+}
+
+/// The cross-border fields of a paid trade, for a contracted merchant: the settlement amount
+/// rounded half up to the settlement currency's cents, the buyer paying in CNY.
+pub(crate) fn cross_border_fields(inner: &Inner, trade: &Trade) -> Vec<(&'static str, String)> {
+    let Some(contract) = lock(&inner.cross_border).clone() else {
+        return Vec::new();
+    };
+    let settled =
+        (u128::from(trade.total_fen) * u128::from(contract.rate_millionths) + 500_000) / 1_000_000;
+    let rate = format!(
+        "{}.{:06}",
+        contract.rate_millionths / 1_000_000,
+        contract.rate_millionths % 1_000_000
+    );
+    vec![
+        ("trans_currency", "CNY".to_owned()),
+        ("settle_currency", contract.currency),
+        (
+            "settle_amount",
+            format!("{}.{:02}", settled / 100, settled % 100),
+        ),
+        ("settle_trans_rate", rate),
+        ("pay_currency", "CNY".to_owned()),
+        ("pay_amount", trade.total_amount.clone()),
+        ("trans_pay_rate", "1.000000".to_owned()),
+    ]
 }
 
 /// A running simulator; stops when dropped.
@@ -294,6 +329,7 @@ impl Simulator {
             world_offset_ms: std::sync::atomic::AtomicI64::new(0),
             charge_notify_every: AtomicU64::new(2),
             released: tokio::sync::watch::Sender::new(0),
+            cross_border: Mutex::new(None),
             http,
         });
         let app = Router::new()
@@ -446,6 +482,17 @@ impl Simulator {
         self.inner
             .clock_offset_ms
             .store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// Contracts the merchant for cross-border settlement (`ALIPAY-OPS.md` §5): paid trades'
+    /// query answers and notifications carry `trans_currency`, `settle_currency`,
+    /// `settle_amount`, `settle_trans_rate`, `pay_currency`, `pay_amount` and `trans_pay_rate`,
+    /// settled in `currency` (two decimals) at the simulator's own rate from CNY, in millionths.
+    pub fn settle_in(&self, currency: &str, rate_millionths: u64) {
+        *lock(&self.inner.cross_border) = Some(CrossBorderContract {
+            currency: currency.to_owned(),
+            rate_millionths,
+        });
     }
 
     /// Moves the world's clock (the test clock the gateway shares) `offset_ms` ahead of the

@@ -74,6 +74,13 @@ pub(crate) fn notify(
     for (key, value) in extra {
         fields.insert((*key).to_owned(), value.clone());
     }
+    // A contracted merchant's paid trades: the cross-border fields, as the notify
+    // documentation's sample lists them.
+    if matches!(trade_status, "TRADE_SUCCESS" | "TRADE_FINISHED") {
+        for (key, value) in crate::cross_border_fields(inner, trade) {
+            fields.insert(key.to_owned(), value);
+        }
+    }
     // Certificate mode: the simulator names its certificate in notifications too, signed like
     // every field (one of the two answers docs/alipay/operations.md leaves open; the gateway takes both).
     if let Some(certs) = &lock(&inner.keys).certificates {

@@ -45,6 +45,11 @@ pub struct ChannelConfig {
     /// `ALIPAY_AGREEMENT_SIGN_SCENE`: the merchant's contracted `sign_scene` for agreements
     /// (never `DEFAULT|DEFAULT`, since an `external_agreement_no` is sent).
     pub agreement_sign_scene: String,
+    /// `ALIPAY_SETTLE_CURRENCY`: set when the application is contracted for cross-border
+    /// settlement: a charge under an agreement is sent with `trans_currency` CNY and this
+    /// `settle_currency` (`alipay.trade.pay` is the one v1 API that takes them), and every
+    /// paid trade's settlement is recorded as Alipay reports it (docs/alipay/operations.md §5).
+    pub settle_currency: Option<Currency>,
 }
 
 impl ChannelConfig {

@@ -380,10 +380,19 @@ fn channel(
             "{prefix}ALIPAY_AGREEMENT_SIGN_SCENE must be the contracted scene, like INDUSTRY|DIGITAL_MEDIA (not DEFAULT|DEFAULT)"
         ));
     }
+    let settle_currency = match get("ALIPAY_SETTLE_CURRENCY").map(domain::states::Currency::parse) {
+        None => None,
+        Some(Ok(currency)) => Some(currency),
+        Some(Err(error)) => {
+            problems.push(format!("{prefix}ALIPAY_SETTLE_CURRENCY: {error}"));
+            None
+        }
+    };
     match (app_id, alipay_keys, seller_id) {
         (Some(Ok(app_id)), Ok(alipay_keys), Some(Ok(seller_id))) => Some(ChannelConfig {
             agreement_product_code,
             agreement_sign_scene,
+            settle_currency,
             id,
             app_id,
             alipay_keys,
@@ -598,6 +607,28 @@ mod tests {
             error.to_string().contains("ALIPAY_SELLER_ID is not set"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_settlement_currency_is_read_only_when_it_is_one() {
+        let config = Config::from_map(&vars(&valid())).expect("valid");
+        assert_eq!(config.primary().settle_currency, None);
+        let mut usd = valid();
+        usd.push(("ALIPAY_SETTLE_CURRENCY", "USD"));
+        let config = Config::from_map(&vars(&usd)).expect("valid");
+        assert_eq!(
+            config.primary().settle_currency,
+            Some(domain::states::Currency::USD)
+        );
+        for bad in ["usd", "XYZ", "US"] {
+            let mut wrong = valid();
+            wrong.push(("ALIPAY_SETTLE_CURRENCY", bad));
+            let error = Config::from_map(&vars(&wrong)).expect_err("invalid");
+            assert!(
+                error.to_string().contains("ALIPAY_SETTLE_CURRENCY"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub fn payment_view(order: &Order, refunds: Option<&[Refund]>) -> Value {
                 "start": facts.quote_start,
                 "expiry": facts.quote_expiry,
             },
+            "buyer_paid": facts.buyer_paid.map(|paid| json!({
+                "amount": paid,
+                "currency": paid.currency(),
+            })),
+            "buyer_rate": facts.buyer_rate,
         })),
         "created_at_ms": order.created_at_ms,
         "updated_at_ms": order.updated_at_ms,
