@@ -1051,10 +1051,28 @@ async fn check_events(
     let violations = &mut report.violations;
     let mut ids = std::collections::BTreeSet::new();
     let mut by_order: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
+    // channel → (opened, closed)
+    let mut channels: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for event in events {
         let detail = &event["detail"];
         if !ids.insert(detail["event_id"].as_str().unwrap_or("").to_owned()) {
             violations.push(format!("event {} published twice", detail["event_id"]));
+        }
+        // A channel's circuit opening and closing (the faults can open one): a channel we run,
+        // and never closed more often than opened (counted below).
+        if detail["channel"].is_object() {
+            let channel = detail["channel"]["channel"].as_str().unwrap_or("");
+            if !["primary", "secondary", "antom"].contains(&channel) {
+                violations.push(format!("a channel event for {channel:?}"));
+            }
+            let kind = event["detail-type"].as_str().unwrap_or("");
+            let entry = channels.entry(channel.to_owned()).or_insert((0, 0));
+            match kind {
+                "channel.opened" => entry.0 += 1,
+                "channel.closed" => entry.1 += 1,
+                _ => violations.push(format!("a channel event {kind}")),
+            }
+            continue;
         }
         if detail["subscription"].is_object() {
             let id = detail["subscription"]["subscription_id"]
@@ -1162,6 +1180,17 @@ async fn check_events(
         violations.push(format!(
             "events for {out_trade_no}, which does not exist: {kinds:?}"
         ));
+    }
+    for (channel, (opened, closed)) in channels {
+        if closed > opened || opened > closed + 1 {
+            violations.push(format!(
+                "channel {channel}: opened {opened} times, closed {closed} times"
+            ));
+        }
+        *report
+            .operations
+            .entry("channel circuits opened (events)")
+            .or_default() += opened;
     }
 }
 
