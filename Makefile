@@ -8,7 +8,7 @@ CARGO ?= cargo
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops); ALIPAY_MODE=certificate for certificate mode"
-	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full; then a subscription signed and three months charged on the test clock"
+	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full; USD, JPY and IDR through Antom; then a subscription signed and three months charged on the test clock"
 	@echo "make clock ADVANCE=30d - with make run going: move the shared test clock forward (d, h or m)"
 	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
 	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary)"

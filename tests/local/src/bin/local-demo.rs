@@ -249,7 +249,8 @@ async fn main() -> Result<(), String> {
 }
 
 /// A USD payment through the Antom channel: priced in dollars, paid at Antom's cashier,
-/// settled in CNY at Antom's quote (recorded as Antom reported it), refunded in two parts.
+/// settled in CNY at Antom's quote (recorded as Antom reported it), refunded in two parts; then
+/// the same in JPY and IDR, in one line each.
 async fn cross_border_demo(
     http: &Http,
     api: &str,
@@ -342,6 +343,110 @@ async fn cross_border_demo(
         field(&payment["settlement"], "amount"),
         field(&payment["settlement"], "currency"),
         field(&payment["settlement"]["quote"], "rate")
+    );
+    // The same round trip in a currency without decimals and in one whose amounts end in 00.
+    for (currency, amount, part, rest) in [
+        ("JPY", "1250", "250", "1000"),
+        ("IDR", "150000.00", "50000.00", "100000.00"),
+    ] {
+        round_trip_quietly(
+            http,
+            api,
+            antom,
+            shop,
+            stamp,
+            currency,
+            amount,
+            (part, rest),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A payment in `currency` through Antom, told in one line: created, paid at the cashier,
+/// notified, refunded `parts.0` then `parts.1`, checked against the simulated Antom's ledger.
+#[allow(clippy::too_many_arguments)]
+async fn round_trip_quietly(
+    http: &Http,
+    api: &str,
+    antom: &str,
+    shop: &str,
+    stamp: u64,
+    currency: &str,
+    amount: &str,
+    parts: (&str, &str),
+) -> Result<(), String> {
+    let order = format!("demo_{}_{stamp}", currency.to_ascii_lowercase());
+    let body = json!({"out_trade_no": order, "amount": amount, "currency": currency,
+                      "subject": format!("Demo: Pro plan ({currency})"), "channel": "page",
+                      "return_url": format!("{shop}/orders/{order}")});
+    let created = http.post_json(&format!("{api}/payments"), &body).await;
+    check(
+        created.status == 201 && created.json()["payment"]["alipay_channel"] == "antom",
+        &format!(
+            "the {currency} payment was not created at Antom: {}",
+            created.text
+        ),
+    )?;
+    let cashier = created.json()["next_step"]["url"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let paid = http
+        .send(
+            "POST",
+            &format!("{cashier}/pay"),
+            "application/x-www-form-urlencoded",
+            "",
+        )
+        .await;
+    check(paid.status == 303, "Antom's cashier refused the payment")?;
+    let payment = eventually(30, || async {
+        let payment = http.get(&format!("{api}/payments/{order}")).await.json();
+        (payment["status"] == "PAID").then_some(payment)
+    })
+    .await
+    .ok_or(format!("the {currency} payment was not paid within 30 s"))?;
+    for (suffix, refund) in [("_r1", parts.0), ("_r2", parts.1)] {
+        let out_request_no = format!("{order}{suffix}");
+        let answer = http
+            .post_json(
+                &format!("{api}/payments/{order}/refunds"),
+                &json!({"amount": refund, "out_request_no": out_request_no}),
+            )
+            .await;
+        check(
+            matches!(answer.status, 201 | 202),
+            &format!("the {currency} refund failed: {}", answer.text),
+        )?;
+        let url = format!("{api}/payments/{order}/refunds/{out_request_no}");
+        eventually(30, || async {
+            (http.get(&url).await.json()["refund"]["status"] == "SUCCEEDED").then_some(())
+        })
+        .await
+        .ok_or(format!(
+            "the {currency} refund {refund} did not succeed within 30 s"
+        ))?;
+    }
+    let last = http.get(&format!("{api}/payments/{order}")).await.json();
+    check(
+        last["status"] == "REFUNDED",
+        &format!("the {currency} payment is not fully refunded"),
+    )?;
+    let ledger = http
+        .get(&format!("{antom}/sim/payments/{order}"))
+        .await
+        .json();
+    println!(
+        "Done: {order} was paid {amount} {currency} (settled {} {} at {}), refunded {} + {}; at Antom {} paid, {} refunded (minor units).",
+        field(&payment["settlement"], "amount"),
+        field(&payment["settlement"], "currency"),
+        field(&payment["settlement"]["quote"], "rate"),
+        parts.0,
+        parts.1,
+        ledger["value"],
+        ledger["refunded"]
     );
     Ok(())
 }
