@@ -555,7 +555,7 @@ fn settle(currency: &str, value: u64, into: &str, n: u64) -> Option<(String, u64
     let numerator = u128::from(value) * u128::from(rate) * 10u128.pow(to_exp);
     let denominator = 10u128.pow(from_exp) * 1_000_000;
     let settled = (numerator + denominator / 2) / denominator;
-    let rate_text = format!("{}.{:06}", rate / 1_000_000, rate % 1_000_000);
+    let rate_text = crate::millionths_text(rate);
     Some((
         into.to_owned(),
         u64::try_from(settled).ok()?,

@@ -265,11 +265,7 @@ pub(crate) fn cross_border_fields(inner: &Inner, trade: &Trade) -> Vec<(&'static
     };
     let settled =
         (u128::from(trade.total_fen) * u128::from(contract.rate_millionths) + 500_000) / 1_000_000;
-    let rate = format!(
-        "{}.{:06}",
-        contract.rate_millionths / 1_000_000,
-        contract.rate_millionths % 1_000_000
-    );
+    let rate = millionths_text(contract.rate_millionths);
     vec![
         ("trans_currency", "CNY".to_owned()),
         ("settle_currency", contract.currency),
@@ -282,6 +278,11 @@ pub(crate) fn cross_border_fields(inner: &Inner, trade: &Trade) -> Vec<(&'static
         ("pay_amount", trade.total_amount.clone()),
         ("trans_pay_rate", "1.000000".to_owned()),
     ]
+}
+
+/// A rate kept in millionths, written with six decimals (`140380` → `0.140380`).
+pub(crate) fn millionths_text(rate: u64) -> String {
+    format!("{}.{:06}", rate / 1_000_000, rate % 1_000_000)
 }
 
 /// A running simulator; stops when dropped.

@@ -13,7 +13,7 @@ use alipay_sim::antom::{AntomFault, AntomSimulator, PaymentState, RefundState};
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
 
-use super::{ChaosReport, World, invoke};
+use super::{ChaosReport, World, check_order_rules, invoke, pick_where, post_refund};
 use crate::support::{Stack, now_ms};
 
 /// The currencies the chaos stack's Antom channel accepts (`ANTOM_CURRENCIES` in
@@ -69,27 +69,7 @@ pub(super) async fn operation(stack: &Stack, world: &World, rng: &mut fastrand::
 }
 
 fn pick(world: &World, rng: &mut fastrand::Rng) -> Option<(String, AntomKnown)> {
-    let orders = world.antom.lock().ok()?;
-    if orders.is_empty() {
-        return None;
-    }
-    let n = rng.usize(0..orders.len());
-    orders.iter().nth(n).map(|(k, v)| (k.clone(), v.clone()))
-}
-
-fn pick_where(
-    world: &World,
-    rng: &mut fastrand::Rng,
-    wanted: impl Fn(&String) -> bool,
-) -> Option<(String, AntomKnown)> {
-    let orders = world.antom.lock().ok()?;
-    let matching: Vec<(&String, &AntomKnown)> =
-        orders.iter().filter(|(no, _)| wanted(no)).collect();
-    if matching.is_empty() {
-        return None;
-    }
-    let (no, known) = matching[rng.usize(0..matching.len())];
-    Some((no.clone(), known.clone()))
+    pick_where(&world.antom, rng, |_| true)
 }
 
 /// A payment Antom says succeeded, most of the time.
@@ -102,7 +82,7 @@ fn pick_paid(
         return pick(world, rng);
     }
     let antom = simulator(stack);
-    pick_where(world, rng, |no| {
+    pick_where(&world.antom, rng, |no| {
         antom
             .payment(no)
             .is_some_and(|p| p.status == PaymentState::Success)
@@ -190,7 +170,7 @@ fn pay(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
     };
     let Some((out_trade_no, _)) = (match rng.u32(0..100) {
         0..=19 => pick(world, rng),
-        _ => pick_where(world, rng, waiting),
+        _ => pick_where(&world.antom, rng, waiting),
     }) else {
         return;
     };
@@ -238,20 +218,15 @@ async fn refund(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &
     if rng.bool() {
         body["currency"] = json!(known.currency);
     }
-    let path = format!("/payments/{out_trade_no}/refunds");
-    let mut first = fastrand::Rng::with_seed(rng.u64(..));
-    let mut second = fastrand::Rng::with_seed(rng.u64(..));
-    let send = |rng: &mut fastrand::Rng| {
-        let mut own = fastrand::Rng::with_seed(rng.u64(..));
-        let (body, path) = (body.clone(), path.clone());
-        async move { invoke(stack, world, &mut own, "refund", "POST", &path, Some(&body)).await }
-    };
-    if rng.u32(0..100) < 20 {
-        world.count("antom refund (two at once)");
-        tokio::join!(send(&mut first), send(&mut second));
-    } else {
-        send(&mut first).await;
-    }
+    post_refund(
+        stack,
+        world,
+        rng,
+        &out_trade_no,
+        &body,
+        "antom refund (two at once)",
+    )
+    .await;
 }
 
 async fn close(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
@@ -475,16 +450,6 @@ pub(super) async fn check(
             )),
             _ => {}
         }
-        if order.status == domain::states::OrderStatus::Created {
-            let expired = order
-                .time_expire
-                .as_deref()
-                .and_then(alipay_sim::china_unix)
-                .is_some_and(|t| t * 1000 < now);
-            if expired {
-                violations.push(format!("{out_trade_no}: CREATED past its time_expire"));
-            }
-        }
         // Refunds: what Antom executed is exactly what we recorded as succeeded.
         let executed: BTreeMap<&str, &alipay_sim::antom::AntomRefund> = refunds_there
             .iter()
@@ -551,46 +516,7 @@ pub(super) async fn check(
                 ));
             }
         }
-        if order.status == domain::states::OrderStatus::Paid
-            && Some(order.refunded.minor() + order.refundable.minor())
-                != order.paid_amount.map(|a| a.minor())
-        {
-            violations.push(format!(
-                "{out_trade_no}: refunded {} + refundable {} != paid {:?}",
-                order.refunded,
-                order.refundable,
-                order.paid_amount.map(|a| a.with_code())
-            ));
-        }
-        // Every state change has its audit event.
-        let kinds: Vec<String> = match stack.env.store.audit_trail(&id).await {
-            Ok(trail) => trail.into_iter().map(|e| e.kind).collect(),
-            Err(error) => {
-                violations.push(format!("{out_trade_no}: audit unreadable: {error}"));
-                continue;
-            }
-        };
-        let has = |kind: &str| kinds.iter().any(|k| k == kind);
-        if !has("order.created") {
-            violations.push(format!("{out_trade_no}: no order.created audit event"));
-        }
-        if order.status == domain::states::OrderStatus::Closed && !has("order.closed") {
-            violations.push(format!("{out_trade_no}: no order.closed audit event"));
-        }
-        if paid_here && !(has("order.paid") || has("order.paid_after_close")) {
-            violations.push(format!("{out_trade_no}: paid without an audit event"));
-        }
-        let reserved = kinds.iter().filter(|k| *k == "refund.reserved").count();
-        let settled = kinds
-            .iter()
-            .filter(|k| *k == "refund.succeeded" || *k == "refund.failed")
-            .count();
-        if reserved != refunds.len() || settled != refunds.len() {
-            violations.push(format!(
-                "{out_trade_no}: {} refunds, {reserved} reserved and {settled} settled events",
-                refunds.len()
-            ));
-        }
+        check_order_rules(stack, &id, &order, &refunds, now, violations).await;
     }
 }
 

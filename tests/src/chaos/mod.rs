@@ -165,31 +165,32 @@ impl World {
         if rng.u32(0..100) < 15 {
             return self.pick(rng);
         }
-        let orders = self.orders.lock().ok()?;
-        let paid: Vec<(&String, &Known)> = orders
-            .iter()
-            .filter(|(no, _)| {
-                stack
-                    .simulator
-                    .trade(no)
-                    .is_some_and(|t| t.gmt_payment.is_some())
-            })
-            .collect();
-        if paid.is_empty() {
-            return None;
-        }
-        let (no, known) = paid[rng.usize(0..paid.len())];
-        Some((no.clone(), known.clone()))
+        pick_where(&self.orders, rng, |no| {
+            stack
+                .simulator
+                .trade(no)
+                .is_some_and(|t| t.gmt_payment.is_some())
+        })
     }
 
     fn pick(&self, rng: &mut fastrand::Rng) -> Option<(String, Known)> {
-        let orders = self.orders.lock().ok()?;
-        if orders.is_empty() {
-            return None;
-        }
-        let n = rng.usize(0..orders.len());
-        orders.iter().nth(n).map(|(k, v)| (k.clone(), v.clone()))
+        pick_where(&self.orders, rng, |_| true)
     }
+}
+
+/// One of the workload's entries that `wanted` takes, at random.
+fn pick_where<T: Clone>(
+    entries: &Mutex<BTreeMap<String, T>>,
+    rng: &mut fastrand::Rng,
+    wanted: impl Fn(&String) -> bool,
+) -> Option<(String, T)> {
+    let entries = entries.lock().ok()?;
+    let matching: Vec<(&String, &T)> = entries.iter().filter(|(no, _)| wanted(no)).collect();
+    if matching.is_empty() {
+        return None;
+    }
+    let (no, entry) = matching[rng.usize(0..matching.len())];
+    Some((no.clone(), entry.clone()))
 }
 
 /// Runs the whole chaos run.
@@ -578,17 +579,37 @@ async fn refund(stack: &Stack, world: &World, rng: &mut fastrand::Rng, prefix: &
         known.refunds.push((out_request_no.clone(), amount.clone()));
     }
     let body = json!({"amount": amount, "out_request_no": out_request_no});
+    post_refund(
+        stack,
+        world,
+        rng,
+        &out_trade_no,
+        &body,
+        "refund (two at once)",
+    )
+    .await;
+}
+
+/// `POST /payments/{out_trade_no}/refunds` as the merchant's client sends it: sometimes the
+/// same refund twice at once (counted as `twice`).
+async fn post_refund(
+    stack: &Stack,
+    world: &World,
+    rng: &mut fastrand::Rng,
+    out_trade_no: &str,
+    body: &Value,
+    twice: &'static str,
+) {
     let path = format!("/payments/{out_trade_no}/refunds");
     let mut first = fastrand::Rng::with_seed(rng.u64(..));
     let mut second = fastrand::Rng::with_seed(rng.u64(..));
     let send = |rng: &mut fastrand::Rng| {
         let mut own = fastrand::Rng::with_seed(rng.u64(..));
-        let (body, path) = (body.clone(), path.clone());
-        async move { invoke(stack, world, &mut own, "refund", "POST", &path, Some(&body)).await }
+        let path = path.clone();
+        async move { invoke(stack, world, &mut own, "refund", "POST", &path, Some(body)).await }
     };
-    // Sometimes the merchant's client sends the same refund twice at once.
     if rng.u32(0..100) < 20 {
-        world.count("refund (two at once)");
+        world.count(twice);
         tokio::join!(send(&mut first), send(&mut second));
     } else {
         send(&mut first).await;
@@ -1249,16 +1270,6 @@ async fn check_invariants(
             }
             _ => {}
         }
-        if order.status == domain::states::OrderStatus::Created {
-            let expired = order
-                .time_expire
-                .as_deref()
-                .and_then(alipay_sim::china_unix)
-                .is_some_and(|t| t * 1000 < now);
-            if expired {
-                violations.push(format!("{out_trade_no}: CREATED past its time_expire"));
-            }
-        }
         // Refunds: what Alipay executed is exactly what we recorded as succeeded.
         // What Alipay executed (a refund it accepted and failed, or still processes, moved no
         // money).
@@ -1323,49 +1334,76 @@ async fn check_invariants(
                 ));
             }
         }
-        if order.status == domain::states::OrderStatus::Paid
-            && Some(order.refunded.minor() + order.refundable.minor())
-                != order.paid_amount.map(|a| a.minor())
-        {
-            violations.push(format!(
-                "{out_trade_no}: refunded {} + refundable {} != paid {:?}",
-                order.refunded, order.refundable, order.paid_amount
-            ));
+        check_order_rules(stack, &id, &order, &refunds, now, violations).await;
+    }
+}
+
+/// The rules every order keeps, whichever provider took it: never `CREATED` past its
+/// `time_expire`; while PAID, refunded + refundable = paid; every state change audited; every
+/// refund reserved and settled once.
+async fn check_order_rules(
+    stack: &Stack,
+    id: &OutTradeNo,
+    order: &domain::states::Order,
+    refunds: &[domain::states::Refund],
+    now: i64,
+    violations: &mut Vec<String>,
+) {
+    let out_trade_no = id.as_str();
+    if order.status == domain::states::OrderStatus::Created {
+        let expired = order
+            .time_expire
+            .as_deref()
+            .and_then(alipay_sim::china_unix)
+            .is_some_and(|t| t * 1000 < now);
+        if expired {
+            violations.push(format!("{out_trade_no}: CREATED past its time_expire"));
         }
-        // Every state change has its audit event.
-        let kinds: Vec<String> = match stack.env.store.audit_trail(&id).await {
-            Ok(trail) => trail.into_iter().map(|e| e.kind).collect(),
-            Err(error) => {
-                violations.push(format!("{out_trade_no}: audit unreadable: {error}"));
-                continue;
+    }
+    if order.status == domain::states::OrderStatus::Paid
+        && Some(order.refunded.minor() + order.refundable.minor())
+            != order.paid_amount.map(|a| a.minor())
+    {
+        violations.push(format!(
+            "{out_trade_no}: refunded {} + refundable {} != paid {:?}",
+            order.refunded,
+            order.refundable,
+            order.paid_amount.map(|a| a.with_code())
+        ));
+    }
+    // Every state change has its audit event.
+    let kinds: Vec<String> = match stack.env.store.audit_trail(id).await {
+        Ok(trail) => trail.into_iter().map(|e| e.kind).collect(),
+        Err(error) => {
+            violations.push(format!("{out_trade_no}: audit unreadable: {error}"));
+            return;
+        }
+    };
+    let has = |kind: &str| kinds.iter().any(|k| k == kind);
+    let mut expected = vec!["order.created"];
+    match order.status {
+        domain::states::OrderStatus::Closed => expected.push("order.closed"),
+        domain::states::OrderStatus::Paid | domain::states::OrderStatus::Finished => {
+            if !(has("order.paid") || has("order.finished") || has("order.paid_after_close")) {
+                violations.push(format!("{out_trade_no}: paid without an audit event"));
             }
-        };
-        let has = |kind: &str| kinds.iter().any(|k| k == kind);
-        let mut expected = vec!["order.created"];
-        match order.status {
-            domain::states::OrderStatus::Closed => expected.push("order.closed"),
-            domain::states::OrderStatus::Paid | domain::states::OrderStatus::Finished => {
-                if !(has("order.paid") || has("order.finished") || has("order.paid_after_close")) {
-                    violations.push(format!("{out_trade_no}: paid without an audit event"));
-                }
-            }
-            domain::states::OrderStatus::Created => {}
         }
-        for kind in expected {
-            if !has(kind) {
-                violations.push(format!("{out_trade_no}: no {kind} audit event"));
-            }
+        domain::states::OrderStatus::Created => {}
+    }
+    for kind in expected {
+        if !has(kind) {
+            violations.push(format!("{out_trade_no}: no {kind} audit event"));
         }
-        let reserved = kinds.iter().filter(|k| *k == "refund.reserved").count();
-        let settled = kinds
-            .iter()
-            .filter(|k| *k == "refund.succeeded" || *k == "refund.failed")
-            .count();
-        if reserved != refunds.len() || settled != refunds.len() {
-            violations.push(format!(
-                "{out_trade_no}: {} refunds, {reserved} reserved and {settled} settled events",
-                refunds.len()
-            ));
-        }
+    }
+    let reserved = kinds.iter().filter(|k| *k == "refund.reserved").count();
+    let settled = kinds
+        .iter()
+        .filter(|k| *k == "refund.succeeded" || *k == "refund.failed")
+        .count();
+    if reserved != refunds.len() || settled != refunds.len() {
+        violations.push(format!(
+            "{out_trade_no}: {} refunds, {reserved} reserved and {settled} settled events",
+            refunds.len()
+        ));
     }
 }
