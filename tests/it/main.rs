@@ -10,6 +10,7 @@
 //! and `differential` (against Alipay's SDKs, which `scripts/sdk-oracles.sh` installs).
 
 mod antom_e2e;
+mod antom_reconcile;
 mod antom_sim;
 mod breaker;
 mod certificates;

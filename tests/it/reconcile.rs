@@ -146,6 +146,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     let settings = gateway::reconcile::Settings {
         pass_rows: 4,
         work_dir: std::env::temp_dir(),
+        ..Default::default()
     };
 
     // The day is not over at Alipay: no bill yet, and we have payments.
@@ -262,6 +263,7 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
             &gateway::reconcile::Settings {
                 pass_rows: 50_000,
                 work_dir: std::env::temp_dir(),
+                ..Default::default()
             },
             day,
         )
@@ -302,6 +304,7 @@ async fn a_quiet_day_matches_and_agreeing_books_match() {
     let settings = gateway::reconcile::Settings {
         pass_rows: 50_000,
         work_dir: std::env::temp_dir(),
+        ..Default::default()
     };
     // Nothing here, no bill at Alipay: nothing to match.
     let quiet = stack
@@ -464,6 +467,7 @@ async fn refunds_alipay_executes_before_its_midnight_are_on_that_days_bill() {
     let settings = gateway::reconcile::Settings {
         pass_rows: 50_000,
         work_dir: std::env::temp_dir(),
+        ..Default::default()
     };
     let report = stack
         .reconcile(&reports, &settings, day)

@@ -6,5 +6,6 @@ pub mod chaos;
 pub mod host;
 pub mod merchant;
 pub mod round_trips;
+pub mod sftp;
 pub mod store_cases;
 pub mod support;

@@ -123,6 +123,8 @@ pub struct Stack {
     pub secondary: Option<alipay_sim::Simulator>,
     /// The Antom account, when the stack has an Antom channel.
     pub antom: Option<alipay_sim::antom::AntomSimulator>,
+    /// The simulated Antom's SFTP server (`antom_reports`).
+    pub antom_sftp: Option<crate::sftp::LocalSftp>,
     pub gateway: crate::host::LocalGateway,
     pub http: Http,
 }
@@ -155,6 +157,7 @@ impl Stack {
             sealed_app_key,
             refunds,
             antom,
+            antom_reports,
         } = options;
         let certificates = certificates && !sealed_app_key;
         let env = TestEnv::new().await;
@@ -254,7 +257,7 @@ impl Stack {
         let listeners = crate::host::LocalGateway::bind().await.expect("listeners");
         let notify_url = format!("http://{}/", listeners.1.local_addr().expect("address"));
         // The Antom channel: its own KMS key (registered with the simulated Antom) and account.
-        let antom = match antom {
+        let mut antom = match antom {
             false => None,
             true => {
                 let template = read_template(&template_path()).expect("template");
@@ -284,7 +287,7 @@ impl Stack {
                 let sim = alipay_sim::antom::AntomSimulator::start(config, 0)
                     .await
                     .expect("antom simulator");
-                let vars = vec![
+                let mut vars = vec![
                     ("ANTOM_CLIENT_ID".to_owned(), ANTOM_CLIENT_ID.to_owned()),
                     (
                         "ANTOM_PUBLIC_KEY".to_owned(),
@@ -304,7 +307,36 @@ impl Stack {
                         format!("{RETURN_PREFIX}antom-done"),
                     ),
                 ];
-                Some((sim, vars))
+                // Its reports on a local SFTP server, our key to it in SSM (as deployed).
+                let sftp = match antom_reports {
+                    false => None,
+                    true => {
+                        let sftp = crate::sftp::LocalSftp::start();
+                        let parameter = format!("/gateway-test/{id}/antom-sftp-key");
+                        aws_sdk_ssm::Client::new(&env.sdk_config)
+                            .put_parameter()
+                            .name(&parameter)
+                            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                            .value(&sftp.client_key)
+                            .send()
+                            .await
+                            .unwrap_or_else(|e| panic!("PutParameter: {}", store::error_chain(&e)));
+                        vars.extend([
+                            ("ANTOM_SFTP_HOST".to_owned(), "127.0.0.1".to_owned()),
+                            ("ANTOM_SFTP_PORT".to_owned(), sftp.port.to_string()),
+                            ("ANTOM_SFTP_USER".to_owned(), sftp.user.clone()),
+                            ("ANTOM_SFTP_HOST_KEY".to_owned(), sftp.host_key.clone()),
+                            ("ANTOM_SFTP_KEY_PARAMETER".to_owned(), parameter),
+                            (
+                                "ANTOM_REPORTS_ROOT".to_owned(),
+                                alipay_sim::antom::merchant_root(&sim.merchant_id()),
+                            ),
+                            ("ANTOM_SETTLEMENT_DAYS".to_owned(), "1".to_owned()),
+                        ]);
+                        Some(sftp)
+                    }
+                };
+                Some((sim, vars, sftp))
             }
         };
         // Key mode: Alipay's public key. Certificate mode: the three files, the primary's from
@@ -356,7 +388,7 @@ impl Stack {
                 ("SECONDARY_ALIPAY_GATEWAY_URL".to_owned(), sim.gateway_url()),
             ]
         }))
-        .chain(antom.iter().flat_map(|(_, vars)| vars.clone()))
+        .chain(antom.iter().flat_map(|(_, vars, _)| vars.clone()))
         .chain(extra_env)
         .collect();
         if let Some((ciphertext, sealing_key)) = sealed {
@@ -387,7 +419,8 @@ impl Stack {
             env,
             simulator,
             secondary: second.map(|(_, sim, _)| sim),
-            antom: antom.map(|(sim, _)| sim),
+            antom_sftp: antom.as_mut().and_then(|(_, _, sftp)| sftp.take()),
+            antom: antom.map(|(sim, _, _)| sim),
             gateway,
         }
     }
@@ -523,6 +556,8 @@ pub struct StackOptions {
     pub refunds: alipay_sim::RefundProcessing,
     /// An Antom channel (its own KMS key, a simulated Antom) for `ANTOM_CURRENCIES`.
     pub antom: bool,
+    /// With `antom`: its reports served by a local SFTP server (settled by the next day).
+    pub antom_reports: bool,
 }
 
 /// Whether the suite runs in certificate mode (`GATEWAY_TEST_ALIPAY_MODE=certificate`).
@@ -542,6 +577,7 @@ impl Default for StackOptions {
             sealed_app_key: false,
             refunds: alipay_sim::RefundProcessing::default(),
             antom: false,
+            antom_reports: false,
         }
     }
 }

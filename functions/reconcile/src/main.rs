@@ -14,7 +14,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let sdk = gateway::aws::load_batch_config().await;
     let config = gateway::config::Config::from_env().map_err(|e| e.to_string())?;
     let gateway = keep(Gateway::with_config(config, &sdk, Role::CallsAlipay).await?);
-    let deps = keep((gateway, Reports::from_env(&sdk)?, Settings::from_env()?));
+    let deps = keep((
+        gateway,
+        Reports::from_env(&sdk)?,
+        Settings::from_env()?.with_ssm(&sdk),
+    ));
     let function = keep(std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default());
     let budget = gateway.config.lifecycle.default_budget_ms;
     serve_event(

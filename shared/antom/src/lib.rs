@@ -6,6 +6,7 @@
 
 pub mod amount;
 pub mod message;
+pub mod report;
 pub mod signature;
 
 pub use amount::{WireAmount, WireAmountError};

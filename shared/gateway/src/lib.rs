@@ -34,6 +34,7 @@ pub mod payments;
 pub mod provider;
 pub mod reconcile;
 pub mod refunds;
+pub mod sftp;
 pub mod startup;
 pub mod subscriptions;
 pub mod sweep;

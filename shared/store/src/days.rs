@@ -16,7 +16,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use sha2::{Digest as _, Sha256};
 
-use super::{Item, Store, StoreError, get_n, get_opt_s, get_s, n, s, sdk_error};
+use super::{Item, Store, StoreError, get_currency, get_money, get_opt_s, get_s, n, s, sdk_error};
 use alipay::china_time::ChinaDate;
 use alipay::ids::OutTradeNo;
 use domain::channel::ChannelId;
@@ -233,14 +233,15 @@ fn parse_entry(item: &Item) -> Result<DayEntry, StoreError> {
         return Ok(DayEntry::Refund {
             out_trade_no,
             out_request_no: out_request_no.to_owned(),
-            amount_fen: get_n(item, "amount_fen")?,
+            amount: get_money(item, "amount_fen", get_currency(item, "currency")?)?,
         });
     }
     Ok(DayEntry::Payment {
         out_trade_no,
         trade_no: get_opt_s(item, "trade_no"),
-        paid_fen: get_n(item, "paid_fen")?,
+        paid: get_money(item, "paid_fen", get_currency(item, "currency")?)?,
         status: get_s(item, "status")?,
+        settled: super::orders::parse_settlement(item)?.map(|facts| facts.amount),
     })
 }
 

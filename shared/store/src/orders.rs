@@ -696,7 +696,7 @@ fn settlement_value(facts: &SettlementFacts) -> AttributeValue {
     AttributeValue::M(map)
 }
 
-fn parse_settlement(item: &Item) -> Result<Option<SettlementFacts>, StoreError> {
+pub(crate) fn parse_settlement(item: &Item) -> Result<Option<SettlementFacts>, StoreError> {
     let Some(map) = item.get("settlement").and_then(|v| v.as_m().ok()) else {
         return Ok(None);
     };

@@ -38,7 +38,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::ServerGuard;
+
+mod reports;
 use crate::keys::{SigningKey, VerifyKey};
+pub use reports::{ReportEdit, merchant_root};
 
 /// Antom's currencies and their decimals (docs/antom/protocol.md), written out here apart from
 /// the gateway's table; IDR values must end in `00`.
@@ -91,6 +94,8 @@ const ACK_STATUS: &str = "S";
 /// How the simulator behaves.
 pub struct AntomConfig {
     pub client_id: String,
+    /// The merchant's id at Antom: its reports' `customerId` and folder.
+    pub merchant_id: String,
     /// The merchant's public key: verifies requests.
     pub merchant_public_key: VerifyKey,
     /// Antom's private key: signs answers and notifications.
@@ -119,6 +124,7 @@ impl AntomConfig {
     ) -> AntomConfig {
         AntomConfig {
             client_id: client_id.to_owned(),
+            merchant_id: "1022188000000000001".to_owned(),
             merchant_public_key,
             antom_signer: Arc::new(antom_signer),
             time_scale: 0.01,
@@ -243,6 +249,8 @@ struct AntomState {
     deliveries: Vec<AntomDelivery>,
     /// Every call: (path, resultStatus answered or the fault's name).
     calls: Vec<(String, String)>,
+    /// What the reports are to say otherwise than the ledger.
+    report_edits: Vec<ReportEdit>,
 }
 
 struct AntomInner {
@@ -330,6 +338,11 @@ impl AntomSimulator {
     /// `http://127.0.0.1:port`: the gateway's `ANTOM_GATEWAY_URL`.
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
+    }
+
+    /// The merchant's id at Antom (its reports' folder).
+    pub fn merchant_id(&self) -> String {
+        self.inner.config.merchant_id.clone()
     }
 
     pub fn inject(&self, scope: &str, fault: AntomFault) {

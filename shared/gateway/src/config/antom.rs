@@ -37,6 +37,83 @@ pub struct AntomChannelConfig {
     /// `ANTOM_REDIRECT_URL`: where the buyer returns after the cashier when the payment has no
     /// `return_url` (Antom requires one).
     pub redirect_url: Option<String>,
+    /// Where Antom's reconciliation reports are fetched from (`ANTOM_SFTP_*`); `None`: the
+    /// channel is not reconciled.
+    pub reports: Option<AntomReportsConfig>,
+}
+
+/// Antom's reports on its SFTP server (docs/antom/reports.md).
+#[derive(Clone, Debug)]
+pub struct AntomReportsConfig {
+    /// `ANTOM_SFTP_HOST` (default `isftp.alipay.com`) and `ANTOM_SFTP_PORT` (default 22).
+    pub host: String,
+    pub port: u16,
+    /// `ANTOM_SFTP_USER`: the account Antom gave (its presence turns reports on).
+    pub user: String,
+    /// `ANTOM_SFTP_HOST_KEY`: the server's host key, pinned (`ssh-ed25519 AAAA…`).
+    pub host_key: String,
+    /// `ANTOM_SFTP_KEY_PARAMETER`: the SSM SecureString holding our OpenSSH private key.
+    pub key_parameter: String,
+    /// `ANTOM_REPORTS_ROOT`: the merchant's folder, `/v1/settlements/<merchantId>`.
+    pub root: String,
+    /// `ANTOM_SETTLEMENT_DAYS` (default 2): a payment not in a settlement report within this
+    /// many days after its day is a discrepancy (T+1; T+2 with post-quoting).
+    pub settlement_days: u32,
+}
+
+fn reports_config(
+    get: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<AntomReportsConfig> {
+    let user = get("ANTOM_SFTP_USER")?;
+    let mut need = |name: &str, what: &str| {
+        get(name).or_else(|| {
+            problems.push(format!("{name} is not set ({what})"));
+            None
+        })
+    };
+    let host_key = need(
+        "ANTOM_SFTP_HOST_KEY",
+        "the SFTP server's host key, pinned: ssh-ed25519 AAAA…",
+    );
+    let key_parameter = need(
+        "ANTOM_SFTP_KEY_PARAMETER",
+        "the SSM parameter holding the SFTP private key",
+    );
+    let root = need(
+        "ANTOM_REPORTS_ROOT",
+        "the reports' folder, /v1/settlements/<merchantId>",
+    );
+    if let Some(key) = &host_key
+        && let Err(e) = crate::sftp::parse_host_key(key)
+    {
+        problems.push(format!("ANTOM_SFTP_HOST_KEY: {e}"));
+    }
+    let port = match get("ANTOM_SFTP_PORT").map(|p| p.parse::<u16>()) {
+        None => 22,
+        Some(Ok(port)) if port > 0 => port,
+        Some(_) => {
+            problems.push("ANTOM_SFTP_PORT must be a port number".into());
+            22
+        }
+    };
+    let settlement_days = match get("ANTOM_SETTLEMENT_DAYS").map(|d| d.parse::<u32>()) {
+        None => 2,
+        Some(Ok(days)) if (1..=30).contains(&days) => days,
+        Some(_) => {
+            problems.push("ANTOM_SETTLEMENT_DAYS must be a number of days from 1 to 30".into());
+            2
+        }
+    };
+    Some(AntomReportsConfig {
+        host: get("ANTOM_SFTP_HOST").unwrap_or_else(|| "isftp.alipay.com".into()),
+        port,
+        user,
+        host_key: host_key?,
+        key_parameter: key_parameter?,
+        root: root?,
+        settlement_days,
+    })
 }
 
 impl AntomChannelConfig {
@@ -114,6 +191,7 @@ pub fn antom_channel(
             "ANTOM_NOTIFY_URL must be https (or http on loopback): {url}"
         ));
     }
+    let reports = reports_config(&|name| get(name).map(str::to_owned), problems);
     let key_version = get("ANTOM_KEY_VERSION").unwrap_or("1").to_owned();
     if !key_version.bytes().all(|b| b.is_ascii_digit()) {
         problems.push(format!("ANTOM_KEY_VERSION must be a number: {key_version}"));
@@ -130,6 +208,7 @@ pub fn antom_channel(
             .unwrap_or("ALIPAY_CN")
             .to_owned(),
         notify_url,
+        reports,
         redirect_url: get("ANTOM_REDIRECT_URL").map(str::to_owned),
     })
 }

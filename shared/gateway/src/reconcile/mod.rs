@@ -19,20 +19,23 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod antom_reports;
+
 use crate::channel::Channel;
 use crate::clock::now_ms;
 use crate::deadline::Deadline;
-use crate::payments::{Ended, apply_paid_because, query_trade};
+use crate::payments::{Ended, apply_paid_because};
+use crate::provider::Provider as _;
 use crate::startup::Gateway;
-use alipay::bill::{BillArchive, BillError, BillRow, Footer, SummaryTotals};
+use alipay::bill::{BillArchive, BillError, Footer, SummaryTotals};
 use alipay::china_time::ChinaDate;
 use alipay::ids::OutTradeNo;
 use alipay::request::AlipayRequest;
 use alipay::response::BillUrlResult;
 use domain::channel::ChannelId;
 use domain::reconciliation::{
-    BillTotals, Category, Discrepancy, Ledger, RowMatch, Totals, Unrecorded, classify_unrecorded,
-    pass_of, pass_range, signed_yuan, yuan,
+    BillTotals, ByCurrency, Category, Discrepancy, Ledger, Row, RowMatch, SettlementTotals, Totals,
+    Unrecorded, classify_unrecorded, pass_of, pass_range, signed_yuan,
 };
 use domain::states::Cause;
 use serde::Serialize;
@@ -54,6 +57,10 @@ pub enum ReconcileError {
     Report(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("Antom's SFTP server: {0}")]
+    Antom(String),
+    #[error("Antom's reports: {0}")]
+    Reports(String),
 }
 
 impl From<StoreError> for ReconcileError {
@@ -75,9 +82,27 @@ pub struct Settings {
     pub pass_rows: u64,
     /// Where the bill is downloaded to (`RECONCILE_WORK_DIR`, default the system's temp dir).
     pub work_dir: PathBuf,
+    /// Reads the Antom SFTP key (`ANTOM_SFTP_KEY_PARAMETER`).
+    pub ssm: Option<aws_sdk_ssm::Client>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            pass_rows: 50_000,
+            work_dir: std::env::temp_dir(),
+            ssm: None,
+        }
+    }
 }
 
 impl Settings {
+    /// With an SSM client from `sdk` (the Antom channel's SFTP key).
+    pub fn with_ssm(mut self, sdk: &aws_config::SdkConfig) -> Settings {
+        self.ssm = Some(aws_sdk_ssm::Client::new(sdk));
+        self
+    }
+
     pub fn from_env() -> Result<Settings, String> {
         let pass_rows = match std::env::var("RECONCILE_PASS_ROWS") {
             Ok(text) => text
@@ -92,6 +117,7 @@ impl Settings {
             work_dir: std::env::var_os("RECONCILE_WORK_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
+            ssm: None,
         })
     }
 }
@@ -175,14 +201,14 @@ impl Reports {
 
 /// The day an invocation is about: `{"date": "yyyy-MM-dd"}`, or (a scheduled event) the
 /// previous China-time day. A day not yet begun is refused.
-/// The channel an event names (`{"channel": "secondary"}`); none: the primary. Each channel
-/// has its own bill and its own schedule.
+/// The channel an event names (`{"channel": "secondary"}`, `"antom"`); none: the primary.
+/// Each channel has its own bill (Antom: its reports) and its own schedule.
 pub fn channel_of_event(payload: &Value) -> Result<ChannelId, String> {
     match payload.get("channel") {
         None | Some(Value::Null) => Ok(ChannelId::Primary),
         Some(Value::String(name)) => ChannelId::parse(name)
-            .ok_or_else(|| format!("channel: {name} is not primary or secondary")),
-        Some(_) => Err("channel: must be \"primary\" or \"secondary\"".into()),
+            .ok_or_else(|| format!("channel: {name} is not primary, secondary or antom")),
+        Some(_) => Err("channel: must be \"primary\", \"secondary\" or \"antom\"".into()),
     }
 }
 
@@ -262,6 +288,13 @@ pub struct Report {
     pub bill: BillCheck,
     pub alipay: BillTotals,
     pub ours: Totals,
+    /// Both sides per currency (the sums above add minor units of every currency).
+    pub currencies: ByCurrency,
+    /// Antom: its reports' own checks and the day's settlement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub antom: Option<antom_reports::AntomCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementTotals>,
     pub counts: BTreeMap<&'static str, u64>,
     pub discrepancies: Vec<Discrepancy>,
     pub stats: Stats,
@@ -278,6 +311,9 @@ impl Report {
             bill: BillCheck::default(),
             alipay: BillTotals::default(),
             ours: Totals::default(),
+            currencies: ByCurrency::default(),
+            antom: None,
+            settlement: None,
             counts: Category::ALL.iter().map(|c| (c.as_str(), 0)).collect(),
             discrepancies: Vec::new(),
             stats: Stats::default(),
@@ -295,6 +331,9 @@ impl Report {
             "bill": self.bill,
             "alipay": self.alipay,
             "ours": self.ours,
+            "currencies": self.currencies,
+            "antom": self.antom,
+            "settlement": self.settlement,
             "counts": self.counts,
             "discrepancies": self.discrepancies.len(),
             "stats": self.stats,
@@ -302,7 +341,8 @@ impl Report {
         })
     }
 
-    /// One CSV line per discrepancy (UTF-8 with a BOM, so that spreadsheet programs read it).
+    /// One CSV line per discrepancy (UTF-8 with a BOM, so that spreadsheet programs read it),
+    /// amounts as decimals of the line's `currency`.
     pub fn csv(&self) -> Result<Vec<u8>, ReconcileError> {
         let mut out = Vec::from("\u{feff}".as_bytes());
         {
@@ -320,6 +360,7 @@ impl Report {
                     "repaired",
                     "bill_line",
                     "detail",
+                    "currency",
                 ])
                 .map_err(error)?;
             for d in &self.discrepancies {
@@ -330,11 +371,12 @@ impl Report {
                         &d.out_trade_no,
                         d.out_request_no.as_deref().unwrap_or(""),
                         d.trade_no.as_deref().unwrap_or(""),
-                        &d.alipay_fen.map(yuan).unwrap_or_default(),
-                        &d.ours_fen.map(yuan).unwrap_or_default(),
+                        &d.provider_amount(),
+                        &d.our_amount(),
                         if d.repaired { "yes" } else { "no" },
                         &d.bill_line.map(|l| l.to_string()).unwrap_or_default(),
                         &d.detail,
+                        d.currency.code(),
                     ])
                     .map_err(error)?;
             }
@@ -378,7 +420,10 @@ impl Report {
     }
 
     fn bill_totals_match(&self) -> bool {
-        self.bill.footer_matches && self.bill.summary_matches != Some(false)
+        match &self.antom {
+            Some(check) => check.totals_match(),
+            None => self.bill.footer_matches && self.bill.summary_matches != Some(false),
+        }
     }
 
     fn push(&mut self, discrepancy: Discrepancy) {
@@ -408,6 +453,9 @@ pub async fn run(
     day: ChinaDate,
     deadline: &Deadline,
 ) -> Result<Report, ReconcileError> {
+    if channel == ChannelId::Antom {
+        return antom_reports::run(gateway, reports, settings, day, deadline).await;
+    }
     let alipay = gateway
         .channel(channel)
         .map_err(|e| ReconcileError::Config(e.to_string()))?;
@@ -442,7 +490,7 @@ pub async fn run(
         report.stats.peak_records = report.stats.peak_records.max(ledger.len() as u64);
         let unrecorded = match_pass(&file.0, pass, passes, &mut ledger, &mut report)?;
         for row in unrecorded {
-            look_up(gateway, alipay, day, &row, &mut report, deadline).await?;
+            look_up(gateway, channel, day, &row, &mut report, deadline).await?;
         }
         for left in ledger.leftovers() {
             report.push(left);
@@ -581,7 +629,7 @@ async fn load_pass(
         report.stats.index_queries += 1;
         report.stats.index_pages += pages;
         for entry in entries {
-            ledger.add(entry, &mut report.ours);
+            ledger.add(entry, &mut report.ours, &mut report.currencies);
         }
     }
     Ok(())
@@ -594,7 +642,7 @@ fn match_pass(
     passes: u32,
     ledger: &mut Ledger,
     report: &mut Report,
-) -> Result<Vec<BillRow>, ReconcileError> {
+) -> Result<Vec<Row>, ReconcileError> {
     let file = std::fs::File::open(path).map_err(|e| ReconcileError::Bill(e.to_string()))?;
     let mut archive = BillArchive::open(std::io::BufReader::new(file))?;
     let mut unrecorded = Vec::new();
@@ -603,6 +651,10 @@ fn match_pass(
         if pass_of(bill_hash(&row.out_trade_no), passes) != pass {
             continue;
         }
+        let row = Row::of_bill(&row).ok_or_else(|| {
+            ReconcileError::Bill(format!("line {}: an amount beyond any payment", row.line))
+        })?;
+        report.currencies.add_row(&row);
         match ledger.match_row(&row) {
             RowMatch::Matched | RowMatch::Ignored => {}
             RowMatch::Differs(discrepancy) => report.push(discrepancy),
@@ -612,12 +664,13 @@ fn match_pass(
     Ok(unrecorded)
 }
 
-/// A row the day's records do not hold: read its order, decide, and repair a lost notification.
+/// A row the day's records do not hold: read its order, decide, and repair a lost notification
+/// (only from a verified trade query or inquiry of the channel the order was created through).
 async fn look_up(
     gateway: &Gateway,
-    alipay: &Channel,
+    channel: ChannelId,
     day: ChinaDate,
-    row: &BillRow,
+    row: &Row,
     report: &mut Report,
     deadline: &Deadline,
 ) -> Result<(), ReconcileError> {
@@ -647,23 +700,28 @@ async fn look_up(
         out_trade_no: row.out_trade_no.clone(),
         out_request_no: None,
         trade_no: Some(row.trade_no.clone()),
-        alipay_fen: Some(row.order_fen.unsigned_abs()),
+        currency: row.amount.currency(),
+        alipay_fen: Some(row.amount.minor()),
         ours_fen: None,
         detail: String::new(),
         repaired: false,
         bill_line: Some(row.line),
     };
-    // Another application's order in this bill: told, never repaired through the wrong one.
-    if order.alipay_channel != alipay.id {
+    // Another channel's order in this report: told, never repaired through the wrong one.
+    if order.alipay_channel != channel {
         discrepancy.detail = format!(
-            "{status} here, created through channel {}; this is channel {}'s bill",
-            order.alipay_channel, alipay.id
+            "{status} here, created through channel {}; this is channel {channel}'s report",
+            order.alipay_channel
         );
         report.push(discrepancy);
         return Ok(());
     }
-    // Believe the bill only as far as a signed trade query confirms it.
-    let queried = query_trade(alipay, &order, deadline).await;
+    let provider = gateway
+        .provider(channel)
+        .map_err(|e| ReconcileError::Config(e.to_string()))?;
+    let query = provider.names().query;
+    // Believe the report only as far as a verified query confirms it.
+    let queried = provider.query_trade(&order, deadline).await;
     discrepancy.detail = match queried.report {
         Some(trade) if trade.trade_status.is_paid() => {
             let cause = Cause::Reconciliation {
@@ -674,7 +732,7 @@ async fn look_up(
                     discrepancy.repaired = true;
                     report.stats.repaired += 1;
                     format!(
-                        "{status} here: a lost notification; alipay.trade.query confirmed the payment and it was applied"
+                        "{status} here: a lost notification; {query} confirmed the payment and it was applied"
                     )
                 }
                 Ended::Open { reason, .. } => format!("{status} here; not applied: {reason}"),
@@ -682,7 +740,7 @@ async fn look_up(
             }
         }
         _ => format!(
-            "{status} here; alipay.trade.query did not confirm the payment ({})",
+            "{status} here; {query} did not confirm the payment ({})",
             queried.reason.as_deref().unwrap_or("not paid")
         ),
     };

@@ -1,0 +1,486 @@
+//! The Antom channel's day (docs/antom/reports.md): its reports fetched over SFTP and matched
+//! with our records the way the v1 bill is, into the same report.
+//!
+//! 1. The private key from SSM; the day's folder (transaction details) and the folders of the
+//!    `ANTOM_SETTLEMENT_DAYS` days after it (settlement details and summaries) downloaded to
+//!    the work dir, each file streamed, the whole fetch bounded by the deadline. No transaction
+//!    details for the day: not ready (the schedule runs again; a quiet day simply matches).
+//! 2. A first pass over the files checks them: the transaction details end with `<END>`, and
+//!    each settlement summary line equals its batch's detail rows (count and net amount per
+//!    type, either reading of a row's amount).
+//! 3. Matching runs in passes over ranges of the order-number hash, as the v1 bill does: each
+//!    pass loads its range of the day index, streams the transaction rows of that range through
+//!    the ledger (lost notifications repaired from a verified `inquiryPayment`), then the
+//!    settlement rows through the settlement book (settled otherwise than recorded; not settled
+//!    by the expected date).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ::antom::report::{
+    FileKind, Rows, SettlementItem, Signed, SummaryItem, TransactionItem, day_folder,
+};
+use alipay::bill::RowKind;
+use alipay::china_time::ChinaDate;
+use alipay::ids::{OutRequestNo, OutTradeNo};
+use domain::channel::ChannelId;
+use domain::reconciliation::{
+    DayEntry, Ledger, Row, RowMatch, SettlementBook, SettlementTotals, Sums, pass_of, pass_range,
+};
+use serde::Serialize;
+
+use super::{ReconcileError, Report, Reports, Settings, Status, finish, look_up, not_ready};
+use crate::clock::now_ms;
+use crate::config::antom::AntomReportsConfig;
+use crate::deadline::Deadline;
+use crate::sftp::{self, Fetched, SftpTarget};
+use crate::startup::Gateway;
+use store::{DAY_SHARDS, bill_hash};
+
+/// What Antom's files say about themselves, checked.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AntomCheck {
+    /// Files read, by name (`<yyyyMMdd>/<name>`), with their sizes.
+    pub files: BTreeMap<String, u64>,
+    /// Transaction detail rows of the day, and whether every file ended with `<END>`.
+    pub transaction_rows: u64,
+    pub transactions_complete: bool,
+    /// Settlement detail rows read (all days' transactions in those batches).
+    pub settlement_rows: u64,
+    pub settlements_complete: bool,
+    /// Per batch and summary type, the summary line's count and net amount equal the detail
+    /// rows'; the lines that do not, named.
+    pub summary_lines: u64,
+    pub summary_mismatches: Vec<String>,
+    /// Fees of every settlement row read, per currency, as written.
+    pub fees: Sums,
+    /// The settlement dates read (the expected one last) and whether it has passed.
+    pub settlement_folders: Vec<String>,
+    pub settlement_overdue: bool,
+}
+
+impl AntomCheck {
+    pub(super) fn totals_match(&self) -> bool {
+        self.transactions_complete
+            && self.settlements_complete
+            && self.summary_mismatches.is_empty()
+    }
+}
+
+/// Where the day's files are once fetched.
+struct Files {
+    transactions: Vec<PathBuf>,
+    settlements: Vec<PathBuf>,
+    summaries: Vec<PathBuf>,
+}
+
+/// Removes the fetched files whatever happens.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reconciles the Antom channel's `day`.
+pub async fn run(
+    gateway: &Gateway,
+    reports: &Reports,
+    settings: &Settings,
+    day: ChinaDate,
+    deadline: &Deadline,
+) -> Result<Report, ReconcileError> {
+    let config = gateway
+        .config
+        .antom
+        .as_ref()
+        .and_then(|a| a.reports.as_ref())
+        .ok_or_else(|| {
+            ReconcileError::Config(
+                "the Antom channel's reports are not configured (ANTOM_SFTP_USER and the rest)"
+                    .into(),
+            )
+        })?;
+    let mut report = Report::new(day, ChannelId::Antom);
+    let today = ChinaDate::of_unix(now_ms().div_euclid(1000));
+    let expected_by = day.add_days(i64::from(config.settlement_days));
+    let mut check = AntomCheck {
+        settlement_overdue: today > expected_by,
+        ..AntomCheck::default()
+    };
+    let work = WorkDir(
+        settings
+            .work_dir
+            .join(format!("antom-reports-{day}-{}", uuid::Uuid::new_v4())),
+    );
+    std::fs::create_dir_all(&work.0).map_err(|e| ReconcileError::Reports(e.to_string()))?;
+    let settlement_days: Vec<ChinaDate> = (0..=config.settlement_days)
+        .map(|n| day.add_days(i64::from(n)))
+        .filter(|d| *d <= today)
+        .collect();
+    check.settlement_folders = settlement_days.iter().map(|d| d.compact()).collect();
+    let fetched = fetch(settings, config, day, &settlement_days, &work.0, deadline).await?;
+    let files = sort_files(day, fetched, &mut check, &mut report);
+    if files.transactions.is_empty() {
+        report.antom = Some(check);
+        return not_ready(gateway, reports, report, day).await;
+    }
+    check_files(&files, &mut check)?;
+    let rows = check.transaction_rows;
+    report.bill.available = true;
+    report.bill.rows = rows;
+    let passes = u32::try_from(rows.div_ceil(settings.pass_rows).max(1)).unwrap_or(u32::MAX);
+    report.stats.passes = passes;
+    let mut settlement = SettlementTotals::default();
+    for pass in 0..passes {
+        let mut ledger = Ledger::default();
+        let mut book = SettlementBook::default();
+        let mut aliases = HashMap::new();
+        load_pass(
+            gateway,
+            day,
+            pass,
+            passes,
+            &mut ledger,
+            &mut book,
+            &mut aliases,
+            &mut report,
+        )
+        .await?;
+        report.stats.peak_records = report.stats.peak_records.max(ledger.len() as u64);
+        let unrecorded =
+            match_transactions(&files, pass, passes, &aliases, &mut ledger, &mut report)?;
+        for row in unrecorded {
+            look_up(gateway, ChannelId::Antom, day, &row, &mut report, deadline).await?;
+        }
+        for left in ledger.leftovers() {
+            report.push(left);
+        }
+        for path in &files.settlements {
+            let (rows, name) = open::<SettlementItem>(path)?;
+            for row in rows {
+                let row = row.map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
+                if let Some(discrepancy) = book.settle(&row) {
+                    report.push(discrepancy);
+                }
+            }
+        }
+        let (missing, totals) = book.leftovers(check.settlement_overdue, &expected_by.to_string());
+        for discrepancy in missing {
+            report.push(discrepancy);
+        }
+        merge(&mut settlement, totals);
+    }
+    domain::reconciliation::sort(&mut report.discrepancies);
+    report.settlement = Some(settlement);
+    report.antom = Some(check);
+    report.status = if report.discrepancies.is_empty() && report.bill_totals_match() {
+        Status::Matched
+    } else {
+        Status::Discrepancies
+    };
+    finish(gateway, reports, report, day).await
+}
+
+/// The SFTP fetch, with the key from SSM.
+async fn fetch(
+    settings: &Settings,
+    config: &AntomReportsConfig,
+    day: ChinaDate,
+    settlement_days: &[ChinaDate],
+    into: &Path,
+    deadline: &Deadline,
+) -> Result<Vec<Fetched>, ReconcileError> {
+    let ssm = settings.ssm.as_ref().ok_or_else(|| {
+        ReconcileError::Config("no SSM client for the SFTP key (ANTOM_SFTP_KEY_PARAMETER)".into())
+    })?;
+    let key = sftp::key_from_ssm(ssm, &config.key_parameter)
+        .await
+        .map_err(|e| ReconcileError::Config(e.to_string()))?;
+    let target = SftpTarget {
+        host: config.host.clone(),
+        port: config.port,
+        user: config.user.clone(),
+        host_key: sftp::parse_host_key(&config.host_key).map_err(ReconcileError::Config)?,
+    };
+    let mut folders = vec![day_folder(&config.root, &day.compact())];
+    for settled in settlement_days {
+        let folder = day_folder(&config.root, &settled.compact());
+        if !folders.contains(&folder) {
+            folders.push(folder);
+        }
+    }
+    // Keep a fifth of what is left (at most a minute) for the matching and the report.
+    let reserve = (deadline.remaining() / 5).min(Duration::from_secs(60));
+    sftp::fetch(
+        &target,
+        key,
+        &folders,
+        |name| FileKind::of_name(name).is_some(),
+        into,
+        deadline,
+        reserve,
+    )
+    .await
+    .map_err(|e| ReconcileError::Antom(e.to_string()))
+}
+
+/// Which fetched file is which: the day's transaction details come from its own folder only.
+fn sort_files(
+    day: ChinaDate,
+    fetched: Vec<Fetched>,
+    check: &mut AntomCheck,
+    report: &mut Report,
+) -> Files {
+    let own = day.compact();
+    let mut files = Files {
+        transactions: Vec::new(),
+        settlements: Vec::new(),
+        summaries: Vec::new(),
+    };
+    for file in fetched {
+        let folder = file
+            .folder
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let kind = FileKind::of_name(&file.name);
+        match kind {
+            Some(FileKind::TransactionDetails) if folder == own => {
+                files.transactions.push(file.path)
+            }
+            Some(FileKind::SettlementDetails) => files.settlements.push(file.path),
+            Some(FileKind::SettlementSummary) => files.summaries.push(file.path),
+            _ => continue,
+        }
+        report.bill.bytes += file.bytes;
+        check
+            .files
+            .insert(format!("{folder}/{}", file.name), file.bytes);
+    }
+    files
+}
+
+fn open<T: ::antom::report::FromRecord>(
+    path: &Path,
+) -> Result<(Rows<std::io::BufReader<std::fs::File>, T>, String), ReconcileError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file =
+        std::fs::File::open(path).map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
+    let rows = Rows::new(std::io::BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
+    Ok((rows, name))
+}
+
+/// The first pass: row counts, `<END>` lines, fees, and each summary line against its batch.
+fn check_files(files: &Files, check: &mut AntomCheck) -> Result<(), ReconcileError> {
+    let mut complete = true;
+    for path in &files.transactions {
+        let (mut rows, name) = open::<TransactionItem>(path)?;
+        for row in rows.by_ref() {
+            row.map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
+            check.transaction_rows += 1;
+        }
+        complete &= rows.complete();
+    }
+    check.transactions_complete = complete;
+    // Per (batch, type): count, gross and fees as the detail rows add up.
+    let mut batches: HashMap<(String, String), (u64, i128, i128)> = HashMap::new();
+    let mut complete = true;
+    for path in &files.settlements {
+        let (mut rows, name) = open::<SettlementItem>(path)?;
+        for row in rows.by_ref() {
+            let row = row.map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
+            check.settlement_rows += 1;
+            if let Some(fee) = row.fee {
+                check.fees.add(fee);
+            }
+            let same_currency_fee = row
+                .fee
+                .filter(|f| f.currency() == row.settlement_amount.currency())
+                .map_or(0, Signed::minor);
+            let entry = batches
+                .entry((row.batch_id.clone(), row.transaction_type.clone()))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += row.settlement_amount.minor();
+            entry.2 += same_currency_fee;
+        }
+        complete &= rows.complete();
+    }
+    for path in &files.summaries {
+        let (mut rows, name) = open::<SummaryItem>(path)?;
+        for line in rows.by_ref() {
+            let line = line.map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
+            check.summary_lines += 1;
+            let found = batches
+                .get(&(line.batch_id.clone(), line.summary_type.clone()))
+                .copied();
+            // The summary's amount is net of fees; a detail row's may be gross or net (Antom's
+            // pages do not say): either sum agrees.
+            let agrees = found.is_some_and(|(count, gross, fees)| {
+                let net = line.settlement_amount.minor();
+                count == line.count && (gross == net || gross + fees == net)
+            });
+            let empty_type = found.is_none() && line.count == 0;
+            if !agrees && !empty_type {
+                check.summary_mismatches.push(format!(
+                    "{name} line {}: batch {} {}: {} rows {} {} in the summary; the details have {}",
+                    line.line,
+                    line.batch_id,
+                    line.summary_type,
+                    line.count,
+                    line.settlement_amount.text(),
+                    line.settlement_amount.currency(),
+                    found.map_or("none".into(), |(count, gross, _)| format!("{count} rows, {gross} minor units")),
+                ));
+            }
+        }
+        complete &= rows.complete();
+    }
+    check.settlements_complete = complete;
+    if !check.totals_match() {
+        tracing::error!(
+            transactions_complete = check.transactions_complete,
+            settlements_complete = check.settlements_complete,
+            mismatches = check.summary_mismatches.len(),
+            "Antom's reports do not agree with themselves"
+        );
+    }
+    Ok(())
+}
+
+/// Our records of the day in this pass's hash range, in the ledger and the settlement book;
+/// each refund's `refundRequestId` as we sent it, to read Antom's refund rows.
+#[allow(clippy::too_many_arguments)]
+async fn load_pass(
+    gateway: &Gateway,
+    day: ChinaDate,
+    pass: u32,
+    passes: u32,
+    ledger: &mut Ledger,
+    book: &mut SettlementBook,
+    aliases: &mut HashMap<String, (String, String)>,
+    report: &mut Report,
+) -> Result<(), ReconcileError> {
+    let (low, high) = pass_range(pass, passes);
+    for shard in 0..DAY_SHARDS {
+        let (entries, pages) = gateway
+            .store
+            .day_entries(ChannelId::Antom, day, shard, low, high)
+            .await?;
+        report.stats.index_queries += 1;
+        report.stats.index_pages += pages;
+        for entry in entries {
+            match &entry {
+                DayEntry::Payment {
+                    out_trade_no,
+                    trade_no,
+                    paid,
+                    settled,
+                    ..
+                } => book.expect_payment(out_trade_no.clone(), trade_no.clone(), *paid, *settled),
+                DayEntry::Refund {
+                    out_trade_no,
+                    out_request_no,
+                    ..
+                } => {
+                    if let (Ok(o), Ok(r)) = (
+                        OutTradeNo::parse(out_trade_no),
+                        OutRequestNo::parse(out_request_no),
+                    ) {
+                        let id = crate::antom::refund_request_id(&o, &r);
+                        book.expect_refund(id.clone());
+                        aliases.insert(id, (out_trade_no.clone(), out_request_no.clone()));
+                    }
+                }
+            }
+            ledger.add(entry, &mut report.ours, &mut report.currencies);
+        }
+    }
+    Ok(())
+}
+
+/// A transaction details row as a provider row: a payment by its `paymentRequestId`, a refund
+/// by the refund its `refundRequestId` names (ours as sent, or composed); other types and
+/// transactions that did not succeed are counted, never matched.
+fn row_of(item: &TransactionItem, aliases: &HashMap<String, (String, String)>) -> Row {
+    let succeeded = item
+        .status
+        .as_deref()
+        .is_none_or(|s| s.eq_ignore_ascii_case("SUCCESS"));
+    let mut row = Row {
+        kind: RowKind::Other(item.transaction_type.clone()),
+        trade_no: item.transaction_id.clone(),
+        out_trade_no: item.transaction_request_id.clone(),
+        out_request_no: None,
+        amount: item.amount.amount,
+        line: item.line,
+    };
+    match item.transaction_type.as_str() {
+        "PAYMENT" if succeeded => row.kind = RowKind::Payment,
+        "REFUND" if succeeded => {
+            row.kind = RowKind::Refund;
+            let id = item.transaction_request_id.as_str();
+            if let Some((o, r)) = aliases.get(id) {
+                row.out_trade_no = o.clone();
+                row.out_request_no = Some(r.clone());
+            } else if let Some((o, r)) = crate::antom::refund_of_request_id(id) {
+                row.out_trade_no = o.to_string();
+                row.out_request_no = Some(r.to_string());
+            } else {
+                // A digest we do not hold: its payment, if the row names it.
+                row.out_trade_no = item
+                    .original_transaction_request_id
+                    .clone()
+                    .unwrap_or_else(|| id.to_owned());
+            }
+        }
+        _ => {}
+    }
+    row
+}
+
+/// Streams this pass's transaction rows through the ledger; returns the rows to look up.
+fn match_transactions(
+    files: &Files,
+    pass: u32,
+    passes: u32,
+    aliases: &HashMap<String, (String, String)>,
+    ledger: &mut Ledger,
+    report: &mut Report,
+) -> Result<Vec<Row>, ReconcileError> {
+    let mut unrecorded = Vec::new();
+    for path in &files.transactions {
+        let (rows, name) = open::<TransactionItem>(path)?;
+        for item in rows {
+            let item = item.map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
+            let row = row_of(&item, aliases);
+            if pass_of(bill_hash(&row.out_trade_no), passes) != pass {
+                continue;
+            }
+            report.alipay.add_row(&row);
+            report.currencies.add_row(&row);
+            match ledger.match_row(&row) {
+                RowMatch::Matched | RowMatch::Ignored => {}
+                RowMatch::Differs(discrepancy) => report.push(discrepancy),
+                RowMatch::LookUp => unrecorded.push(row),
+            }
+        }
+    }
+    Ok(unrecorded)
+}
+
+fn merge(into: &mut SettlementTotals, pass: SettlementTotals) {
+    into.rows += pass.rows;
+    into.net_of_fee += pass.net_of_fee;
+    into.awaiting += pass.awaiting;
+    into.settled.merge(&pass.settled);
+    into.fees.merge(&pass.fees);
+}
