@@ -76,6 +76,16 @@ fn iam_statements(template: &Value) -> Vec<(String, Value)> {
                 .into_iter()
                 .flatten()
             {
+                // `!If [condition, statement, !Ref AWS::NoValue]`: the statement, when made.
+                let statement = match statement {
+                    Value::Tagged(tagged) if tagged.tag == "If" => {
+                        match tagged.value.as_sequence().and_then(|s| s.get(1)) {
+                            Some(inner) => inner,
+                            None => continue,
+                        }
+                    }
+                    other => other,
+                };
                 out.push((id.clone(), statement.clone()));
             }
         }
@@ -153,6 +163,17 @@ fn each_function_has_exactly_the_actions_it_uses() {
     assert_eq!(actions_of(&template, "SweeperRole"), set(&create));
     let mut reconcile = create.clone();
     reconcile.push("s3:PutObject");
+    // With Antom's reports: the SFTP key's parameter, and the network interfaces of a function
+    // in a VPC (under HasAntomReports: the_fixed_egress_exists_only_with_antoms_reports).
+    reconcile.extend([
+        "ssm:GetParameter",
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+    ]);
     assert_eq!(actions_of(&template, "ReconcileRole"), set(&reconcile));
     assert_eq!(
         actions_of(&template, "PublisherRole"),
@@ -439,8 +460,12 @@ fn no_wildcards_and_no_broad_policy_templates() {
             "{id}: wildcard action in {actions:?}"
         );
         let resources = list(statement.get("Resource"));
+        // Describing network interfaces and subnets (Lambda in a VPC) has no resource level.
+        let describe_only = actions
+            .iter()
+            .all(|a| a == "ec2:DescribeNetworkInterfaces" || a == "ec2:DescribeSubnets");
         assert!(
-            !resources.is_empty() && resources.iter().all(|r| r != "*"),
+            !resources.is_empty() && (describe_only || resources.iter().all(|r| r != "*")),
             "{id}: Resource * for {actions:?}"
         );
         assert_eq!(statement.get("Effect").map(text).as_deref(), Some("Allow"));
@@ -576,8 +601,9 @@ fn only_these_may_sign_with(template: &Value, key: &str, expected: &[&str]) {
 }
 
 /// The Antom channel exists only with `AntomClientId`: its key, alias, signing policy, alarm
-/// and outputs under `HasAntom`; only the functions that call Antom (create-payment, refund, the
-/// sweeper) may sign with its key, and only they are given it.
+/// and outputs under `HasAntom` (its reports' schedules under `HasAntomReports`); only the
+/// functions that call Antom (create-payment, refund, the sweeper, and reconcile for its
+/// inquiries) may sign with its key, and only they are given it.
 #[test]
 fn an_antom_channel_and_its_key_exist_only_when_configured() {
     let template = template();
@@ -590,10 +616,10 @@ fn an_antom_channel_and_its_key_exist_only_when_configured() {
     {
         let id = text(id);
         if id.starts_with("Antom") {
-            assert_eq!(
-                resource.get("Condition").map(text).as_deref(),
-                Some("HasAntom"),
-                "{id}"
+            let condition = resource.get("Condition").map(text);
+            assert!(
+                matches!(condition.as_deref(), Some("HasAntom" | "HasAntomReports")),
+                "{id}: {condition:?}"
             );
             conditional.insert(id.clone());
         }
@@ -604,7 +630,7 @@ fn an_antom_channel_and_its_key_exist_only_when_configured() {
             .unwrap_or_default();
         let calls_antom = matches!(
             id.as_str(),
-            "CreatePaymentFunction" | "RefundFunction" | "SweeperFunction"
+            "CreatePaymentFunction" | "RefundFunction" | "SweeperFunction" | "ReconcileFunction"
         );
         assert_eq!(
             environment.contains("ANTOM_KMS_KEY_ID"),
@@ -613,8 +639,10 @@ fn an_antom_channel_and_its_key_exist_only_when_configured() {
         );
         if calls_antom {
             assert!(environment.contains("HasAntom"), "{id}: {environment}");
-            assert!(
+            // Only the ones that start payments and refunds say where Antom notifies.
+            assert_eq!(
                 environment.contains("notify/antom"),
+                id != "ReconcileFunction",
                 "{id}: ANTOM_NOTIFY_URL"
             );
         }
@@ -623,6 +651,9 @@ fn an_antom_channel_and_its_key_exist_only_when_configured() {
         conditional,
         set(&[
             "AntomChannelOpenAlarm",
+            "AntomReconcileSchedule",
+            "AntomReconcileScheduleRole",
+            "AntomSettlementSchedule",
             "AntomSigningKey",
             "AntomSigningKeyAlias",
             "AntomSigningPolicy",
@@ -635,6 +666,7 @@ fn an_antom_channel_and_its_key_exist_only_when_configured() {
             "!GetAtt CreatePaymentRole.Arn",
             "!GetAtt RefundRole.Arn",
             "!GetAtt SweeperRole.Arn",
+            "!GetAtt ReconcileRole.Arn",
         ],
     );
     let policy = props(&template, "AntomSigningPolicy");
@@ -643,7 +675,8 @@ fn an_antom_channel_and_its_key_exist_only_when_configured() {
         [
             "!Ref CreatePaymentRole",
             "!Ref RefundRole",
-            "!Ref SweeperRole"
+            "!Ref SweeperRole",
+            "!Ref ReconcileRole"
         ]
     );
     let globals = template
@@ -1273,4 +1306,83 @@ fn the_subscription_settings_are_parameters_every_function_reads() {
     // A schedule that does not fit in the window is refused at start.
     vars.insert("SUBSCRIPTION_LEAD_DAYS".into(), "1".into());
     assert!(gateway::config::Config::from_map(&vars).is_err());
+}
+
+/// Antom's reports need a fixed egress address, and only they do: the VPC, its subnets, the NAT
+/// gateway and its Elastic IP, the endpoints and the security group exist only under
+/// `HasAntomReports` (an Antom channel with `AntomSftpUser`), and the reconcile function is in
+/// the VPC, may read the SFTP key's parameter and make network interfaces only then.
+#[test]
+fn the_fixed_egress_exists_only_with_antoms_reports() {
+    let template = template();
+    let raw = |value: &Value| serde_yaml_ng::to_string(value).expect("yaml");
+    let conditions = template.get("Conditions").expect("conditions");
+    let reports = raw(conditions.get("HasAntomReports").expect("HasAntomReports"));
+    assert!(
+        reports.contains("HasAntom") && reports.contains("AntomSftpUser"),
+        "{reports}"
+    );
+    let mut egress = BTreeSet::new();
+    for (id, resource) in template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .expect("resources")
+    {
+        let id = text(id);
+        let kind = resource.get("Type").map(text).unwrap_or_default();
+        if kind.starts_with("AWS::EC2::") {
+            assert_eq!(
+                resource.get("Condition").map(text).as_deref(),
+                Some("HasAntomReports"),
+                "{id}: no network is made without Antom's reports"
+            );
+            egress.insert(kind);
+        }
+    }
+    for kind in [
+        "AWS::EC2::VPC",
+        "AWS::EC2::NatGateway",
+        "AWS::EC2::EIP",
+        "AWS::EC2::InternetGateway",
+        "AWS::EC2::SecurityGroup",
+        "AWS::EC2::VPCEndpoint",
+    ] {
+        assert!(egress.contains(kind), "{kind}");
+    }
+    let function = props(&template, "ReconcileFunction");
+    let vpc = raw(function.get("VpcConfig").expect("VpcConfig"));
+    assert!(
+        vpc.contains("HasAntomReports") && vpc.contains("AWS::NoValue"),
+        "{vpc}"
+    );
+    let role = raw(&props(&template, "ReconcileRole"));
+    for sid in ["AntomSftpKey", "VpcNetworkInterfaces", "VpcDescribe"] {
+        let at = role
+            .find(&format!("Sid: {sid}"))
+            .unwrap_or_else(|| panic!("{sid}"));
+        let before = &role[..at];
+        assert!(
+            before.rfind("HasAntomReports") > before.rfind("Sid:"),
+            "{sid} is under HasAntomReports: {role}"
+        );
+    }
+    // The SFTP key's name is a parameter, never the key; the host key is pinned by parameter.
+    let environment = raw(function.get("Environment").expect("environment"));
+    for variable in [
+        "ANTOM_SFTP_USER",
+        "ANTOM_SFTP_HOST_KEY",
+        "ANTOM_SFTP_KEY_PARAMETER",
+        "ANTOM_REPORTS_ROOT",
+    ] {
+        assert!(environment.contains(variable), "{variable}");
+    }
+    let outputs = template.get("Outputs").expect("outputs");
+    assert_eq!(
+        outputs
+            .get("AntomSftpEgressIp")
+            .and_then(|o| o.get("Condition"))
+            .map(text)
+            .as_deref(),
+        Some("HasAntomReports")
+    );
 }

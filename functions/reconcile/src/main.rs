@@ -1,10 +1,12 @@
 //! The reconcile function: each invocation reconciles one day of one channel
 //! (`gateway::reconcile`). An EventBridge Scheduler event (no `date`) means the previous
 //! China-time day; `{"date": "2026-11-26"}` reconciles that day (a re-run replaces its report);
-//! `"channel": "secondary"` the secondary channel's bill (its own schedule sends it).
+//! `"channel": "secondary"` the secondary channel's bill, `"antom"` Antom's reports (each has
+//! its own schedule); `"if_not_ready": true` leaves a day already reconciled as it is;
+//! `"after_settlement": true` (Antom) is the day whose settlement date has just passed.
 
 use gateway::lambda::{init_logs, keep, serve_event};
-use gateway::reconcile::{Reports, Settings, channel_of_event, day_of_event};
+use gateway::reconcile::{Reports, Settings, run_event};
 use gateway::startup::{Gateway, Role};
 
 #[tokio::main]
@@ -26,13 +28,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         budget,
         move |deps, event: serde_json::Value, deadline| async move {
             let (gateway, reports, settings) = deps;
-            let day = day_of_event(&event, gateway::clock::now_ms())?;
-            let channel = channel_of_event(&event)?;
-            let report =
-                gateway::reconcile::run(gateway, channel, reports, settings, day, &deadline)
-                    .await?;
-            println!("{}", report.emf_line(function));
-            Ok(report.summary())
+            Ok(run_event(gateway, reports, settings, &event, &deadline, function).await?)
         },
     )
     .await

@@ -227,6 +227,88 @@ pub fn day_of_event(payload: &Value, now_ms: i64) -> Result<ChinaDate, String> {
     }
 }
 
+/// What an invocation asks: a channel's day, and whether a day already reconciled is left as
+/// it is (`"if_not_ready": true`, the Antom schedule's retries: only a day whose reports were
+/// not there yet is run again). `"after_settlement": true` (Antom) means the day whose
+/// settlement date has just passed: `ANTOM_SETTLEMENT_DAYS` + 1 days ago.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub channel: ChannelId,
+    pub day: ChinaDate,
+    pub if_not_ready: bool,
+}
+
+pub fn request_of_event(
+    payload: &Value,
+    now_ms: i64,
+    settlement_days: Option<u32>,
+) -> Result<Request, String> {
+    let channel = channel_of_event(payload)?;
+    let flag = |name: &str| match payload.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("{name}: must be true or false")),
+    };
+    let day = if flag("after_settlement")? {
+        if payload.get("date").is_some_and(|d| !d.is_null()) {
+            return Err("after_settlement and date: one or the other".into());
+        }
+        let days = settlement_days
+            .filter(|_| channel == ChannelId::Antom)
+            .ok_or("after_settlement: only for the antom channel, with its reports configured")?;
+        ChinaDate::of_unix(now_ms.div_euclid(1000)).add_days(-i64::from(days) - 1)
+    } else {
+        day_of_event(payload, now_ms)?
+    };
+    Ok(Request {
+        channel,
+        day,
+        if_not_ready: flag("if_not_ready")?,
+    })
+}
+
+/// Runs what an event asks; the summary of the day's report (the one already stored when
+/// `if_not_ready` finds the day done).
+pub async fn run_event(
+    gateway: &Gateway,
+    reports: &Reports,
+    settings: &Settings,
+    event: &Value,
+    deadline: &Deadline,
+    function_name: &str,
+) -> Result<Value, String> {
+    let settlement_days = gateway
+        .config
+        .antom
+        .as_ref()
+        .and_then(|a| a.reports.as_ref())
+        .map(|r| r.settlement_days);
+    let request = request_of_event(event, now_ms(), settlement_days)?;
+    if request.if_not_ready
+        && let Some((status, summary)) = gateway
+            .store
+            .reconciliation_summary(request.channel, request.day)
+            .await
+            .map_err(|e| e.to_string())?
+        && status != Status::BillNotReady.as_str()
+    {
+        tracing::info!(date = %request.day, channel = %request.channel, status, "already reconciled");
+        return Ok(summary);
+    }
+    let report = run(
+        gateway,
+        request.channel,
+        reports,
+        settings,
+        request.day,
+        deadline,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("{}", report.emf_line(function_name));
+    Ok(report.summary())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -829,5 +911,48 @@ mod tests {
             Ok(ChannelId::Secondary)
         );
         assert!(channel_of_event(&json!({"channel": "tertiary"})).is_err());
+    }
+
+    #[test]
+    fn antom_events_retry_only_unready_days_and_look_back_past_settlement() {
+        let now_ms =
+            ChinaDate::parse("2026-12-06").expect("day").start_unix() * 1000 + 11 * 3_600_000;
+        let retry = request_of_event(
+            &json!({"channel": "antom", "if_not_ready": true}),
+            now_ms,
+            Some(2),
+        )
+        .expect("request");
+        assert_eq!(
+            (retry.channel, retry.day.to_string(), retry.if_not_ready),
+            (ChannelId::Antom, "2026-12-05".into(), true)
+        );
+        // Settled by T+2: the 3rd is final on the 6th.
+        let settled = request_of_event(
+            &json!({"channel": "antom", "after_settlement": true}),
+            now_ms,
+            Some(2),
+        )
+        .expect("request");
+        assert_eq!(settled.day.to_string(), "2026-12-03");
+        assert!(!settled.if_not_ready);
+        assert!(request_of_event(&json!({"after_settlement": true}), now_ms, Some(2)).is_err());
+        assert!(
+            request_of_event(
+                &json!({"channel": "antom", "after_settlement": true}),
+                now_ms,
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            request_of_event(
+                &json!({"channel": "antom", "after_settlement": true, "date": "2026-12-01"}),
+                now_ms,
+                Some(2)
+            )
+            .is_err()
+        );
+        assert!(request_of_event(&json!({"if_not_ready": "yes"}), now_ms, None).is_err());
     }
 }
