@@ -4,14 +4,15 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test check lint unit template stack bench fmt moto run demo clock sweep reconcile chaos outage
+.PHONY: help test check lint unit template stack bench fmt moto run demo clock sweep reconcile reconcile-demo chaos outage
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops); ALIPAY_MODE=certificate for certificate mode"
 	@echo "make demo   - with make run going: create, pay, notify, refund in part and in full; USD, JPY and IDR through Antom; then a subscription signed and three months charged on the test clock"
 	@echo "make clock ADVANCE=30d - with make run going: move the shared test clock forward (d, h or m)"
 	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
-	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary)"
+	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary or antom)"
+	@echo "make reconcile-demo - with make run going: one discrepancy of each kind in the Antom channel's reports, found"
 	@echo "make outage - with make run going: an Alipay outage on the primary channel, timed: detection, fail-fast, switching, recovery, breaker cost"
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
 	@echo "make check  - the quick loop: fmt, clippy and the tests that need nothing installed (no stand-in, no SDK oracles)"
@@ -75,6 +76,7 @@ bench:
 	scripts/venv.sh .venv-bench scripts/python/bench-requirements.txt
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench cold_start
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench reconcile
+	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench antom_reconcile
 	@command -v openssl >/dev/null && openssl speed -seconds 3 rsa2048 2>/dev/null | tail -2 || echo "openssl not found"
 
 moto:
@@ -103,6 +105,11 @@ sweep:
 ## reconcile function, as its daily schedule does for yesterday.
 reconcile:
 	@.venv/bin/python scripts/reconcile-local.py
+
+## With `make run` going: one discrepancy of each kind between the gateway and the simulated
+## Antom's reports (on a day three days back at "Antom"), found by the reconcile function.
+reconcile-demo:
+	$(CARGO) run --quiet -p local-stack --bin local-reconcile-demo
 
 ## With `make run` going: an outage of the primary channel's Alipay application, measured.
 outage:

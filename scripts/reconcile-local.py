@@ -3,7 +3,9 @@
 time) through the real reconcile function under cargo lambda watch, as its schedule or an
 operator invokes it. For today, the simulator is first told to issue today's bill early (Alipay
 issues a day's bill only after it ends). Prints the summary and the report's CSV.
-CHANNEL=secondary reconciles the second channel's bill (its own application, its own bill)."""
+CHANNEL=secondary reconciles the second channel's bill (its own application, its own bill);
+CHANNEL=antom the Antom channel's day: the simulated Antom first writes the day's reports (and
+the next day's settlement of it) where the local SFTP server serves them."""
 import json
 import os
 import sys
@@ -26,9 +28,10 @@ with open(os.path.join(root, ".local", "sweeper.env")) as f:
 today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
 date = os.environ.get("DATE") or today
 channel = os.environ.get("CHANNEL") or "primary"
-if channel not in ("primary", "secondary"):
-    sys.exit("CHANNEL is primary or secondary")
-simulator = endpoints["simulator_url" if channel == "primary" else "secondary_simulator_url"]
+if channel not in ("primary", "secondary", "antom"):
+    sys.exit("CHANNEL is primary, secondary or antom")
+simulator = endpoints[{"primary": "simulator_url", "secondary": "secondary_simulator_url",
+                       "antom": "antom_simulator_url"}[channel]]
 
 
 def post(url, body):
@@ -38,7 +41,12 @@ def post(url, body):
         return answer.read()
 
 
-if date == today:
+if channel == "antom":
+    written = json.loads(post(simulator + "/sim/reports", {"date": date}))
+    print(f"==> the simulated Antom writes the reports of {date} to its SFTP server:")
+    for name in written["files"]:
+        print("    " + os.path.relpath(name, os.path.join(root, ".local", "antom-sftp", "root")))
+elif date == today:
     post(simulator + "/sim/bills/close-day", {"date": date})
     print(f"==> the {channel} channel's simulator issues today's bill ({date}) early")
 print(f"==> invoking the reconcile function for {date}, {channel} channel")

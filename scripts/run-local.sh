@@ -9,7 +9,7 @@
 #   - the merchant API under one base URL, routed exactly as template.yaml routes it, checking
 #     SigV4 as API Gateway's IAM authorization does; and a demo shop's return page
 # Ctrl-C stops everything. Ports: API_PORT (3000), SHOP_PORT (3001), SIMULATOR_PORT (9100),
-# SIMULATOR2_PORT (9101), ANTOM_PORT (9102), FUNCTIONS_PORT (9000). LOCAL_STATE (.local) holds logs and pids.
+# SIMULATOR2_PORT (9101), ANTOM_PORT (9102), ANTOM_SFTP_PORT (9122), FUNCTIONS_PORT (9000). LOCAL_STATE (.local) holds logs and pids.
 #
 # Every process it starts runs in its own process group, recorded in $LOCAL_STATE/run-local.pids,
 # and is stopped by group: on Ctrl-C, on a failed start, when a component dies, and (through a
@@ -81,6 +81,7 @@ SIMULATOR_PORT=${SIMULATOR_PORT:-9100}
 FUNCTIONS_PORT=${FUNCTIONS_PORT:-9000}
 SIMULATOR2_PORT=${SIMULATOR2_PORT:-9101}
 ANTOM_PORT=${ANTOM_PORT:-9102}
+ANTOM_SFTP_PORT=${ANTOM_SFTP_PORT:-9122}
 ANTOM_CLIENT_ID=SANDBOX_5YLOCAL0001
 APP_ID=2021000000000001
 SELLER_ID=2088000000000001
@@ -88,8 +89,8 @@ APP_ID_2=2021000000000002
 SELLER_ID_2=2088000000000002
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$API_PORT" "$SHOP_PORT" "$SIMULATOR_PORT" "$SIMULATOR2_PORT" "$FUNCTIONS_PORT"; do
-  port_free "$port" || { echo "port $port is in use (is make run already running?); set API_PORT/SHOP_PORT/SIMULATOR_PORT/SIMULATOR2_PORT/FUNCTIONS_PORT" >&2; exit 1; }
+for port in "$API_PORT" "$SHOP_PORT" "$SIMULATOR_PORT" "$SIMULATOR2_PORT" "$FUNCTIONS_PORT" "$ANTOM_PORT" "$ANTOM_SFTP_PORT"; do
+  port_free "$port" || { echo "port $port is in use (is make run already running?); set API_PORT/SHOP_PORT/SIMULATOR_PORT/SIMULATOR2_PORT/FUNCTIONS_PORT/ANTOM_PORT/ANTOM_SFTP_PORT" >&2; exit 1; }
 done
 
 # start NAME LOG COMMAND...: in its own process group, recorded.
@@ -209,11 +210,32 @@ start "the second Alipay simulator" "$state/simulator2.log" \
   "$bin/alipay-simulator" --port "$SIMULATOR2_PORT" --app-id "$APP_ID_2" --seller-id "$SELLER_ID_2" \
   --app-public-key "$state/app2_public_key.txt" \
   --alipay-private-key "$root/tests/fixtures/keys/alipay2_private_key.pem" "${secondary_certs[@]}"
+# Antom's SFTP server (reports), as Antom runs it: key login only, its own host key (pinned by
+# the gateway), read-only; the client key in the stand-in's SSM, where the function reads it.
+say "starting Antom's SFTP server (simulated reports, asyncssh) on :$ANTOM_SFTP_PORT"
+mkdir -p "$state/antom-sftp/root"
+start "the Antom SFTP server" "$state/antom-sftp.log" \
+  "$root/.venv/bin/python" "$root/scripts/python/sftp_server.py" --root "$state/antom-sftp/root" \
+  --keys "$state/antom-sftp/keys" --port "$ANTOM_SFTP_PORT"
+for _ in $(seq 1 100); do
+  grep -q '"host_key"' "$state/antom-sftp.log" 2>/dev/null && break
+  sleep 0.1
+done
+sftp_info=$(grep -m1 '"host_key"' "$state/antom-sftp.log") || { echo "the SFTP server did not start (see $state/antom-sftp.log)" >&2; exit 1; }
+ANTOM_SFTP_HOST_KEY=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["host_key"])' "$sftp_info")
+ANTOM_SFTP_USER=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["user"])' "$sftp_info")
+ANTOM_SFTP_KEY_PARAMETER=/alipay-gateway-local/antom-sftp-key
+"$root/.venv/bin/python" - "$ANTOM_SFTP_KEY_PARAMETER" "$state/antom-sftp/keys/client_key" <<'PY'
+import sys, boto3
+with open(sys.argv[2]) as f:
+    boto3.client("ssm").put_parameter(Name=sys.argv[1], Type="SecureString", Value=f.read(), Overwrite=True)
+PY
 say "starting the Antom channel's account (simulated Antom, cross-border currencies) on :$ANTOM_PORT"
 start "the Antom simulator" "$state/antom.log" \
   "$bin/antom-simulator" --port "$ANTOM_PORT" --client-id "$ANTOM_CLIENT_ID" \
   --merchant-public-key "$state/antom_merchant_public_key.txt" \
-  --antom-private-key "$root/tests/fixtures/keys/antom_private_key.pem"
+  --antom-private-key "$root/tests/fixtures/keys/antom_private_key.pem" \
+  --reports-dir "$state/antom-sftp/root"
 if [ "$mode" = certificate ]; then
   for channel in primary secondary; do
     for _ in $(seq 1 100); do
@@ -263,6 +285,9 @@ export ANTOM_CLIENT_ID ANTOM_PUBLIC_KEY ANTOM_KMS_KEY_ID="$antom_key" \
   ANTOM_GATEWAY_URL="http://127.0.0.1:$ANTOM_PORT" ANTOM_CURRENCIES=USD,EUR,GBP,JPY,IDR,HKD \
   ANTOM_SETTLEMENT_CURRENCY=CNY ANTOM_REDIRECT_URL="http://127.0.0.1:$SHOP_PORT/antom/done" \
   ANTOM_NOTIFY_URL="http://127.0.0.1:$FUNCTIONS_PORT/lambda-url/notify/notify/antom"
+# Antom's reports: over SFTP from the local server, reconciled like a bill (make reconcile CHANNEL=antom).
+export ANTOM_SFTP_HOST=127.0.0.1 ANTOM_SFTP_PORT ANTOM_SFTP_USER ANTOM_SFTP_HOST_KEY ANTOM_SFTP_KEY_PARAMETER \
+  ANTOM_REPORTS_ROOT=/v1/settlements/1022188000000000001 ANTOM_SETTLEMENT_DAYS=2
 # The breaker scaled down too: 5 calls, 10 s of cool-down (production: 10 calls, 30 s).
 export BREAKER_MIN_CALLS=${BREAKER_MIN_CALLS:-5} BREAKER_COOL_DOWN_SECONDS=${BREAKER_COOL_DOWN_SECONDS:-10}
 export ALIPAY_NOTIFY_URL="http://127.0.0.1:$FUNCTIONS_PORT/lambda-url/notify/"
@@ -338,6 +363,7 @@ cat > "$state/endpoints.json" <<JSON
   "simulator_url": "http://127.0.0.1:$SIMULATOR_PORT",
   "secondary_simulator_url": "http://127.0.0.1:$SIMULATOR2_PORT",
   "antom_simulator_url": "http://127.0.0.1:$ANTOM_PORT",
+  "antom_sftp_port": $ANTOM_SFTP_PORT,
   "functions_url": "http://127.0.0.1:$FUNCTIONS_PORT",
   "reports_bucket": "$bucket",
   "aws_access_key_id": "$AWS_ACCESS_KEY_ID",
@@ -359,6 +385,7 @@ The gateway is running locally.
   Alipay (sim.)  http://127.0.0.1:$SIMULATOR_PORT   (primary channel, app $APP_ID)
                  http://127.0.0.1:$SIMULATOR2_PORT   (secondary channel, app $APP_ID_2)
   Antom (sim.)   http://127.0.0.1:$ANTOM_PORT   (the Antom channel: USD, EUR, GBP, JPY, IDR, HKD; settled in CNY)
+  Antom SFTP     127.0.0.1:$ANTOM_SFTP_PORT   (its reports, key login; the key in the stand-in's SSM)
   Endpoints and credentials for scripts: $state/endpoints.json; logs: $state/*.log
 
 Create a payment (curl signs it: --aws-sigv4, as production's IAM authorization requires):
@@ -374,7 +401,9 @@ and Alipay sends you back to the demo shop's page for the order. Priced in anoth
 Unsigned, or signed with another secret: 403, as API Gateway answers.
 The sweeper finishes pending refunds and ends expired payments every 2 s ($state/sweeper.log);
 make sweep runs it once. make reconcile reconciles today's simulated day with the simulator's
-bill (the reconcile function's scheduled run does yesterday's at 10:30 China time).
+bill (the reconcile function's scheduled run does yesterday's at 10:30 China time);
+CHANNEL=antom make reconcile does the Antom channel's day from the reports on its SFTP server,
+and make reconcile-demo shows one discrepancy of each kind there.
 Or run the whole lifecycle in another terminal: make demo
 
 An Alipay outage: make the primary application time out for a minute, then create payments:

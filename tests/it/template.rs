@@ -1355,7 +1355,7 @@ fn the_fixed_egress_exists_only_with_antoms_reports() {
         vpc.contains("HasAntomReports") && vpc.contains("AWS::NoValue"),
         "{vpc}"
     );
-    let role = raw(&props(&template, "ReconcileRole"));
+    let role = raw(props(&template, "ReconcileRole"));
     for sid in ["AntomSftpKey", "VpcNetworkInterfaces", "VpcDescribe"] {
         let at = role
             .find(&format!("Sid: {sid}"))

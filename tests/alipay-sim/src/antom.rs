@@ -17,7 +17,9 @@
 //! `POST /antom/cashier/{paymentId}/pay`; for tests and scripts `POST /sim/pay`
 //! (`{"paymentRequestId"}`), `POST /sim/fail`, `POST /sim/faults` (`{"scope", "kind", "ms"}`),
 //! `GET /sim/payments/{paymentRequestId}`, `GET /sim/refunds/{refundRequestId}`,
-//! `GET /sim/notifications`.
+//! `GET /sim/notifications`; its reports: `POST /sim/reports` (`{"date"}`, written under
+//! `reports_dir`), `POST /sim/report-edits` ([`ReportEdit`]), `POST /sim/world-offset`
+//! (`{"ms"}`: its world's times moved, e.g. a day three days back).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -113,6 +115,8 @@ pub struct AntomConfig {
     pub refund_delay_ms: u64,
     /// The shared test clock's file (milliseconds ahead of the machine).
     pub test_clock_file: Option<PathBuf>,
+    /// Where `POST /sim/reports` writes the reports (what the local SFTP server serves).
+    pub reports_dir: Option<PathBuf>,
 }
 
 impl AntomConfig {
@@ -134,6 +138,7 @@ impl AntomConfig {
             async_refund_every: 2,
             refund_delay_ms: 1_000,
             test_clock_file: None,
+            reports_dir: None,
         }
     }
 }
@@ -323,6 +328,9 @@ impl AntomSimulator {
             .route("/sim/payments/{id}", get(sim_payment))
             .route("/sim/refunds/{id}", get(sim_refund))
             .route("/sim/notifications", get(sim_notifications))
+            .route("/sim/reports", post(sim_reports))
+            .route("/sim/report-edits", post(sim_report_edit))
+            .route("/sim/world-offset", post(sim_world_offset))
             .with_state(Arc::clone(&inner));
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
@@ -1316,6 +1324,49 @@ async fn deliver(inner: &AntomInner, url: &str, path: &str, body: &str, corrupt:
 }
 
 // ---- the simulator's own API ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct DateBody {
+    date: String,
+}
+
+/// Writes a day's reports where the SFTP server serves them; the files written.
+async fn sim_reports(State(inner): State<Arc<AntomInner>>, body: axum::Json<DateBody>) -> Response {
+    let Some(base) = inner.config.reports_dir.clone() else {
+        return (StatusCode::CONFLICT, "started without --reports-dir").into_response();
+    };
+    match reports::write_reports(&inner, &body.date, &base) {
+        Ok(files) => axum::Json(json!({
+            "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    }
+}
+
+async fn sim_report_edit(
+    State(inner): State<Arc<AntomInner>>,
+    body: axum::Json<ReportEdit>,
+) -> Response {
+    match reports::edit_reports(&inner, body.0) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => (StatusCode::CONFLICT, error).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct OffsetBody {
+    ms: i64,
+}
+
+/// Moves the simulated Antom's world (its payments' and refunds' times) by `ms`.
+async fn sim_world_offset(
+    State(inner): State<Arc<AntomInner>>,
+    body: axum::Json<OffsetBody>,
+) -> Response {
+    inner.world_offset_ms.store(body.ms, Ordering::Relaxed);
+    StatusCode::NO_CONTENT.into_response()
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

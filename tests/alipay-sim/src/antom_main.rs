@@ -1,7 +1,7 @@
 //! The local Antom simulator as a server, for `make run`.
 //!
 //! Usage: antom-simulator --port 9102 --client-id SANDBOX_5YLOCAL --merchant-public-key FILE
-//! --antom-private-key FILE [--test-clock-file FILE]
+//! --antom-private-key FILE [--test-clock-file FILE] [--reports-dir DIR]
 
 use std::path::PathBuf;
 
@@ -30,6 +30,9 @@ struct Args {
     /// The shared test clock's file (milliseconds ahead of the machine).
     #[arg(long, env = "TEST_CLOCK_FILE")]
     test_clock_file: Option<PathBuf>,
+    /// Where its reports are written (`POST /sim/reports`): the local SFTP server's folder.
+    #[arg(long)]
+    reports_dir: Option<PathBuf>,
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {
@@ -46,6 +49,7 @@ async fn main() -> Result<(), String> {
     );
     config.time_scale = args.time_scale;
     config.test_clock_file = args.test_clock_file;
+    config.reports_dir = args.reports_dir;
     let simulator = AntomSimulator::start(config, args.port)
         .await
         .map_err(|e| format!("port {}: {e}", args.port))?;

@@ -204,7 +204,8 @@ enum Command {
         /// The day, yyyy-MM-dd (China time); default yesterday.
         #[arg(long, value_name = "DATE")]
         date: Option<String>,
-        /// The channel whose bill: primary (default) or secondary.
+        /// The channel whose bill: primary (default), secondary, or antom (its reports over
+        /// SFTP: ANTOM_SFTP_*).
         #[arg(long, value_name = "CHANNEL")]
         channel: Option<String>,
     },
@@ -656,23 +657,29 @@ async fn reconcile_day(date: Option<String>, channel: Option<String>) -> Result<
         .await
         .map_err(Failure::Usage)?;
     let reports = gateway::reconcile::Reports::from_env(&sdk).map_err(Failure::Usage)?;
-    let settings = gateway::reconcile::Settings::from_env().map_err(Failure::Usage)?;
+    let settings = gateway::reconcile::Settings::from_env()
+        .map_err(Failure::Usage)?
+        .with_ssm(&sdk);
     let deadline = gateway::deadline::Deadline::after(std::time::Duration::from_secs(900));
     let report = gateway::reconcile::run(&gateway, channel, &reports, &settings, day, &deadline)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     for d in &report.discrepancies {
+        let shown = |amount: String| {
+            if amount.is_empty() {
+                "-".into()
+            } else {
+                amount
+            }
+        };
         eprintln!(
-            "{} {} {} alipay={} ours={}{}: {}",
+            "{} {} {} provider={} ours={} {}{}: {}",
             d.category.as_str(),
             d.out_trade_no,
             d.out_request_no.as_deref().unwrap_or("-"),
-            d.alipay_fen
-                .map(domain::reconciliation::yuan)
-                .unwrap_or_else(|| "-".into()),
-            d.ours_fen
-                .map(domain::reconciliation::yuan)
-                .unwrap_or_else(|| "-".into()),
+            shown(d.provider_amount()),
+            shown(d.our_amount()),
+            d.currency,
             if d.repaired { " (repaired)" } else { "" },
             d.detail
         );

@@ -105,7 +105,19 @@ struct Line {
 impl AntomSimulator {
     /// Records an edit (applied when reports are written; `AddRefund` executes at once).
     pub fn edit_reports(&self, edit: ReportEdit) -> Result<(), String> {
-        let inner = &self.inner;
+        edit_reports(&self.inner, edit)
+    }
+
+    /// Writes the reports of the China-time day `date` (`yyyy-MM-dd`) under `base`: its
+    /// transaction details, and the settlement of its transactions in the next day's folder.
+    /// Returns the files written.
+    pub fn write_reports(&self, date: &str, base: &Path) -> std::io::Result<Vec<PathBuf>> {
+        write_reports(&self.inner, date, base)
+    }
+}
+
+pub(super) fn edit_reports(inner: &AntomInner, edit: ReportEdit) -> Result<(), String> {
+    {
         if let ReportEdit::AddRefund {
             payment_request_id,
             refund_request_id,
@@ -141,12 +153,14 @@ impl AntomSimulator {
         inner.state().report_edits.push(edit);
         Ok(())
     }
+}
 
-    /// Writes the reports of the China-time day `date` (`yyyy-MM-dd`) under `base`: its
-    /// transaction details, and the settlement of its transactions in the next day's folder.
-    /// Returns the files written.
-    pub fn write_reports(&self, date: &str, base: &Path) -> std::io::Result<Vec<PathBuf>> {
-        let inner = &self.inner;
+pub(super) fn write_reports(
+    inner: &AntomInner,
+    date: &str,
+    base: &Path,
+) -> std::io::Result<Vec<PathBuf>> {
+    {
         let lines = day_lines(inner, date);
         let edits = inner.state().report_edits.clone();
         let merchant = inner.config.merchant_id.clone();
