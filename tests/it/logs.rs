@@ -396,3 +396,69 @@ async fn each_line_names_only_the_request_it_belongs_to() {
     }
     assert!(lines >= 2 * N, "the lines were captured ({lines})");
 }
+
+/// The SFTP key Antom's reports are fetched with (from SSM) never reaches the logs, on a run that
+/// fetches and on one refused by the pinned host key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sftp_key_never_reaches_the_logs() {
+    let captured = capture();
+    let stack = Stack::start_custom(StackOptions {
+        antom: true,
+        antom_reports: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let sftp = stack.antom_sftp.as_ref().expect("sftp");
+    let antom = stack.antom.as_ref().expect("antom");
+    let day = alipay::china_time::ChinaDate::of_unix(gateway_tests::support::now_ms() / 1000);
+    antom
+        .write_reports(&day.to_string(), &sftp.base)
+        .expect("reports");
+    let settings = gateway::reconcile::Settings::default().with_ssm(&stack.env.sdk_config);
+    let report = stack
+        .reconcile_channel(
+            domain::channel::ChannelId::Antom,
+            &gateway::reconcile::Reports::none(),
+            &settings,
+            day,
+        )
+        .await
+        .expect("reconciled");
+    assert_eq!(report.antom.as_ref().map(|a| a.files.len()), Some(1 + 2));
+    // The same key against a server pinned to another host key: refused, and said so.
+    let mut config = stack.gateway.functions.reconcile.config.clone();
+    if let Some(reports) = config.antom.as_mut().and_then(|a| a.reports.as_mut()) {
+        reports.host_key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+                .into();
+    }
+    let other = gateway::startup::Gateway::with_config(
+        config,
+        &stack.env.sdk_config,
+        gateway::startup::Role::CallsAlipay,
+    )
+    .await
+    .expect("gateway");
+    let refused = gateway::reconcile::run(
+        &other,
+        domain::channel::ChannelId::Antom,
+        &gateway::reconcile::Reports::none(),
+        &settings,
+        day,
+        &gateway::deadline::Deadline::after(std::time::Duration::from_secs(30)),
+    )
+    .await;
+    assert!(refused.is_err());
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(logs.contains("report fetched"), "the capture works");
+    for line in sftp
+        .client_key
+        .lines()
+        .filter(|l| l.len() > 20 && !l.starts_with("-----"))
+    {
+        assert!(!logs.contains(line), "SFTP key material reached the logs");
+    }
+    assert!(!logs.contains("OPENSSH PRIVATE KEY"));
+    stack.env.drop_table().await;
+}

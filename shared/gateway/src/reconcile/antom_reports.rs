@@ -484,3 +484,119 @@ fn merge(into: &mut SettlementTotals, pass: SettlementTotals) {
     into.settled.merge(&pass.settled);
     into.fees.merge(&pass.fees);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    #[test]
+    fn the_files_are_checked_against_themselves() {
+        let dir = std::env::temp_dir().join(format!("antom-check-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let _cleanup = WorkDir(dir.clone());
+        let transactions = "transactionType,transactionId,transactionRequestId,transactionAmountValue,transactionCurrency\n\
+            PAYMENT,P1,o_1,10.99,USD\nPAYMENT,P2,o_2,1250,JPY\n";
+        // Batch G: rows gross, the summary net of fees; batch N: rows already net.
+        let details = "settlementBatchId,transactionType,transactionId,transactionRequestId,transactionAmountValue,transactionCurrency,settlementAmountValue,settlementCurrency,feeAmountValue,feeCurrency\n\
+            G,PAYMENT,P1,o_1,10.99,USD,78.29,CNY,-0.78,CNY\n\
+            N,PAYMENT,P2,o_2,1250,JPY,59.26,CNY,-0.60,CNY\n\
+            G,REFUND,R1,o_1-r,-5.00,USD,-35.62,CNY,,\n<END>\n";
+        let agreeing = "settlementBatchId,summaryType,count,settlementAmountValue,settlementCurrency\n\
+            G,PAYMENT,1,77.51,CNY\nN,PAYMENT,1,59.26,CNY\nG,REFUND,1,-35.62,CNY\nN,CANCEL,0,0.00,CNY\n<END>\n";
+        let files = Files {
+            transactions: vec![write(&dir, "t.csv", &format!("{transactions}<END>\n"))],
+            settlements: vec![write(&dir, "s.csv", details)],
+            summaries: vec![write(&dir, "m.csv", agreeing)],
+        };
+        let mut check = AntomCheck::default();
+        check_files(&files, &mut check).expect("read");
+        assert!(check.totals_match(), "{check:?}");
+        assert_eq!(
+            (
+                check.transaction_rows,
+                check.settlement_rows,
+                check.summary_lines
+            ),
+            (2, 3, 4)
+        );
+        assert_eq!(check.fees.texts()["CNY"], "-1.38");
+
+        // A count off by one, an amount off by a fen, and a truncated transaction file.
+        let disagreeing = "settlementBatchId,summaryType,count,settlementAmountValue,settlementCurrency\n\
+            G,PAYMENT,2,77.51,CNY\nN,PAYMENT,1,59.27,CNY\n<END>\n";
+        let files = Files {
+            transactions: vec![write(&dir, "t2.csv", transactions)],
+            settlements: vec![write(&dir, "s2.csv", details)],
+            summaries: vec![write(&dir, "m2.csv", disagreeing)],
+        };
+        let mut check = AntomCheck::default();
+        check_files(&files, &mut check).expect("read");
+        assert!(!check.transactions_complete);
+        assert!(check.settlements_complete);
+        assert_eq!(check.summary_mismatches.len(), 2, "{check:?}");
+        assert!(
+            check.summary_mismatches[0].contains("batch G PAYMENT"),
+            "{check:?}"
+        );
+        assert!(!check.totals_match());
+    }
+
+    #[test]
+    fn refund_rows_are_read_back_to_the_refund_we_sent() {
+        let item = |kind: &str, id: &str, original: Option<&str>| TransactionItem {
+            transaction_type: kind.into(),
+            transaction_id: "X1".into(),
+            transaction_request_id: id.into(),
+            original_transaction_request_id: original.map(str::to_owned),
+            amount: ::antom::report::parse_signed(
+                "-5.00",
+                money::Currency::parse("USD").expect("USD"),
+            )
+            .expect("amount"),
+            status: None,
+            line: 2,
+        };
+        let mut aliases = HashMap::new();
+        aliases.insert(
+            "Habc".to_owned(),
+            ("o-with-dash".to_owned(), "r9".to_owned()),
+        );
+        let digest = row_of(&item("REFUND", "Habc", Some("o-with-dash")), &aliases);
+        assert_eq!(
+            (
+                digest.kind,
+                digest.out_trade_no.as_str(),
+                digest.out_request_no.as_deref()
+            ),
+            (RowKind::Refund, "o-with-dash", Some("r9"))
+        );
+        let composed = row_of(&item("REFUND", "o_1-r1", Some("o_1")), &HashMap::new());
+        assert_eq!(
+            (
+                composed.out_trade_no.as_str(),
+                composed.out_request_no.as_deref()
+            ),
+            ("o_1", Some("r1"))
+        );
+        // A digest we do not hold: its payment, no request number (looked up, then named).
+        let unknown = row_of(&item("REFUND", "Hffff", Some("o_2")), &HashMap::new());
+        assert_eq!(
+            (unknown.out_trade_no.as_str(), unknown.out_request_no),
+            ("o_2", None)
+        );
+        let cancel = row_of(&item("CANCEL", "o_3", None), &HashMap::new());
+        assert_eq!(cancel.kind, RowKind::Other("CANCEL".into()));
+        let mut failed = item("PAYMENT", "o_4", None);
+        failed.status = Some("FAIL".into());
+        assert_eq!(
+            row_of(&failed, &HashMap::new()).kind,
+            RowKind::Other("PAYMENT".into())
+        );
+    }
+}
