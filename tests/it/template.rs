@@ -384,7 +384,29 @@ fn reconciliation_runs_daily_at_10_30_china_time_and_keeps_reports_private_and_1
             .as_deref(),
         Some("Retain")
     );
-    assert_eq!(index_keys(&template, "DayIndex"), ["day_key", "day_sk"]);
+    assert_eq!(index_keys(&template, "DayIndexV2"), ["day_key", "day_sk"]);
+    // The index the code reads projects what the reconciliation compares.
+    let v2 = props(&template, "OrdersTable")
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .and_then(|all| {
+            all.iter()
+                .find(|i| i.get("IndexName").map(text).as_deref() == Some(store::DAY_INDEX))
+        })
+        .and_then(|i| i.get("Projection"))
+        .and_then(|p| p.get("NonKeyAttributes"))
+        .map(|a| list(Some(a)))
+        .expect("the day index's projection");
+    for attribute in [
+        "status",
+        "paid_fen",
+        "amount_fen",
+        "trade_no",
+        "currency",
+        "settlement",
+    ] {
+        assert!(v2.iter().any(|a| a == attribute), "{attribute}: {v2:?}");
+    }
     // Only the reconcile role reads the day index; it writes reports under one prefix only.
     let statements = iam_statements(&template);
     for (role, statement) in &statements {
@@ -476,7 +498,7 @@ fn no_wildcards_and_no_broad_policy_templates() {
                     "!GetAtt OrdersTable.Arn",
                     "!GetAtt OrdersTable.StreamArn",
                     "!Sub ${OrdersTable.Arn}/index/DueIndex",
-                    "!Sub ${OrdersTable.Arn}/index/DayIndex",
+                    "!Sub ${OrdersTable.Arn}/index/DayIndexV2",
                 ],
                 Some("s3") => &[
                     "!Sub ${ReconcileReportsBucket.Arn}/reconciliation/*",

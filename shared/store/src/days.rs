@@ -1,4 +1,4 @@
-//! The day index (`DayIndex`) for reconciliation: a paid order carries the China-time day of
+//! The day index (`DayIndexV2`) for reconciliation: a paid order carries the China-time day of
 //! its payment, a SUCCEEDED refund the day of its refund, so a day's records are read with
 //! Queries, never a Scan. Sparse: unpaid orders and unsettled refunds are not in it.
 //!
@@ -23,7 +23,8 @@ use domain::channel::ChannelId;
 use domain::reconciliation::DayEntry;
 use domain::states::{Order, Refund};
 
-pub const DAY_INDEX: &str = "DayIndex";
+/// The index read (`DayIndexV2`: with each record's currency and recorded settlement).
+pub const DAY_INDEX: &str = "DayIndexV2";
 pub const DAY_SHARDS: u8 = 16;
 
 /// The stable 64-bit hash of an order number that places it (and its refunds) in the index.

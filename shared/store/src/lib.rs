@@ -16,7 +16,7 @@
 //! | subscription (see `subscriptions`) | `SUB#<id>` | `SUB` |
 //! | subscription audit | `SUB#<id>` | `AUDIT#<ms>#<nonce>` |
 //!
-//! Two sparse indexes: `DueIndex` (work for the sweeper, see `due`) and `DayIndex` (a day's
+//! Two sparse indexes: `DueIndex` (work for the sweeper, see `due`) and `DayIndexV2` (a day's
 //! payments and refunds for reconciliation, see `days`).
 //!
 //! An order with its refunds is one Query (`sk >= "ORDER"`); its audit trail another

@@ -9,7 +9,7 @@
 //! 3. A first pass over the detail rows adds up Alipay's side and checks the footer and the
 //!    summary file against the rows.
 //! 4. Matching runs in passes over ranges of the order-number hash: each pass reads only its
-//!    range of the day index (`DayIndex`, 16 Queries, no Scan) into memory, so memory is bounded
+//!    range of the day index (`DayIndexV2`, 16 Queries, no Scan) into memory, so memory is bounded
 //!    by `RECONCILE_PASS_ROWS`, not by the size of the day.
 //! 5. The report goes to S3 (JSON and CSV), its summary to the table (`RECON#<day>`), its
 //!    counts to CloudWatch (EMF). A re-run replaces all three; a repair is a conditional state
