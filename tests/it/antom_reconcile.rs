@@ -390,6 +390,23 @@ async fn a_day_of_antom_reports_finds_each_discrepancy_made_and_nothing_else() {
     assert_eq!(runs[1]["detail"]["reconciliation"]["discrepancies"], 8);
     assert!(events.iter().any(|e| e["detail-type"] == "payment.paid"
         && e["detail"]["payment"]["out_trade_no"] == "ar_lost"));
+
+    // Antom keeps its reports 7 days: a run after that finds none and writes nothing.
+    let long_ago = day.add_days(-8);
+    let gone = stack
+        .reconcile_channel(ChannelId::Antom, &reports, &settings, long_ago)
+        .await;
+    let error = gone.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("7 days"), "{error}");
+    assert!(
+        stack
+            .env
+            .store
+            .reconciliation_summary(ChannelId::Antom, long_ago)
+            .await
+            .expect("read")
+            .is_none()
+    );
     stack.env.drop_table().await;
 }
 
@@ -426,7 +443,15 @@ async fn a_server_with_another_host_key_is_refused_before_the_login() {
     )
     .await;
     let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(error.contains("host key"), "{error}");
+    // Said with the fingerprint of the key the server offered (the local server's).
+    let served = gateway::sftp::parse_host_key(&stack.antom_sftp.as_ref().expect("sftp").host_key)
+        .expect("host key")
+        .fingerprint(Default::default())
+        .to_string();
+    assert!(
+        error.contains("host key") && error.contains(&served),
+        "{error}"
+    );
     assert!(
         stack
             .env

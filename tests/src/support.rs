@@ -146,6 +146,12 @@ impl Stack {
     /// A stack whose functions reach AWS at `aws_endpoint` (the chaos run's fault proxy) instead
     /// of the stand-in itself; the tests' own reads go to the stand-in directly.
     pub async fn start_custom(options: StackOptions) -> Stack {
+        // On the heap: the set-up's state machine is large in a debug build, and a test's own
+        // future holding it inline overflowed a 2 MiB test thread's stack.
+        Box::pin(Self::start_boxed(options)).await
+    }
+
+    async fn start_boxed(options: StackOptions) -> Stack {
         use gateway::startup::{Gateway, Role};
         let StackOptions {
             alipay_timeout_ms,

@@ -91,7 +91,17 @@ pub struct Fetched {
 
 struct Pinned {
     host_key: PublicKey,
-    offered: Option<String>,
+    /// The fingerprint of a key refused, for the error (the handler is gone by then).
+    offered: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Pinned {
+    fn refuse(&self, what: String) -> bool {
+        if let Ok(mut offered) = self.offered.lock() {
+            *offered = Some(what);
+        }
+        false
+    }
 }
 
 impl russh::client::Handler for Pinned {
@@ -102,24 +112,27 @@ impl russh::client::Handler for Pinned {
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
-            self.offered = Some("a certificate".into());
-            return Ok(false);
+            return Ok(self.refuse("a certificate".into()));
         };
         if key.key_data() == self.host_key.key_data() {
             return Ok(true);
         }
-        self.offered = Some(key.fingerprint(Default::default()).to_string());
-        Ok(false)
+        Ok(self.refuse(format!(
+            "{} {}",
+            key.algorithm(),
+            key.fingerprint(Default::default())
+        )))
     }
 }
 
-/// Downloads every file of each folder (a missing folder is an empty one) whose name `wanted`
-/// accepts into `into`, within what `deadline` leaves (less `reserve` for the work after).
+/// Downloads every file of each folder (a missing folder is an empty one) that `wanted`
+/// accepts (given the folder and the file's name) into `into`, within what `deadline` leaves
+/// (less `reserve` for the work after).
 pub async fn fetch(
     target: &SftpTarget,
     key: PrivateKey,
     folders: &[String],
-    wanted: impl Fn(&str) -> bool,
+    wanted: impl Fn(&str, &str) -> bool,
     into: &Path,
     deadline: &Deadline,
     reserve: Duration,
@@ -138,7 +151,7 @@ async fn fetch_all(
     target: &SftpTarget,
     key: PrivateKey,
     folders: &[String],
-    wanted: impl Fn(&str) -> bool,
+    wanted: impl Fn(&str, &str) -> bool,
     into: &Path,
 ) -> Result<Vec<Fetched>, SftpError> {
     let connect_error = |message: String| SftpError::Connect {
@@ -150,16 +163,18 @@ async fn fetch_all(
         inactivity_timeout: Some(Duration::from_secs(60)),
         ..Default::default()
     });
+    let offered = Arc::new(std::sync::Mutex::new(None));
     let handler = Pinned {
         host_key: target.host_key.clone(),
-        offered: None,
+        offered: Arc::clone(&offered),
     };
     let mut session =
         match russh::client::connect(config, (target.host.as_str(), target.port), handler).await {
             Ok(session) => session,
             Err(russh::Error::UnknownKey) => {
+                let offered = offered.lock().ok().and_then(|o| o.clone());
                 return Err(SftpError::HostKey {
-                    offered: "another key".into(),
+                    offered: offered.unwrap_or_else(|| "another key".into()),
                 });
             }
             Err(e) => return Err(connect_error(e.to_string())),
@@ -209,7 +224,7 @@ async fn fetch_all(
         let mut names: Vec<String> = entries
             .filter(|e| e.file_type().is_file())
             .map(|e| e.file_name())
-            .filter(|name| wanted(name))
+            .filter(|name| wanted(folder, name))
             .collect();
         names.sort();
         for name in names {

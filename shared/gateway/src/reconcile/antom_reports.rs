@@ -38,6 +38,9 @@ use crate::sftp::{self, Fetched, SftpTarget};
 use crate::startup::Gateway;
 use store::{DAY_SHARDS, bill_hash};
 
+/// How long Antom keeps its reports on the server (ALIPAY-OPS §5: "may be deleted after 7 days").
+const REPORTS_KEPT_DAYS: i64 = 7;
+
 /// What Antom's files say about themselves, checked.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AntomCheck {
@@ -124,6 +127,13 @@ pub async fn run(
     let fetched = fetch(settings, config, day, &settlement_days, &work.0, deadline).await?;
     let files = sort_files(day, fetched, &mut check, &mut report);
     if files.transactions.is_empty() {
+        // Antom keeps its reports 7 days: a later run finds nothing, and must not replace the
+        // day's report with "not ready".
+        if day.days_until(today) > REPORTS_KEPT_DAYS {
+            return Err(ReconcileError::Reports(format!(
+                "no transaction details for {day}: Antom keeps its reports {REPORTS_KEPT_DAYS} days; the stored report of the day stands"
+            )));
+        }
         report.antom = Some(check);
         return not_ready(gateway, reports, report, day).await;
     }
@@ -205,7 +215,8 @@ async fn fetch(
         user: config.user.clone(),
         host_key: sftp::parse_host_key(&config.host_key).map_err(ReconcileError::Config)?,
     };
-    let mut folders = vec![day_folder(&config.root, &day.compact())];
+    let own = day_folder(&config.root, &day.compact());
+    let mut folders = vec![own.clone()];
     for settled in settlement_days {
         let folder = day_folder(&config.root, &settled.compact());
         if !folders.contains(&folder) {
@@ -218,7 +229,12 @@ async fn fetch(
         &target,
         key,
         &folders,
-        |name| FileKind::of_name(name).is_some(),
+        // Transaction details of the day only; settlement files of every folder read.
+        |folder, name| match FileKind::of_name(name) {
+            Some(FileKind::TransactionDetails) => folder == own,
+            Some(_) => true,
+            None => false,
+        },
         into,
         deadline,
         reserve,
@@ -314,11 +330,13 @@ fn check_files(files: &Files, check: &mut AntomCheck) -> Result<(), ReconcileErr
         }
         complete &= rows.complete();
     }
+    let mut summarised = std::collections::HashSet::new();
     for path in &files.summaries {
         let (mut rows, name) = open::<SummaryItem>(path)?;
         for line in rows.by_ref() {
             let line = line.map_err(|e| ReconcileError::Reports(format!("{name}: {e}")))?;
             check.summary_lines += 1;
+            summarised.insert((line.batch_id.clone(), line.summary_type.clone()));
             let found = batches
                 .get(&(line.batch_id.clone(), line.summary_type.clone()))
                 .copied();
@@ -344,6 +362,16 @@ fn check_files(files: &Files, check: &mut AntomCheck) -> Result<(), ReconcileErr
         }
         complete &= rows.complete();
     }
+    // Details no summary line accounts for.
+    let mut unsummarised: Vec<_> = batches
+        .iter()
+        .filter(|(key, _)| !summarised.contains(*key))
+        .map(|((batch, kind), (count, _, _))| {
+            format!("batch {batch} {kind}: {count} detail rows, in no summary line")
+        })
+        .collect();
+    unsummarised.sort();
+    check.summary_mismatches.extend(unsummarised);
     check.settlements_complete = complete;
     if !check.totals_match() {
         tracing::error!(
@@ -539,9 +567,14 @@ mod tests {
         check_files(&files, &mut check).expect("read");
         assert!(!check.transactions_complete);
         assert!(check.settlements_complete);
-        assert_eq!(check.summary_mismatches.len(), 2, "{check:?}");
+        assert_eq!(check.summary_mismatches.len(), 3, "{check:?}");
         assert!(
             check.summary_mismatches[0].contains("batch G PAYMENT"),
+            "{check:?}"
+        );
+        assert!(
+            check.summary_mismatches[2]
+                .contains("batch G REFUND: 1 detail rows, in no summary line"),
             "{check:?}"
         );
         assert!(!check.totals_match());
