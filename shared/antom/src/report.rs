@@ -437,6 +437,19 @@ mod tests {
             parse_signed("78.29", usd).map(Signed::text),
             Ok("78.29".into())
         );
+        assert_eq!(
+            parse_signed("-0.47", usd).map(Signed::text),
+            Ok("-0.47".into())
+        );
+        // A negative zero is written as zero.
+        assert_eq!(
+            parse_signed("-0.00", usd).map(Signed::text),
+            Ok("0.00".into())
+        );
+        assert_eq!(
+            day_folder("/v1/settlements/1022188000000000001/", "20261205"),
+            "/v1/settlements/1022188000000000001/20261205"
+        );
         assert!(parse_signed("12.5", jpy).is_err());
         assert!(parse_signed("1.001", usd).is_err());
         assert!(parse_signed("1e3", usd).is_err());

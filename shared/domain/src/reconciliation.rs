@@ -165,6 +165,8 @@ pub struct Discrepancy {
 }
 
 impl Discrepancy {
+    /// `ours` in another currency than the row's is left out of the amounts (`detail` names
+    /// both): one currency per line.
     fn of_row(category: Category, row: &Row, ours: Option<Money>, detail: String) -> Self {
         Discrepancy {
             category,
@@ -173,7 +175,9 @@ impl Discrepancy {
             trade_no: Some(row.trade_no.clone()).filter(|t| !t.is_empty()),
             currency: row.amount.currency(),
             alipay_fen: Some(row.amount.minor()),
-            ours_fen: ours.map(Money::minor),
+            ours_fen: ours
+                .filter(|m| m.currency() == row.amount.currency())
+                .map(Money::minor),
             detail,
             repaired: false,
             bill_line: Some(row.line),
@@ -598,10 +602,6 @@ impl Sums {
         self.0.get(code).map(|(minor, _)| *minor)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Each currency's sum as a decimal text (`-0.47`, `1250`).
     pub fn texts(&self) -> BTreeMap<String, String> {
         self.0
@@ -687,14 +687,6 @@ impl SettlementBook {
     /// A refund of the day, by the request id the provider knows it by.
     pub fn expect_refund(&mut self, refund_request_id: String) {
         self.refunds.insert(refund_request_id, ());
-    }
-
-    pub fn len(&self) -> usize {
-        self.payments.len() + self.refunds.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// One settlement details row: a payment settled otherwise than recorded is a discrepancy;
@@ -1177,8 +1169,36 @@ mod tests {
                 d.detail
             );
             assert_eq!(d.provider_amount(), "12.50");
+            // Ours is in another currency: named in the detail, not shown as USD.
+            assert_eq!(d.our_amount(), "");
+            assert_eq!(d.ours_fen, None);
         }
         assert_eq!(by_currency.0["JPY"].ours.gross_fen, 1250);
+        by_currency.add_row(&usd);
+        by_currency.add_row(&row(RowKind::Refund, "j", -300, Some("r")));
+        by_currency.add_row(&row(RowKind::Other("CANCEL".into()), "k", 100, None));
+        let usd_side = &by_currency.0["USD"].provider;
+        assert_eq!((usd_side.payments, usd_side.gross_fen), (1, 1250));
+        let cny_side = &by_currency.0["CNY"].provider;
+        assert_eq!(
+            (cny_side.refunds, cny_side.refunded_fen, cny_side.payments),
+            (1, 300, 0)
+        );
+        // Same currency: both amounts, as decimals of it.
+        let mut same = Ledger::default();
+        same.add(payment("a", 3000), &mut Totals::default(), &mut by_currency);
+        let mut other = row(RowKind::Payment, "a", 3100, None);
+        other.trade_no = String::new();
+        match same.match_row(&other) {
+            RowMatch::Differs(d) => {
+                assert_eq!(
+                    (d.provider_amount(), d.our_amount()),
+                    ("31.00".into(), "30.00".into())
+                );
+                assert_eq!(d.trade_no, None, "an empty trade number is none");
+            }
+            found => panic!("{found:?}"),
+        }
     }
 
     #[test]
@@ -1241,6 +1261,11 @@ mod tests {
         assert_eq!(book.totals.fees.minor("CNY"), Some(-47 - 47 + 5));
         assert_eq!(book.totals.fees.texts()["CNY"], "-0.89");
         assert_eq!(book.totals.settled.texts()["USD"], "10.99");
+        let mut merged = Sums::default();
+        merged.merge(&book.totals.fees);
+        merged.merge(&book.totals.fees);
+        assert_eq!(merged.minor("CNY"), Some(2 * (-47 - 47 + 5)));
+        assert_eq!(merged.texts()["CNY"], "-1.78");
         let (left, totals) = SettlementBook {
             payments: book.payments.clone(),
             ..SettlementBook::default()
@@ -1255,6 +1280,8 @@ mod tests {
             .collect();
         assert_eq!(kinds, vec![(Category::SettlementMissing, "never")]);
         assert_eq!(signed_decimal(-5, Currency::CNY), "-0.05");
+        assert_eq!(signed_decimal(0, Currency::CNY), "0.00");
+
         assert_eq!(
             signed_decimal(1250, Currency::parse("JPY").expect("JPY")),
             "1250"
