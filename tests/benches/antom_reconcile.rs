@@ -43,7 +43,11 @@ fn decimal(minor: i128, currency: &str) -> String {
 }
 
 /// The day's records as the gateway stores them, and Antom's three reports of them.
-fn day(day: ChinaDate, rows: usize, prefix: &str) -> (Vec<(Order, Vec<Refund>)>, [String; 3]) {
+fn generate_day(
+    day: ChinaDate,
+    rows: usize,
+    prefix: &str,
+) -> (Vec<(Order, Vec<Refund>)>, [String; 3]) {
     let mut records = Vec::new();
     let mut transactions = String::from(
         "customerId,PSP,transactionType,transactionId,originalTransactionId,transactionRequestId,originalTransactionRequestId,paymentMethodType,paymentTime,transactionAmountValue,transactionCurrency\n",
@@ -224,7 +228,7 @@ async fn main() {
         let day = ChinaDate::parse("2026-10-01").expect("day");
         let day = (0..n).fold(day, |d, _| d.previous());
         let (records, [transactions, settlements, summary]) =
-            day_records_and_reports(day, *rows, n);
+            generate_day(day, *rows, &format!("a{n}_"));
         stack
             .env
             .store
@@ -255,7 +259,8 @@ async fn main() {
         )
         .expect("write");
         for pass_rows in [50_000u64, 10_000] {
-            let output = Command::new("/usr/bin/time")
+            let mut command = Command::new("/usr/bin/time");
+            command
                 .arg("-f")
                 .arg("TIME %e %M %U %S")
                 .arg(&cli)
@@ -285,27 +290,9 @@ async fn main() {
                 .env("ANTOM_REPORTS_ROOT", &root)
                 .env("ANTOM_SETTLEMENT_DAYS", "1")
                 .env("RECONCILE_PASS_ROWS", pass_rows.to_string())
-                .env_remove("RECONCILE_BUCKET")
-                .output()
-                .expect("alipay-cli");
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let Some(time) = stderr.lines().find_map(|l| l.strip_prefix("TIME ")) else {
-                panic!("no figures: {stderr}");
-            };
-            let mut parts = time.split_whitespace();
-            let wall: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-            let peak_kb: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-            let cpu: f64 = parts.map(|t| t.parse::<f64>().unwrap_or(0.0)).sum();
-            let summary: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
-                .into_iter::<serde_json::Value>()
-                .filter_map(Result::ok)
-                .find(|value| value.get("stats").is_some())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "no summary: {}\n{stderr}",
-                        String::from_utf8_lossy(&output.stdout)
-                    )
-                });
+                .env_remove("RECONCILE_BUCKET");
+            let run = gateway_tests::bench::timed_reconcile(&mut command);
+            let (summary, wall, cpu) = (&run.summary, run.wall_s, run.cpu_s);
             let stats = &summary["stats"];
             let report_rows = summary["antom"]["transaction_rows"].as_u64().unwrap_or(0)
                 + summary["antom"]["settlement_rows"].as_u64().unwrap_or(0);
@@ -315,20 +302,12 @@ async fn main() {
                 "| {report_rows} | {} | {pass_rows} | {} | {wall:.2} | {cpu:.2} | {:.1} | {pages} | {lookups} | {:.4} | {} |",
                 summary["bill"]["bytes"],
                 stats["passes"],
-                peak_kb / 1024.0,
+                run.peak_mb,
                 (pages + lookups) as f64 / report_rows.max(1) as f64,
                 summary["discrepancies"]
             );
-            assert_eq!(summary["discrepancies"], 0, "{stderr}");
+            assert_eq!(summary["discrepancies"], 0, "{}", run.stderr);
         }
     }
     stack.env.drop_table().await;
-}
-
-fn day_records_and_reports(
-    date: ChinaDate,
-    rows: usize,
-    n: usize,
-) -> (Vec<(Order, Vec<Refund>)>, [String; 3]) {
-    day(date, rows, &format!("a{n}_"))
 }

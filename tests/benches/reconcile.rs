@@ -150,7 +150,8 @@ async fn main() {
             .await
             .expect("import");
         for pass_rows in [50_000u64, 10_000] {
-            let output = Command::new("/usr/bin/time")
+            let mut command = Command::new("/usr/bin/time");
+            command
                 .arg("-f")
                 .arg("TIME %e %M %U %S")
                 .arg(&cli)
@@ -164,28 +165,9 @@ async fn main() {
                 .env("ALIPAY_NOTIFY_URL", "http://127.0.0.1:9/notify")
                 .env("ALIPAY_TIMEOUT_MS", "30000")
                 .env("RECONCILE_PASS_ROWS", pass_rows.to_string())
-                .env_remove("RECONCILE_BUCKET")
-                .output()
-                .expect("alipay-cli");
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let Some(time) = stderr.lines().find_map(|l| l.strip_prefix("TIME ")) else {
-                panic!("no figures: {stderr}");
-            };
-            let mut parts = time.split_whitespace();
-            let wall: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-            let peak_kb: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-            let cpu: f64 = parts.map(|t| t.parse::<f64>().unwrap_or(0.0)).sum();
-            // The summary, among the breaker's one-line metric records (EMF) on stdout.
-            let summary: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
-                .into_iter::<serde_json::Value>()
-                .filter_map(Result::ok)
-                .find(|value| value.get("stats").is_some())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "no summary: {}\n{stderr}",
-                        String::from_utf8_lossy(&output.stdout)
-                    )
-                });
+                .env_remove("RECONCILE_BUCKET");
+            let run = gateway_tests::bench::timed_reconcile(&mut command);
+            let (summary, wall, cpu) = (&run.summary, run.wall_s, run.cpu_s);
             let stats = &summary["stats"];
             let bill_rows = summary["bill"]["rows"].as_u64().unwrap_or(0);
             let pages = stats["index_pages"].as_u64().unwrap_or(0);
@@ -193,7 +175,7 @@ async fn main() {
             println!(
                 "| {rows} | {bill_rows} | {pass_rows} | {} | {wall:.2} | {cpu:.2} | {:.1} | {pages} | {lookups} | {:.4} | {} |",
                 stats["passes"],
-                peak_kb / 1024.0,
+                run.peak_mb,
                 (pages + lookups) as f64 / bill_rows.max(1) as f64,
                 summary["discrepancies"]
             );

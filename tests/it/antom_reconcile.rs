@@ -332,26 +332,7 @@ async fn a_day_of_antom_reports_finds_each_discrepancy_made_and_nothing_else() {
     assert_eq!(summary["counts"]["settlement_missing"], 1);
     assert_eq!(summary["channel"], "antom");
     let [json_key, csv_key] = Reports::keys(day, ChannelId::Antom);
-    let object = |key: String| {
-        let s3 = s3.clone();
-        let bucket = bucket.clone();
-        async move {
-            let body = s3
-                .get_object()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{key}: {}", store::error_chain(&e)))
-                .body
-                .collect()
-                .await
-                .expect("body")
-                .into_bytes();
-            String::from_utf8(body.to_vec()).expect("UTF-8")
-        }
-    };
-    let csv = object(csv_key).await;
+    let csv = Stack::read_object(&s3, &bucket, &csv_key).await;
     assert_eq!(csv.lines().count(), 1 + 9, "{csv}");
     assert!(
         csv.lines()
@@ -360,7 +341,8 @@ async fn a_day_of_antom_reports_finds_each_discrepancy_made_and_nothing_else() {
                 && l.contains(",880,800,")),
         "{csv}"
     );
-    let stored: Value = serde_json::from_str(&object(json_key.clone()).await).expect("JSON");
+    let stored: Value =
+        serde_json::from_str(&Stack::read_object(&s3, &bucket, &json_key).await).expect("JSON");
     assert_eq!(stored["discrepancies"].as_array().map(Vec::len), Some(9));
 
     // A re-run replaces the report and repairs nothing twice: the lost payment now matches.

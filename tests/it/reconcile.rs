@@ -227,29 +227,11 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     assert_eq!(status, "discrepancies");
     assert_eq!(summary["counts"]["status_differs"], 1);
     let [json_key, csv_key] = gateway::reconcile::Reports::keys(day, ChannelId::Primary);
-    let object = |key: String| {
-        let s3 = s3.clone();
-        let bucket = bucket.clone();
-        async move {
-            let body = s3
-                .get_object()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{key}: {}", store::error_chain(&e)))
-                .body
-                .collect()
-                .await
-                .expect("body")
-                .into_bytes();
-            String::from_utf8(body.to_vec()).expect("UTF-8")
-        }
-    };
     let stored: serde_json::Value =
-        serde_json::from_str(&object(json_key.clone()).await).expect("JSON report");
+        serde_json::from_str(&Stack::read_object(&s3, &bucket, &json_key).await)
+            .expect("JSON report");
     assert_eq!(stored["discrepancies"].as_array().map(Vec::len), Some(7));
-    let csv = object(csv_key.clone()).await;
+    let csv = Stack::read_object(&s3, &bucket, &csv_key).await;
     assert_eq!(csv.lines().count(), 1 + 7, "{csv}");
     assert!(
         csv.contains("refund_amount_differs,rc_ramount,rc_ramount_r"),
@@ -276,7 +258,8 @@ async fn the_report_finds_each_discrepancy_made_and_nothing_else() {
     assert_eq!(again.ours.payments, 9);
     assert_eq!(audit_kinds(&stack, "rc_lost").await.len(), 2);
     let restored: serde_json::Value =
-        serde_json::from_str(&object(json_key).await).expect("JSON report");
+        serde_json::from_str(&Stack::read_object(&s3, &bucket, &json_key).await)
+            .expect("JSON report");
     assert_eq!(restored["discrepancies"].as_array().map(Vec::len), Some(6));
 
     // Each run is one event for the merchant, with its summary; the repaired payment is a

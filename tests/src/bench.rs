@@ -119,3 +119,46 @@ pub fn release_binary(name: &str) -> std::path::PathBuf {
             .join(name)
     })
 }
+
+/// What one timed run of `alipay-cli reconcile` (under `/usr/bin/time`) measured.
+pub struct ReconcileRun {
+    pub wall_s: f64,
+    /// User + system.
+    pub cpu_s: f64,
+    pub peak_mb: f64,
+    /// The report's summary (found among the metric lines on stdout).
+    pub summary: serde_json::Value,
+    pub stderr: String,
+}
+
+/// Runs `command` (`/usr/bin/time -f "TIME %e %M %U %S" alipay-cli reconcile ...`) and reads its
+/// figures and the report's summary.
+pub fn timed_reconcile(command: &mut std::process::Command) -> ReconcileRun {
+    let output = command.output().expect("alipay-cli");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let Some(time) = stderr.lines().find_map(|l| l.strip_prefix("TIME ")) else {
+        panic!("no figures: {stderr}");
+    };
+    let mut parts = time.split_whitespace();
+    let wall_s: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+    let peak_kb: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+    let cpu_s: f64 = parts.map(|t| t.parse::<f64>().unwrap_or(0.0)).sum();
+    // The summary, among the breaker's one-line metric records (EMF) on stdout.
+    let summary: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter::<serde_json::Value>()
+        .filter_map(Result::ok)
+        .find(|value| value.get("stats").is_some())
+        .unwrap_or_else(|| {
+            panic!(
+                "no summary: {}\n{stderr}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        });
+    ReconcileRun {
+        wall_s,
+        cpu_s,
+        peak_mb: peak_kb / 1024.0,
+        summary,
+        stderr,
+    }
+}

@@ -472,6 +472,23 @@ impl Stack {
         (s3, bucket)
     }
 
+    /// An object of a reports bucket, as UTF-8 text.
+    pub async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {}", store::error_chain(&e)))
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        String::from_utf8(body.to_vec()).expect("UTF-8")
+    }
+
     /// One reconciliation of `day`, as the function runs it (a 60 s budget).
     pub async fn reconcile(
         &self,

@@ -15,3 +15,11 @@ pub mod events_path;
 pub mod http;
 pub mod routes;
 pub mod template;
+
+/// `make run`'s shared test clock (`.local/test-clock`): how far it is ahead of the machine's.
+pub fn test_clock_offset_ms() -> i64 {
+    std::fs::read_to_string(".local/test-clock")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}

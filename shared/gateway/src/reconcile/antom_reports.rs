@@ -26,17 +26,17 @@ use alipay::china_time::ChinaDate;
 use alipay::ids::{OutRequestNo, OutTradeNo};
 use domain::channel::ChannelId;
 use domain::reconciliation::{
-    DayEntry, Ledger, Row, RowMatch, SettlementBook, SettlementTotals, Sums, pass_of, pass_range,
+    DayEntry, Ledger, Row, RowMatch, SettlementBook, SettlementTotals, Sums, pass_of,
 };
 use serde::Serialize;
 
-use super::{ReconcileError, Report, Reports, Settings, Status, finish, look_up, not_ready};
+use super::{ReconcileError, Report, Reports, Settings, finish, load_pass, look_up, not_ready};
 use crate::clock::now_ms;
 use crate::config::antom::AntomReportsConfig;
 use crate::deadline::Deadline;
 use crate::sftp::{self, Fetched, SftpTarget};
 use crate::startup::Gateway;
-use store::{DAY_SHARDS, bill_hash};
+use store::bill_hash;
 
 /// How long Antom keeps its reports on the server (ALIPAY-OPS §5: "may be deleted after 7 days").
 const REPORTS_KEPT_DAYS: i64 = 7;
@@ -150,13 +150,12 @@ pub async fn run(
         let mut aliases = HashMap::new();
         load_pass(
             gateway,
+            ChannelId::Antom,
             day,
-            pass,
-            passes,
+            (pass, passes),
             &mut ledger,
-            &mut book,
-            &mut aliases,
             &mut report,
+            |entry| expect(entry, &mut book, &mut aliases),
         )
         .await?;
         report.stats.peak_records = report.stats.peak_records.max(ledger.len() as u64);
@@ -183,14 +182,9 @@ pub async fn run(
         }
         merge(&mut settlement, totals);
     }
-    domain::reconciliation::sort(&mut report.discrepancies);
     report.settlement = Some(settlement);
     report.antom = Some(check);
-    report.status = if report.discrepancies.is_empty() && report.bill_totals_match() {
-        Status::Matched
-    } else {
-        Status::Discrepancies
-    };
+    report.conclude();
     finish(gateway, reports, report, day).await
 }
 
@@ -384,55 +378,36 @@ fn check_files(files: &Files, check: &mut AntomCheck) -> Result<(), ReconcileErr
     Ok(())
 }
 
-/// Our records of the day in this pass's hash range, in the ledger and the settlement book;
-/// each refund's `refundRequestId` as we sent it, to read Antom's refund rows.
-#[allow(clippy::too_many_arguments)]
-async fn load_pass(
-    gateway: &Gateway,
-    day: ChinaDate,
-    pass: u32,
-    passes: u32,
-    ledger: &mut Ledger,
+/// What the settlement book expects of a record of the day; each refund's `refundRequestId`
+/// as we sent it, to read Antom's refund rows.
+fn expect(
+    entry: &DayEntry,
     book: &mut SettlementBook,
     aliases: &mut HashMap<String, (String, String)>,
-    report: &mut Report,
-) -> Result<(), ReconcileError> {
-    let (low, high) = pass_range(pass, passes);
-    for shard in 0..DAY_SHARDS {
-        let (entries, pages) = gateway
-            .store
-            .day_entries(ChannelId::Antom, day, shard, low, high)
-            .await?;
-        report.stats.index_queries += 1;
-        report.stats.index_pages += pages;
-        for entry in entries {
-            match &entry {
-                DayEntry::Payment {
-                    out_trade_no,
-                    trade_no,
-                    paid,
-                    settled,
-                    ..
-                } => book.expect_payment(out_trade_no.clone(), trade_no.clone(), *paid, *settled),
-                DayEntry::Refund {
-                    out_trade_no,
-                    out_request_no,
-                    ..
-                } => {
-                    if let (Ok(o), Ok(r)) = (
-                        OutTradeNo::parse(out_trade_no),
-                        OutRequestNo::parse(out_request_no),
-                    ) {
-                        let id = crate::antom::refund_request_id(&o, &r);
-                        book.expect_refund(id.clone());
-                        aliases.insert(id, (out_trade_no.clone(), out_request_no.clone()));
-                    }
-                }
+) {
+    match entry {
+        DayEntry::Payment {
+            out_trade_no,
+            trade_no,
+            paid,
+            settled,
+            ..
+        } => book.expect_payment(out_trade_no.clone(), trade_no.clone(), *paid, *settled),
+        DayEntry::Refund {
+            out_trade_no,
+            out_request_no,
+            ..
+        } => {
+            if let (Ok(o), Ok(r)) = (
+                OutTradeNo::parse(out_trade_no),
+                OutRequestNo::parse(out_request_no),
+            ) {
+                let id = crate::antom::refund_request_id(&o, &r);
+                book.expect_refund(id.clone());
+                aliases.insert(id, (out_trade_no.clone(), out_request_no.clone()));
             }
-            ledger.add(entry, &mut report.ours, &mut report.currencies);
         }
     }
-    Ok(())
 }
 
 /// A transaction details row as a provider row: a payment by its `paymentRequestId`, a refund

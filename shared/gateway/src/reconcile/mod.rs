@@ -34,8 +34,8 @@ use alipay::request::AlipayRequest;
 use alipay::response::BillUrlResult;
 use domain::channel::ChannelId;
 use domain::reconciliation::{
-    BillTotals, ByCurrency, Category, Discrepancy, Ledger, Row, RowMatch, SettlementTotals, Totals,
-    Unrecorded, classify_unrecorded, pass_of, pass_range, signed_yuan,
+    BillTotals, ByCurrency, Category, DayEntry, Discrepancy, Ledger, Row, RowMatch,
+    SettlementTotals, Totals, Unrecorded, classify_unrecorded, pass_of, pass_range, signed_yuan,
 };
 use domain::states::Cause;
 use serde::Serialize;
@@ -508,6 +508,16 @@ impl Report {
         }
     }
 
+    /// Discrepancies in report order, and the status they and the provider's own totals give.
+    fn conclude(&mut self) {
+        domain::reconciliation::sort(&mut self.discrepancies);
+        self.status = if self.discrepancies.is_empty() && self.bill_totals_match() {
+            Status::Matched
+        } else {
+            Status::Discrepancies
+        };
+    }
+
     fn push(&mut self, discrepancy: Discrepancy) {
         if let Some(count) = self.counts.get_mut(discrepancy.category.as_str()) {
             *count += 1;
@@ -563,10 +573,10 @@ pub async fn run(
             gateway,
             channel,
             day,
-            pass,
-            passes,
+            (pass, passes),
             &mut ledger,
             &mut report,
+            |_| {},
         )
         .await?;
         report.stats.peak_records = report.stats.peak_records.max(ledger.len() as u64);
@@ -578,18 +588,7 @@ pub async fn run(
             report.push(left);
         }
     }
-    report.discrepancies.sort_by(|a, b| {
-        (a.category, &a.out_trade_no, &a.out_request_no).cmp(&(
-            b.category,
-            &b.out_trade_no,
-            &b.out_request_no,
-        ))
-    });
-    report.status = if report.discrepancies.is_empty() && report.bill_totals_match() {
-        Status::Matched
-    } else {
-        Status::Discrepancies
-    };
+    report.conclude();
     finish(gateway, reports, report, day).await
 }
 
@@ -693,14 +692,15 @@ fn check_bill(path: &std::path::Path, report: &mut Report) -> Result<(), Reconci
 
 /// Our records of the day in this pass's hash range: one Query per shard, one after another
 /// (a batch job; at most 16 pages of 1 MB in flight would only shorten a minutes-long run).
+/// `also` sees each record before the ledger takes it (Antom's settlement book).
 async fn load_pass(
     gateway: &Gateway,
     channel: ChannelId,
     day: ChinaDate,
-    pass: u32,
-    passes: u32,
+    (pass, passes): (u32, u32),
     ledger: &mut Ledger,
     report: &mut Report,
+    mut also: impl FnMut(&DayEntry),
 ) -> Result<(), ReconcileError> {
     let (low, high) = pass_range(pass, passes);
     for shard in 0..DAY_SHARDS {
@@ -711,6 +711,7 @@ async fn load_pass(
         report.stats.index_queries += 1;
         report.stats.index_pages += pages;
         for entry in entries {
+            also(&entry);
             ledger.add(entry, &mut report.ours, &mut report.currencies);
         }
     }
@@ -838,7 +839,17 @@ async fn not_ready(
     day: ChinaDate,
 ) -> Result<Report, ReconcileError> {
     let mut ledger = Ledger::default();
-    load_pass(gateway, report.channel, day, 0, 1, &mut ledger, &mut report).await?;
+    let channel = report.channel;
+    load_pass(
+        gateway,
+        channel,
+        day,
+        (0, 1),
+        &mut ledger,
+        &mut report,
+        |_| {},
+    )
+    .await?;
     report.status = if ledger.is_empty() {
         Status::Matched
     } else {

@@ -449,14 +449,6 @@ async fn round_trip_quietly(
     Ok(())
 }
 
-/// The shared test clock (`make run`'s `.local/test-clock`): its offset from the machine's.
-fn clock_offset_ms() -> i64 {
-    std::fs::read_to_string(".local/test-clock")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn china_unix(text: &str) -> Option<i64> {
     alipay::china_time::ChinaDateTime::parse(text)
         .ok()
@@ -473,7 +465,7 @@ fn machine_ms() -> i64 {
 /// Moves everyone's clock (the functions, the sweeper, the simulator) to `china_time`.
 fn set_clock(china_time: &str) -> Result<(), String> {
     let at = china_unix(china_time).ok_or("bad china time")? * 1000;
-    let offset = (at - machine_ms()).max(clock_offset_ms());
+    let offset = (at - machine_ms()).max(local_stack::test_clock_offset_ms());
     std::fs::write(".local/test-clock", offset.to_string()).map_err(|e| e.to_string())?;
     println!(
         "    test clock: {} China time",
@@ -491,7 +483,7 @@ async fn subscription_demo(
     stamp: u64,
 ) -> Result<(), String> {
     let id = format!("demo{stamp}");
-    let now_s = (machine_ms() + clock_offset_ms()) / 1000;
+    let now_s = (machine_ms() + local_stack::test_clock_offset_ms()) / 1000;
     // Day 5 of the month about 40 days ahead (MONTH dates must be days 1 to 28).
     let first = format!(
         "{}05",

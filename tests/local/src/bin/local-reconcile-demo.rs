@@ -142,7 +142,7 @@ async fn run(demo: &Demo, endpoints: &Value) -> Result<(), String> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-        + clock_offset_ms() / 1000
+        + local_stack::test_clock_offset_ms() / 1000
         - DAYS_BACK * 86_400;
     let date = alipay::china_time::ChinaDate::of_unix(antom_now).to_string();
     println!("==> the simulated Antom's world is {DAYS_BACK} days back: its day is {date}");
@@ -264,12 +264,4 @@ async fn run(demo: &Demo, endpoints: &Value) -> Result<(), String> {
         return Err("not every kind of discrepancy was found".into());
     }
     Ok(())
-}
-
-/// The shared test clock (`make run`'s `.local/test-clock`): its offset from the machine's.
-fn clock_offset_ms() -> i64 {
-    std::fs::read_to_string(".local/test-clock")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
 }
