@@ -72,7 +72,7 @@ bench:
 	$(CARGO) bench --locked -p gateway --bench rsa2
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench store
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench cpu_per_request
-	$(CARGO) build --release --locked -p alipay-cli -p create-payment -p notify -p refund -p subscriptions -p sweeper -p reconcile -p publisher
+	$(CARGO) build --release --locked -p alipay-cli -p create-payment -p notify -p refund -p subscriptions -p sweeper -p reconcile -p publisher -p risk-signals
 	scripts/venv.sh .venv-bench scripts/python/bench-requirements.txt
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench cold_start
 	scripts/with-moto.sh $(CARGO) bench --locked -p gateway-tests --bench reconcile

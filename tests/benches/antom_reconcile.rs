@@ -152,6 +152,8 @@ fn generate_day(
             paid_after_close: false,
             customer_ref: None,
             risk_rules: Vec::new(),
+            decision: None,
+            hold: None,
             alipay_channel: ChannelId::Antom,
             settlement: Some(SettlementFacts {
                 amount: Money::from_minor(settled, Currency::CNY).expect("amount"),

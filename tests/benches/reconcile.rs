@@ -62,6 +62,7 @@ fn day_records(
             expires_at: None,
             refund_requests_ms: Vec::new(),
             fund_channel: BALANCE.into(),
+            min_age: None,
         });
         let out_trade_no = OutTradeNo::parse(&no).expect("id");
         let amount = Amount::from_fen(fen).expect("amount");
@@ -88,6 +89,8 @@ fn day_records(
             paid_after_close: false,
             customer_ref: None,
             risk_rules: Vec::new(),
+            decision: None,
+            hold: None,
             alipay_channel: domain::channel::ChannelId::Primary,
             settlement: None,
         };

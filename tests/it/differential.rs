@@ -198,6 +198,7 @@ fn typed_request(rng: &mut Rng) -> BTreeMap<String, String> {
         time_expire: rng
             .chance(50)
             .then(|| ChinaDateTime::parse("2026-11-27 02:00:00").expect("time")),
+        identity_check: None,
     };
     let url = format!(
         "https://shop.example.com/return?o={}&q=a+b%20c",
@@ -574,6 +575,7 @@ fn agreement_case(rng: &mut Rng, i: usize) -> (AlipayRequest, Value, Option<Stri
                         total_amount: amount,
                         subject: Subject::parse(subject.clone()).expect("subject"),
                         time_expire: None,
+                        identity_check: None,
                     },
                     return_url: return_url.clone(),
                     sign,

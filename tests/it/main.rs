@@ -17,6 +17,7 @@ mod certificates;
 mod contention;
 mod contract;
 mod cross_border_v1;
+mod decisions;
 mod e2e;
 mod events;
 mod kms;

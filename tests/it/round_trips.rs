@@ -47,7 +47,11 @@ async fn every_route_costs_what_the_readme_says() {
     let stack = Stack::start_custom(StackOptions {
         aws_endpoint: Some(proxy.url.clone()),
         // The breaker's shared state is read once (below, while warming up), not again within the test.
-        env: vec![("BREAKER_SYNC_MS".into(), "60000".into())],
+        // The risk rule set likewise (read by the warm-up's create).
+        env: vec![
+            ("BREAKER_SYNC_MS".into(), "60000".into()),
+            ("RISK_RULES_CACHE_MS".into(), "600000".into()),
+        ],
         certificates: false,
         risk_rules: Some(rules),
         ..StackOptions::default()

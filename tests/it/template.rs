@@ -142,19 +142,23 @@ fn each_function_has_exactly_the_actions_it_uses() {
     // Certificate mode: the open platform's files, read at start.
     let certificates = ["s3:GetObject"];
     let mut create: Vec<&str> = [&table[..], &logs[..], &signing[..], &certificates[..]].concat();
-    create.push("dynamodb:Query");
+    // BatchGetItem: a create's list entries and signals, and the paid history of a payment
+    // applied (every function that applies one).
+    create.extend(["dynamodb:Query", "dynamodb:BatchGetItem"]);
     assert_eq!(actions_of(&template, "CreatePaymentRole"), set(&create));
     assert_eq!(
         actions_of(&template, "RefundRole"),
         set(&[&table[..], &logs[..], &signing[..], &certificates[..]].concat())
     );
+    let mut subscriptions = [&table[..], &logs[..], &signing[..], &certificates[..]].concat();
+    subscriptions.push("dynamodb:BatchGetItem");
     assert_eq!(
         actions_of(&template, "SubscriptionsRole"),
-        set(&[&table[..], &logs[..], &signing[..], &certificates[..]].concat()),
+        set(&subscriptions),
         "subscriptions signs the agreement page and the unsign; it never queries"
     );
     let mut notify: Vec<&str> = [&table[..], &logs[..], &certificates[..]].concat();
-    notify.push("dynamodb:Query");
+    notify.extend(["dynamodb:Query", "dynamodb:BatchGetItem"]);
     assert_eq!(
         actions_of(&template, "NotifyRole"),
         set(&notify),
@@ -188,6 +192,20 @@ fn each_function_has_exactly_the_actions_it_uses() {
             "logs:PutLogEvents"
         ]),
         "the publisher reads the stream, never the table, and cannot sign"
+    );
+    assert_eq!(
+        actions_of(&template, "RiskSignalsRole"),
+        set(&[
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents"
+        ]),
+        "the signals function reads the stream and orders, writes signal items, cannot sign"
     );
     assert_eq!(
         actions_of(&template, "WebhookRole"),
@@ -812,6 +830,7 @@ fn functions_run_on_graviton_with_logs_kept_180_days_or_more() {
         ("SweeperFunction", "SweeperLogs"),
         ("ReconcileFunction", "ReconcileLogs"),
         ("PublisherFunction", "PublisherLogs"),
+        ("RiskSignalsFunction", "RiskSignalsLogs"),
     ] {
         let f = resource(&template, function);
         assert_eq!(

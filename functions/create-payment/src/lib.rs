@@ -11,11 +11,13 @@ use std::net::IpAddr;
 use alipay::china_time::{ChinaDateTime, china_timestamp};
 use alipay::ids::{OutTradeNo, Subject};
 use alipay::money::Amount;
+use alipay::request::IdentityCheck;
 use alipay::request::{AlipayRequest, PaymentOrder};
 use alipay::response::{Disposition, PrecreateResult};
 use domain::channel::ChannelId;
+use domain::decisions::{Action, Decision};
 use domain::lifecycle::TradeNext;
-use domain::risk::{self, Screening};
+use domain::states::Hold;
 use domain::states::{Cashier, Cause, Currency, Money, NewOrder, Order, OrderStatus};
 use gateway::antom::{self, NextStep};
 use gateway::channel::Channel;
@@ -29,11 +31,12 @@ use gateway::http::{
 };
 use gateway::payments::{Ended, apply_paid_because, end_unpaid_order};
 use gateway::provider::{AnyChannel, Provider as _};
+use gateway::risk::{Facts, Screened, create_screened, record_refusal};
 use gateway::startup::Gateway;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use store::{AuditEvent, Created, StoreError};
+use store::{Created, StoreError};
 
 /// The longest `time_expire` Alipay accepts is 15 days ahead.
 const MAX_EXPIRY_SECONDS: i64 = 15 * 86_400;
@@ -49,9 +52,16 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
         (&Method::POST, ["payments", out_trade_no, "close"]) => {
             close(gateway, out_trade_no, &deadline).await
         }
-        (method, ["payments"] | ["payments", _] | ["payments", _, "close"]) => {
-            Err(method_not_allowed(method))
+        (&Method::POST, ["payments", out_trade_no, "release"]) => {
+            release(gateway, out_trade_no).await
         }
+        (&Method::POST, ["payments", out_trade_no, "cancel"]) => {
+            cancel(gateway, out_trade_no, &deadline).await
+        }
+        (
+            method,
+            ["payments"] | ["payments", _] | ["payments", _, "close" | "release" | "cancel"],
+        ) => Err(method_not_allowed(method)),
         _ => Err(ApiError::not_found(format!(
             "no route for {}",
             request.uri().path()
@@ -60,12 +70,19 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
 }
 
-/// Reads and validates the body into a [`NewOrder`] and the buyer's IP (for the fraud checks
-/// only: neither stored nor part of the order); nothing is written before this passes.
+/// What the merchant says about the buyer, for the risk decision only (neither stored nor part
+/// of the order).
+struct BuyerFacts {
+    ip: Option<IpAddr>,
+    device: Option<String>,
+}
+
+/// Reads and validates the body into a [`NewOrder`] and what it says about the buyer; nothing
+/// is written before this passes.
 fn parse_new_order(
     gateway: &Gateway,
     request: &Request,
-) -> Result<(NewOrder, Option<IpAddr>), ApiError> {
+) -> Result<(NewOrder, BuyerFacts), ApiError> {
     let body = JsonBody::parse(
         request,
         &[
@@ -79,6 +96,7 @@ fn parse_new_order(
             "customer_ref",
             "goods_type",
             "buyer_ip",
+            "device_fingerprint",
         ],
     )?;
     let out_trade_no = OutTradeNo::parse(body.required("out_trade_no")?)
@@ -139,6 +157,19 @@ fn parse_new_order(
             })
         })
         .transpose()?;
+    let device = body
+        .string("device_fingerprint")?
+        .map(|text| {
+            let ok = (1..=128).contains(&text.len())
+                && text.bytes().all(|b| b.is_ascii_graphic());
+            ok.then(|| text.to_owned()).ok_or_else(|| {
+                ApiError::invalid(
+                    "device_fingerprint",
+                    "must be 1 to 128 printable ASCII characters (your fingerprint of the buyer's device)",
+                )
+            })
+        })
+        .transpose()?;
     let order = NewOrder {
         out_trade_no,
         amount,
@@ -151,7 +182,13 @@ fn parse_new_order(
         // Picked once the request is known to be valid.
         alipay_channel: ChannelId::Primary,
     };
-    Ok((order, buyer_ip))
+    Ok((
+        order,
+        BuyerFacts {
+            ip: buyer_ip,
+            device,
+        },
+    ))
 }
 
 /// The buyer's IP as the merchant's backend saw it (its web server's client address): an IPv4 or
@@ -183,7 +220,7 @@ fn expiry_problem(time_expire: &ChinaDateTime, now_ms: i64) -> Option<ApiError> 
 
 async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, ApiError> {
     let now = now_ms();
-    let (mut new, buyer_ip) = parse_new_order(gateway, request)?;
+    let (mut new, buyer) = parse_new_order(gateway, request)?;
     let lifecycle = &gateway.config.lifecycle;
     if let Some(problem) = new
         .time_expire
@@ -211,34 +248,29 @@ async fn create(gateway: &Gateway, request: &Request) -> Result<Response<Body>, 
     };
     // The API's caller is the merchant's backend (IAM-signed), so the connection's address
     // (API Gateway's sourceIp) is the shop's, never the buyer's: only what the merchant says
-    // about the buyer is counted.
-    let screening = Screening {
-        customer_ref: new.customer_ref.as_deref(),
-        ip: buyer_ip,
-        amount: risk::cny_part(new.amount),
-        virtual_goods: new.virtual_goods,
+    // about the buyer is counted and decided on.
+    let facts = Facts {
+        buyer_ip: buyer.ip,
+        device: buyer.device.as_deref(),
+        buyer: None,
+        // Alipay's identity check rides on the cashier's request (page, wap, app) of v1.
+        can_step_up: matches!(new.channel, Cashier::Page | Cashier::Wap | Cashier::App)
+            && matches!(gateway.provider(new.alipay_channel), Ok(AnyChannel::V1(_))),
     };
-    let rules = &gateway.config.risk;
-    let created = match risk::screen(rules, &screening) {
-        Err(refusal) => Err(StoreError::RiskRefused {
-            rule: refusal.rule.to_owned(),
-            message: refusal.message,
-        }),
-        Ok(()) => {
-            let counters = risk::counters(rules, &screening, now);
-            gateway
-                .store
-                .create_order(&new, &time_expire, due_at_ms, &cause, now, &counters)
-                .await
+    let screened =
+        create_screened(gateway, &new, &time_expire, due_at_ms, &cause, now, &facts).await?;
+    let (status, order) = match screened {
+        Screened::Created(created) => match *created {
+            Created::New(order) => (StatusCode::CREATED, order),
+            Created::Existing(order) => (StatusCode::OK, order),
+        },
+        Screened::Refused {
+            decision,
+            rule,
+            message,
+        } => {
+            return Err(refused(gateway, &new, &cause, &decision, rule, message, now).await);
         }
-    };
-    let (status, order) = match created {
-        Ok(Created::New(order)) => (StatusCode::CREATED, order),
-        Ok(Created::Existing(order)) => (StatusCode::OK, order),
-        Err(StoreError::RiskRefused { rule, message }) => {
-            return Err(refused(gateway, &new, &cause, rule, message, now).await);
-        }
-        Err(error) => return Err(error.into()),
     };
     tracing::info!(out_trade_no = %order.out_trade_no, channel = order.channel.as_str(), alipay_channel = %order.alipay_channel, new = status == StatusCode::CREATED, "payment created");
     // A repeat keeps the channel that created the order, open or not.
@@ -338,23 +370,20 @@ async fn end_unpaid_order_probe(
     })
 }
 
-/// A create the fraud checks refused: 422 naming the rule, an audit entry under the
-/// out_trade_no (no order is created), and the `RiskRefusals` metric (EMF, by rule).
+/// A create the risk decision blocked: 422 naming the rule, an audit entry under the
+/// out_trade_no (no order is created) with the journal's lines, and the `RiskRefusals` metric
+/// (EMF, by rule).
 async fn refused(
     gateway: &Gateway,
     new: &NewOrder,
     cause: &Cause,
+    decision: &Decision,
     rule: String,
     message: String,
     now: i64,
 ) -> ApiError {
     // A repeat of a create that succeeded is answered above; this one never made an order.
-    let event = AuditEvent::new("order.refused", cause, now)
-        .amount(new.amount)
-        .detail(format!("fraud check {rule}"));
-    if let Err(error) = gateway.store.record_event(&new.out_trade_no, &event).await {
-        tracing::warn!(%error, "the refusal could not be audited");
-    }
+    record_refusal(gateway, new, cause, decision, now).await;
     tracing::warn!(out_trade_no = %new.out_trade_no, rule = %rule, "payment refused by the fraud checks");
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
     println!(
@@ -408,11 +437,19 @@ async fn next_step(
         ApiError::new(StatusCode::CONFLICT, "unsupported_currency", e.to_string())
             .with_field("currency")
     })?;
+    // A step-up rides on the cashier's request: Alipay checks who pays.
+    let identity_check = stored
+        .decision
+        .as_ref()
+        .filter(|d| d.outcome == Action::StepUp)
+        .and_then(|d| d.min_age)
+        .map(|min_age| IdentityCheck { min_age });
     let order = PaymentOrder {
         out_trade_no: stored.out_trade_no.clone(),
         total_amount,
         subject: stored.subject.clone(),
         time_expire: Some(time_expire),
+        identity_check,
     };
     let request = match stored.channel {
         Cashier::Page => AlipayRequest::PagePay {
@@ -500,6 +537,78 @@ async fn close(
         )
         .into_response_with("payment", payment_view(&order, None)),
     })
+}
+
+/// `POST /payments/{out_trade_no}/release`: a payment held for review may be delivered. A
+/// repeat answers the released payment; a payment never held, or cancelled: `409`.
+async fn release(gateway: &Gateway, out_trade_no: &str) -> Result<Response<Body>, ApiError> {
+    let out_trade_no =
+        OutTradeNo::parse(out_trade_no).map_err(|e| ApiError::invalid("out_trade_no", e))?;
+    let cause = Cause::Api {
+        route: "POST /payments/{out_trade_no}/release".into(),
+    };
+    match gateway
+        .store
+        .change_hold(&out_trade_no, Hold::Released, &cause, now_ms())
+        .await
+    {
+        Ok(changed) => Ok(json_response(
+            StatusCode::OK,
+            &payment_view(&changed.into_inner(), None),
+        )),
+        Err(StoreError::IllegalTransition { from, .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_held",
+            format!("the payment's hold is {from}: only a held payment can be released"),
+        )),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `POST /payments/{out_trade_no}/cancel`: the merchant will not deliver a held payment.
+/// Unpaid, it is closed at Alipay first (as `close`), then its hold cancelled (`200`); paid,
+/// its hold is cancelled (`202`) and the money goes back by a refund
+/// (`POST /payments/{out_trade_no}/refunds`, the refund function's).
+async fn cancel(
+    gateway: &Gateway,
+    out_trade_no: &str,
+    deadline: &Deadline,
+) -> Result<Response<Body>, ApiError> {
+    let parsed =
+        OutTradeNo::parse(out_trade_no).map_err(|e| ApiError::invalid("out_trade_no", e))?;
+    let order = gateway
+        .store
+        .get_order(&parsed)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no payment with out_trade_no {parsed}")))?;
+    if !matches!(order.hold, Some(Hold::Held | Hold::Cancelled)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_held",
+            "only a payment held for review is cancelled this way; close or refund it",
+        ));
+    }
+    if order.status == OrderStatus::Created {
+        // Closed at Alipay first: a cancelled hold on a payable trade would not be true.
+        let closed = close(gateway, out_trade_no, deadline).await?;
+        if closed.status() != StatusCode::OK {
+            return Ok(closed);
+        }
+    }
+    let cause = Cause::Api {
+        route: "POST /payments/{out_trade_no}/cancel".into(),
+    };
+    let order = gateway
+        .store
+        .change_hold(&parsed, Hold::Cancelled, &cause, now_ms())
+        .await?
+        .into_inner();
+    let status = if order.status.is_paid() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(status, &payment_view(&order, None)))
 }
 
 async fn precreate(alipay: &Channel, request: AlipayRequest) -> Result<Value, ApiError> {

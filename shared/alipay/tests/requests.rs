@@ -30,6 +30,7 @@ fn order() -> PaymentOrder {
         total_amount: Amount::parse("299.00").expect("amount"),
         subject: Subject::parse("会员 Pro + 年费 100%").expect("subject"),
         time_expire: Some(ChinaDateTime::parse("2026-11-27 02:00:00").expect("time")),
+        identity_check: None,
     }
 }
 

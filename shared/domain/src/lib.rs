@@ -9,6 +9,7 @@
 //! | [`lifecycle`] | given what Alipay answered about a refund or an unpaid order, what next |
 //! | [`antom`] | the same decisions for Antom's answers (pay, inquiry, cancel, refund), and its settlement facts |
 //! | [`risk`] | the fraud rules: configuration, screening, counters, after-payment flags |
+//! | [`decisions`] | real-time risk decisions: allow, review, step-up, block, shadow rules, the journal's entry |
 //! | [`breaker`] | the circuit breaker's arithmetic: windows, opening, trials |
 //! | [`reconciliation`] | matching Alipay's bill with our books, and classifying what differs |
 //! | [`subscriptions`] | plans on Alipay agreements: dates, windows, what a charge's answer means, dunning |
@@ -17,6 +18,7 @@
 pub mod antom;
 pub mod breaker;
 pub mod channel;
+pub mod decisions;
 pub mod lifecycle;
 pub mod reconciliation;
 pub mod reports;

@@ -209,6 +209,8 @@ mod tests {
             paid_after_close: false,
             customer_ref: None,
             risk_rules: Vec::new(),
+            decision: None,
+            hold: None,
             alipay_channel: ChannelId::Primary,
             settlement: None,
         }

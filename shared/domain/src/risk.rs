@@ -44,6 +44,8 @@ pub struct Rules {
     pub history_factor: Option<u32>,
     /// ...once the customer has at least this many paid payments.
     pub history_min_payments: u32,
+    /// The decision rules (allow, review, step-up, block; enforced or shadow).
+    pub policy: crate::decisions::Policy,
 }
 
 /// Count and amount limits of one subject (a customer ref, an IP).
@@ -79,6 +81,11 @@ struct RulesText {
     blocked_ips: Vec<String>,
     #[serde(default)]
     after_payment: AfterPaymentText,
+    #[serde(default)]
+    rules: Vec<crate::decisions::RuleText>,
+    step_up: Option<crate::decisions::StepUpText>,
+    #[serde(default)]
+    when_unread: Vec<crate::decisions::BandText>,
 }
 
 #[derive(Deserialize, Default)]
@@ -136,7 +143,10 @@ impl Rules {
                     .map_err(|_| format!("RISK_RULES blocked_ips: {text} is not an IP or CIDR"))
             })
             .collect::<Result<_, _>>()?;
+        let policy = crate::decisions::Policy::parse(raw.rules, raw.step_up, raw.when_unread)
+            .map_err(|e| format!("RISK_RULES {e}"))?;
         Ok(Rules {
+            policy,
             customer: Limits {
                 hour: window("customer.per_hour.amount", raw.customer.per_hour)?,
                 day: window("customer.per_day.amount", raw.customer.per_day)?,
@@ -154,6 +164,29 @@ impl Rules {
             history_min_payments: raw.after_payment.history_min_payments.unwrap_or(3),
         })
     }
+}
+
+/// The names of the limits (they decide as block rules; a decision rule may not take one).
+pub const LIMIT_RULES: [&str; 14] = [
+    "customer_blocked",
+    "ip_blocked",
+    "virtual_goods_ceiling",
+    "customer_hourly_count",
+    "customer_hourly_amount",
+    "customer_daily_count",
+    "customer_daily_amount",
+    "ip_hourly_count",
+    "ip_hourly_amount",
+    "ip_daily_count",
+    "ip_daily_amount",
+    "ip_many_customers",
+    "signals_unread",
+    "list_customer",
+];
+
+/// Whether `id` is a limit's name or one the decisions journal (`list_<kind>`, `signals_unread`).
+pub fn is_limit_rule(id: &str) -> bool {
+    LIMIT_RULES.contains(&id) || id.starts_with("list_")
 }
 
 /// The part of a payment the amount rules count: its amount when it is in CNY, nothing when it

@@ -113,6 +113,34 @@ impl fmt::Display for OrderStatus {
     }
 }
 
+/// A payment held for review, and what became of the hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hold {
+    /// Deliver nothing: release it or cancel the payment.
+    Held,
+    /// The merchant released it: deliver.
+    Released,
+    /// The merchant cancelled the payment (closed unpaid, or to be refunded).
+    Cancelled,
+}
+
+impl Hold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::Held => "held",
+            Hold::Released => "released",
+            Hold::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Hold> {
+        [Hold::Held, Hold::Released, Hold::Cancelled]
+            .into_iter()
+            .find(|h| h.as_str() == text)
+    }
+}
+
 /// What a merchant asks for when creating a payment. Two requests with the same
 /// `out_trade_no` are the same request exactly when their fingerprints are equal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +228,11 @@ pub struct Order {
     pub customer_ref: Option<String>,
     /// The after-payment fraud rules this payment tripped (empty: not flagged).
     pub risk_rules: Vec<String>,
+    /// The risk decision made when it was created (the journal's entry); `None` for payments
+    /// created before decisions were journaled.
+    pub decision: Option<crate::decisions::Decision>,
+    /// A review's hold: deliver nothing while `held`.
+    pub hold: Option<Hold>,
     /// The Alipay channel (application) that created it: every later call uses it.
     pub alipay_channel: ChannelId,
     /// How the provider converted and settled it, as it reported (Antom: the settlement
@@ -357,6 +390,8 @@ pub enum Cause {
     Scheduler,
     /// The daily reconciliation with Alipay's bill of `date` (a lost notification repaired).
     Reconciliation { date: String },
+    /// An operator, through `alipay-cli` (`by`: who, as they said).
+    Operator { by: String },
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! | `payment.closed` | CREATED → CLOSED (closed by the merchant or expired) |
 //! | `payment.paid_after_close` | CLOSED → PAID: a genuine payment for a closed order |
 //! | `payment.refunded` | confirmed refunds reach the amount paid (status REFUNDED) |
+//! | `payment.released` / `payment.hold_cancelled` | a payment held for review was released (deliver) or cancelled |
 //! | `refund.created` | a refund is accepted and reserved (PENDING) |
 //! | `refund.succeeded` | Alipay confirmed the refund (also after a `refund.failed`, when Alipay proves it executed a refund recorded FAILED: a correction) |
 //! | `refund.failed` | Alipay refused it; the amount is refundable again |
@@ -31,7 +32,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::http::views::{payment_status, payment_view, refund_view};
-use domain::states::RefundStatus;
+use domain::states::{Hold, RefundStatus};
 use store::{BREAKER_STATE_SK, StoreError, parse_order_item, parse_phase, parse_refund_item};
 
 /// The `source` of every event the gateway publishes.
@@ -87,7 +88,20 @@ fn payment_event(
     let from = before.as_ref().map(payment_status);
     let to = payment_status(&order);
     if from == Some(to) {
-        return Ok(None);
+        // The same state: a hold released or cancelled is the one change that is an event.
+        let hold_before = before.as_ref().and_then(|b| b.hold);
+        let detail_type = match (hold_before, order.hold) {
+            (Some(Hold::Held), Some(Hold::Released)) => "payment.released",
+            (Some(Hold::Held), Some(Hold::Cancelled)) => "payment.hold_cancelled",
+            _ => return Ok(None),
+        };
+        return Ok(Some(event(
+            pk,
+            sk,
+            detail_type,
+            order.updated_at_ms,
+            ("payment", payment_view(&order, None)),
+        )));
     }
     let detail_type = match (from, to) {
         (None, "CREATED") => "payment.created",

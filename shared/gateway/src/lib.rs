@@ -8,6 +8,7 @@
 //! | [`channel`] | one Alipay application: calls through its breaker, signing with its key (and a standby), the HTTP client |
 //! | [`notifications`] | Alipay's notifications: verified with the channels' keys or certificates, checked against the order, applied |
 //! | [`payments`] | ending unpaid orders (close, expiry) and accepting the trade states Alipay reports |
+//! | [`risk`] | risk decisions in a create: the rule set in force (cached, checked, last good kept), lists and signals read in time, the journal |
 //! | [`refunds`] | driving a refund to its end: send, query, settle; Alipay's refund notices |
 //! | [`sweep`] | the sweeper: due work, claimed and driven |
 //! | [`subscriptions`] | subscriptions on Alipay agreements: signing, agreement notices, cancelling, the scheduled charges |
@@ -34,6 +35,7 @@ pub mod payments;
 pub mod provider;
 pub mod reconcile;
 pub mod refunds;
+pub mod risk;
 pub mod sftp;
 pub mod startup;
 pub mod subscriptions;

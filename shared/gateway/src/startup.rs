@@ -115,6 +115,8 @@ pub struct Gateway {
     pub trusts: Vec<(ChannelId, Arc<AlipayTrust>)>,
     /// The Antom account, in the functions that call it (`ANTOM_*` configured).
     pub antom: Option<AntomChannel>,
+    /// The risk rule set in force, read from the table at most every `RISK_RULES_CACHE_MS`.
+    pub risk: crate::risk::RuleCache,
 }
 
 /// Whether the function calls Alipay (and so signs through KMS).
@@ -262,7 +264,9 @@ impl Gateway {
             },
             _ => None,
         };
+        let risk = crate::risk::RuleCache::new(config.risk.clone(), config.risk_cache_ms);
         Ok(Gateway {
+            risk,
             config,
             store,
             channels,

@@ -232,6 +232,7 @@ async fn pay_and_sign(
         total_amount: plan.amount,
         subject: subscription.subject.clone(),
         time_expire: Some(expiry),
+        identity_check: None,
     };
     let sign_notify_url = gateway.config.notify_url.clone();
     let request = match cashier {
@@ -929,9 +930,11 @@ async fn period_order(
     create_order(gateway, &new, &expiry, due, &Cause::Scheduler, now).await
 }
 
-/// A period's order (a payment like any other): screened by the fraud rules (the merchant's
-/// customer; no buyer IP, the buyer is not there) and counted, then created, or found when a
-/// retry created it.
+/// A period's order (a payment like any other): screened and decided by the risk rules (the
+/// merchant's customer; no buyer IP, the buyer is not there) and counted, then created, or
+/// found when a retry created it. A block is recorded (audit, journal) and refuses the charge;
+/// a review creates it held; an agreement charge cannot carry Alipay's identity check, so a
+/// step-up is held for review too.
 async fn create_order(
     gateway: &Gateway,
     new: &NewOrder,
@@ -940,26 +943,19 @@ async fn create_order(
     cause: &Cause,
     now: i64,
 ) -> Result<domain::states::Order, StoreError> {
-    let rules = &gateway.config.risk;
-    let screening = domain::risk::Screening {
-        customer_ref: new.customer_ref.as_deref(),
-        ip: None,
-        amount: domain::risk::cny_part(new.amount),
-        virtual_goods: new.virtual_goods,
-    };
-    if let Err(refusal) = domain::risk::screen(rules, &screening) {
-        return Err(StoreError::RiskRefused {
-            rule: refusal.rule.to_owned(),
-            message: refusal.message,
-        });
-    }
-    let counters = domain::risk::counters(rules, &screening, now);
-    match gateway
-        .store
-        .create_order(new, expiry, due_at_ms, cause, now, &counters)
-        .await?
-    {
-        Created::New(order) | Created::Existing(order) => Ok(order),
+    let facts = crate::risk::Facts::default();
+    match crate::risk::create_screened(gateway, new, expiry, due_at_ms, cause, now, &facts).await? {
+        crate::risk::Screened::Created(created) => match *created {
+            Created::New(order) | Created::Existing(order) => Ok(order),
+        },
+        crate::risk::Screened::Refused {
+            decision,
+            rule,
+            message,
+        } => {
+            crate::risk::record_refusal(gateway, new, cause, &decision, now).await;
+            Err(StoreError::RiskRefused { rule, message })
+        }
     }
 }
 

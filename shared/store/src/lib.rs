@@ -65,7 +65,9 @@ use refunds::{parse_refund, pending_refund, refund_item};
 mod due;
 pub use due::{DUE_INDEX, DueItem};
 
+mod risk_decisions;
 mod risk_items;
+pub use risk_decisions::{JournalEntry, JournalOf, ListEntry, StoredRuleSet, Subjects};
 
 mod subscriptions;
 pub use subscriptions::{Saved, SubscriptionCreated};

@@ -1,6 +1,8 @@
 //! Order items: creation (idempotent by fingerprint) and the trade-state transitions.
 
 use super::*;
+use domain::decisions::{Action, Decision};
+use domain::states::Hold;
 
 impl Store {
     /// Creates an order unless one with the same `out_trade_no` exists. One transaction; a
@@ -28,15 +30,43 @@ impl Store {
             // A repeat of a payment created before the limit was reached is answered, not
             // refused (one read, on refusals only).
             Err(refused @ StoreError::RiskRefused { .. }) => {
-                return match self.get_order(&new.out_trade_no).await? {
-                    Some(existing) => repeat_or_conflict(existing, &new.fingerprint()),
+                return match self.repeat_of(new).await? {
+                    Some(created) => Ok(created),
                     None => Err(refused),
                 };
             }
             Err(error) => return Err(error),
         }
+        self.create_counted_order(new, time_expire, due_at_ms, cause, now_ms, counters, None)
+            .await
+    }
+
+    /// The order `new` repeats, if one was created with its `out_trade_no` (a different one
+    /// with that number: a conflict).
+    pub async fn repeat_of(&self, new: &NewOrder) -> Result<Option<Created>, StoreError> {
+        match self.get_order(&new.out_trade_no).await? {
+            Some(existing) => repeat_or_conflict(existing, &new.fingerprint()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates an order already added to its `counters` (taken back out when this create was
+    /// a repeat or did not happen), with the risk decision that let it through: the order
+    /// (held when the decision was a review), its audit entries and the decision's journal
+    /// lines, one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_counted_order(
+        &self,
+        new: &NewOrder,
+        time_expire: &ChinaDateTime,
+        due_at_ms: i64,
+        cause: &Cause,
+        now_ms: i64,
+        counters: &[Counter],
+        decision: Option<&Decision>,
+    ) -> Result<Created, StoreError> {
         let created = self
-            .put_new_order(new, time_expire, due_at_ms, cause, now_ms)
+            .put_new_order(new, time_expire, due_at_ms, cause, now_ms, decision)
             .await;
         let not_this_one = matches!(
             created,
@@ -49,7 +79,8 @@ impl Store {
         created
     }
 
-    /// The order's creation transaction (the order and its audit event).
+    /// The order's creation transaction (the order and its audit event; with a decision, its
+    /// audit entry and journal lines too).
     async fn put_new_order(
         &self,
         new: &NewOrder,
@@ -57,6 +88,7 @@ impl Store {
         due_at_ms: i64,
         cause: &Cause,
         now_ms: i64,
+        decision: Option<&Decision>,
     ) -> Result<Created, StoreError> {
         let order = Order {
             out_trade_no: new.out_trade_no.clone(),
@@ -81,6 +113,10 @@ impl Store {
             paid_after_close: false,
             customer_ref: new.customer_ref.clone(),
             risk_rules: Vec::new(),
+            decision: decision.cloned(),
+            hold: decision
+                .filter(|d| d.outcome == Action::Review)
+                .map(|_| Hold::Held),
             alipay_channel: new.alipay_channel,
             settlement: None,
         };
@@ -94,11 +130,19 @@ impl Store {
         let event = AuditEvent::new("order.created", cause, now_ms)
             .change("", OrderStatus::Created)
             .amount(order.amount)
-            .detail(format!("alipay channel {}", order.alipay_channel));
-        let items = vec![
+            .detail(created_detail(&order));
+        let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
             self.audit_put(&order.out_trade_no, &event)?,
         ];
+        if let Some(decision) = decision {
+            items.extend(self.journal_items(
+                &order.out_trade_no,
+                new.customer_ref.as_deref(),
+                decision,
+                now_ms,
+            )?);
+        }
         let reasons = match self.transact(items).await? {
             Ok(()) => return Ok(Created::New(order)),
             Err(reasons) => reasons,
@@ -635,7 +679,28 @@ fn order_item_without_due(order: &Order) -> Item {
     if let Some(facts) = &order.settlement {
         item.insert("settlement".to_owned(), settlement_value(facts));
     }
+    if let Some(decision) = &order.decision
+        && let Ok(text) = serde_json::to_string(decision)
+    {
+        item.insert("risk_decision".to_owned(), s(text));
+    }
+    if let Some(hold) = order.hold {
+        item.insert("hold".to_owned(), s(hold.as_str()));
+    }
     item
+}
+
+/// The creation's audit detail: the channel, and the risk decision as the journal has it.
+fn created_detail(order: &Order) -> String {
+    let channel = format!("alipay channel {}", order.alipay_channel);
+    match order
+        .decision
+        .as_ref()
+        .and_then(|d| serde_json::to_string(d).ok())
+    {
+        Some(decision) => format!("{channel}; risk decision {decision}"),
+        None => channel,
+    }
 }
 
 fn risk_list(rules: &[String]) -> AttributeValue {
@@ -789,6 +854,15 @@ pub(super) fn parse_order(item: &Item) -> Result<Order, StoreError> {
             .unwrap_or_default(),
         alipay_channel: parse_channel(item)?,
         settlement: parse_settlement(item)?,
+        decision: get_opt_s(item, "risk_decision")
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("risk_decision: {e}")))?,
+        hold: get_opt_s(item, "hold")
+            .map(|text| {
+                Hold::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("hold {text}")))
+            })
+            .transpose()?,
     })
 }
 

@@ -25,7 +25,7 @@ impl Store {
     /// (`TransactionConflict`): a hot counter (one buyer IP behind a NAT, a busy customer) never
     /// turns concurrent creates into failures. A limit a counter would pass refuses the payment
     /// ([`StoreError::RiskRefused`]) and takes it back out of the other counter.
-    pub(super) async fn count_payment(
+    pub async fn count_payment(
         &self,
         counters: &[Counter],
         amount: Amount,
@@ -72,7 +72,7 @@ impl Store {
 
     /// Takes a payment back out of counters it was added to (its creation did not happen, or
     /// was a repeat). Best effort: a counter left too high only refuses sooner.
-    pub(super) async fn uncount_payment(&self, counters: &[&Counter], amount: Amount) {
+    pub async fn uncount_payment(&self, counters: &[&Counter], amount: Amount) {
         for counter in counters {
             let fen = i64::try_from(amount.fen()).unwrap_or(i64::MAX);
             let result = self

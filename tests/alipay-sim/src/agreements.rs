@@ -534,6 +534,7 @@ pub(crate) fn agreement_pay(
         expires_at: None,
         refund_requests_ms: Vec::new(),
         fund_channel: BALANCE.to_owned(),
+        min_age: None,
     };
     state.trades.insert(out_trade_no.clone(), trade.clone());
     let every = inner.charge_notify_every.load(Ordering::Relaxed);

@@ -13,6 +13,12 @@ pub struct Payer {
     pub buyer_id: Option<String>,
     /// [`BALANCE`] or [`BANK_CARD`]; by [`RefundProcessing::bank_card_every`] otherwise.
     pub fund_channel: Option<String>,
+    /// The payer's age (an adult of 30 otherwise): a trade with `ext_user_info.min_age` above it
+    /// cannot be paid by this payer.
+    pub age: Option<u8>,
+    /// Whether the payer's account is real-name verified (yes otherwise): a trade with
+    /// `need_check_info=T` cannot be paid from an account that is not.
+    pub not_real_named: bool,
 }
 
 pub(crate) fn pay(inner: &Arc<Inner>, out_trade_no: &str, payer: &Payer) -> Result<Trade, String> {
@@ -25,6 +31,21 @@ pub(crate) fn pay(inner: &Arc<Inner>, out_trade_no: &str, payer: &Payer) -> Resu
     trade.expire_if_due(unix_now);
     if trade.status != "WAIT_BUYER_PAY" {
         return Err(format!("the trade is {}", trade.status));
+    }
+    // ext_user_info with need_check_info=T: Alipay lets only a real-named payer of at least
+    // min_age pay; anyone else is stopped at the cashier and the trade stays unpaid.
+    if let Some(min_age) = trade.min_age {
+        if payer.not_real_named {
+            return Err(
+                "the payer's account is not real-name verified (ext_user_info need_check_info=T)"
+                    .into(),
+            );
+        }
+        if payer.age.unwrap_or(30) < min_age {
+            return Err(format!(
+                "the payer is younger than {min_age} (ext_user_info min_age)"
+            ));
+        }
     }
     trade.status = if payer.finished {
         "TRADE_FINISHED"

@@ -299,6 +299,25 @@ pub(crate) fn open_trade(
     {
         return Err(format!("product_code 应为 {product}"));
     }
+    // ext_user_info (page, wap, app): with need_check_info=T Alipay checks the payer; min_age
+    // is a whole number of years, written as a string in Alipay's examples.
+    let min_age =
+        match biz.get("ext_user_info") {
+            None => None,
+            Some(info) => {
+                if api == "alipay.trade.precreate" {
+                    return Err("ext_user_info: not a field of alipay.trade.precreate".into());
+                }
+                let text = |name: &str| info.get(name).and_then(Value::as_str).unwrap_or("");
+                match text("need_check_info") {
+                    "T" => Some(text("min_age").parse::<u8>().map_err(
+                        |_| "ext_user_info.min_age 格式错误 (a whole number, as a string)",
+                    )?),
+                    "" | "F" => None,
+                    _ => return Err("ext_user_info.need_check_info must be T or F".into()),
+                }
+            }
+        };
     let (now, unix_now) = china_now(inner);
     let time_expire = field("time_expire");
     let expires_at = if time_expire.is_empty() {
@@ -343,6 +362,7 @@ pub(crate) fn open_trade(
         expires_at,
         refund_requests_ms: Vec::new(),
         fund_channel: BALANCE.to_owned(),
+        min_age,
     };
     state.trades.insert(out_trade_no, trade.clone());
     Ok(trade)

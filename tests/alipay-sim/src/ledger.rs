@@ -91,6 +91,8 @@ pub struct Trade {
     pub refund_requests_ms: Vec<i64>,
     /// How the buyer paid ([`BALANCE`] or [`BANK_CARD`]): bank-card refunds execute later.
     pub fund_channel: String,
+    /// `ext_user_info` with `need_check_info=T`: the youngest payer Alipay lets pay.
+    pub min_age: Option<u8>,
 }
 
 impl Trade {

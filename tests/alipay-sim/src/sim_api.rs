@@ -52,6 +52,15 @@ pub(crate) struct PayRequest {
     /// `ALIPAYACCOUNT` or `BANKCARD` (refunds executed later).
     #[serde(default)]
     fund_channel: Option<String>,
+    /// The paying buyer's Alipay user id (2088…); the trade's own otherwise.
+    #[serde(default)]
+    buyer_id: Option<String>,
+    /// The payer's age (30 otherwise), for a trade with `ext_user_info`.
+    #[serde(default)]
+    age: Option<u8>,
+    /// The payer's account is not real-name verified.
+    #[serde(default)]
+    not_real_named: bool,
 }
 
 pub(crate) async fn sim_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
@@ -64,8 +73,10 @@ pub(crate) async fn sim_pay(State(inner): State<Arc<Inner>>, body: Bytes) -> Res
     };
     let payer = Payer {
         finished: request.finished,
-        buyer_id: None,
+        buyer_id: request.buyer_id,
         fund_channel: request.fund_channel,
+        age: request.age,
+        not_real_named: request.not_real_named,
     };
     match pay(&inner, &request.out_trade_no, &payer) {
         Ok(trade) => axum::Json(trade).into_response(),

@@ -25,6 +25,81 @@ pub struct EventsPath {
     /// The event source mapping's filter from template.yaml: the sort keys that reach the
     /// function (exact, or a prefix).
     filter: Vec<SortKeyFilter>,
+    /// The risk-signals function on the same stream: its handler, its filter, and its tumbling
+    /// window as Lambda keeps it (the window's start and state).
+    signals: SignalsWindow,
+}
+
+/// The risk-signals function's event source mapping: the template's tumbling windows (state
+/// carried between batches of a window, a last invoke when a window ends).
+struct SignalsWindow {
+    handler: risk_signals::Signals,
+    filter: Vec<SortKeyFilter>,
+    window_ms: i64,
+    started_ms: i64,
+    state: std::collections::HashMap<String, String>,
+}
+
+impl SignalsWindow {
+    async fn invoke(
+        &mut self,
+        batch: &[StreamRecord],
+        stream_arn: &str,
+    ) -> Result<Option<String>, String> {
+        let now = gateway::clock::now_ms();
+        let start = now - now.rem_euclid(self.window_ms);
+        if start != self.started_ms {
+            if !self.state.is_empty() {
+                let last = self.event(&[], stream_arn, true)?;
+                risk_signals::handle(&self.handler, last).await;
+            }
+            self.started_ms = start;
+            self.state.clear();
+        }
+        let event = self.event(batch, stream_arn, false)?;
+        let response = risk_signals::handle(&self.handler, event).await;
+        self.state = response.time_window_event_response_properties.state;
+        Ok(response
+            .batch_item_failures
+            .first()
+            .and_then(|f| f.item_identifier.clone()))
+    }
+
+    fn event(
+        &self,
+        batch: &[StreamRecord],
+        stream_arn: &str,
+        last: bool,
+    ) -> Result<aws_lambda_events::event::dynamodb::TimeWindowEvent, String> {
+        let iso = |ms: i64| {
+            aws_sdk_dynamodb::primitives::DateTime::from_millis(ms)
+                .fmt(aws_sdk_dynamodb::primitives::DateTimeFormat::DateTime)
+                .unwrap_or_default()
+        };
+        let mut event = lambda_event(batch, stream_arn);
+        if let Some(object) = event.as_object_mut() {
+            object.insert(
+                "window".into(),
+                json!({"start": iso(self.started_ms), "end": iso(self.started_ms + self.window_ms)}),
+            );
+            object.insert("state".into(), json!(self.state));
+            object.insert("shardId".into(), json!("local"));
+            object.insert("eventSourceARN".into(), json!(stream_arn));
+            object.insert("isFinalInvokeForWindow".into(), json!(last));
+            object.insert("isWindowTerminatedEarly".into(), json!(false));
+        }
+        serde_json::from_value(event).map_err(|e| format!("the window event does not parse: {e}"))
+    }
+}
+
+/// The template's `TumblingWindowInSeconds` of the risk-signals function, in ms.
+fn signals_window_ms() -> Result<i64, String> {
+    let template = crate::template::read_template(&crate::template::template_path())?;
+    template["Resources"]["RiskSignalsFunction"]["Properties"]["Events"]["Changes"]["Properties"]
+        ["TumblingWindowInSeconds"]
+        .as_i64()
+        .map(|s| s * 1000)
+        .ok_or_else(|| "template.yaml: RiskSignalsFunction has no TumblingWindowInSeconds".into())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,10 +110,15 @@ pub enum SortKeyFilter {
 
 /// The publisher's event filter in template.yaml (`{"dynamodb":{"Keys":{"sk":{"S":[...]}}}}`).
 pub fn template_filter() -> Result<Vec<SortKeyFilter>, String> {
+    function_filter("PublisherFunction")
+}
+
+/// The stream filter of a function of template.yaml.
+pub fn function_filter(function: &str) -> Result<Vec<SortKeyFilter>, String> {
     let template = crate::template::read_template(&crate::template::template_path())?;
     let pattern = template
         .get("Resources")
-        .and_then(|r| r.get("PublisherFunction"))
+        .and_then(|r| r.get(function))
         .and_then(|f| f.get("Properties"))
         .and_then(|p| p.get("Events"))
         .and_then(|e| e.get("Changes"))
@@ -48,7 +128,7 @@ pub fn template_filter() -> Result<Vec<SortKeyFilter>, String> {
         .and_then(|f| f.get(0))
         .and_then(|f| f.get("Pattern"))
         .and_then(serde_yaml_ng::Value::as_str)
-        .ok_or("template.yaml: PublisherFunction has no stream filter")?;
+        .ok_or_else(|| format!("template.yaml: {function} has no stream filter"))?;
     let pattern: Value = serde_json::from_str(pattern).map_err(|e| format!("filter: {e}"))?;
     pattern["dynamodb"]["Keys"]["sk"]["S"]
         .as_array()
@@ -174,6 +254,16 @@ impl EventsPath {
             stream_arn,
             positions: BTreeMap::new(),
             filter: template_filter()?,
+            signals: SignalsWindow {
+                handler: risk_signals::Signals::new(
+                    store::Store::new(dynamodb.clone(), table),
+                    &std::env::vars().collect(),
+                )?,
+                filter: function_filter("RiskSignalsFunction")?,
+                window_ms: signals_window_ms()?,
+                started_ms: 0,
+                state: Default::default(),
+            },
             publisher: Publisher {
                 client: events,
                 bus: bus.event_bus_arn.unwrap_or_else(|| name.to_owned()),
@@ -232,6 +322,18 @@ impl EventsPath {
                 .and_then(|r| r.dynamodb.as_ref())
                 .and_then(|c| c.sequence_number.clone())
                 .map(Position::After);
+            // The signals function's own mapping on the same records (its retries are its
+            // own: a failed batch is logged and read past here, as its bounded retries end).
+            let for_signals: Vec<StreamRecord> = records
+                .iter()
+                .filter(|r| passes(&self.signals.filter, r))
+                .cloned()
+                .collect();
+            for batch in for_signals.chunks(100) {
+                if let Some(failed) = self.signals.invoke(batch, &self.stream_arn).await? {
+                    eprintln!("risk signals: a batch failed at record {failed}");
+                }
+            }
             let records: Vec<StreamRecord> = records
                 .into_iter()
                 .filter(|r| passes(&self.filter, r))

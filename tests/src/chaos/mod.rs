@@ -556,6 +556,7 @@ async fn pay(stack: &Stack, world: &World, rng: &mut fastrand::Rng) {
         finished: rng.u32(0..100) < 5,
         buyer_id: None,
         fund_channel: Some(fund_channel.to_owned()),
+        ..alipay_sim::Payer::default()
     };
     let _ = stack.simulator.pay_with(&out_trade_no, &payer);
 }

@@ -209,6 +209,12 @@ enum Command {
         #[arg(long, value_name = "CHANNEL")]
         channel: Option<String>,
     },
+    /// The risk decisions' rule set, lists and journal (docs/risk.md), in the table named by
+    /// ORDERS_TABLE; every change audited.
+    Risk {
+        #[command(subcommand)]
+        command: risk::RiskCommand,
+    },
 }
 
 /// What verifying an Antom message needs besides its body.
@@ -239,6 +245,8 @@ enum Failure {
     /// A reconciliation that found discrepancies: its summary.
     Differs(String),
 }
+
+mod risk;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -379,6 +387,7 @@ fn run(command: Command) -> Result<String, Failure> {
         }
         Command::AntomVerifyNotify { message } => antom_verify(&message, None),
         Command::AntomVerifyResponse { message, method } => antom_verify(&message, Some(&method)),
+        Command::Risk { command } => async_runtime()?.block_on(risk::run(command)),
         Command::Reconcile { date, channel } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

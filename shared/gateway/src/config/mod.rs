@@ -34,8 +34,15 @@ pub struct Config {
     pub alipay_timeout: Duration,
     /// Timing of the payment and refund lifecycles.
     pub lifecycle: Lifecycle,
-    /// `RISK_RULES` (JSON, see `risk`; absent: no fraud checks).
+    /// `RISK_RULES` (JSON, see `risk`; absent: no fraud checks): the rule set until one is
+    /// put in the table (`alipay-cli risk rules put`), version 0.
     pub risk: domain::risk::Rules,
+    /// `RISK_RULES_CACHE_MS` (default 30000, 0 to 600000): how long a function uses the rule
+    /// set it read before asking the table again (a change takes effect within this).
+    pub risk_cache_ms: i64,
+    /// `RISK_READ_BUDGET_MS` (default 150, 10 to 5000): the longest a create waits for its list
+    /// entries and signals; past it they are unread and the amount's `when_unread` band decides.
+    pub risk_read_budget_ms: i64,
     /// When and how often a subscription's period is tried (`SUBSCRIPTION_*`).
     pub dunning: domain::subscriptions::Dunning,
     /// The Antom account (`ANTOM_*`), when `ANTOM_CLIENT_ID` is set.
@@ -199,6 +206,20 @@ impl Config {
                 domain::risk::Rules::default()
             }),
         };
+        let risk_cache_ms = whole_number(
+            get("RISK_RULES_CACHE_MS"),
+            "RISK_RULES_CACHE_MS",
+            30_000,
+            0..=600_000,
+            &mut problems,
+        );
+        let risk_read_budget_ms = whole_number(
+            get("RISK_READ_BUDGET_MS"),
+            "RISK_READ_BUDGET_MS",
+            150,
+            10..=5_000,
+            &mut problems,
+        );
         let dunning_defaults = domain::subscriptions::Dunning::default();
         let mut day_number = |name: &str, default: u32, range: std::ops::RangeInclusive<i64>| {
             u32::try_from(whole_number(
@@ -252,6 +273,8 @@ impl Config {
             alipay_timeout,
             lifecycle,
             risk,
+            risk_cache_ms,
+            risk_read_budget_ms,
             dunning,
             antom,
         })

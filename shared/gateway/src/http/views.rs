@@ -38,6 +38,16 @@ pub fn payment_view(order: &Order, refunds: Option<&[Refund]>) -> Value {
         "risk": {
             "flagged": !order.risk_rules.is_empty(),
             "rules": order.risk_rules,
+            "decision": order.decision.as_ref().map(|d| json!({
+                "outcome": d.outcome,
+                "rule": d.rule,
+                "rule_set_version": d.version,
+            })),
+            "hold": order.hold,
+            "step_up": order.decision.as_ref().and_then(|d| d.min_age).map(|min_age| json!({
+                "min_age": min_age,
+                "need_check_info": true,
+            })),
         },
         "settlement": order.settlement.as_ref().map(|facts| json!({
             "amount": facts.amount,
