@@ -119,6 +119,8 @@ mod tests {
                 ("POST", "/payments", "create-payment"),
                 ("GET", "/payments/{out_trade_no}", "create-payment"),
                 ("POST", "/payments/{out_trade_no}/close", "create-payment"),
+                ("POST", "/payments/{out_trade_no}/release", "create-payment"),
+                ("POST", "/payments/{out_trade_no}/cancel", "create-payment"),
                 ("POST", "/payments/{out_trade_no}/refunds", "refund"),
                 (
                     "GET",
