@@ -497,6 +497,15 @@ async fn close(
         .ok_or_else(|| {
             ApiError::not_found(format!("no payment with out_trade_no {out_trade_no}"))
         })?;
+    close_order(gateway, order, deadline).await
+}
+
+/// [`close`] for the order as read.
+async fn close_order(
+    gateway: &Gateway,
+    order: Order,
+    deadline: &Deadline,
+) -> Result<Response<Body>, ApiError> {
     let ended = match order.status {
         OrderStatus::Closed => Ended::Closed(order),
         OrderStatus::Paid | OrderStatus::Finished => Ended::Paid(order),
@@ -590,7 +599,7 @@ async fn cancel(
     }
     if order.status == OrderStatus::Created {
         // Closed at Alipay first: a cancelled hold on a payable trade would not be true.
-        let closed = close(gateway, out_trade_no, deadline).await?;
+        let closed = close_order(gateway, order, deadline).await?;
         if closed.status() != StatusCode::OK {
             return Ok(closed);
         }

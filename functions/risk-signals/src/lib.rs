@@ -60,7 +60,7 @@ pub enum Seen {
     },
     /// A refund created: its order's key and the refund's.
     RefundCreated {
-        out_trade_no: String,
+        out_trade_no: alipay::ids::OutTradeNo,
         key: String,
         created_at_ms: i64,
     },
@@ -87,7 +87,7 @@ pub fn seen(old: Option<&Image>, new: Option<&Image>) -> Seen {
     if pk.starts_with("ORDER#") && sk.starts_with("REFUND#") && old.is_none() {
         return match store::parse_refund_item(new) {
             Ok(refund) => Seen::RefundCreated {
-                out_trade_no: refund.out_trade_no.as_str().to_owned(),
+                out_trade_no: refund.out_trade_no,
                 key: format!("{pk}#{sk}"),
                 created_at_ms: refund.created_at_ms,
             },
@@ -185,9 +185,7 @@ async fn one(
             if state.contains_key(&key) {
                 return Ok(());
             }
-            let no = alipay::ids::OutTradeNo::parse(&out_trade_no)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let Some(order) = signals.store.get_order(&no).await? else {
+            let Some(order) = signals.store.get_order(&out_trade_no).await? else {
                 return Ok(());
             };
             let paid_ms = order

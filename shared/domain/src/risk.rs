@@ -167,7 +167,7 @@ impl Rules {
 }
 
 /// The names of the limits (they decide as block rules; a decision rule may not take one).
-pub const LIMIT_RULES: [&str; 14] = [
+const LIMIT_RULES: [&str; 12] = [
     "customer_blocked",
     "ip_blocked",
     "virtual_goods_ceiling",
@@ -180,13 +180,12 @@ pub const LIMIT_RULES: [&str; 14] = [
     "ip_daily_count",
     "ip_daily_amount",
     "ip_many_customers",
-    "signals_unread",
-    "list_customer",
 ];
 
-/// Whether `id` is a limit's name or one the decisions journal (`list_<kind>`, `signals_unread`).
+/// Whether `id` is a limit's name or one the decisions journal themselves (`list_<kind>`,
+/// `signals_unread`): a decision rule may not take it.
 pub fn is_limit_rule(id: &str) -> bool {
-    LIMIT_RULES.contains(&id) || id.starts_with("list_")
+    LIMIT_RULES.contains(&id) || id == "signals_unread" || id.starts_with("list_")
 }
 
 /// The part of a payment the amount rules count: its amount when it is in CNY, nothing when it

@@ -345,6 +345,20 @@ impl Store {
         condition: &str,
         values: &[(&str, &str)],
     ) -> Result<Vec<Item>, StoreError> {
+        self.query_partition(&order_pk(out_trade_no), condition, values, false, None)
+            .await
+    }
+
+    /// The items of partition `pk` that `condition` (on `:pk` and `values`) selects, page after
+    /// page, read consistently; `newest_first` goes down the sort key; `limit` stops there.
+    async fn query_partition(
+        &self,
+        pk: &str,
+        condition: &str,
+        values: &[(&str, &str)],
+        newest_first: bool,
+        limit: Option<i32>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -353,16 +367,19 @@ impl Store {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression(condition)
-                .expression_attribute_values(":pk", s(order_pk(out_trade_no)))
+                .expression_attribute_values(":pk", s(pk))
                 .consistent_read(true)
+                .scan_index_forward(!newest_first)
+                .set_limit(limit)
                 .set_exclusive_start_key(start);
             for (name, value) in values {
                 request = request.expression_attribute_values(*name, s(*value));
             }
             let page = request.send().await.map_err(|e| sdk_error(&e))?;
             items.extend(page.items.unwrap_or_default());
+            let full = limit.is_some_and(|l| items.len() >= usize::try_from(l).unwrap_or(0));
             match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
+                Some(key) if !key.is_empty() && !full => start = Some(key),
                 _ => return Ok(items),
             }
         }

@@ -10,7 +10,6 @@
 //! | list entry | `RISK#LIST` | `<kind>#<digest>` (`action`, `until_ms`; expires with it) |
 //! | a customer's signals | `RISK#C#<digest>` | `SIGNALS` (`buyer_customers`, `quick_refunds`) |
 //! | the merchant's signals | `RISK#M` | `SIGNALS` (`agreement_failures`) |
-//! | a buyer's customers (signals) | `RISK#B#<digest>` | `SIGNALED` (`custs`) |
 //! | journal, per customer | `RISKJ#C#<digest>` | `<at_ms, 13 digits>#<out_trade_no>` |
 //! | journal, per rule | `RISKJ#R#<rule>` | `<at_ms, 13 digits>#<out_trade_no>` |
 //! | operators' changes | `RISK#ADMIN` | `AUDIT#…` (audit entries) |
@@ -20,7 +19,7 @@ use std::net::IpAddr;
 use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes};
 
 use super::*;
-use domain::decisions::{Action, Decision, ListHit, ListKind, Reads, Signals};
+use domain::decisions::{Action, Decision, ListHit, ListKind, Reads, Signal, Signals};
 use domain::states::Hold;
 
 const RULES_PK: &str = "RISK#RULES";
@@ -28,6 +27,15 @@ const LIST_PK: &str = "RISK#LIST";
 const ADMIN_PK: &str = "RISK#ADMIN";
 const MERCHANT_PK: &str = "RISK#M";
 const SIGNALS_SK: &str = "SIGNALS";
+
+/// How a signal is written.
+#[derive(Clone, Copy)]
+enum SignalWrite {
+    Add(u64),
+    Set(u64),
+    /// To the value unless it is already at least that.
+    Raise(u64),
+}
 /// Signals fade: a customer's or the merchant's are kept 30 days after their last change.
 const SIGNAL_DAYS: i64 = 30;
 
@@ -165,7 +173,9 @@ impl Store {
 
     /// Every version ever put, the newest first.
     pub async fn rule_set_history(&self) -> Result<Vec<StoredRuleSet>, StoreError> {
-        let items = self.query_pk(RULES_PK, Some("V#"), false, None).await?;
+        let items = self
+            .query_partition(RULES_PK, BEGINS, &[(":prefix", "V#")], true, None)
+            .await?;
         items.iter().map(stored_rule_set).collect()
     }
 
@@ -272,13 +282,17 @@ impl Store {
 
     /// Every list entry (expired ones included until DynamoDB deletes them).
     pub async fn list_entries(&self) -> Result<Vec<ListEntry>, StoreError> {
-        let items = self.query_pk(LIST_PK, None, true, None).await?;
+        let items = self
+            .query_partition(LIST_PK, "pk = :pk", &[], false, None)
+            .await?;
         items.iter().map(list_entry).collect()
     }
 
     /// The operators' changes (rule sets, list entries, holds released in bulk), oldest first.
     pub async fn risk_admin_trail(&self) -> Result<Vec<AuditEvent>, StoreError> {
-        let items = self.query_pk(ADMIN_PK, Some("AUDIT#"), true, None).await?;
+        let items = self
+            .query_partition(ADMIN_PK, BEGINS, &[(":prefix", "AUDIT#")], false, None)
+            .await?;
         items.iter().map(audit::parse_audit).collect()
     }
 
@@ -374,43 +388,17 @@ impl Store {
 
     // ---- signals (the streaming function) -------------------------------------------------
 
-    /// Adds `customers` (digests) to what one buyer (digest) was seen paying for, and returns
-    /// all of them.
-    pub async fn add_buyer_customers(
-        &self,
-        buyer: &str,
-        customers: &[String],
-        now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let answer = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("RISK#B#{buyer}")))
-            .key("sk", s("SIGNALED"))
-            .update_expression("ADD custs :c SET expires_at = :ttl")
-            .expression_attribute_values(":c", AttributeValue::Ss(customers.to_vec()))
-            .expression_attribute_values(":ttl", n(signal_ttl(now_ms)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&e))?;
-        Ok(answer
-            .attributes
-            .and_then(|a| a.get("custs").and_then(|v| v.as_ss().ok()).cloned())
-            .unwrap_or_default())
-    }
-
     /// Raises a customer's (digest) signal to at least `value` (a signal never goes down by a
     /// late or repeated record).
     pub async fn raise_customer_signal(
         &self,
         customer: &str,
-        signal: domain::decisions::Signal,
+        signal: Signal,
         value: u64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.raise_signal(&format!("RISK#C#{customer}"), signal, value, now_ms)
+        let pk = format!("RISK#C#{customer}");
+        self.write_signal(&pk, signal, SignalWrite::Raise(value), now_ms)
             .await
     }
 
@@ -418,72 +406,56 @@ impl Store {
     pub async fn add_customer_signal(
         &self,
         customer: &str,
-        signal: domain::decisions::Signal,
+        signal: Signal,
         by: u64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("RISK#C#{customer}")))
-            .key("sk", s(SIGNALS_SK))
-            .update_expression("ADD #s :by SET expires_at = :ttl, at_ms = :now")
-            .expression_attribute_names("#s", signal.as_str())
-            .expression_attribute_values(":by", n(by))
-            .expression_attribute_values(":ttl", n(signal_ttl(now_ms)))
-            .expression_attribute_values(":now", n(now_ms))
-            .send()
+        let pk = format!("RISK#C#{customer}");
+        self.write_signal(&pk, signal, SignalWrite::Add(by), now_ms)
             .await
-            .map_err(|e| sdk_error(&e))?;
-        Ok(())
     }
 
     /// Sets the merchant's signal to what the window counted (the last window's count stands
     /// until the next window's).
     pub async fn set_merchant_signal(
         &self,
-        signal: domain::decisions::Signal,
+        signal: Signal,
         value: u64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(MERCHANT_PK))
-            .key("sk", s(SIGNALS_SK))
-            .update_expression("SET #s = :v, expires_at = :ttl, at_ms = :now")
-            .expression_attribute_names("#s", signal.as_str())
-            .expression_attribute_values(":v", n(value))
-            .expression_attribute_values(":ttl", n(signal_ttl(now_ms)))
-            .expression_attribute_values(":now", n(now_ms))
-            .send()
+        self.write_signal(MERCHANT_PK, signal, SignalWrite::Set(value), now_ms)
             .await
-            .map_err(|e| sdk_error(&e))?;
-        Ok(())
     }
 
-    async fn raise_signal(
+    /// One signal's write, its expiry pushed on; a raise that would lower it writes nothing.
+    async fn write_signal(
         &self,
         pk: &str,
-        signal: domain::decisions::Signal,
-        value: u64,
+        signal: Signal,
+        write: SignalWrite,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let result = self
+        let (expression, value) = match write {
+            SignalWrite::Add(by) => ("ADD #s :v SET expires_at = :ttl, at_ms = :now", by),
+            SignalWrite::Set(value) | SignalWrite::Raise(value) => {
+                ("SET #s = :v, expires_at = :ttl, at_ms = :now", value)
+            }
+        };
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(SIGNALS_SK))
-            .update_expression("SET #s = :v, expires_at = :ttl, at_ms = :now")
-            .condition_expression("attribute_not_exists(#s) OR #s < :v")
+            .update_expression(expression)
             .expression_attribute_names("#s", signal.as_str())
             .expression_attribute_values(":v", n(value))
             .expression_attribute_values(":ttl", n(signal_ttl(now_ms)))
-            .expression_attribute_values(":now", n(now_ms))
-            .send()
-            .await;
-        match result {
+            .expression_attribute_values(":now", n(now_ms));
+        if let SignalWrite::Raise(_) = write {
+            update = update.condition_expression("attribute_not_exists(#s) OR #s < :v");
+        }
+        match update.send().await {
             Ok(_) => Ok(()),
             Err(error)
                 if error
@@ -577,7 +549,9 @@ impl Store {
             }
             JournalOf::Rule(rule) => format!("RISKJ#R#{rule}"),
         };
-        let items = self.query_pk(&pk, None, false, Some(limit)).await?;
+        let items = self
+            .query_partition(&pk, "pk = :pk", &[], true, Some(limit))
+            .await?;
         items
             .iter()
             .map(|item| {
@@ -640,43 +614,10 @@ impl Store {
             }),
         }
     }
-
-    // ---- plumbing -------------------------------------------------------------------------
-
-    async fn query_pk(
-        &self,
-        pk: &str,
-        prefix: Option<&str>,
-        forward: bool,
-        limit: Option<i32>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", s(pk))
-                .scan_index_forward(forward)
-                .set_limit(limit)
-                .set_exclusive_start_key(start);
-            request = match prefix {
-                Some(prefix) => request
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":prefix", s(prefix)),
-                None => request.key_condition_expression("pk = :pk"),
-            };
-            let page = request.send().await.map_err(|e| sdk_error(&e))?;
-            items.extend(page.items.unwrap_or_default());
-            start = page.last_evaluated_key.filter(|k| !k.is_empty());
-            let full = limit.is_some_and(|l| items.len() >= usize::try_from(l).unwrap_or(0));
-            if start.is_none() || full {
-                return Ok(items);
-            }
-        }
-    }
 }
+
+/// A key condition on the partition and a sort key prefix.
+const BEGINS: &str = "pk = :pk AND begins_with(sk, :prefix)";
 
 fn key(pk: &str, sk: &str) -> Item {
     Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
