@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help test check lint unit template stack bench fmt moto run demo clock sweep reconcile reconcile-demo chaos outage
+.PHONY: help test check lint unit template stack bench fmt moto run demo clock sweep reconcile reconcile-demo risk-demo chaos outage
 
 help:
 	@echo "make run    - run the gateway locally: AWS stand-in, Alipay simulator, the functions (Ctrl-C stops); ALIPAY_MODE=certificate for certificate mode"
@@ -13,6 +13,7 @@ help:
 	@echo "make sweep  - with make run going: run the sweeper once (finish pending refunds, end expired payments)"
 	@echo "make reconcile - with make run going: reconcile today's simulated day with the simulator's bill (DATE=yyyy-MM-dd, CHANNEL=secondary or antom)"
 	@echo "make reconcile-demo - with make run going: one discrepancy of each kind in the Antom channel's reports, found"
+	@echo "make risk-demo - with make run going: one Alipay buyer pays for four customers; the streaming signal blocks the next create, timed"
 	@echo "make outage - with make run going: an Alipay outage on the primary channel, timed: detection, fail-fast, switching, recovery, breaker cost"
 	@echo "make chaos  - the long chaos run: 10,000 operations with faults at every boundary, invariants checked"
 	@echo "make check  - the quick loop: fmt, clippy and the tests that need nothing installed (no stand-in, no SDK oracles)"
@@ -110,6 +111,11 @@ reconcile:
 ## Antom's reports (on a day three days back at "Antom"), found by the reconcile function.
 reconcile-demo:
 	$(CARGO) run --quiet -p local-stack --bin local-reconcile-demo
+
+## With `make run` going: a streaming risk signal (one buyer, many customers) blocking the next
+## create, timed.
+risk-demo:
+	$(CARGO) run --quiet -p local-stack --bin local-risk-demo
 
 ## With `make run` going: an outage of the primary channel's Alipay application, measured.
 outage:

@@ -56,6 +56,7 @@ async fn main() {
     );
     let signer = env.kms_signer();
     let mut create_checked = Vec::new();
+    let mut create_decided = Vec::new();
     let rules = domain::risk::Rules::parse(&default_rules()).expect("rules");
     signer.public_key().await.expect("public key");
     for round in 0..ROUNDS {
@@ -104,6 +105,63 @@ async fn main() {
             .await
             .expect("create with fraud checks");
         create_checked.push(t.elapsed());
+
+        // The same create as the create-payment function makes it with the template's full
+        // rule set: the limits, then the counters and the risk reads (list entries, signals:
+        // one BatchGetItem) at once, the decision, and the creation transaction with the
+        // decision's journal lines.
+        let decided = NewOrder {
+            out_trade_no: OutTradeNo::parse(format!("bench_decided_{round}")).expect("id"),
+            customer_ref: Some(format!("cust_d_{round}")),
+            ..order.clone()
+        };
+        let ip: Option<std::net::IpAddr> = format!("198.51.101.{}", round % 250).parse().ok();
+        let screening = domain::risk::Screening {
+            customer_ref: decided.customer_ref.as_deref(),
+            ip,
+            amount: domain::risk::cny_part(decided.amount),
+            virtual_goods: false,
+        };
+        let t = Instant::now();
+        domain::risk::screen(&rules, &screening).expect("within the rules");
+        let counters = domain::risk::counters(&rules, &screening, now_ms());
+        let subjects = store::Subjects {
+            customer: decided.customer_ref.as_deref(),
+            ip,
+            device: None,
+            buyer: None,
+        };
+        let (counted, reads) = tokio::join!(
+            env.store.count_payment(&counters, screening.amount),
+            env.store.risk_reads(&subjects, false, now_ms()),
+        );
+        counted.expect("counted");
+        let inputs = domain::decisions::Inputs {
+            amount: decided.amount,
+            cny: screening.amount,
+            virtual_goods: false,
+            cashier: Cashier::Qr,
+            customer: decided.customer_ref.as_deref(),
+            buyer_ip: ip,
+            device: None,
+            buyer: None,
+            can_step_up: false,
+        };
+        let decision =
+            domain::decisions::decide(&rules.policy, 0, &inputs, reads.ok().as_ref(), None);
+        env.store
+            .create_counted_order(
+                &decided,
+                &expiry,
+                i64::MAX / 2,
+                &api,
+                now_ms(),
+                &counters,
+                Some(&decision),
+            )
+            .await
+            .expect("create with a decision");
+        create_decided.push(t.elapsed());
 
         let payment = Payment {
             trade_no: format!("2026{round}"),
@@ -172,6 +230,12 @@ async fn main() {
         "create, fraud checks",
         "2 Update+1 Transact",
         create_checked,
+    )
+    .print();
+    Samples(
+        "create order, decided",
+        "2 Upd+1 BatchGet+1 Tx",
+        create_decided,
     )
     .print();
     Samples("mark paid", "1 Get+1 Transact", paid).print();

@@ -5,8 +5,8 @@
 //! out, a period that stays unpaid, a hard agreement refusal, a buyer who unsigns in the
 //! Alipay app without a notice, and a merchant who pauses for two periods and resumes. Every period is checked against the simulator's ledger.
 //!
-//! It moves the process clock (`gateway::clock::set_test_offset_ms`) and so runs alone, in its
-//! own test binary.
+//! It moves the process clock (`gateway::clock::set_test_offset_ms`) and so runs in its own
+//! test binary, its tests one at a time (`CLOCK`).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +21,9 @@ use gateway::subscriptions::{NewSubscription, create, get, pause_or_resume, run_
 use gateway_tests::chaos::proxy::FaultProxy;
 use gateway_tests::round_trips::Meter;
 use gateway_tests::support::{Stack, StackOptions, eventually};
+
+/// Held by each test: the clock is the process's.
+static CLOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Everyone's clock (the gateway's, the simulator's) reads `china_time` now.
 fn set_clock(stack: &Stack, china_time: &str) {
@@ -106,6 +109,7 @@ async fn signed(stack: &Stack, id: &str, buyer: &str) -> ExternalAgreementNo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
+    let _clock = CLOCK.lock().await;
     let started = std::time::Instant::now();
     // Every DynamoDB and KMS request through a counting proxy: the first charge run is measured
     // against docs/performance.md.
@@ -115,11 +119,20 @@ async fn a_year_of_monthly_charges_ends_every_period_as_the_ledger_says() {
     let mut stack = Stack::start_custom(StackOptions {
         aws_endpoint: Some(proxy.url.clone()),
         alipay_timeout_ms: 3_000,
-        // The breaker's shared state is read at most once a minute (of the test clock).
-        env: vec![("BREAKER_SYNC_MS".into(), "60000".into())],
+        // The breaker's shared state is read at most once a minute (of the test clock); the
+        // risk rule set once in ten minutes (of the machine's), read before the measured run.
+        env: vec![
+            ("BREAKER_SYNC_MS".into(), "60000".into()),
+            ("RISK_RULES_CACHE_MS".into(), "600000".into()),
+        ],
         ..StackOptions::default()
     })
     .await;
+    let sweeper = &stack.gateway.functions.sweeper;
+    sweeper
+        .risk
+        .in_force(&sweeper.store, std::time::Duration::from_secs(5))
+        .await;
     set_clock(&stack, "2027-01-01 10:00:00");
     let a = signed(&stack, "subyearA", "2088102177846881").await;
     let b = signed(&stack, "subyearB", "2088102177846882").await;
@@ -416,4 +429,142 @@ async fn pay_and_sign(stack: &Stack) {
     assert_eq!(charges[0].out_trade_no, "subpayE_0001");
     // The agreement counts the periods the cashier did not take.
     assert_eq!(agreement.total_payments, Some(11));
+}
+
+/// A period whose charge the risk decision steps up is never charged under the agreement: its
+/// order is signed into a cashier URL with Alipay's identity check (the subscription shows it,
+/// `subscription.action_required`), the simulated Alipay lets only a payer of `min_age` pay it,
+/// and the period ends paid once the payment is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepped_up_period_is_paid_at_the_cashier_never_under_the_agreement() {
+    let _clock = CLOCK.lock().await;
+    let stack = Stack::start_custom(StackOptions {
+        alipay_timeout_ms: 3_000,
+        risk_rules: Some(
+            r#"{"rules": [{"id": "charges_step_up", "action": "step_up",
+                "when": {"cashiers": ["agreement"], "amount_at_least": "20.00"}}],
+                "step_up": {"min_age": 21}}"#
+                .into(),
+        ),
+        ..StackOptions::default()
+    })
+    .await;
+    set_clock(&stack, "2027-01-01 10:00:00");
+    let buyer = "2088102177846891";
+    let id = signed(&stack, "substepA", buyer).await;
+    let gateway = &stack.gateway.functions.sweeper;
+
+    set_clock(&stack, "2027-01-08 09:00:30");
+    let run = scheduler_run(&stack).await;
+    assert_eq!(run.periods_paid, 0, "{run:?}");
+    let waiting = get(gateway, &id).await.expect("subscription");
+    assert!(waiting.period.at_cashier, "the period went to the cashier");
+    let out_trade_no = waiting.period_trade_no().expect("the period's order");
+    assert!(
+        stack
+            .simulator
+            .calls()
+            .iter()
+            .all(|(method, _)| method != "alipay.trade.pay"),
+        "never charged under the agreement: {:?}",
+        stack.simulator.calls()
+    );
+    let order = gateway
+        .store
+        .get_order(&out_trade_no)
+        .await
+        .expect("read")
+        .expect("order");
+    let decision = order.decision.expect("decided");
+    assert_eq!(
+        (decision.outcome, decision.rule.as_deref(), decision.min_age),
+        (
+            domain::decisions::Action::StepUp,
+            Some("charges_step_up"),
+            Some(21)
+        )
+    );
+    // A later run within the window sends nothing.
+    set_clock(&stack, "2027-01-08 09:20:00");
+    scheduler_run(&stack).await;
+    assert!(
+        get(gateway, &id)
+            .await
+            .expect("subscription")
+            .period
+            .at_cashier
+    );
+    assert!(
+        stack
+            .simulator
+            .calls()
+            .iter()
+            .all(|(method, _)| method != "alipay.trade.pay")
+    );
+
+    // The merchant asks for the URL (signed now) and its customer opens it; Alipay stops a
+    // payer under 21, the holder (21) pays.
+    let url = gateway::subscriptions::cashier_url(gateway, &id)
+        .await
+        .expect("the cashier URL");
+    assert!(
+        url.contains("alipay.trade.page.pay") && url.contains("ext_user_info"),
+        "{url}"
+    );
+    let page = stack.http.get(&url).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("收银台"),
+        "the cashier opens: {}",
+        page.text
+    );
+    let young = alipay_sim::Payer {
+        age: Some(20),
+        buyer_id: Some(buyer.into()),
+        ..alipay_sim::Payer::default()
+    };
+    assert!(
+        stack
+            .simulator
+            .pay_with(out_trade_no.as_str(), &young)
+            .is_err()
+    );
+    let holder = alipay_sim::Payer {
+        age: Some(21),
+        buyer_id: Some(buyer.into()),
+        ..alipay_sim::Payer::default()
+    };
+    stack
+        .simulator
+        .pay_with(out_trade_no.as_str(), &holder)
+        .expect("the holder pays");
+    eventually(20, || async {
+        gateway
+            .store
+            .get_order(&out_trade_no)
+            .await
+            .ok()
+            .flatten()
+            .filter(|o| o.status.is_paid())
+    })
+    .await
+    .expect("the payment is recorded");
+
+    // The next look ends the period paid; the next period starts under the agreement again.
+    set_clock(&stack, "2027-01-08 09:40:00");
+    let run = scheduler_run(&stack).await;
+    assert_eq!(run.periods_paid, 1, "{run:?}");
+    let paid = get(gateway, &id).await.expect("subscription");
+    assert_eq!((paid.charges, paid.period.n), (1, 1));
+    assert!(!paid.period.at_cashier);
+    assert!(
+        gateway::subscriptions::cashier_url(gateway, &id)
+            .await
+            .is_err(),
+        "the next period is charged under the agreement: no cashier"
+    );
+    assert!(
+        stack.simulator.charges().is_empty(),
+        "no agreement charge at all"
+    );
 }

@@ -966,6 +966,8 @@ fn alarms_cover_errors_throttles_forgeries_and_refund_failures() {
             "RefundErrorsAlarm",
             "RefundProblemsAlarm",
             "RiskRefusalsAlarm",
+            "RiskRulesRejectedAlarm",
+            "RiskSignalsErrorsAlarm",
             "SecondaryChannelOpenAlarm",
             "SubscriptionPeriodsUnpaidAlarm",
             "SubscriptionsErrorsAlarm",

@@ -49,6 +49,7 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
         (&Method::POST, ["subscriptions"]) => post(gateway, &request).await,
         (&Method::GET, ["subscriptions", id]) => show(gateway, id).await,
         (&Method::POST, ["subscriptions", id, "cancel"]) => stop(gateway, id, &deadline).await,
+        (&Method::POST, ["subscriptions", id, "cashier"]) => cashier(gateway, id).await,
         (&Method::POST, ["subscriptions", id, action @ ("pause" | "resume")]) => {
             pause(gateway, id, *action == "resume").await
         }
@@ -56,7 +57,11 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Response<Body> {
             method,
             ["subscriptions"]
             | ["subscriptions", _]
-            | ["subscriptions", _, "cancel" | "pause" | "resume"],
+            | [
+                "subscriptions",
+                _,
+                "cancel" | "pause" | "resume" | "cashier",
+            ],
         ) => Err(method_not_allowed(method)),
         _ => Err(ApiError::not_found(format!(
             "no route for {}",
@@ -196,6 +201,17 @@ async fn stop(
     Ok(json_response(
         StatusCode::OK,
         &subscription_view(&subscription),
+    ))
+}
+
+/// A stepped-up period's cashier URL, signed now.
+async fn cashier(gateway: &Gateway, id: &str) -> Result<Response<Body>, ApiError> {
+    let url = gateway::subscriptions::cashier_url(gateway, &parse_id(id)?)
+        .await
+        .map_err(api_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"type": "redirect", "url": url}),
     ))
 }
 

@@ -356,6 +356,10 @@ pub struct Period {
     /// skipped): it must be moved to this period's date (`executionplan.modify`) before a
     /// charge can land in this window.
     pub alipay_date_behind: bool,
+    /// The risk decision stepped this period's charge up: instead of a charge under the
+    /// agreement, the buyer pays its order at Alipay's cashier (identity checked), until the
+    /// period's window closes.
+    pub at_cashier: bool,
 }
 
 impl Period {
@@ -370,6 +374,7 @@ impl Period {
             sent_ms: None,
             refused_ms: None,
             alipay_date_behind: false,
+            at_cashier: false,
         }
     }
 }

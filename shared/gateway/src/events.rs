@@ -17,6 +17,7 @@
 //! | `payment.closed` | CREATED → CLOSED (closed by the merchant or expired) |
 //! | `payment.paid_after_close` | CLOSED → PAID: a genuine payment for a closed order |
 //! | `payment.refunded` | confirmed refunds reach the amount paid (status REFUNDED) |
+//! | `subscription.action_required` | a period's charge was stepped up: the buyer pays it at the cashier (`current_period.at_cashier`; `POST /subscriptions/{id}/cashier` signs the URL) |
 //! | `payment.released` / `payment.hold_cancelled` | a payment held for review was released (deliver) or cancelled |
 //! | `refund.created` | a refund is accepted and reserved (PENDING) |
 //! | `refund.succeeded` | Alipay confirmed the refund (also after a `refund.failed`, when Alipay proves it executed a refund recorded FAILED: a correction) |
@@ -171,6 +172,9 @@ fn subscription_event(
             SubscriptionStatus::Paused => "subscription.paused",
         },
         Some(before) if subscription.charges > before.charges => "subscription.period_paid",
+        Some(before) if !before.period.at_cashier && subscription.period.at_cashier => {
+            "subscription.action_required"
+        }
         Some(_) => return Ok(None),
     };
     let at = subscription.updated_at_ms;

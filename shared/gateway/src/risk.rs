@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alipay::china_time::ChinaDateTime;
 use domain::decisions::{Action, Decision, Inputs, LimitHit, decide};
@@ -33,15 +33,16 @@ pub struct InForce {
 #[derive(Debug)]
 struct Cached {
     current: Arc<InForce>,
-    /// When the table was last asked (`None`: never).
-    checked_at_ms: Option<i64>,
+    /// When the table was last asked (`None`: never). The machine's clock, not the test
+    /// clock: how stale the copy is, whatever day it is for the payments.
+    checked_at: Option<Instant>,
 }
 
 /// The rule set in force in this function, refreshed from the table at most every `ttl_ms`.
 #[derive(Debug)]
 pub struct RuleCache {
     cached: Mutex<Cached>,
-    ttl_ms: i64,
+    ttl: Duration,
 }
 
 impl RuleCache {
@@ -53,9 +54,9 @@ impl RuleCache {
                     version: 0,
                     rules: seed,
                 }),
-                checked_at_ms: None,
+                checked_at: None,
             }),
-            ttl_ms,
+            ttl: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
         }
     }
 
@@ -69,12 +70,12 @@ impl RuleCache {
     /// is newer and parses (a read that fails or takes longer than `budget` keeps the cached
     /// one, asked again after the next `ttl_ms`).
     pub async fn in_force(&self, store: &store::Store, budget: Duration) -> Arc<InForce> {
-        let now = now_ms();
+        let now = Instant::now();
         let (current, fresh) = {
             let cached = self.lock();
             let fresh = cached
-                .checked_at_ms
-                .is_some_and(|at| now - at < self.ttl_ms);
+                .checked_at
+                .is_some_and(|at| now.duration_since(at) < self.ttl);
             (Arc::clone(&cached.current), fresh)
         };
         if fresh {
@@ -115,7 +116,7 @@ impl RuleCache {
             }
         };
         let mut cached = self.lock();
-        cached.checked_at_ms = Some(now);
+        cached.checked_at = Some(now);
         if let Some(next) = next {
             cached.current = next;
         }
@@ -323,7 +324,7 @@ fn block_message(rule: &str) -> String {
         None if rule == "signals_unread" => {
             "the risk signals could not be read in time and this amount is not let through without them; retry".to_owned()
         }
-        None => format!("the payment was refused by the risk rule {rule}"),
+        None => format!("the risk rule {rule} blocks it"),
     }
 }
 

@@ -787,7 +787,7 @@ async fn charge(
         return Ok(None);
     };
     // The period's order: created once, found again by every later try.
-    match period_order(gateway, subscription, &out_trade_no, now).await {
+    let order = match period_order(gateway, subscription, &out_trade_no, now).await {
         Ok(order) if order.status != OrderStatus::Created => {
             let end = if order.status == OrderStatus::Closed {
                 PeriodEnd::Unpaid {
@@ -799,7 +799,7 @@ async fn charge(
             end_period(gateway, channel, &mut next, &end, deadline, run).await?;
             return Ok(Some((next, period_kind(&end), Some(end_code(&end)))));
         }
-        Ok(_) => {}
+        Ok(order) => order,
         Err(StoreError::RiskRefused { rule, .. }) => {
             let end = PeriodEnd::Refused {
                 code: format!("RISK_REFUSED:{rule}"),
@@ -808,6 +808,14 @@ async fn charge(
             return Ok(Some((next, period_kind(&end), Some(end_code(&end)))));
         }
         Err(error) => return Err(error),
+    };
+    // Stepped up: never charged under the agreement; the buyer pays at the cashier.
+    if order
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.outcome == domain::decisions::Action::StepUp)
+    {
+        return to_cashier(gateway, subscription, &order).await;
     }
     // In doubt before it is sent: a run that dies now leaves a period to ask about.
     let mut sending = subscription.clone();
@@ -901,6 +909,75 @@ async fn charge(
     }
 }
 
+/// How often a period waiting at the cashier is looked at again (its payment is recorded by
+/// its notification meanwhile; the period ends at the next look).
+const CASHIER_LOOK_MS: i64 = 15 * 60_000;
+
+/// A stepped-up period: marked as paid at the cashier (`subscription.action_required`: the
+/// merchant sends its customer the URL [`cashier_url`] signs); once marked, the period waits for
+/// its order to be paid (its notification records it) or closed at its window's end.
+async fn to_cashier(
+    gateway: &Gateway,
+    subscription: &Subscription,
+    order: &domain::states::Order,
+) -> Result<Option<(Subscription, &'static str, Option<String>)>, StoreError> {
+    if subscription.period.at_cashier {
+        wait(gateway, subscription.clone(), CASHIER_LOOK_MS).await?;
+        return Ok(None);
+    }
+    let mut next = subscription.clone();
+    next.period.at_cashier = true;
+    Ok(Some((
+        next,
+        "subscription.cashier_required",
+        Some(order.out_trade_no.to_string()),
+    )))
+}
+
+/// The cashier URL of a stepped-up period, signed now (a signed request is good for minutes,
+/// so it is signed when asked for, never stored): `alipay.trade.page.pay` for the period's
+/// order with `ext_user_info` (Alipay checks the payer's real name and `min_age`).
+pub async fn cashier_url(
+    gateway: &Gateway,
+    id: &ExternalAgreementNo,
+) -> Result<String, SubscriptionError> {
+    let subscription = get(gateway, id).await?;
+    let not_at_cashier =
+        || SubscriptionError::Conflict("the current period is not paid at the cashier".into());
+    let out_trade_no = subscription
+        .period_trade_no()
+        .filter(|_| subscription.period.at_cashier)
+        .ok_or_else(not_at_cashier)?;
+    let order = gateway
+        .store
+        .get_order(&out_trade_no)
+        .await?
+        .filter(|o| o.status == OrderStatus::Created)
+        .ok_or_else(not_at_cashier)?;
+    let min_age = order.decision.as_ref().and_then(|d| d.min_age);
+    let channel = gateway
+        .channel(subscription.alipay_channel)
+        .map_err(|e| SubscriptionError::Unavailable(e.to_string()))?;
+    let request = AlipayRequest::PagePay {
+        order: alipay::request::PaymentOrder {
+            out_trade_no,
+            total_amount: subscription.plan.amount,
+            subject: subscription.subject.clone(),
+            time_expire: order
+                .time_expire
+                .as_deref()
+                .and_then(|at| ChinaDateTime::parse(at).ok()),
+            identity_check: min_age.map(|min_age| alipay::request::IdentityCheck { min_age }),
+        },
+        return_url: None,
+    };
+    let signed = channel
+        .sign(&request)
+        .await
+        .map_err(|e| SubscriptionError::Unavailable(e.to_string()))?;
+    Ok(signed.gateway_url(channel.client.gateway_url()))
+}
+
 /// The period's order, created if it is not there yet (fraud counters included).
 async fn period_order(
     gateway: &Gateway,
@@ -933,8 +1010,8 @@ async fn period_order(
 /// A period's order (a payment like any other): screened and decided by the risk rules (the
 /// merchant's customer; no buyer IP, the buyer is not there) and counted, then created, or
 /// found when a retry created it. A block is recorded (audit, journal) and refuses the charge;
-/// a review creates it held; an agreement charge cannot carry Alipay's identity check, so a
-/// step-up is held for review too.
+/// a review creates it held (charged, not to be delivered until released); a step-up sends the
+/// period to Alipay's cashier instead of the agreement ([`to_cashier`]).
 async fn create_order(
     gateway: &Gateway,
     new: &NewOrder,
@@ -943,7 +1020,11 @@ async fn create_order(
     cause: &Cause,
     now: i64,
 ) -> Result<domain::states::Order, StoreError> {
-    let facts = crate::risk::Facts::default();
+    // A step-up of an agreement charge sends it to the cashier, which carries Alipay's check.
+    let facts = crate::risk::Facts {
+        can_step_up: true,
+        ..crate::risk::Facts::default()
+    };
     match crate::risk::create_screened(gateway, new, expiry, due_at_ms, cause, now, &facts).await? {
         crate::risk::Screened::Created(created) => match *created {
             Created::New(order) | Created::Existing(order) => Ok(order),

@@ -274,6 +274,10 @@ pub(crate) fn subscription_item(sub: &Subscription, due_at_ms: Option<i64>) -> I
             "alipay_date_behind".to_owned(),
             AttributeValue::Bool(period.alipay_date_behind),
         ),
+        (
+            "at_cashier".to_owned(),
+            AttributeValue::Bool(period.at_cashier),
+        ),
         ("charged_fen".to_owned(), n(sub.charged.fen())),
         ("charges".to_owned(), n(sub.charges)),
         ("created_at_ms".to_owned(), n(sub.created_at_ms)),
@@ -347,6 +351,7 @@ pub(crate) fn parse_subscription(item: &Item) -> Result<Subscription, StoreError
         sent_ms: get_opt_n(item, "sent_ms")?,
         refused_ms: get_opt_n(item, "refused_ms")?,
         alipay_date_behind: get_bool(item, "alipay_date_behind"),
+        at_cashier: get_bool(item, "at_cashier"),
     };
     Ok(Subscription {
         id: ExternalAgreementNo::parse(text("id")?).map_err(bad("id"))?,

@@ -118,20 +118,25 @@ mod tests {
             [
                 ("POST", "/payments", "create-payment"),
                 ("GET", "/payments/{out_trade_no}", "create-payment"),
-                ("POST", "/payments/{out_trade_no}/close", "create-payment"),
-                ("POST", "/payments/{out_trade_no}/release", "create-payment"),
                 ("POST", "/payments/{out_trade_no}/cancel", "create-payment"),
+                ("POST", "/payments/{out_trade_no}/close", "create-payment"),
                 ("POST", "/payments/{out_trade_no}/refunds", "refund"),
                 (
                     "GET",
                     "/payments/{out_trade_no}/refunds/{out_request_no}",
                     "refund"
                 ),
+                ("POST", "/payments/{out_trade_no}/release", "create-payment"),
                 ("POST", "/subscriptions", "subscriptions"),
                 ("GET", "/subscriptions/{subscription_id}", "subscriptions"),
                 (
                     "POST",
                     "/subscriptions/{subscription_id}/cancel",
+                    "subscriptions"
+                ),
+                (
+                    "POST",
+                    "/subscriptions/{subscription_id}/cashier",
                     "subscriptions"
                 ),
                 (

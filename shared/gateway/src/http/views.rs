@@ -125,6 +125,9 @@ pub fn subscription_view(subscription: &domain::subscriptions::Subscription) -> 
             "out_trade_no": subscription.period_trade_no(),
             "refusals": period.refusals,
             "in_doubt": period.in_doubt,
+            // A stepped-up period: the buyer pays it at Alipay's cashier, identity checked
+            // (`POST /subscriptions/{id}/cashier` signs its URL).
+            "at_cashier": period.at_cashier,
         },
         "charged_amount": subscription.charged,
         "charges": subscription.charges,
