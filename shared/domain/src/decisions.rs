@@ -385,12 +385,6 @@ impl Policy {
             })
             .map_or(Action::Allow, |band| band.then)
     }
-
-    /// Whether a decision needs the lists and signals read (any rule names a signal, or an
-    /// unread one is not simply let through).
-    pub fn reads_signals(&self) -> bool {
-        self.rules.iter().any(|r| r.when.signal.is_some())
-    }
 }
 
 fn condition(at: &str, when: WhenText) -> Result<Condition, String> {
@@ -713,7 +707,18 @@ mod tests {
                 rule: "customer_hourly_count",
             }),
         );
-        assert_eq!(limited.rule.as_deref(), Some("customer_hourly_count"));
+        assert_eq!(
+            (limited.outcome, limited.rule.as_deref()),
+            (Action::Block, Some("customer_hourly_count"))
+        );
+        assert_eq!(
+            limited.matched,
+            [Hit {
+                rule: "customer_hourly_count".into(),
+                action: Action::Block
+            }],
+            "a limit is a block, once"
+        );
         let listed = Reads {
             lists: vec![
                 ListHit {
@@ -820,6 +825,31 @@ mod tests {
             decide(&policy, 1, &inputs("1.01"), Some(&Reads::default()), None).inputs
         );
         assert_ne!(a, decide(&policy, 1, &inputs("1.00"), None, None).inputs);
+        let listed = |action| Reads {
+            lists: vec![ListHit {
+                kind: ListKind::Ip,
+                action,
+            }],
+            signals: Signals::default(),
+        };
+        let block = decide(
+            &policy,
+            1,
+            &inputs("1.00"),
+            Some(&listed(Action::Block)),
+            None,
+        );
+        let review = decide(
+            &policy,
+            1,
+            &inputs("1.00"),
+            Some(&listed(Action::Review)),
+            None,
+        );
+        assert_ne!(
+            block.inputs, review.inputs,
+            "a list entry's action is decided on"
+        );
         let mut other = inputs("1.00");
         other.customer = Some("c2");
         assert_ne!(
@@ -858,6 +888,61 @@ mod tests {
         assert!(
             bad(r#"{"rules":[{"id":"a","action":"block","when":{"cashiers":["pos"]}}]}"#)
                 .contains("cashiers")
+        );
+    }
+
+    #[test]
+    fn names_read_back_and_the_limits_of_a_rule_set_are_inclusive() {
+        for signal in [
+            Signal::BuyerCustomers,
+            Signal::QuickRefunds,
+            Signal::AgreementFailures,
+        ] {
+            // The store's attribute is the rule set's name for it.
+            assert_eq!(
+                serde_json::to_string(&signal).expect("json"),
+                format!("\"{}\"", signal.as_str())
+            );
+        }
+        for kind in ListKind::ALL {
+            assert_eq!(ListKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.digest("v").len(), 20);
+            assert_ne!(kind.digest("v"), ListKind::Customer.digest("w"));
+        }
+        assert_ne!(ListKind::Ip.digest("v"), ListKind::Device.digest("v"));
+        assert_eq!(ListKind::parse("email"), None);
+        let rule = |i: usize| {
+            format!(r#"{{"id":"r{i}","action":"review","when":{{"virtual_goods":true}}}}"#)
+        };
+        let set = |n: usize| {
+            let rules: Vec<String> = (0..n).map(rule).collect();
+            format!(r#"{{"rules":[{}]}}"#, rules.join(","))
+        };
+        assert!(crate::risk::Rules::parse(&set(100)).is_ok());
+        assert!(crate::risk::Rules::parse(&set(101)).is_err());
+        assert!(crate::risk::Rules::parse(r#"{"step_up":{"min_age":120}}"#).is_ok());
+        assert!(crate::risk::Rules::parse(r#"{"step_up":{"min_age":121}}"#).is_err());
+    }
+
+    #[test]
+    fn what_the_request_says_about_the_buyer_is_a_condition() {
+        let policy = policy(
+            r#"{"rules": [
+                {"id": "anonymous", "action": "review", "when": {"has_customer": false}},
+                {"id": "no_ip", "action": "step_up", "when": {"has_buyer_ip": false, "amount_at_least": "10.00"}}]}"#,
+        );
+        let read = Reads::default();
+        let mut known = inputs("10.00");
+        known.buyer_ip = "203.0.113.1".parse().ok();
+        assert_eq!(outcome(&policy, &known, Some(&read)), (Action::Allow, None));
+        known.buyer_ip = None;
+        assert_eq!(outcome(&policy, &known, Some(&read)).0, Action::StepUp);
+        let mut anonymous = inputs("1.00");
+        anonymous.customer = None;
+        anonymous.buyer_ip = "203.0.113.1".parse().ok();
+        assert_eq!(
+            outcome(&policy, &anonymous, Some(&read)),
+            (Action::Review, Some("anonymous".into()))
         );
     }
 }
