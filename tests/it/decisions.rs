@@ -269,6 +269,28 @@ async fn a_rule_set_changes_without_a_deploy_and_a_bad_one_is_refused_with_the_l
     assert_eq!(body["payment"]["risk"]["decision"]["rule_set_version"], 3);
     // Someone else's version in between: a put on a stale version is refused.
     assert!(store.put_rule_set("{}", 2, "late", now).await.is_err());
+
+    // The after-payment checks follow the version in force too (version 0 flags a buyer of
+    // more than 10 customers; version 4, of more than 1).
+    let v4 = r#"{"after_payment": {"buyer_max_customers": 1}}"#;
+    assert_eq!(store.put_rule_set(v4, 3, "test", now).await.expect("v4"), 4);
+    let buyer = "2088000000000444";
+    let mut paid = Vec::new();
+    // One after the other: the second is judged on the first's recorded payment.
+    for (no, customer) in [("rs_p1", "cust_p1"), ("rs_p2", "cust_p2")] {
+        let (status, body) =
+            create(&stack, no, "5.00", "qr", json!({"customer_ref": customer})).await;
+        assert_eq!(status, 201, "{body}");
+        stack.simulator.pay_as(no, buyer).expect("pay");
+        paid.push(wait_for_status(&stack, no, "PAID").await);
+    }
+    assert_eq!(paid[0]["risk"]["flagged"], false, "{}", paid[0]);
+    let second = &paid[1];
+    assert_eq!(
+        second["risk"]["rules"],
+        json!(["buyer_many_customers"]),
+        "{second}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -450,10 +450,11 @@ async fn apply_payment(
             let report = notified_payment(&order, notification)
                 .ok_or_else(|| Refusal::Rejected("a paid notification without paymentId".into()))?;
             let config = &gateway.config;
+            let in_force = gateway.rules_in_force().await;
             match apply_trade_report(
                 &gateway.store,
                 &config.lifecycle,
-                &config.risk,
+                &in_force.rules,
                 &order,
                 &report,
                 &cause,

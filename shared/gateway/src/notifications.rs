@@ -202,10 +202,11 @@ pub async fn apply(
     }
 
     let report = TradeReport::from_notification(notification);
+    let in_force = gateway.rules_in_force().await;
     match apply_trade_report(
         &gateway.store,
         &config.lifecycle,
-        &config.risk,
+        &in_force.rules,
         &order,
         &report,
         &cause,

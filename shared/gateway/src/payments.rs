@@ -439,10 +439,11 @@ pub async fn apply_paid_because(
     cause: &Cause,
 ) -> Result<Ended, StoreError> {
     let lifecycle = &gateway.config.lifecycle;
+    let in_force = gateway.rules_in_force().await;
     match apply_trade_report(
         &gateway.store,
         lifecycle,
-        &gateway.config.risk,
+        &in_force.rules,
         &order,
         report,
         cause,

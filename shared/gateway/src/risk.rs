@@ -190,9 +190,8 @@ pub async fn create_screened(
     now: i64,
     facts: &Facts<'_>,
 ) -> Result<Screened, StoreError> {
-    let budget =
-        Duration::from_millis(u64::try_from(gateway.config.risk_read_budget_ms).unwrap_or(150));
-    let in_force = gateway.risk.in_force(&gateway.store, budget).await;
+    let budget = gateway.config.risk_read_budget();
+    let in_force = gateway.rules_in_force().await;
     let rules = &in_force.rules;
     let amount = cny_part(new.amount);
     let screening = Screening {

@@ -275,6 +275,13 @@ impl Gateway {
         })
     }
 
+    /// The risk rule set in force (the table's, cached; see [`crate::risk::RuleCache`]).
+    pub async fn rules_in_force(&self) -> Arc<crate::risk::InForce> {
+        self.risk
+            .in_force(&self.store, self.config.risk_read_budget())
+            .await
+    }
+
     /// What `channel` trusts Alipay's signatures with.
     pub fn trust(&self, channel: ChannelId) -> Option<&Arc<AlipayTrust>> {
         self.trusts

@@ -286,6 +286,11 @@ impl Config {
     }
 
     /// The primary channel (always configured).
+    /// `RISK_READ_BUDGET_MS` as a duration.
+    pub fn risk_read_budget(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.risk_read_budget_ms).unwrap_or(150))
+    }
+
     pub fn primary(&self) -> &ChannelConfig {
         // `from_map` refuses a configuration without one.
         &self.channels[0]
